@@ -1,0 +1,35 @@
+# Shared by scripts/demo and scripts/test: install what the project needs, configure, build.
+# Sourced, not run. Everything here is idempotent and quiet when nothing has to change.
+
+TPC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+TPC_APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git python3 zlib1g-dev libncurses-dev
+  libflatbuffers-dev flatbuffers-compiler libzmq3-dev cppzmq-dev nlohmann-json3-dev
+  libopenblas-dev libgloo-dev llvm-14-dev libgtest-dev libpcre2-dev
+  clang-format clang-tidy
+)
+
+tpc_install_packages() {
+  local missing=()
+  for p in "${TPC_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# tpc_build BUILD_DIR [extra cmake args...]
+tpc_build() {
+  local dir=$1; shift
+  local jobs
+  jobs=$(nproc 2>/dev/null || echo 2)
+  cmake -S "$TPC_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=${TPC_BUILD_TYPE:-RelWithDebInfo} "$@" >"$dir/configure.log" 2>&1 \
+    || { cat "$dir/configure.log"; echo "setup: cmake configure failed"; return 1; }
+  grep -E "tpc: CUDA backend" "$dir/configure.log" || true
+  cmake --build "$dir" -j "$jobs"
+}
