@@ -64,8 +64,9 @@ class DecoderBuilder {
     ids_ = g_.addInput("token_ids", DType::I32, {Dim::tokens()});
     positions_ = g_.addInput("positions", DType::I32, {Dim::tokens()});
     Value* embed = param("model.embed_tokens.weight", {spec_.vocabSize, spec_.hiddenSize});
-    Value* h = node(OpKind::Embedding, {ids_, embed}, "embed", act_, spec_.hiddenSize,
-                    splitAttrs(spec_.vocabSize, "vocab_size"));
+    Attributes embedAttrs = splitAttrs(spec_.vocabSize, "vocab_size");
+    embedAttrs.setInt("pad_to_world", 1);  // the vocab is padded to a multiple of the world
+    Value* h = node(OpKind::Embedding, {ids_, embed}, "embed", act_, spec_.hiddenSize, embedAttrs);
     for (int64_t l = 0; l < spec_.numLayers; ++l) h = layer(l, h);
     Value* norm = rmsNorm(h, "model.norm.weight", "final_norm");
     Value* head = spec_.tieWordEmbeddings

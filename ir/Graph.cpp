@@ -120,6 +120,11 @@ void Graph::replaceAllUsesWith(Value* from, Value* to, const Node* except) {
     if (out == from) out = to;
 }
 
+void Graph::replaceOutput(Value* from, Value* to) {
+  for (Value*& out : outputs_)
+    if (out == from) out = to;
+}
+
 Value* Graph::findValue(llvm::StringRef name) const {
   auto it = byName_.find(name);
   return it == byName_.end() ? nullptr : it->second;

@@ -58,6 +58,9 @@ struct Value {
   Shape shape;
   Sharding sharding;
   Node* producer = nullptr;  // Intermediate only
+  // Set by plan-memory: byte offset in the rank's activation arena per token of the step, so
+  // a step of T tokens finds the value at arenaOffset * T. -1 until planned.
+  int64_t arenaOffset = -1;
   // Parameter only: the pieces, concatenated along dim 0, that make this rank's weight. One
   // piece unless the fuse pass merged several weights into one GEMM.
   llvm::SmallVector<WeightPiece, 1> pieces;
@@ -112,6 +115,8 @@ class Graph {
   // Points every use of `from` (operands and graph outputs) at `to`, except inside `except`.
   void replaceAllUsesWith(Value* from, Value* to, const Node* except = nullptr);
   void addOutput(Value* v) { outputs_.push_back(v); }
+  // Makes the graph return `to` where it returned `from`; uses by nodes are untouched.
+  void replaceOutput(Value* from, Value* to);
 
   llvm::ArrayRef<Value*> inputs() const { return inputs_; }
   llvm::ArrayRef<Value*> parameters() const { return parameters_; }

@@ -52,7 +52,7 @@ class Lexer {
         tok.text += text_[pos_++];
       return "";
     }
-    if (std::string_view("()[]{},:=").find(c) != std::string_view::npos) {
+    if (std::string_view("()[]{},:=@").find(c) != std::string_view::npos) {
       tok.kind = Tok::Punct;
       tok.text = std::string(1, c);
       ++pos_;
@@ -253,14 +253,20 @@ class Parser {
     return Error::success();
   }
 
-  // %name : type
-  Error parseDecl(std::string& name, DType& dtype, Shape& shape, Sharding& sharding) {
+  // %name : type [@offset]
+  Error parseDecl(std::string& name, DType& dtype, Shape& shape, Sharding& sharding, int64_t& offset) {
     if (tok_.kind != Tok::ValueName) return fail("expected a %value name");
     name = tok_.text;
     if (graph_.findValue(name)) return fail("value %" + name + " is defined twice");
     if (Error e = advance()) return e;
     if (Error e = expectPunct(":")) return e;
-    return parseType(dtype, shape, sharding);
+    if (Error e = parseType(dtype, shape, sharding)) return e;
+    offset = -1;
+    if (!isPunct("@")) return Error::success();
+    if (Error e = advance()) return e;
+    if (Error e = parseInt(offset)) return e;
+    if (offset < 0) return fail("negative arena offset");
+    return Error::success();
   }
 
   Error parsePiece(WeightPiece& piece) {
@@ -289,9 +295,12 @@ class Parser {
       DType dtype;
       Shape shape;
       Sharding sharding;
-      if (Error e = parseDecl(name, dtype, shape, sharding)) return e;
+      int64_t offset;
+      if (Error e = parseDecl(name, dtype, shape, sharding, offset)) return e;
       if (word == "input") {
-        graph_.addInput(name, dtype, shape)->sharding = sharding;
+        Value* v = graph_.addInput(name, dtype, shape);
+        v->sharding = sharding;
+        v->arenaOffset = offset;
         return Error::success();
       }
       if (Error e = expectPunct("=")) return e;
@@ -326,9 +335,12 @@ class Parser {
 
   Error parseNode() {
     llvm::SmallVector<ResultSpec, 2> results;
+    llvm::SmallVector<int64_t, 2> offsets;
     while (true) {
       ResultSpec r;
-      if (Error e = parseDecl(r.name, r.dtype, r.shape, r.sharding)) return e;
+      int64_t offset;
+      if (Error e = parseDecl(r.name, r.dtype, r.shape, r.sharding, offset)) return e;
+      offsets.push_back(offset);
       for (const ResultSpec& earlier : results)
         if (earlier.name == r.name) return fail("value %" + r.name + " is defined twice");
       results.push_back(std::move(r));
@@ -354,7 +366,8 @@ class Parser {
     if (Error e = advance()) return e;
     Attributes attrs;
     if (Error e = parseAttrBlock(attrs)) return e;
-    graph_.addNode(info->kind, operands, results, std::move(attrs));
+    Node* node = graph_.addNode(info->kind, operands, results, std::move(attrs));
+    for (size_t i = 0; i < offsets.size(); ++i) node->results[i]->arenaOffset = offsets[i];
     return Error::success();
   }
 

@@ -31,7 +31,9 @@ std::string pieceText(const WeightPiece& p) {
 }  // namespace
 
 std::string printValueDecl(const Value& v) {
-  return "%" + v.name + " : " + typeText(v.dtype, v.shape, v.sharding);
+  std::string s = "%" + v.name + " : " + typeText(v.dtype, v.shape, v.sharding);
+  if (v.arenaOffset >= 0) s += " @" + std::to_string(v.arenaOffset);
+  return s;
 }
 
 std::string printNode(const Node& node) {

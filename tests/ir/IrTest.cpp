@@ -71,6 +71,7 @@ Graph makeSample() {
            attn)
           ->result();
   g.addOutput(out);
+  out->arenaOffset = 64;  // as plan-memory would set it
   return g;
 }
 

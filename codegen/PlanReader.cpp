@@ -1,0 +1,187 @@
+#include "codegen/PlanReader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "codegen/PlanFormat.h"
+#include "ir/Graph.h"
+
+namespace tpc {
+namespace {
+
+constexpr int64_t kMaxDim = int64_t{1} << 40;  // far above any real tensor dim
+
+class SemanticCheck {
+ public:
+  explicit SemanticCheck(const plan::Plan& p) : p_(p) {}
+
+  Error run() {
+    uint32_t world = p_.world();
+    if (world < 1 || world > 1024 || (world & (world - 1)) != 0) return bad("world ", world, " is not a power of 2 in 1..1024");
+    if (!p_.ranks() || p_.ranks()->size() != world) return bad("holds ", p_.ranks() ? p_.ranks()->size() : 0, " rank programs for world ", world);
+    if (!p_.limits() || p_.limits()->max_context() < 1 || p_.limits()->max_batch() < 1) return bad("limits are missing or not positive");
+    if (!p_.checkpoint()) return bad("has no checkpoint file list");
+    if (!validDType(p_.compute_dtype())) return bad("compute dtype ", int(p_.compute_dtype()), " is unknown");
+    for (const plan::CheckpointFile* f : *p_.checkpoint())
+      if (f->name()->str().empty()) return bad("a checkpoint file has an empty name");
+    std::vector<std::string> firstOps;
+    for (uint32_t r = 0; r < world; ++r) {
+      const plan::RankProgram* prog = p_.ranks()->Get(r);
+      if (prog->rank() != r) return bad("rank program ", r, " says it is rank ", prog->rank());
+      if (Error e = checkRank(*prog)) return std::move(e).withContext("rank " + std::to_string(r) + ": ");
+      std::vector<std::string> ops;
+      for (const plan::Step* s : *prog->steps()) ops.push_back(s->op()->str());
+      if (r == 0) firstOps = ops;
+      else if (ops != firstOps) return bad("rank ", r, " runs a different step sequence than rank 0");
+    }
+    return Error::success();
+  }
+
+ private:
+  template <class... Parts>
+  Error bad(Parts&&... parts) const {
+    return makeError("plan ", std::forward<Parts>(parts)...);
+  }
+  static bool validDType(uint8_t d) { return d <= static_cast<uint8_t>(DType::U64); }
+
+  static Error checkShape(const flatbuffers::Vector<int64_t>* shape, const char* what, bool allowSymbolic) {
+    if (!shape || shape->size() > 8) return makeError(what, " has no valid shape");
+    for (int64_t d : *shape)
+      if (d > kMaxDim || d < (allowSymbolic ? kContextDim : 0)) return makeError(what, " has dim ", d, " out of range");
+    return Error::success();
+  }
+
+  Error checkRank(const plan::RankProgram& prog) const {
+    if (!prog.steps() || !prog.buffers() || !prog.weights() || !prog.inputs() || !prog.outputs())
+      return makeError("program is missing steps, buffers, weights, inputs or outputs");
+    int64_t arena = prog.arena_bytes_per_token();
+    if (arena < 0) return makeError("arena size is negative");
+    for (const plan::Buffer* b : *prog.buffers()) {
+      std::string what = "buffer " + b->name()->str();
+      if (!validDType(b->dtype())) return makeError(what, " has an unknown dtype");
+      if (Error e = checkShape(b->shape(), what.c_str(), true)) return e;
+      if (b->arena_offset() < 0 || b->bytes_per_token() < 0 || b->arena_offset() > arena ||
+          b->bytes_per_token() > arena - b->arena_offset())
+        return makeError(what, " lies outside the arena (", b->arena_offset(), " + ", b->bytes_per_token(), " > ", arena, ")");
+    }
+    uint32_t files = p_.checkpoint()->size();
+    for (const plan::Weight* w : *prog.weights()) {
+      std::string what = "weight " + w->name()->str();
+      if (!validDType(w->dtype())) return makeError(what, " has an unknown dtype");
+      if (Error e = checkShape(w->shape(), what.c_str(), false)) return e;
+      if (w->shape()->size() == 0 || !w->slices() || w->slices()->size() == 0) return makeError(what, " has no slices");
+      int64_t rows = w->shape()->Get(0);
+      for (const plan::WeightSlice* s : *w->slices()) {
+        std::string sw = what + " slice of " + s->tensor()->str();
+        if (s->file() >= files) return makeError(sw, " names checkpoint file ", s->file(), " of ", files);
+        if (!validDType(s->dtype())) return makeError(sw, " has an unknown dtype");
+        if (Error e = checkShape(s->shape(), sw.c_str(), false)) return e;
+        int64_t dims = s->shape()->size();
+        if (dims == 0 || s->dim() < -1 || s->dim() >= dims) return makeError(sw, " splits dim ", s->dim(), " of a ", dims, "-d tensor");
+        int64_t size = s->shape()->Get(s->dim() < 0 ? 0 : s->dim());
+        if (s->start() < 0 || s->length() < 0 || s->start() > size || s->length() > size - s->start() ||
+            s->extent() < s->length() || s->extent() > kMaxDim)
+          return makeError(sw, " range ", s->start(), "+", s->length(), " is outside ", size);
+        int64_t destRows = s->dim() == 1 ? s->shape()->Get(0) : s->extent();
+        if (s->dest_offset() < 0 || s->dest_offset() > rows || destRows > rows - s->dest_offset())
+          return makeError(sw, " lands outside the weight's ", rows, " rows");
+      }
+    }
+    uint32_t nBuffers = prog.buffers()->size(), nWeights = prog.weights()->size();
+    for (const plan::Step* s : *prog.steps()) {
+      const OpInfo* info = findOp(s->op()->string_view());
+      if (!info) return makeError("step op \"", s->op()->str(), "\" is unknown");
+      if (!s->operands() || !s->results()) return makeError("a ", info->name, " step has no operands or results");
+      int ops = static_cast<int>(s->operands()->size()), res = static_cast<int>(s->results()->size());
+      if (ops < info->minOperands || (info->maxOperands >= 0 && ops > info->maxOperands) ||
+          (info->results >= 0 && res != info->results) || res == 0)
+        return makeError("a ", info->name, " step has ", ops, " operands and ", res, " results");
+      for (const plan::Ref* ref : *s->operands()) {
+        bool isBuffer = ref->kind() == plan::RefKind::Buffer;
+        if (ref->kind() > plan::RefKind::MAX || ref->index() >= (isBuffer ? nBuffers : nWeights))
+          return makeError("a ", info->name, " step reads ", isBuffer ? "buffer " : "weight ", ref->index(), " which does not exist");
+      }
+      for (uint32_t r : *s->results())
+        if (r >= nBuffers) return makeError("a ", info->name, " step writes buffer ", r, " which does not exist");
+      if (s->attrs())
+        for (const plan::Attr* a : *s->attrs())
+          if (a->kind() > plan::AttrKind::MAX) return makeError("attribute ", a->key()->str(), " has an unknown kind");
+    }
+    for (uint32_t i : *prog.inputs())
+      if (i >= nBuffers) return makeError("input buffer ", i, " does not exist");
+    for (uint32_t i : *prog.outputs())
+      if (i >= nBuffers) return makeError("output buffer ", i, " does not exist");
+    return Error::success();
+  }
+
+  const plan::Plan& p_;
+};
+
+}  // namespace
+
+Expected<LoadedPlan> LoadedPlan::fromBytes(std::vector<uint8_t> bytes, const std::string& source) {
+  auto fail = [&](const std::string& what) { return makeError(source, ": ", what); };
+  if (bytes.size() < 8) return fail("not a tpc plan (file is only " + std::to_string(bytes.size()) + " bytes)");
+  if (!plan::PlanBufferHasIdentifier(bytes.data())) {
+    std::string id(reinterpret_cast<const char*>(bytes.data()) + 4, 4);
+    for (char& c : id)
+      if (c < 32 || c > 126) c = '?';
+    return fail("not a tpc plan (file identifier \"" + id + "\", expected \"TPCP\")");
+  }
+  flatbuffers::Verifier verifier(bytes.data(), bytes.size(), /*max_depth=*/64, /*max_tables=*/50'000'000);
+  if (!plan::VerifyPlanBuffer(verifier)) return fail("plan is corrupted or truncated (FlatBuffers verification failed)");
+  const plan::Plan* p = plan::GetPlan(bytes.data());
+  if (p->schema_version() > kPlanSchemaVersion)
+    return fail("plan schema version " + std::to_string(p->schema_version()) + " is newer than this build reads (" +
+                std::to_string(kPlanSchemaVersion) + "); recompile the plan or update tpc");
+  if (p->schema_version() == 0) return fail("plan has no schema version");
+  if (Error e = SemanticCheck(*p).run()) return std::move(e).withContext(source + ": ");
+  LoadedPlan out;
+  out.bytes_ = std::move(bytes);
+  out.source_ = source;
+  return out;
+}
+
+Expected<LoadedPlan> LoadedPlan::readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return makeError(path, ": cannot open (", std::strerror(errno), ")");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return makeError(path, ": read failed");
+  return fromBytes(std::move(bytes), path);
+}
+
+Error writeFileAtomically(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::string tmp = path + ".tmp-XXXXXX";
+  int fd = mkstemp(tmp.data());
+  if (fd < 0) return makeError(path, ": cannot create a temporary file beside it (", std::strerror(errno), ")");
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return makeError(path, ": write failed (", why, ")");
+    }
+    done += static_cast<size_t>(n);
+  }
+  fchmod(fd, 0644);
+  bool synced = ::fsync(fd) == 0;
+  bool closed = ::close(fd) == 0;
+  if (!synced || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return makeError(path, ": cannot finish writing (", why, ")");
+  }
+  return Error::success();
+}
+
+}  // namespace tpc

@@ -1,0 +1,45 @@
+// Passes transform a Graph in place. Each lives in its own file, can run alone, and never
+// prints: `tpc compile --print-after NAME` prints through the one IR printer.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/Error.h"
+#include "ir/Graph.h"
+
+namespace tpc {
+
+struct PassOptions {
+  int64_t world = 1;
+};
+
+class Pass {
+ public:
+  virtual ~Pass() = default;
+  virtual const char* name() const = 0;
+  virtual Error run(Graph& graph) = 0;
+};
+
+std::unique_ptr<Pass> createVerifyPass();
+std::unique_ptr<Pass> createShardPass(int64_t world);
+std::unique_ptr<Pass> createInsertCollectivesPass();
+std::unique_ptr<Pass> createFusePass();
+std::unique_ptr<Pass> createPlanMemoryPass();
+
+// The compile pipeline in order: verify, shard, insert-collectives, fuse, plan-memory.
+std::vector<std::string> pipelinePassNames();
+// A pass by name; nullptr when there is none.
+std::unique_ptr<Pass> createPass(const std::string& name, const PassOptions& options);
+
+// Runs the pipeline, re-verifying the graph after every pass (a failure there is a compiler
+// bug and says so). `after` sees the graph after each pass, for --print-after.
+Error runPipeline(Graph& graph, const PassOptions& options,
+                  const std::function<void(const std::string& pass, const Graph&)>& after = {});
+
+// World rules shared by the passes and the tools: a power of 2 from 1 to 1024.
+Error checkWorld(int64_t world);
+
+}  // namespace tpc
