@@ -1,0 +1,60 @@
+#include "codegen/PlanSummary.h"
+
+#include <cstdio>
+#include <sstream>
+
+namespace tpc {
+namespace {
+
+std::string bytesText(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+PlanSummary summarizePlan(const plan::Plan& p) {
+  PlanSummary s;
+  s.world = p.world();
+  s.maxContext = p.limits()->max_context();
+  s.maxBatch = p.limits()->max_batch();
+  if (p.model())
+    for (const plan::Attr* a : *p.model())
+      if (a->key()->str() == "family" && a->string_value()) s.family = a->string_value()->str();
+  for (const plan::RankProgram* r : *p.ranks())
+    s.ranks.push_back({r->rank(), r->weight_bytes(), r->kv_cache_bytes(), r->arena_bytes_per_token(), r->steps()->size()});
+  const plan::RankProgram* first = p.ranks()->Get(0);
+  for (const plan::Step* step : *first->steps()) {
+    std::string op = step->op()->str();
+    if (op != "all_reduce" && op != "all_gather") continue;
+    const plan::Buffer* out = first->buffers()->Get(step->results()->Get(0));
+    s.collectives.push_back({op, out->name()->str(), step->comm_bytes_per_token()});
+    (op == "all_reduce" ? s.allReduces : s.allGathers)++;
+    s.commBytesPerToken += step->comm_bytes_per_token();
+  }
+  return s;
+}
+
+std::string formatPlanSummary(const PlanSummary& s) {
+  std::ostringstream os;
+  os << "world " << s.world << ", max context " << s.maxContext << ", max batch " << s.maxBatch << "\n";
+  for (const RankSummary& r : s.ranks) {
+    os << "  rank " << r.rank << ": weights " << bytesText(static_cast<double>(r.weightBytes)) << ", KV cache "
+       << bytesText(static_cast<double>(r.kvCacheBytes)) << ", activations "
+       << bytesText(static_cast<double>(r.arenaBytesPerToken)) << "/token ("
+       << bytesText(static_cast<double>(r.arenaBytesPerToken) * static_cast<double>(s.maxBatch)) << " at batch "
+       << s.maxBatch << "), " << r.steps << " steps\n";
+  }
+  os << "collectives per step: " << s.allReduces << " all-reduce, " << s.allGathers << " all-gather; "
+     << bytesText(static_cast<double>(s.commBytesPerToken)) << " per token per rank\n";
+  return os.str();
+}
+
+}  // namespace tpc

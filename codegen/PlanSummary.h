@@ -1,0 +1,42 @@
+// The figures a user asks of a plan first: bytes per rank, collectives per step and what they
+// move. Shared by `tpc compile` (printed after writing) and `tpc dump`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "codegen/plan_generated.h"
+
+namespace tpc {
+
+struct RankSummary {
+  uint32_t rank = 0;
+  uint64_t weightBytes = 0;
+  uint64_t kvCacheBytes = 0;
+  int64_t arenaBytesPerToken = 0;
+  size_t steps = 0;
+};
+
+struct CollectiveSummary {
+  std::string op;     // all_reduce, all_gather
+  std::string value;  // the buffer it produces
+  int64_t bytesPerToken = 0;
+};
+
+struct PlanSummary {
+  uint32_t world = 1;
+  int64_t maxContext = 0, maxBatch = 0;
+  std::string family;
+  std::vector<RankSummary> ranks;
+  // Rank 0's sequence; the reader checks every rank runs the same steps.
+  std::vector<CollectiveSummary> collectives;
+  int64_t allReduces = 0, allGathers = 0;
+  int64_t commBytesPerToken = 0;
+};
+
+PlanSummary summarizePlan(const plan::Plan& plan);
+// A few human lines: one per rank (weights, KV cache, arena) and the collective totals.
+std::string formatPlanSummary(const PlanSummary& summary);
+
+}  // namespace tpc
