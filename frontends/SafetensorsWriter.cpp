@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <new>
@@ -55,6 +56,7 @@ Expected<uint64_t> checkedByteLength(const TensorToWrite& t) {
 
 Expected<std::vector<PlacedTensor>> placeTensors(const std::vector<TensorToWrite>& tensors) {
   std::vector<const TensorToWrite*> order;
+  order.reserve(tensors.size());
   for (const TensorToWrite& t : tensors) order.push_back(&t);
   // DType follows the reference crate's Dtype order, which rises with alignment.
   std::sort(order.begin(), order.end(), [](const TensorToWrite* a, const TensorToWrite* b) {
@@ -141,7 +143,8 @@ Error writeTensorData(AtomicFile& file, const std::vector<PlacedTensor>& placed,
 }  // namespace
 
 Error writeSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata, WriteProgress progress) {
+                       const std::map<std::string, std::string>& metadata,
+                       const WriteProgress& progress) {
   std::string context = path + ": ";
   Expected<std::vector<PlacedTensor>> placed = placeTensors(tensors);
   if (!placed) return placed.takeError().withContext(context);
@@ -160,7 +163,7 @@ Error writeSafetensors(const std::string& path, const std::vector<TensorToWrite>
 
 Error writeSafetensorsIndex(const std::string& dir,
                             const std::map<std::string, std::string>& weightMap) {
-  std::string indexPath = dir + "/" + kSafetensorsIndexName;
+  std::string indexPath = (std::filesystem::path(dir) / kSafetensorsIndexName).string();
   std::map<std::string, std::set<std::string>> tensorsByShard;
   for (const auto& [tensor, shard] : weightMap) {
     // Tensor names need no UTF-8 check: each must be found in a shard header, which has one.
@@ -171,7 +174,8 @@ Error writeSafetensorsIndex(const std::string& dir,
   }
   uint64_t totalSize = 0;
   for (const auto& [shard, names] : tensorsByShard) {
-    Expected<SafetensorsFile> file = SafetensorsFile::open(dir + "/" + shard);
+    Expected<SafetensorsFile> file =
+        SafetensorsFile::open((std::filesystem::path(dir) / shard).string());
     if (!file) return file.takeError().withContext(indexPath + ": ");
     for (const std::string& name : names) {
       const TensorInfo* info = file->find(name);

@@ -33,7 +33,7 @@ using WriteProgress = std::function<void(uint64_t doneBytes, uint64_t totalBytes
 // bytes reach the file, counting only tensor bytes.
 Error writeSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {},
-                       WriteProgress progress = {});
+                       const WriteProgress& progress = {});
 
 // The file name Checkpoint looks for in a sharded model directory.
 inline constexpr const char* kSafetensorsIndexName = "model.safetensors.index.json";

@@ -217,6 +217,7 @@ TEST(Safetensors, ManyTensors) {
   TempDir dir;
   std::string path = dir.file("moe.safetensors");
   std::vector<TensorToWrite> tensors;
+  tensors.reserve(20000);
   for (int i = 0; i < 20000; ++i)
     tensors.push_back({"layers." + std::to_string(i) + ".w", DType::BF16, {2}, {}});
   ASSERT_FALSE(writeSafetensors(path, tensors));
