@@ -157,31 +157,4 @@ Expected<LoadedPlan> LoadedPlan::readFile(const std::string& path) {
   return fromBytes(std::move(bytes), path);
 }
 
-Error writeFileAtomically(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::string tmp = path + ".tmp-XXXXXX";
-  int fd = mkstemp(tmp.data());
-  if (fd < 0) return makeError(path, ": cannot create a temporary file beside it (", std::strerror(errno), ")");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      std::string why = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return makeError(path, ": write failed (", why, ")");
-    }
-    done += static_cast<size_t>(n);
-  }
-  fchmod(fd, 0644);
-  bool synced = ::fsync(fd) == 0;
-  bool closed = ::close(fd) == 0;
-  if (!synced || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return makeError(path, ": cannot finish writing (", why, ")");
-  }
-  return Error::success();
-}
-
 }  // namespace tpc

@@ -26,8 +26,4 @@ class LoadedPlan {
   std::string source_;
 };
 
-// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-// reader never sees half a file and a failure leaves no file behind.
-Error writeFileAtomically(const std::string& path, const std::vector<uint8_t>& bytes);
-
 }  // namespace tpc

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <map>
 
-#include "frontends/AtomicFile.h"
+#include "ir/AtomicFile.h"
 #include "frontends/GraphBuilder.h"
 #include "frontends/SafetensorsWriter.h"
 #include "ir/Float16.h"

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "frontends/AtomicFile.h"
+#include "ir/AtomicFile.h"
 #include "frontends/Checkpoint.h"
 #include "frontends/Safetensors.h"
 #include "frontends/SafetensorsHeader.h"

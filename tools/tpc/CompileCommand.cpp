@@ -5,6 +5,7 @@
 #include "codegen/PlanReader.h"
 #include "codegen/PlanSummary.h"
 #include "frontends/ModelSource.h"
+#include "ir/AtomicFile.h"
 #include "ir/Printer.h"
 #include "passes/Pass.h"
 #include "tools/common/Args.h"
@@ -66,7 +67,7 @@ int runCompile(int argc, char** argv) {
   // Read the plan back exactly as tpexec will: a plan this build cannot load is never written.
   Expected<LoadedPlan> check = LoadedPlan::fromBytes(*bytes, output);
   if (!check) return fail("internal: the compiled plan does not verify: " + check.errorMessage());
-  if (Error e = writeFileAtomically(output, *bytes)) return fail(e.message());
+  if (Error e = writeFileAtomically(output, std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()))) return fail(e.message());
   if (!quiet)
     std::printf("wrote %s (%s, %s)\n%s", output.c_str(), std::string(familyName(spec.family)).c_str(),
                 formatBytes(bytes->size()).c_str(), formatPlanSummary(summarizePlan(check->plan())).c_str());

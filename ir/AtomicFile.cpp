@@ -1,4 +1,4 @@
-#include "frontends/AtomicFile.h"
+#include "ir/AtomicFile.h"
 
 #include <fcntl.h>
 #include <unistd.h>

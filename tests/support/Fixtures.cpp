@@ -1,0 +1,50 @@
+#include "tests/support/Fixtures.h"
+
+#include <map>
+#include <stdexcept>
+
+#include "codegen/Lowering.h"
+#include "frontends/GraphBuilder.h"
+#include "frontends/Presets.h"
+#include "passes/Pass.h"
+
+namespace tpc::test {
+
+ModelSpec presetSpec(Family family, const std::string& preset, DType dtype) {
+  Expected<ModelSpec> spec = makePresetSpec(family, preset, dtype);
+  if (!spec) throw std::runtime_error(spec.errorMessage());
+  return *spec;
+}
+
+Graph buildSpecGraph(const ModelSpec& spec) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const ExpectedTensor& t : expectedTensors(spec)) shapes[t.name] = t.shape;
+  TensorLookup lookup = [&](const std::string& name) -> std::optional<TensorMeta> {
+    auto it = shapes.find(name);
+    if (it == shapes.end()) return std::nullopt;
+    return TensorMeta{spec.dtype, it->second};
+  };
+  Expected<Graph> g = buildGraph(spec, lookup, BuildOptions{});
+  if (!g) throw std::runtime_error(g.errorMessage());
+  return std::move(*g);
+}
+
+Graph compiledGraph(const ModelSpec& spec, int64_t world) {
+  Graph g = buildSpecGraph(spec);
+  if (Error e = runPipeline(g, PassOptions{world})) throw std::runtime_error(e.message());
+  return g;
+}
+
+Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world) {
+  Graph g = buildSpecGraph(spec);
+  if (Error e = runPipeline(g, PassOptions{world})) return e;
+  PlanSource source;
+  source.modelDir = "model";
+  source.files.push_back({"model.safetensors", 1234, 0x5eed});
+  source.fileOf = [](const std::string&) -> std::optional<size_t> { return 0; };
+  Expected<std::vector<uint8_t>> bytes = lowerToPlan(g, source, PlanLimits{256, 4});
+  if (!bytes) return bytes.takeError();
+  return LoadedPlan::fromBytes(std::move(*bytes), "test-plan.fb");
+}
+
+}  // namespace tpc::test

@@ -1,0 +1,26 @@
+// Models for compiler tests without touching disk: a preset's graph built against the tensor
+// list the builder expects, and the plan compiled from it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "codegen/PlanReader.h"
+#include "frontends/ModelSpec.h"
+#include "ir/Graph.h"
+
+namespace tpc::test {
+
+constexpr Family kAllFamilies[] = {Family::Llama, Family::Mistral, Family::Qwen2,
+                                   Family::Qwen3, Family::Qwen3Moe, Family::Mixtral};
+
+ModelSpec presetSpec(Family family, const std::string& preset = "tiny", DType dtype = DType::BF16);
+// The whole-model graph of `spec`, as if read from a checkpoint holding exactly its tensors.
+Graph buildSpecGraph(const ModelSpec& spec);
+// Pipeline at `world`, then lowering; every tensor is said to live in checkpoint file 0.
+Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world);
+// The graph after the whole pipeline.
+Graph compiledGraph(const ModelSpec& spec, int64_t world);
+
+}  // namespace tpc::test
