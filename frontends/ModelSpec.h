@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ir/DType.h"
@@ -18,6 +19,10 @@ enum class Family : uint8_t { Llama, Mistral, Qwen2, Qwen3, Qwen3Moe, Mixtral };
 std::string_view familyName(Family f);
 // Lists the supported model_type values, for error messages: "llama, mistral, ...".
 std::string supportedFamilies();
+// A config.json model_type ("qwen3_moe") as a Family; the error lists the supported ones.
+Expected<Family> parseFamily(std::string_view modelType);
+// The sparse-MoE families: their MLP is (mostly) a mixture of experts.
+bool isMoeFamily(Family f);
 
 enum class RopeType : uint8_t { Default, Linear, Llama3, Yarn };
 std::string_view ropeTypeName(RopeType t);
@@ -28,10 +33,12 @@ struct RopeSpec {
   double factor = 1.0;                        // linear, llama3, yarn
   double lowFreqFactor = 1.0;                 // llama3
   double highFreqFactor = 4.0;                // llama3
-  int64_t originalMaxPositionEmbeddings = 0;  // llama3, yarn
+  int64_t originalMaxPositionEmbeddings = 0;  // llama3, yarn (0: max_position_embeddings)
   double betaFast = 32.0;                     // yarn
   double betaSlow = 1.0;                      // yarn
   double attentionFactor = 0.0;               // yarn; 0 means "derive from factor"
+
+  bool operator==(const RopeSpec&) const = default;
 };
 
 struct MoeSpec {
@@ -42,13 +49,17 @@ struct MoeSpec {
   int64_t decoderSparseStep = 1;
   std::vector<int64_t> mlpOnlyLayers;  // layers that keep a dense MLP
   double routerAuxLossCoef = 0.001;    // written back by make-model only
+
+  bool operator==(const MoeSpec&) const = default;
 };
 
 struct ModelSpec {
   Family family = Family::Llama;
   int64_t vocabSize = 0;
   int64_t hiddenSize = 0;
-  int64_t intermediateSize = 0;  // dense MLP
+  // Dense MLP width. Mixtral has no dense layer, so 0 there (its expert width is in moe);
+  // qwen3_moe uses it only for layers where layerIsMoe is false, and it may be 0 if none is.
+  int64_t intermediateSize = 0;
   int64_t numLayers = 0;
   int64_t numHeads = 0;
   int64_t numKvHeads = 0;
@@ -57,10 +68,12 @@ struct ModelSpec {
   int64_t maxPositionEmbeddings = 0;
   RopeSpec rope;
   bool tieWordEmbeddings = false;
-  bool attentionBias = false;  // bias on q/k/v (qwen2 always; llama when attention_bias)
-  bool qkNorm = false;         // per-head RMSNorm on q and k (qwen3, qwen3_moe)
-  int64_t slidingWindow = 0;   // 0: none. Recorded; not applied (full attention).
-  DType dtype = DType::BF16;   // torch_dtype / dtype
+  // Bias on q/k/v but not o_proj: qwen2 only. attention_bias: true in llama/qwen3 configs
+  // biases o_proj too, which no builder handles, so the parser refuses it.
+  bool attentionBias = false;
+  bool qkNorm = false;        // per-head RMSNorm on q and k (qwen3, qwen3_moe)
+  int64_t slidingWindow = 0;  // 0: none. Recorded; not applied (full attention).
+  DType dtype = DType::BF16;  // torch_dtype / dtype
   std::vector<int64_t> eosTokenIds;
   int64_t bosTokenId = -1;
   MoeSpec moe;
@@ -68,14 +81,34 @@ struct ModelSpec {
   bool isMoe() const { return moe.numExperts > 0; }
   // Whether layer `i` uses the sparse MoE block (decoder_sparse_step, mlp_only_layers).
   bool layerIsMoe(int64_t i) const;
+
+  bool operator==(const ModelSpec&) const = default;
 };
 
-// Parses config.json text; `source` names the file in errors.
+// Checks the value ranges and the relations between fields (heads divisible by KV heads, top-k
+// within the expert count, flags that match the family) for a spec from any source. Messages
+// use the config.json key names, prefixed by "`source`: ".
+Error validateModelSpec(const ModelSpec& spec, const std::string& source);
+
+// Weight count of the checkpoint `spec` describes (embeddings, lm_head unless tied, norms,
+// biases, routers, experts). For a spec that validateModelSpec accepts; saturates at INT64_MAX.
+int64_t parameterCount(const ModelSpec& spec);
+
+// Parses config.json text; `source` names the file in errors. The result has passed
+// validateModelSpec. Checkpoints this cannot run faithfully are refused rather than
+// approximated: rope types other than default/linear/llama3/yarn, hidden_act other than silu,
+// attention_bias (it puts a bias on o_proj too), mlp_bias, quantization_config.
 Expected<ModelSpec> parseModelConfig(std::string_view jsonText, const std::string& source);
+// `path` is a config.json, or a model folder holding one.
 Expected<ModelSpec> loadModelConfig(const std::string& path);
 
 // config.json text for `spec`, in the key forms transformers writes for the family, so
-// transformers and our own parser both load it.
+// transformers and our own parser both load it. Keys sorted, 2-space indent, final newline.
+// `spec` must pass validateModelSpec.
 std::string writeModelConfig(const ModelSpec& spec);
+
+// The torch dtype name config.json uses for a compute dtype: "bfloat16", "float16", "float32";
+// empty for any other dtype.
+std::string_view configDTypeName(DType t);
 
 }  // namespace tpc
