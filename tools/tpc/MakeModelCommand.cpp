@@ -1,7 +1,10 @@
 #include <cstdio>
 #include <memory>
 
+#include <filesystem>
+
 #include "frontends/Presets.h"
+#include "ir/AtomicFile.h"
 #include "frontends/RandomModel.h"
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
@@ -12,7 +15,7 @@ namespace tpc::cli {
 int runMakeModel(int argc, char** argv) {
   std::string arch, preset, dtypeName = "bf16", output;
   int64_t seed = 0, shardMiB = 5 * 1024;
-  bool force = false, list = false, quiet = false;
+  bool force = false, list = false, quiet = false, configOnly = false;
   ArgParser args("tpc make-model", "Writes config.json and safetensors with random weights under Hugging Face tensor\n"
                                    "names, for a known architecture and size. Transformers loads the result.");
   args.option("--arch", &arch, "A", "llama, mistral, qwen2, qwen3, qwen3_moe or mixtral");
@@ -23,6 +26,7 @@ int runMakeModel(int argc, char** argv) {
   args.option("--shard-size", &shardMiB, "MIB", "split into model-0000i-of-0000N.safetensors above this size (default 5120)");
   args.flag("--force", &force, "replace DIR if it exists");
   args.flag("--list", &list, "list the presets of every architecture and exit");
+  args.flag("--config-only", &configOnly, "write only config.json (no weights)");
   args.flag("--quiet", &quiet, "no progress output");
   args.epilog("example:\n  tpc make-model --arch llama --preset llama3-8b -o models/llama3-8b");
   if (Error e = args.parse(argc, argv, 2)) return fail(e.message(), 2);
@@ -42,6 +46,15 @@ int runMakeModel(int argc, char** argv) {
   Expected<ModelSpec> spec = makePresetSpec(*family, preset, *parseIrDType(dtypeName));
   if (!spec) return fail("--preset: " + spec.errorMessage(), 2);
 
+  if (configOnly) {
+    std::error_code ec;
+    std::filesystem::create_directories(output, ec);
+    if (Error e = writeFileAtomically(output + "/config.json", writeModelConfig(*spec))) return fail(e.message());
+    if (!quiet)
+      std::printf("wrote %s/config.json: %s %s, %lld parameters\n", output.c_str(),
+                  std::string(familyName(spec->family)).c_str(), preset.c_str(), (long long)parameterCount(*spec));
+    return 0;
+  }
   RandomModelOptions options;
   options.seed = static_cast<uint64_t>(seed);
   options.shardBytes = static_cast<uint64_t>(shardMiB) << 20;
