@@ -1,7 +1,9 @@
 // Reference kernels: plain C++ in fp32, one function per op of the plan (ir/Ops.def). They are
 // the numerical truth: the CPU backend runs them, and every CUDA kernel is tested against the
 // twin of the same name here. Activations are row-major [tokens, width]; weights follow the
-// Hugging Face layout ([out, in] for linear). Nothing here allocates per call except where noted.
+// Hugging Face layout ([out, in] for linear). Nothing here allocates per call except where noted;
+// working memory (attention scores, MoE activations, sampling candidates) comes from per-thread
+// buffers that grow to the largest call seen and are then reused.
 #pragma once
 
 #include <cstdint>
@@ -12,21 +14,22 @@ namespace tpc::cpu {
 
 // Rows of `table` ([rows, hidden]) holding vocab ids [firstRow, firstRow + rows); an id outside
 // that range gives a zero row (vocab-parallel embedding: another rank holds it).
-void embedding(const int32_t* ids, int64_t tokens, const float* table, int64_t rows, int64_t firstRow,
-               int64_t hidden, float* out);
+void embedding(const int32_t* ids, int64_t tokens, const float* table, int64_t rows,
+               int64_t firstRow, int64_t hidden, float* out);
 
 // out = x * rsqrt(mean(x^2) + eps) * w, per row of `width`.
 void rmsNorm(const float* x, const float* w, int64_t tokens, int64_t width, float eps, float* out);
 // sum = x + residual; out = rmsNorm(sum). `sum` may alias x or residual.
-void addRmsNorm(const float* x, const float* residual, const float* w, int64_t tokens, int64_t width, float eps,
-                float* sum, float* out);
+void addRmsNorm(const float* x, const float* residual, const float* w, int64_t tokens,
+                int64_t width, float eps, float* sum, float* out);
 // rmsNorm over each headDim slice of x[tokens, heads * headDim] with the shared w[headDim].
-void headRmsNorm(const float* x, const float* w, int64_t tokens, int64_t heads, int64_t headDim, float eps,
-                 float* out);
+void headRmsNorm(const float* x, const float* w, int64_t tokens, int64_t heads, int64_t headDim,
+                 float eps, float* out);
 void add(const float* a, const float* b, int64_t count, float* out);
 
 // y[tokens, out] = x[tokens, in] @ w[out, in]^T (+ bias[out]); bias may be null. OpenBLAS sgemm.
-void linear(const float* x, const float* w, const float* bias, int64_t tokens, int64_t in, int64_t out, float* y);
+void linear(const float* x, const float* w, const float* bias, int64_t tokens, int64_t in,
+            int64_t out, float* y);
 
 // RoPE as Hugging Face computes it (rotate_half: the first and second halves of each head are
 // the pairs), for the rope types of frontends/ModelSpec.h.
@@ -36,15 +39,19 @@ struct RopeParams {
   int64_t headDim = 0;
   double factor = 1.0;
   double lowFreqFactor = 1.0, highFreqFactor = 4.0;
+  // llama3, yarn: must be > 0; the caller resolves yarn's missing value to max_position_embeddings.
   int64_t originalMaxPosition = 0;
   double betaFast = 32.0, betaSlow = 1.0;
   double attentionFactor = 0.0;  // yarn; 0: derived from factor as transformers does
+  // yarn: rope_scaling "truncate" (transformers' default true) floors/ceils the correction range.
+  bool truncate = true;
 };
 // inv_freq[headDim / 2] and the factor cos/sin are scaled by (1 except yarn), as transformers'
 // rope init functions return them.
 std::vector<float> ropeInverseFrequencies(const RopeParams& p, float* attentionScaling);
 // x[tokens, heads * headDim] rotated at positions[tokens]. out may alias x.
-void rope(const float* x, const int32_t* positions, int64_t tokens, int64_t heads, const RopeParams& p, float* out);
+void rope(const float* x, const int32_t* positions, int64_t tokens, int64_t heads,
+          const RopeParams& p, float* out);
 
 // One layer's KV cache: [slots][maxContext][kvHeads][headDim] for keys and for values.
 struct KvCache {
@@ -56,29 +63,34 @@ struct KvCache {
 // query token t attends over positions [0, positions[t]] of slots[t] (so the tokens of one
 // prompt in one step see each other causally). q[tokens, heads*headDim], k/v[tokens,
 // kvHeads*headDim], out[tokens, heads*headDim]. Query head h uses KV head h / (heads / kvHeads).
-void attention(const float* q, const float* k, const float* v, const int32_t* positions, const int32_t* slots,
-               int64_t tokens, int64_t heads, float scale, KvCache& cache, float* out);
+void attention(const float* q, const float* k, const float* v, const int32_t* positions,
+               const int32_t* slots, int64_t tokens, int64_t heads, float scale, KvCache& cache,
+               float* out);
 
 // out = silu(gate) * up.
 void swiglu(const float* gate, const float* up, int64_t count, float* out);
 
 // Router: softmax over experts of x @ gate^T, keep the topK largest (ties: lower expert index),
 // renormalise them to sum 1 when normTopkProb. weights[tokens, topK], experts[tokens, topK].
-void moeRouter(const float* x, const float* gate, int64_t tokens, int64_t hidden, int64_t numExperts, int64_t topK,
-               bool normTopkProb, float* weights, int32_t* experts);
+void moeRouter(const float* x, const float* gate, int64_t tokens, int64_t hidden,
+               int64_t numExperts, int64_t topK, bool normTopkProb, float* weights,
+               int32_t* experts);
 // Per token: sum over its topK experts e of weights * down_e(silu(gate_e x) * up_e x).
 // gateUp[e] is either one [2*I, hidden] weight (gate rows then up rows) with up == nullptr, or
 // gate [I, hidden] and up [I, hidden] separately; down[e] is [hidden, I]. Accumulates into out
 // (which the caller zeroes), so a rank holding a slice of I produces a partial sum.
-void moeExperts(const float* x, const float* weights, const int32_t* experts, int64_t tokens, int64_t hidden,
-                int64_t intermediate, int64_t topK, const float* const* gateOrGateUp, const float* const* up,
-                const float* const* down, float* out);
+void moeExperts(const float* x, const float* weights, const int32_t* experts, int64_t tokens,
+                int64_t hidden, int64_t intermediate, int64_t topK,
+                const float* const* gateOrGateUp, const float* const* up, const float* const* down,
+                float* out);
 
 // Index of the largest logit (ties: the lowest index).
 int64_t argmax(const float* logits, int64_t vocab);
 
 // Temperature, top-k (0: off), top-p (1: off) sampling with a caller-owned RNG state.
-// temperature <= 0 means greedy. Deterministic for a given state.
+// temperature <= 0 means greedy. Deterministic for a given state. As in transformers, top-k
+// keeps every token tied with the k-th logit; top-p keeps the smallest highest-first prefix
+// whose probability reaches p (at least one token).
 struct SamplingParams {
   float temperature = 0.0f;
   int64_t topK = 0;

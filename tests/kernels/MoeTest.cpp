@@ -1,0 +1,219 @@
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "kernels/cpu/Kernels.h"
+#include "tests/kernels/KernelTestUtil.h"
+
+namespace tpc::cpu {
+namespace {
+
+using test::allClose;
+using test::randomFloats;
+
+struct Routing {
+  std::vector<float> weights;
+  std::vector<int32_t> experts;
+};
+
+Routing route(const std::vector<float>& x, const std::vector<float>& gate, int64_t tokens,
+              int64_t hidden, int64_t numExperts, int64_t topK, bool normTopkProb) {
+  Routing r{std::vector<float>(tokens * topK), std::vector<int32_t>(tokens * topK)};
+  moeRouter(x.data(), gate.data(), tokens, hidden, numExperts, topK, normTopkProb, r.weights.data(),
+            r.experts.data());
+  return r;
+}
+
+TEST(MoeRouter, MatchesReference) {
+  const int64_t tokens = 7, hidden = 37, numExperts = 8, topK = 2;
+  const auto x = randomFloats(tokens * hidden, 110);
+  const auto gate = randomFloats(numExperts * hidden, 111);
+  for (bool norm : {false, true}) {
+    const Routing r = route(x, gate, tokens, hidden, numExperts, topK, norm);
+    for (int64_t t = 0; t < tokens; ++t) {
+      // Reference: softmax in double, experts ranked by probability.
+      std::vector<double> probs(numExperts);
+      for (int64_t e = 0; e < numExperts; ++e)
+        for (int64_t i = 0; i < hidden; ++i)
+          probs[e] += static_cast<double>(x[t * hidden + i]) * gate[e * hidden + i];
+      const double top = *std::max_element(probs.begin(), probs.end());
+      double total = 0.0;
+      for (double& p : probs) total += (p = std::exp(p - top));
+      for (double& p : probs) p /= total;
+      std::vector<int> ranked(numExperts);
+      std::iota(ranked.begin(), ranked.end(), 0);
+      std::stable_sort(ranked.begin(), ranked.end(),
+                       [&](int a, int b) { return probs[a] > probs[b]; });
+      const double kept = probs[ranked[0]] + probs[ranked[1]];
+      for (int64_t j = 0; j < topK; ++j) {
+        EXPECT_EQ(r.experts[t * topK + j], ranked[j]) << t;
+        const double expected = probs[ranked[j]] / (norm ? kept : 1.0);
+        EXPECT_NEAR(r.weights[t * topK + j], expected, 1e-6) << t;
+      }
+    }
+  }
+}
+
+TEST(MoeRouter, PicksExpertsOfAHandBuiltGate) {
+  // Gate rows are unit vectors, so the logits are x itself: (0, 3, 0, 1).
+  const int64_t hidden = 4, numExperts = 4;
+  std::vector<float> gate(numExperts * hidden, 0.0f);
+  for (int64_t e = 0; e < numExperts; ++e) gate[e * hidden + e] = 1.0f;
+  const std::vector<float> x{0, 3, 0, 1};
+  const double denominator = std::exp(3.0) + std::exp(1.0) + 2.0;
+  const Routing plain = route(x, gate, 1, hidden, numExperts, 2, false);
+  EXPECT_EQ(plain.experts, (std::vector<int32_t>{1, 3}));
+  EXPECT_NEAR(plain.weights[0], std::exp(3.0) / denominator, 1e-6);
+  EXPECT_NEAR(plain.weights[1], std::exp(1.0) / denominator, 1e-6);
+  // Renormalised over the two kept: e^3 / (e^3 + e^1) = 1 / (1 + e^-2).
+  const Routing norm = route(x, gate, 1, hidden, numExperts, 2, true);
+  EXPECT_EQ(norm.experts, (std::vector<int32_t>{1, 3}));
+  EXPECT_NEAR(norm.weights[0], 0.8807971, 1e-6);
+  EXPECT_NEAR(norm.weights[1], 1 - 0.8807971, 1e-6);
+}
+
+TEST(MoeRouter, LargeLogitsDoNotOverflow) {
+  const std::vector<float> x{1.0f};
+  const std::vector<float> gate{300.0f, 299.0f, -5.0f};
+  const Routing r = route(x, gate, 1, 1, 3, 2, false);
+  EXPECT_EQ(r.experts, (std::vector<int32_t>{0, 1}));
+  EXPECT_NEAR(r.weights[0], 1 / (1 + std::exp(-1.0)), 1e-6);
+}
+
+TEST(MoeRouter, TiesGoToTheLowerExpert) {
+  const std::vector<float> x(5, 0.0f), gate(6 * 5, 0.5f);
+  const Routing r = route(x, gate, 1, 5, 6, 3, false);
+  EXPECT_EQ(r.experts, (std::vector<int32_t>{0, 1, 2}));
+  for (float w : r.weights) EXPECT_FLOAT_EQ(w, 1.0f / 6);
+}
+
+// Expert weights: gate and up [I, hidden], down [hidden, I], for each expert.
+struct Experts {
+  int64_t count, hidden, intermediate;
+  std::vector<std::vector<float>> gate, up, down;
+  Experts(int64_t count, int64_t hidden, int64_t intermediate, uint32_t seed)
+      : count(count), hidden(hidden), intermediate(intermediate) {
+    for (int64_t e = 0; e < count; ++e) {
+      gate.push_back(randomFloats(intermediate * hidden, seed + 3 * e));
+      up.push_back(randomFloats(intermediate * hidden, seed + 3 * e + 1));
+      down.push_back(randomFloats(hidden * intermediate, seed + 3 * e + 2));
+    }
+  }
+  static std::vector<const float*> pointers(const std::vector<std::vector<float>>& w) {
+    std::vector<const float*> p(w.size());
+    for (size_t e = 0; e < w.size(); ++e) p[e] = w[e].data();
+    return p;
+  }
+};
+
+std::vector<float> runSeparate(const Experts& ex, const std::vector<float>& x, const Routing& r,
+                               int64_t tokens, int64_t topK, std::vector<float> out) {
+  const auto gate = Experts::pointers(ex.gate), up = Experts::pointers(ex.up),
+             down = Experts::pointers(ex.down);
+  moeExperts(x.data(), r.weights.data(), r.experts.data(), tokens, ex.hidden, ex.intermediate, topK,
+             gate.data(), up.data(), down.data(), out.data());
+  return out;
+}
+
+std::vector<double> referenceExperts(const Experts& ex, const std::vector<float>& x,
+                                     const Routing& r, int64_t tokens, int64_t topK) {
+  const int64_t hidden = ex.hidden, inter = ex.intermediate;
+  std::vector<double> out(tokens * hidden);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t j = 0; j < topK; ++j) {
+      const int e = r.experts[t * topK + j];
+      std::vector<double> act(inter);
+      for (int64_t n = 0; n < inter; ++n) {
+        double g = 0.0, u = 0.0;
+        for (int64_t i = 0; i < hidden; ++i) {
+          g += static_cast<double>(ex.gate[e][n * hidden + i]) * x[t * hidden + i];
+          u += static_cast<double>(ex.up[e][n * hidden + i]) * x[t * hidden + i];
+        }
+        act[n] = g / (1.0 + std::exp(-g)) * u;
+      }
+      for (int64_t i = 0; i < hidden; ++i) {
+        double y = 0.0;
+        for (int64_t n = 0; n < inter; ++n) y += ex.down[e][i * inter + n] * act[n];
+        out[t * hidden + i] += r.weights[t * topK + j] * y;
+      }
+    }
+  return out;
+}
+
+struct MoeCase {
+  int64_t tokens = 7, hidden = 37, intermediate = 12, numExperts = 5, topK = 2;
+  Experts experts{numExperts, hidden, intermediate, 120};
+  std::vector<float> x = randomFloats(tokens * hidden, 130, -2.0f, 2.0f);
+  Routing routing =
+      route(x, randomFloats(numExperts* hidden, 131), tokens, hidden, numExperts, topK, true);
+};
+
+TEST(MoeExperts, MatchReference) {
+  const MoeCase c;
+  const auto out = runSeparate(c.experts, c.x, c.routing, c.tokens, c.topK,
+                               std::vector<float>(c.tokens * c.hidden, 0.0f));
+  EXPECT_TRUE(allClose(out, referenceExperts(c.experts, c.x, c.routing, c.tokens, c.topK), 1e-5));
+  // Several experts are in use, so the grouping by expert is exercised.
+  std::vector<int32_t> used = c.routing.experts;
+  std::sort(used.begin(), used.end());
+  EXPECT_GE(std::unique(used.begin(), used.end()) - used.begin(), 3);
+}
+
+TEST(MoeExperts, AccumulateIntoOut) {
+  const MoeCase c;
+  const auto zero = runSeparate(c.experts, c.x, c.routing, c.tokens, c.topK,
+                                std::vector<float>(c.tokens * c.hidden, 0.0f));
+  const auto start = randomFloats(c.tokens * c.hidden, 140);
+  const auto out = runSeparate(c.experts, c.x, c.routing, c.tokens, c.topK, start);
+  std::vector<double> expected(out.size());
+  for (size_t i = 0; i < out.size(); ++i) expected[i] = static_cast<double>(start[i]) + zero[i];
+  EXPECT_TRUE(allClose(out, expected, 1e-6));
+}
+
+TEST(MoeExperts, FusedGateUpEqualsSeparate) {
+  const MoeCase c;
+  const auto separate = runSeparate(c.experts, c.x, c.routing, c.tokens, c.topK,
+                                    std::vector<float>(c.tokens * c.hidden, 0.0f));
+  // [2I, hidden]: the gate rows, then the up rows.
+  std::vector<std::vector<float>> fused;
+  for (int64_t e = 0; e < c.numExperts; ++e) {
+    fused.push_back(c.experts.gate[e]);
+    fused.back().insert(fused.back().end(), c.experts.up[e].begin(), c.experts.up[e].end());
+  }
+  const auto gateUp = Experts::pointers(fused), down = Experts::pointers(c.experts.down);
+  std::vector<float> out(c.tokens * c.hidden, 0.0f);
+  moeExperts(c.x.data(), c.routing.weights.data(), c.routing.experts.data(), c.tokens, c.hidden,
+             c.intermediate, c.topK, gateUp.data(), nullptr, down.data(), out.data());
+  EXPECT_TRUE(allClose(out, test::toDouble(separate), 1e-6));
+}
+
+TEST(MoeExperts, SlicesOfTheIntermediateSumToTheWhole) {
+  // Two ranks each hold half of I: gate/up rows [lo, hi) and down columns [lo, hi).
+  const MoeCase c;
+  const auto whole = runSeparate(c.experts, c.x, c.routing, c.tokens, c.topK,
+                                 std::vector<float>(c.tokens * c.hidden, 0.0f));
+  const int64_t half = c.intermediate / 2;
+  std::vector<float> partial(c.tokens * c.hidden, 0.0f);
+  for (int64_t lo : {int64_t{0}, half}) {
+    Experts slice(0, c.hidden, half, 0);
+    slice.count = c.numExperts;
+    for (int64_t e = 0; e < c.numExperts; ++e) {
+      const auto rows = [&](const std::vector<float>& w) {
+        return std::vector<float>(w.begin() + lo * c.hidden, w.begin() + (lo + half) * c.hidden);
+      };
+      slice.gate.push_back(rows(c.experts.gate[e]));
+      slice.up.push_back(rows(c.experts.up[e]));
+      std::vector<float> down(c.hidden * half);
+      for (int64_t i = 0; i < c.hidden; ++i)
+        for (int64_t n = 0; n < half; ++n)
+          down[i * half + n] = c.experts.down[e][i * c.intermediate + lo + n];
+      slice.down.push_back(down);
+    }
+    partial = runSeparate(slice, c.x, c.routing, c.tokens, c.topK, partial);
+  }
+  EXPECT_TRUE(allClose(partial, test::toDouble(whole), 1e-5));
+}
+
+}  // namespace
+}  // namespace tpc::cpu
