@@ -17,6 +17,44 @@ namespace tpc {
 namespace {
 
 constexpr int64_t kMaxDim = int64_t{1} << 40;  // far above any real tensor dim
+// Far above any real activation or collective payload per token; the bound keeps the sums
+// that the summary and dumps take over a whole program inside int64.
+constexpr int64_t kMaxBytesPerToken = int64_t{1} << 40;
+
+// A name from the file as it goes into a message: control bytes spelled \xNN, so a corrupted
+// name cannot break the one-line error into several.
+std::string nameOf(const flatbuffers::String* s) {
+  std::string out;
+  for (char c : s->string_view()) {
+    auto b = static_cast<unsigned char>(c);
+    if (b >= 0x20 && b != 0x7f) {
+      out += c;
+    } else {
+      const char* hex = "0123456789abcdef";
+      out += {'\\', 'x', hex[b >> 4], hex[b & 15]};
+    }
+  }
+  return out;
+}
+
+// FlatBuffers 2.0's verifier checks a vector's length field for 4-byte alignment only, so a
+// damaged offset can leave the elements of a [long] vector 4 bytes off their alignment, and
+// reading them is undefined behaviour (UBSan stops there). A writer never produces that.
+bool aligned(const flatbuffers::Vector<int64_t>* v) {
+  return !v || v->size() == 0 || reinterpret_cast<uintptr_t>(v->data()) % alignof(int64_t) == 0;
+}
+
+// Attributes are read by kind, and Ints ones element by element.
+Error checkAttrs(const flatbuffers::Vector<flatbuffers::Offset<plan::Attr>>* attrs) {
+  if (!attrs) return Error::success();
+  for (const plan::Attr* a : *attrs) {
+    if (a->kind() > plan::AttrKind::MAX)
+      return makeError("attribute ", nameOf(a->key()), " has an unknown kind");
+    if (!aligned(a->ints()))
+      return makeError("attribute ", nameOf(a->key()), " has misaligned values");
+  }
+  return Error::success();
+}
 
 class SemanticCheck {
  public:
@@ -29,6 +67,7 @@ class SemanticCheck {
     if (!p_.limits() || p_.limits()->max_context() < 1 || p_.limits()->max_batch() < 1) return bad("limits are missing or not positive");
     if (!p_.checkpoint()) return bad("has no checkpoint file list");
     if (!validDType(p_.compute_dtype())) return bad("compute dtype ", int(p_.compute_dtype()), " is unknown");
+    if (Error e = checkAttrs(p_.model())) return std::move(e).withContext("plan model ");
     for (const plan::CheckpointFile* f : *p_.checkpoint())
       if (f->name()->str().empty()) return bad("a checkpoint file has an empty name");
     std::vector<std::string> firstOps;
@@ -53,6 +92,7 @@ class SemanticCheck {
 
   static Error checkShape(const flatbuffers::Vector<int64_t>* shape, const char* what, bool allowSymbolic) {
     if (!shape || shape->size() > 8) return makeError(what, " has no valid shape");
+    if (!aligned(shape)) return makeError(what, " has a misaligned shape");
     for (int64_t d : *shape)
       if (d > kMaxDim || d < (allowSymbolic ? kContextDim : 0)) return makeError(what, " has dim ", d, " out of range");
     return Error::success();
@@ -62,9 +102,10 @@ class SemanticCheck {
     if (!prog.steps() || !prog.buffers() || !prog.weights() || !prog.inputs() || !prog.outputs())
       return makeError("program is missing steps, buffers, weights, inputs or outputs");
     int64_t arena = prog.arena_bytes_per_token();
-    if (arena < 0) return makeError("arena size is negative");
+    if (arena < 0 || arena > kMaxBytesPerToken)
+      return makeError("arena size ", arena, " per token is out of range");
     for (const plan::Buffer* b : *prog.buffers()) {
-      std::string what = "buffer " + b->name()->str();
+      std::string what = "buffer " + nameOf(b->name());
       if (!validDType(b->dtype())) return makeError(what, " has an unknown dtype");
       if (Error e = checkShape(b->shape(), what.c_str(), true)) return e;
       if (b->arena_offset() < 0 || b->bytes_per_token() < 0 || b->arena_offset() > arena ||
@@ -73,13 +114,13 @@ class SemanticCheck {
     }
     uint32_t files = p_.checkpoint()->size();
     for (const plan::Weight* w : *prog.weights()) {
-      std::string what = "weight " + w->name()->str();
+      std::string what = "weight " + nameOf(w->name());
       if (!validDType(w->dtype())) return makeError(what, " has an unknown dtype");
       if (Error e = checkShape(w->shape(), what.c_str(), false)) return e;
       if (w->shape()->size() == 0 || !w->slices() || w->slices()->size() == 0) return makeError(what, " has no slices");
       int64_t rows = w->shape()->Get(0);
       for (const plan::WeightSlice* s : *w->slices()) {
-        std::string sw = what + " slice of " + s->tensor()->str();
+        std::string sw = what + " slice of " + nameOf(s->tensor());
         if (s->file() >= files) return makeError(sw, " names checkpoint file ", s->file(), " of ", files);
         if (!validDType(s->dtype())) return makeError(sw, " has an unknown dtype");
         if (Error e = checkShape(s->shape(), sw.c_str(), false)) return e;
@@ -95,9 +136,14 @@ class SemanticCheck {
       }
     }
     uint32_t nBuffers = prog.buffers()->size(), nWeights = prog.weights()->size();
+    int64_t commTotal = 0;
     for (const plan::Step* s : *prog.steps()) {
       const OpInfo* info = findOp(s->op()->string_view());
-      if (!info) return makeError("step op \"", s->op()->str(), "\" is unknown");
+      if (!info) return makeError("step op \"", nameOf(s->op()), "\" is unknown");
+      int64_t comm = s->comm_bytes_per_token();
+      if (comm < 0 || comm > kMaxBytesPerToken - commTotal)
+        return makeError("a ", info->name, " step moves ", comm, " bytes per token, out of range");
+      commTotal += comm;
       if (!s->operands() || !s->results()) return makeError("a ", info->name, " step has no operands or results");
       int ops = static_cast<int>(s->operands()->size()), res = static_cast<int>(s->results()->size());
       if (ops < info->minOperands || (info->maxOperands >= 0 && ops > info->maxOperands) ||
@@ -110,9 +156,8 @@ class SemanticCheck {
       }
       for (uint32_t r : *s->results())
         if (r >= nBuffers) return makeError("a ", info->name, " step writes buffer ", r, " which does not exist");
-      if (s->attrs())
-        for (const plan::Attr* a : *s->attrs())
-          if (a->kind() > plan::AttrKind::MAX) return makeError("attribute ", a->key()->str(), " has an unknown kind");
+      if (Error e = checkAttrs(s->attrs()))
+        return std::move(e).withContext("a " + std::string(info->name) + " step's ");
     }
     for (uint32_t i : *prog.inputs())
       if (i >= nBuffers) return makeError("input buffer ", i, " does not exist");
