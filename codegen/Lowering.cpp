@@ -10,7 +10,8 @@ namespace {
 using flatbuffers::FlatBufferBuilder;
 using flatbuffers::Offset;
 
-Offset<flatbuffers::Vector<Offset<plan::Attr>>> encodeAttrs(FlatBufferBuilder& fb, const Attributes& attrs,
+Offset<flatbuffers::Vector<Offset<plan::Attr>>> encodeAttrs(FlatBufferBuilder& fb,
+                                                            const Attributes& attrs,
                                                             const char* skip = nullptr) {
   std::vector<Offset<plan::Attr>> out;
   for (const auto& [key, value] : attrs.entries()) {
@@ -38,8 +39,8 @@ std::vector<int64_t> encodeShape(const Shape& s) {
 
 class RankLowering {
  public:
-  RankLowering(FlatBufferBuilder& fb, const Graph& g, const PlanSource& source, const PlanLimits& limits,
-               int64_t rank, int64_t world)
+  RankLowering(FlatBufferBuilder& fb, const Graph& g, const PlanSource& source,
+               const PlanLimits& limits, int64_t rank, int64_t world)
       : fb_(fb), g_(g), source_(source), limits_(limits), rank_(rank), world_(world) {}
 
   Expected<Offset<plan::RankProgram>> lower() {
@@ -48,9 +49,10 @@ class RankLowering {
       index_[v] = {plan::RefKind::Buffer, static_cast<uint32_t>(buffers.size())};
       auto bytes = byteSize(v->dtype, static_cast<uint64_t>(staticElementCount(v->shape)));
       plan::Sharding sh = encodeSharding(v->sharding);
-      buffers.push_back(plan::CreateBuffer(fb_, fb_.CreateString(v->name), static_cast<uint8_t>(v->dtype),
-                                           fb_.CreateVector(encodeShape(v->shape)), &sh, v->arenaOffset,
-                                           static_cast<int64_t>(bytes.value_or(0))));
+      buffers.push_back(
+          plan::CreateBuffer(fb_, fb_.CreateString(v->name), static_cast<uint8_t>(v->dtype),
+                             fb_.CreateVector(encodeShape(v->shape)), &sh, v->arenaOffset,
+                             static_cast<int64_t>(bytes.value_or(0))));
     };
     for (const Value* v : g_.inputs()) addBuffer(v);
     for (const Node* n : g_.nodes())
@@ -69,29 +71,32 @@ class RankLowering {
     uint64_t kvBytes = 0;
     for (const Node* n : g_.nodes()) {
       std::vector<plan::Ref> operands;
-      for (const Value* v : n->operands) operands.push_back(plan::Ref(index_[v].first, index_[v].second));
+      for (const Value* v : n->operands)
+        operands.push_back(plan::Ref(index_[v].first, index_[v].second));
       std::vector<uint32_t> results;
       for (const Value* r : n->results) results.push_back(index_[r].second);
       int64_t comm = 0;
       if (n->op == OpKind::AllReduce || n->op == OpKind::AllGather)
-        comm = static_cast<int64_t>(byteSize(n->result()->dtype, staticElementCount(n->result()->shape)).value_or(0));
+        comm = static_cast<int64_t>(
+            byteSize(n->result()->dtype, staticElementCount(n->result()->shape)).value_or(0));
       if (n->op == OpKind::Attention) {
         // K and V for every local KV head at every position of every sequence.
         uint64_t perPosition = 2 * n->attrs.getInt("kv_heads") * n->attrs.getInt("head_dim");
-        kvBytes += byteSize(n->operand(1)->dtype, perPosition).value_or(0) * limits_.maxContext * limits_.maxBatch;
+        kvBytes += byteSize(n->operand(1)->dtype, perPosition).value_or(0) * limits_.maxContext *
+                   limits_.maxBatch;
       }
-      steps.push_back(plan::CreateStep(fb_, fb_.CreateString(opName(n->op)),
-                                       fb_.CreateString(n->attrs.getString("sharding")),
-                                       fb_.CreateVectorOfStructs(operands), fb_.CreateVector(results),
-                                       encodeAttrs(fb_, n->attrs, "sharding"), comm));
+      steps.push_back(plan::CreateStep(
+          fb_, fb_.CreateString(opName(n->op)), fb_.CreateString(n->attrs.getString("sharding")),
+          fb_.CreateVectorOfStructs(operands), fb_.CreateVector(results),
+          encodeAttrs(fb_, n->attrs, "sharding"), comm));
     }
     std::vector<uint32_t> inputs, outputs;
     for (const Value* v : g_.inputs()) inputs.push_back(index_[v].second);
     for (const Value* v : g_.outputs()) outputs.push_back(index_[v].second);
     return plan::CreateRankProgram(fb_, static_cast<uint32_t>(rank_), fb_.CreateVector(steps),
-                                   fb_.CreateVector(buffers), fb_.CreateVector(weights), fb_.CreateVector(inputs),
-                                   fb_.CreateVector(outputs), g_.attrs.getInt("arena_bytes_per_token"),
-                                   weightBytes, kvBytes);
+                                   fb_.CreateVector(buffers), fb_.CreateVector(weights),
+                                   fb_.CreateVector(inputs), fb_.CreateVector(outputs),
+                                   g_.attrs.getInt("arena_bytes_per_token"), weightBytes, kvBytes);
   }
 
  private:
@@ -105,19 +110,22 @@ class RankLowering {
       SliceRange range{0, piece.shape[0].size, piece.shape[0].size};
       if (piece.sharding.isSplit()) {
         dim = piece.sharding.dim;
-        range = sliceOf(piece.shape[dim].size, piece.sharding.parts, piece.sharding.pieceOf(rank_, world_));
+        range = sliceOf(piece.shape[dim].size, piece.sharding.parts,
+                        piece.sharding.pieceOf(rank_, world_));
       }
-      slices.push_back(plan::CreateWeightSlice(fb_, fb_.CreateString(piece.tensor), static_cast<uint32_t>(*file),
-                                               static_cast<uint8_t>(piece.dtype),
-                                               fb_.CreateVector(encodeShape(piece.shape)), dim, range.start,
-                                               range.length, range.extent, destRow));
+      slices.push_back(plan::CreateWeightSlice(
+          fb_, fb_.CreateString(piece.tensor), static_cast<uint32_t>(*file),
+          static_cast<uint8_t>(piece.dtype), fb_.CreateVector(encodeShape(piece.shape)), dim,
+          range.start, range.length, range.extent, destRow));
       destRow += dim == 0 || dim == -1 ? range.extent : piece.shape[0].size;
     }
-    uint64_t bytes = byteSize(p.dtype, static_cast<uint64_t>(staticElementCount(p.shape))).value_or(0);
+    uint64_t bytes =
+        byteSize(p.dtype, static_cast<uint64_t>(staticElementCount(p.shape))).value_or(0);
     total += bytes;
     plan::Sharding sh = encodeSharding(p.sharding);
     return plan::CreateWeight(fb_, fb_.CreateString(p.name), static_cast<uint8_t>(p.dtype),
-                              fb_.CreateVector(encodeShape(p.shape)), &sh, fb_.CreateVector(slices), bytes);
+                              fb_.CreateVector(encodeShape(p.shape)), &sh, fb_.CreateVector(slices),
+                              bytes);
   }
 
   FlatBufferBuilder& fb_;
@@ -130,14 +138,18 @@ class RankLowering {
 
 }  // namespace
 
-Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& source, const PlanLimits& limits) {
+Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& source,
+                                           const PlanLimits& limits) {
   int64_t world = g.attrs.getInt("world", 1);
-  if (!g.attrs.has("arena_bytes_per_token")) return makeError("lowering needs a memory-planned graph");
-  if (limits.maxContext < 1 || limits.maxBatch < 1) return makeError("max context and max batch must be positive");
+  if (!g.attrs.has("arena_bytes_per_token"))
+    return makeError("lowering needs a memory-planned graph");
+  if (limits.maxContext < 1 || limits.maxBatch < 1)
+    return makeError("max context and max batch must be positive");
   FlatBufferBuilder fb(1 << 16);
   std::vector<Offset<plan::RankProgram>> ranks;
   for (int64_t r = 0; r < world; ++r) {
-    Expected<Offset<plan::RankProgram>> program = RankLowering(fb, g, source, limits, r, world).lower();
+    Expected<Offset<plan::RankProgram>> program =
+        RankLowering(fb, g, source, limits, r, world).lower();
     if (!program) return program.takeError();
     ranks.push_back(*program);
   }
@@ -145,9 +157,10 @@ Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& sou
   for (const CheckpointFileInfo& f : source.files)
     files.push_back(plan::CreateCheckpointFile(fb, fb.CreateString(f.name), f.size, f.headerHash));
   DType compute = parseIrDType(g.attrs.getString("compute_dtype", "f32")).value_or(DType::F32);
-  auto root = plan::CreatePlan(fb, kPlanSchemaVersion, fb.CreateString(kPlanProducer), encodeAttrs(fb, g.attrs),
-                               fb.CreateString(source.modelDir), static_cast<uint32_t>(world),
-                               static_cast<uint8_t>(compute), plan::CreateLimits(fb, limits.maxContext, limits.maxBatch),
+  auto root = plan::CreatePlan(fb, kPlanSchemaVersion, fb.CreateString(kPlanProducer),
+                               encodeAttrs(fb, g.attrs), fb.CreateString(source.modelDir),
+                               static_cast<uint32_t>(world), static_cast<uint8_t>(compute),
+                               plan::CreateLimits(fb, limits.maxContext, limits.maxBatch),
                                fb.CreateVector(files), fb.CreateVector(ranks));
   plan::FinishPlanBuffer(fb, root);
   return std::vector<uint8_t>(fb.GetBufferPointer(), fb.GetBufferPointer() + fb.GetSize());

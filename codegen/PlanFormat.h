@@ -28,7 +28,8 @@ inline int64_t encodeDim(const Dim& d) {
 }
 
 inline plan::Sharding encodeSharding(const Sharding& s) {
-  return plan::Sharding(static_cast<plan::ShardingKind>(s.kind), static_cast<int8_t>(s.dim), s.parts);
+  return plan::Sharding(static_cast<plan::ShardingKind>(s.kind), static_cast<int8_t>(s.dim),
+                        s.parts);
 }
 
 }  // namespace tpc

@@ -62,11 +62,15 @@ class SemanticCheck {
 
   Error run() {
     uint32_t world = p_.world();
-    if (world < 1 || world > 1024 || (world & (world - 1)) != 0) return bad("world ", world, " is not a power of 2 in 1..1024");
-    if (!p_.ranks() || p_.ranks()->size() != world) return bad("holds ", p_.ranks() ? p_.ranks()->size() : 0, " rank programs for world ", world);
-    if (!p_.limits() || p_.limits()->max_context() < 1 || p_.limits()->max_batch() < 1) return bad("limits are missing or not positive");
+    if (world < 1 || world > 1024 || (world & (world - 1)) != 0)
+      return bad("world ", world, " is not a power of 2 in 1..1024");
+    if (!p_.ranks() || p_.ranks()->size() != world)
+      return bad("holds ", p_.ranks() ? p_.ranks()->size() : 0, " rank programs for world ", world);
+    if (!p_.limits() || p_.limits()->max_context() < 1 || p_.limits()->max_batch() < 1)
+      return bad("limits are missing or not positive");
     if (!p_.checkpoint()) return bad("has no checkpoint file list");
-    if (!validDType(p_.compute_dtype())) return bad("compute dtype ", int(p_.compute_dtype()), " is unknown");
+    if (!validDType(p_.compute_dtype()))
+      return bad("compute dtype ", int(p_.compute_dtype()), " is unknown");
     if (Error e = checkAttrs(p_.model())) return std::move(e).withContext("plan model ");
     for (const plan::CheckpointFile* f : *p_.checkpoint())
       if (f->name()->str().empty()) return bad("a checkpoint file has an empty name");
@@ -74,11 +78,14 @@ class SemanticCheck {
     for (uint32_t r = 0; r < world; ++r) {
       const plan::RankProgram* prog = p_.ranks()->Get(r);
       if (prog->rank() != r) return bad("rank program ", r, " says it is rank ", prog->rank());
-      if (Error e = checkRank(*prog)) return std::move(e).withContext("rank " + std::to_string(r) + ": ");
+      if (Error e = checkRank(*prog))
+        return std::move(e).withContext("rank " + std::to_string(r) + ": ");
       std::vector<std::string> ops;
       for (const plan::Step* s : *prog->steps()) ops.push_back(s->op()->str());
-      if (r == 0) firstOps = ops;
-      else if (ops != firstOps) return bad("rank ", r, " runs a different step sequence than rank 0");
+      if (r == 0)
+        firstOps = ops;
+      else if (ops != firstOps)
+        return bad("rank ", r, " runs a different step sequence than rank 0");
     }
     return Error::success();
   }
@@ -90,11 +97,13 @@ class SemanticCheck {
   }
   static bool validDType(uint8_t d) { return d <= static_cast<uint8_t>(DType::U64); }
 
-  static Error checkShape(const flatbuffers::Vector<int64_t>* shape, const char* what, bool allowSymbolic) {
+  static Error checkShape(const flatbuffers::Vector<int64_t>* shape, const char* what,
+                          bool allowSymbolic) {
     if (!shape || shape->size() > 8) return makeError(what, " has no valid shape");
     if (!aligned(shape)) return makeError(what, " has a misaligned shape");
     for (int64_t d : *shape)
-      if (d > kMaxDim || d < (allowSymbolic ? kContextDim : 0)) return makeError(what, " has dim ", d, " out of range");
+      if (d > kMaxDim || d < (allowSymbolic ? kContextDim : 0))
+        return makeError(what, " has dim ", d, " out of range");
     return Error::success();
   }
 
@@ -110,25 +119,29 @@ class SemanticCheck {
       if (Error e = checkShape(b->shape(), what.c_str(), true)) return e;
       if (b->arena_offset() < 0 || b->bytes_per_token() < 0 || b->arena_offset() > arena ||
           b->bytes_per_token() > arena - b->arena_offset())
-        return makeError(what, " lies outside the arena (", b->arena_offset(), " + ", b->bytes_per_token(), " > ", arena, ")");
+        return makeError(what, " lies outside the arena (", b->arena_offset(), " + ",
+                         b->bytes_per_token(), " > ", arena, ")");
     }
     uint32_t files = p_.checkpoint()->size();
     for (const plan::Weight* w : *prog.weights()) {
       std::string what = "weight " + nameOf(w->name());
       if (!validDType(w->dtype())) return makeError(what, " has an unknown dtype");
       if (Error e = checkShape(w->shape(), what.c_str(), false)) return e;
-      if (w->shape()->size() == 0 || !w->slices() || w->slices()->size() == 0) return makeError(what, " has no slices");
+      if (w->shape()->size() == 0 || !w->slices() || w->slices()->size() == 0)
+        return makeError(what, " has no slices");
       int64_t rows = w->shape()->Get(0);
       for (const plan::WeightSlice* s : *w->slices()) {
         std::string sw = what + " slice of " + nameOf(s->tensor());
-        if (s->file() >= files) return makeError(sw, " names checkpoint file ", s->file(), " of ", files);
+        if (s->file() >= files)
+          return makeError(sw, " names checkpoint file ", s->file(), " of ", files);
         if (!validDType(s->dtype())) return makeError(sw, " has an unknown dtype");
         if (Error e = checkShape(s->shape(), sw.c_str(), false)) return e;
         int64_t dims = s->shape()->size();
-        if (dims == 0 || s->dim() < -1 || s->dim() >= dims) return makeError(sw, " splits dim ", s->dim(), " of a ", dims, "-d tensor");
+        if (dims == 0 || s->dim() < -1 || s->dim() >= dims)
+          return makeError(sw, " splits dim ", s->dim(), " of a ", dims, "-d tensor");
         int64_t size = s->shape()->Get(s->dim() < 0 ? 0 : s->dim());
-        if (s->start() < 0 || s->length() < 0 || s->start() > size || s->length() > size - s->start() ||
-            s->extent() < s->length() || s->extent() > kMaxDim)
+        if (s->start() < 0 || s->length() < 0 || s->start() > size ||
+            s->length() > size - s->start() || s->extent() < s->length() || s->extent() > kMaxDim)
           return makeError(sw, " range ", s->start(), "+", s->length(), " is outside ", size);
         int64_t destRows = s->dim() == 1 ? s->shape()->Get(0) : s->extent();
         if (s->dest_offset() < 0 || s->dest_offset() > rows || destRows > rows - s->dest_offset())
@@ -144,18 +157,22 @@ class SemanticCheck {
       if (comm < 0 || comm > kMaxBytesPerToken - commTotal)
         return makeError("a ", info->name, " step moves ", comm, " bytes per token, out of range");
       commTotal += comm;
-      if (!s->operands() || !s->results()) return makeError("a ", info->name, " step has no operands or results");
-      int ops = static_cast<int>(s->operands()->size()), res = static_cast<int>(s->results()->size());
+      if (!s->operands() || !s->results())
+        return makeError("a ", info->name, " step has no operands or results");
+      int ops = static_cast<int>(s->operands()->size()),
+          res = static_cast<int>(s->results()->size());
       if (ops < info->minOperands || (info->maxOperands >= 0 && ops > info->maxOperands) ||
           (info->results >= 0 && res != info->results) || res == 0)
         return makeError("a ", info->name, " step has ", ops, " operands and ", res, " results");
       for (const plan::Ref* ref : *s->operands()) {
         bool isBuffer = ref->kind() == plan::RefKind::Buffer;
         if (ref->kind() > plan::RefKind::MAX || ref->index() >= (isBuffer ? nBuffers : nWeights))
-          return makeError("a ", info->name, " step reads ", isBuffer ? "buffer " : "weight ", ref->index(), " which does not exist");
+          return makeError("a ", info->name, " step reads ", isBuffer ? "buffer " : "weight ",
+                           ref->index(), " which does not exist");
       }
       for (uint32_t r : *s->results())
-        if (r >= nBuffers) return makeError("a ", info->name, " step writes buffer ", r, " which does not exist");
+        if (r >= nBuffers)
+          return makeError("a ", info->name, " step writes buffer ", r, " which does not exist");
       if (Error e = checkAttrs(s->attrs()))
         return std::move(e).withContext("a " + std::string(info->name) + " step's ");
     }
@@ -173,19 +190,23 @@ class SemanticCheck {
 
 Expected<LoadedPlan> LoadedPlan::fromBytes(std::vector<uint8_t> bytes, const std::string& source) {
   auto fail = [&](const std::string& what) { return makeError(source, ": ", what); };
-  if (bytes.size() < 8) return fail("not a tpc plan (file is only " + std::to_string(bytes.size()) + " bytes)");
+  if (bytes.size() < 8)
+    return fail("not a tpc plan (file is only " + std::to_string(bytes.size()) + " bytes)");
   if (!plan::PlanBufferHasIdentifier(bytes.data())) {
     std::string id(reinterpret_cast<const char*>(bytes.data()) + 4, 4);
     for (char& c : id)
       if (c < 32 || c > 126) c = '?';
     return fail("not a tpc plan (file identifier \"" + id + "\", expected \"TPCP\")");
   }
-  flatbuffers::Verifier verifier(bytes.data(), bytes.size(), /*max_depth=*/64, /*max_tables=*/50'000'000);
-  if (!plan::VerifyPlanBuffer(verifier)) return fail("plan is corrupted or truncated (FlatBuffers verification failed)");
+  flatbuffers::Verifier verifier(bytes.data(), bytes.size(), /*max_depth=*/64,
+                                 /*max_tables=*/50'000'000);
+  if (!plan::VerifyPlanBuffer(verifier))
+    return fail("plan is corrupted or truncated (FlatBuffers verification failed)");
   const plan::Plan* p = plan::GetPlan(bytes.data());
   if (p->schema_version() > kPlanSchemaVersion)
-    return fail("plan schema version " + std::to_string(p->schema_version()) + " is newer than this build reads (" +
-                std::to_string(kPlanSchemaVersion) + "); recompile the plan or update tpc");
+    return fail("plan schema version " + std::to_string(p->schema_version()) +
+                " is newer than this build reads (" + std::to_string(kPlanSchemaVersion) +
+                "); recompile the plan or update tpc");
   if (p->schema_version() == 0) return fail("plan has no schema version");
   if (Error e = SemanticCheck(*p).run()) return std::move(e).withContext(source + ": ");
   LoadedPlan out;
@@ -197,7 +218,8 @@ Expected<LoadedPlan> LoadedPlan::fromBytes(std::vector<uint8_t> bytes, const std
 Expected<LoadedPlan> LoadedPlan::readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return makeError(path, ": cannot open (", std::strerror(errno), ")");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   if (in.bad()) return makeError(path, ": read failed");
   return fromBytes(std::move(bytes), path);
 }

@@ -29,7 +29,8 @@ PlanSummary summarizePlan(const plan::Plan& p) {
     for (const plan::Attr* a : *p.model())
       if (a->key()->str() == "family" && a->string_value()) s.family = a->string_value()->str();
   for (const plan::RankProgram* r : *p.ranks())
-    s.ranks.push_back({r->rank(), r->weight_bytes(), r->kv_cache_bytes(), r->arena_bytes_per_token(), r->steps()->size()});
+    s.ranks.push_back({r->rank(), r->weight_bytes(), r->kv_cache_bytes(),
+                       r->arena_bytes_per_token(), r->steps()->size()});
   const plan::RankProgram* first = p.ranks()->Get(0);
   for (const plan::Step* step : *first->steps()) {
     std::string op = step->op()->str();
@@ -44,16 +45,18 @@ PlanSummary summarizePlan(const plan::Plan& p) {
 
 std::string formatPlanSummary(const PlanSummary& s) {
   std::ostringstream os;
-  os << "world " << s.world << ", max context " << s.maxContext << ", max batch " << s.maxBatch << "\n";
+  os << "world " << s.world << ", max context " << s.maxContext << ", max batch " << s.maxBatch
+     << "\n";
   for (const RankSummary& r : s.ranks) {
-    os << "  rank " << r.rank << ": weights " << bytesText(static_cast<double>(r.weightBytes)) << ", KV cache "
-       << bytesText(static_cast<double>(r.kvCacheBytes)) << ", activations "
+    os << "  rank " << r.rank << ": weights " << bytesText(static_cast<double>(r.weightBytes))
+       << ", KV cache " << bytesText(static_cast<double>(r.kvCacheBytes)) << ", activations "
        << bytesText(static_cast<double>(r.arenaBytesPerToken)) << "/token ("
-       << bytesText(static_cast<double>(r.arenaBytesPerToken) * static_cast<double>(s.maxBatch)) << " at batch "
-       << s.maxBatch << "), " << r.steps << " steps\n";
+       << bytesText(static_cast<double>(r.arenaBytesPerToken) * static_cast<double>(s.maxBatch))
+       << " at batch " << s.maxBatch << "), " << r.steps << " steps\n";
   }
-  os << "collectives per step: " << s.allReduces << " all-reduce, " << s.allGathers << " all-gather; "
-     << bytesText(static_cast<double>(s.commBytesPerToken)) << " per token per rank\n";
+  os << "collectives per step: " << s.allReduces << " all-reduce, " << s.allGathers
+     << " all-gather; " << bytesText(static_cast<double>(s.commBytesPerToken))
+     << " per token per rank\n";
   return os.str();
 }
 

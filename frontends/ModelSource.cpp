@@ -19,12 +19,15 @@ Expected<ModelSource> openModel(const std::string& path) {
   fs::path dir = fs::is_directory(path, ec) ? fs::path(path) : fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
   fs::path config = dir / "config.json";
-  if (!fs::exists(config, ec)) return makeError(dir.string(), ": no config.json (a model folder needs config.json and *.safetensors)");
+  if (!fs::exists(config, ec))
+    return makeError(dir.string(),
+                     ": no config.json (a model folder needs config.json and *.safetensors)");
   Expected<ModelSpec> spec = loadModelConfig(config.string());
   if (!spec) return spec.takeError();
   Expected<Checkpoint> checkpoint = Checkpoint::open(path);
   if (!checkpoint) return checkpoint.takeError();
-  return ModelSource{fs::absolute(dir, ec).lexically_normal().string(), std::move(*spec), std::move(*checkpoint)};
+  return ModelSource{fs::absolute(dir, ec).lexically_normal().string(), std::move(*spec),
+                     std::move(*checkpoint)};
 }
 
 }  // namespace tpc

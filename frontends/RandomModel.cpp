@@ -7,9 +7,9 @@
 #include <filesystem>
 #include <map>
 
-#include "ir/AtomicFile.h"
 #include "frontends/GraphBuilder.h"
 #include "frontends/SafetensorsWriter.h"
+#include "ir/AtomicFile.h"
 #include "ir/Float16.h"
 
 namespace tpc {
@@ -39,7 +39,8 @@ struct InitRule {
 InitRule initFor(const ExpectedTensor& t) {
   const std::string& n = t.name;
   auto endsWith = [&](std::string_view suffix) {
-    return n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return n.size() >= suffix.size() &&
+           n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   if (endsWith("norm.weight")) return {1.0f, 0.1f};
   if (endsWith(".bias")) return {0.0f, 0.1f};
@@ -69,7 +70,8 @@ uint64_t elementCount(const std::vector<int64_t>& shape) {
   return n;
 }
 
-Expected<RandomModelResult> writeInto(const ModelSpec& spec, const fs::path& dir, const RandomModelOptions& options) {
+Expected<RandomModelResult> writeInto(const ModelSpec& spec, const fs::path& dir,
+                                      const RandomModelOptions& options) {
   std::vector<std::vector<TensorToWrite>> shards(1);
   uint64_t shardBytes = 0, total = 0;
   for (const ExpectedTensor& t : expectedTensors(spec)) {
@@ -83,20 +85,26 @@ Expected<RandomModelResult> writeInto(const ModelSpec& spec, const fs::path& dir
     uint64_t seed = hashName(t.name, options.seed);
     DType dtype = spec.dtype;
     InitRule rule = initFor(t);
-    shards.back().push_back(
-        {t.name, dtype, t.shape, [=](uint8_t* dst, uint64_t n) { fillRandom(dst, n, dtype, rule, seed); }});
+    shards.back().push_back({t.name, dtype, t.shape, [=](uint8_t* dst, uint64_t n) {
+                               fillRandom(dst, n, dtype, rule, seed);
+                             }});
   }
-  if (Error e = writeFileAtomically((dir / "config.json").string(), writeModelConfig(spec))) return e;
+  if (Error e = writeFileAtomically((dir / "config.json").string(), writeModelConfig(spec)))
+    return e;
   uint64_t written = 0;
   std::map<std::string, std::string> weightMap;
   for (size_t i = 0; i < shards.size(); ++i) {
     char name[64];
-    if (shards.size() == 1) std::snprintf(name, sizeof name, "model.safetensors");
-    else std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    if (shards.size() == 1)
+      std::snprintf(name, sizeof name, "model.safetensors");
+    else
+      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
     uint64_t base = written;
     WriteProgress progress;
-    if (options.progress) progress = [&](uint64_t done, uint64_t) { options.progress(base + done, total); };
-    if (Error e = writeSafetensors((dir / name).string(), shards[i], {{"format", "pt"}}, progress)) return e;
+    if (options.progress)
+      progress = [&](uint64_t done, uint64_t) { options.progress(base + done, total); };
+    if (Error e = writeSafetensors((dir / name).string(), shards[i], {{"format", "pt"}}, progress))
+      return e;
     for (const TensorToWrite& t : shards[i]) {
       weightMap[t.name] = name;
       written += *byteSize(t.dtype, elementCount(t.shape));
@@ -116,9 +124,11 @@ Expected<RandomModelResult> writeRandomModel(const ModelSpec& spec, const std::s
   fs::path target = fs::absolute(dirName, ec).lexically_normal();
   if (fs::exists(target, ec) && !fs::is_empty(target, ec) && !options.replaceExisting)
     return makeError(dirName, " exists and is not empty (replace it explicitly)");
-  fs::path staging = target.parent_path() / (target.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  fs::path staging =
+      target.parent_path() / (target.filename().string() + ".tmp-" + std::to_string(::getpid()));
   fs::remove_all(staging, ec);
-  if (!fs::create_directories(staging, ec)) return makeError("cannot create ", staging.string(), ": ", ec.message());
+  if (!fs::create_directories(staging, ec))
+    return makeError("cannot create ", staging.string(), ": ", ec.message());
   Expected<RandomModelResult> result = writeInto(spec, staging, options);
   if (result) {
     fs::remove_all(target, ec);

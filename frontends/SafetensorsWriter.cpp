@@ -10,11 +10,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ir/AtomicFile.h"
 #include "frontends/Checkpoint.h"
 #include "frontends/Safetensors.h"
 #include "frontends/SafetensorsHeader.h"
 #include "frontends/StrictJson.h"
+#include "ir/AtomicFile.h"
 
 namespace tpc {
 namespace {

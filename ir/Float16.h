@@ -17,7 +17,8 @@ inline float bf16ToF32(uint16_t h) {
 inline uint16_t f32ToBf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // quiet NaN
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((bits >> 16) | 0x40);  // quiet NaN
   uint32_t roundingBias = 0x7fff + ((bits >> 16) & 1);
   return static_cast<uint16_t>((bits + roundingBias) >> 16);
 }
@@ -53,13 +54,13 @@ inline uint16_t f32ToF16(float f) {
   std::memcpy(&bits, &f, 4);
   uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
   uint32_t absBits = bits & 0x7fffffffu;
-  if (absBits > 0x7f800000u) return sign | 0x7e00;    // NaN
-  if (absBits >= 0x477ff000u) return sign | 0x7c00;   // rounds past the largest half: inf
-  if (absBits < 0x38800000u) {                        // subnormal half or zero
-    if (absBits < 0x33000000u) return sign;           // below half the smallest subnormal
+  if (absBits > 0x7f800000u) return sign | 0x7e00;   // NaN
+  if (absBits >= 0x477ff000u) return sign | 0x7c00;  // rounds past the largest half: inf
+  if (absBits < 0x38800000u) {                       // subnormal half or zero
+    if (absBits < 0x33000000u) return sign;          // below half the smallest subnormal
     uint32_t exp = absBits >> 23;
     uint32_t mant = (absBits & 0x7fffff) | 0x800000;
-    uint32_t shift = 126 - exp;                       // 14 + (113 - exp) - 1
+    uint32_t shift = 126 - exp;  // 14 + (113 - exp) - 1
     uint32_t half = mant >> shift;
     uint32_t rem = mant & ((1u << shift) - 1);
     uint32_t mid = 1u << (shift - 1);

@@ -254,7 +254,8 @@ class Parser {
   }
 
   // %name : type [@offset]
-  Error parseDecl(std::string& name, DType& dtype, Shape& shape, Sharding& sharding, int64_t& offset) {
+  Error parseDecl(std::string& name, DType& dtype, Shape& shape, Sharding& sharding,
+                  int64_t& offset) {
     if (tok_.kind != Tok::ValueName) return fail("expected a %value name");
     name = tok_.text;
     if (graph_.findValue(name)) return fail("value %" + name + " is defined twice");

@@ -10,9 +10,9 @@
 namespace tpc {
 namespace {
 
-// "model.layers.0.self_attn.q_proj.weight", "...k_proj.weight" → "model.layers.0.self_attn.qk_proj.weight":
-// the common prefix and suffix around the joined distinct middles ("_" joined when any is
-// longer than one letter: gate_up_proj).
+// "model.layers.0.self_attn.q_proj.weight", "...k_proj.weight" →
+// "model.layers.0.self_attn.qk_proj.weight": the common prefix and suffix around the joined
+// distinct middles ("_" joined when any is longer than one letter: gate_up_proj).
 std::string fusedName(const std::vector<std::string>& names) {
   size_t prefix = names[0].size(), suffix = names[0].size();
   for (const std::string& n : names) {
@@ -112,8 +112,8 @@ class FusePass : public Pass {
     // The fused output is per-rank pieces of differently split values; the split that follows
     // gives each piece its own layout.
     Node* gemm = g.insertBefore(group[0], OpKind::Linear, operands,
-                                {ResultSpec{g.uniqueName(fusedName(resultNames)), first->dtype, fusedShape,
-                                            first->sharding}},
+                                {ResultSpec{g.uniqueName(fusedName(resultNames)), first->dtype,
+                                            fusedShape, first->sharding}},
                                 attrs);
     llvm::SmallVector<ResultSpec, 3> pieces;
     for (Value* r : results) {
@@ -156,7 +156,8 @@ class FusePass : public Pass {
   void fuseAddRmsNorm(Graph& g) {
     std::vector<Node*> norms;
     for (Node* n : g.nodes())
-      if (n->op == OpKind::RmsNorm && n->operand(0)->producer && n->operand(0)->producer->op == OpKind::Add)
+      if (n->op == OpKind::RmsNorm && n->operand(0)->producer &&
+          n->operand(0)->producer->op == OpKind::Add)
         norms.push_back(n);
     std::vector<Node*> fusedAdds;
     for (Node* norm : norms) {
@@ -168,11 +169,12 @@ class FusePass : public Pass {
       Value* normed = norm->result();
       std::string sumName = sum->name, normedName = normed->name;
       Attributes attrs = norm->attrs;
-      Node* fused = g.insertBefore(add, OpKind::AddRmsNorm, {add->operand(0), add->operand(1), norm->operand(1)},
-                                   {ResultSpec{g.uniqueName(sumName + ".fused"), sum->dtype, sum->shape, sum->sharding},
-                                    ResultSpec{g.uniqueName(normedName + ".fused"), normed->dtype, normed->shape,
-                                               normed->sharding}},
-                                   attrs);
+      Node* fused = g.insertBefore(
+          add, OpKind::AddRmsNorm, {add->operand(0), add->operand(1), norm->operand(1)},
+          {ResultSpec{g.uniqueName(sumName + ".fused"), sum->dtype, sum->shape, sum->sharding},
+           ResultSpec{g.uniqueName(normedName + ".fused"), normed->dtype, normed->shape,
+                      normed->sharding}},
+          attrs);
       g.replaceAllUsesWith(normed, fused->result(1));
       g.replaceOutput(normed, fused->result(1));
       g.erase(norm);

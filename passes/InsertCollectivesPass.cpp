@@ -20,7 +20,9 @@ class InsertCollectivesPass : public Pass {
     std::vector<Node*> order(g.nodes().begin(), g.nodes().end());
     for (Node* n : order) {
       const ShardingRule* rule = findRule(n->op, n->attrs.getString("sharding"));
-      if (!rule) return makeError("insert-collectives: run shard first (", opName(n->op), " has no sharding)");
+      if (!rule)
+        return makeError("insert-collectives: run shard first (", opName(n->op),
+                         " has no sharding)");
       for (size_t i = 0; i < n->operands.size(); ++i) {
         char want = operandLetter(*rule, i);
         if (isWeightLetter(want) || layoutLetter(*n->operands[i]) == want) continue;
@@ -43,7 +45,8 @@ class InsertCollectivesPass : public Pass {
     auto cached = converted_.find(v);
     if (cached != converted_.end()) return cached->second;
     if (want != 'R' || v->sharding.isReplicated() || !v->producer)
-      return makeError("insert-collectives: cannot turn %", v->name, " (", v->sharding.str(), ") into ", want);
+      return makeError("insert-collectives: cannot turn %", v->name, " (", v->sharding.str(),
+                       ") into ", want);
     Node* producer = v->producer;
     Value* result;
     if (v->sharding.isPartial()) {
@@ -59,8 +62,9 @@ class InsertCollectivesPass : public Pass {
       Attributes a;
       a.setString("sharding", "all-gather");
       a.setInt("dim", dim);
-      Node* gather = g.insertAfter(producer, OpKind::AllGather, {v},
-                                   {ResultSpec{g.uniqueName(v->name + ".gathered"), v->dtype, gathered}}, a);
+      Node* gather =
+          g.insertAfter(producer, OpKind::AllGather, {v},
+                        {ResultSpec{g.uniqueName(v->name + ".gathered"), v->dtype, gathered}}, a);
       result = gather->result();
       int64_t width = producer->attrs.getInt("global_width", gathered[dim].size);
       if (width < gathered[dim].size) {
@@ -71,9 +75,10 @@ class InsertCollectivesPass : public Pass {
         s.setInt("dim", dim);
         s.setInt("start", 0);
         s.setInt("length", width);
-        result = g.insertAfter(gather, OpKind::Slice, {result},
-                               {ResultSpec{g.uniqueName(v->name + ".unpadded"), v->dtype, trimmed}}, s)
-                     ->result();
+        result =
+            g.insertAfter(gather, OpKind::Slice, {result},
+                          {ResultSpec{g.uniqueName(v->name + ".unpadded"), v->dtype, trimmed}}, s)
+                ->result();
       }
     }
     converted_[v] = result;
@@ -85,6 +90,8 @@ class InsertCollectivesPass : public Pass {
 
 }  // namespace
 
-std::unique_ptr<Pass> createInsertCollectivesPass() { return std::make_unique<InsertCollectivesPass>(); }
+std::unique_ptr<Pass> createInsertCollectivesPass() {
+  return std::make_unique<InsertCollectivesPass>();
+}
 
 }  // namespace tpc

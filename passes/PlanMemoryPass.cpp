@@ -33,12 +33,14 @@ class PlanMemoryPass : public Pass {
     auto place = [&](Value* v, size_t defined) -> Error {
       if (v->shape.empty() || v->shape[0] != Dim::tokens())
         return makeError("plan-memory: %", v->name, " is not a [tokens, ...] activation");
-      std::optional<uint64_t> bytes = byteSize(v->dtype, static_cast<uint64_t>(staticElementCount(v->shape)));
+      std::optional<uint64_t> bytes =
+          byteSize(v->dtype, static_cast<uint64_t>(staticElementCount(v->shape)));
       if (!bytes) return makeError("plan-memory: %", v->name, " has no whole byte size");
       int64_t size = (static_cast<int64_t>(*bytes) + kAlign - 1) / kAlign * kAlign;
       auto it = lastUse.find(v);
       size_t dies = it == lastUse.end() ? defined : it->second;
-      std::sort(live.begin(), live.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
+      std::sort(live.begin(), live.end(),
+                [](const Block& a, const Block& b) { return a.offset < b.offset; });
       int64_t offset = 0;
       for (const Block& b : live) {
         if (b.offset - offset >= size) break;
@@ -54,8 +56,9 @@ class PlanMemoryPass : public Pass {
       if (Error e = place(v, 0)) return e;
     for (size_t i = 0; i < end; ++i) {
       // Operands read by this step stay put until it is done, so results never alias them.
-      live.erase(std::remove_if(live.begin(), live.end(), [&](const Block& b) { return b.lastUse < i; }),
-                 live.end());
+      live.erase(
+          std::remove_if(live.begin(), live.end(), [&](const Block& b) { return b.lastUse < i; }),
+          live.end());
       for (Value* r : g.nodes()[i]->results)
         if (Error e = place(r, i)) return e;
     }

@@ -18,7 +18,8 @@ class ShardPass : public Pass {
     if (g.attrs.getInt("world", 1) != 1) return makeError("shard: the graph is already sharded");
     for (const Node* n : g.nodes())
       if (n->op == OpKind::Split || n->op == OpKind::AllReduce || n->op == OpKind::AllGather)
-        return makeError("shard: must run before fuse and insert-collectives (found ", opName(n->op), ")");
+        return makeError("shard: must run before fuse and insert-collectives (found ",
+                         opName(n->op), ")");
     g.attrs.setInt("world", world_);
     for (Node* n : g.nodes())
       if (Error e = shardNode(*n)) return e;
@@ -59,10 +60,11 @@ class ShardPass : public Pass {
     WeightPiece& piece = p->pieces[0];
     if (piece.sharding.isSplit()) {
       if (piece.sharding == want) return Error::success();  // shared, e.g. tied embeddings
-      return makeError("shard: parameter %", p->name, " would be split both as ", piece.sharding.str(),
-                       " and as ", want.str());
+      return makeError("shard: parameter %", p->name, " would be split both as ",
+                       piece.sharding.str(), " and as ", want.str());
     }
-    if (dim >= static_cast<int>(piece.shape.size())) return makeError("shard: %", p->name, " has no dim ", dim);
+    if (dim >= static_cast<int>(piece.shape.size()))
+      return makeError("shard: %", p->name, " has no dim ", dim);
     int64_t size = piece.shape[dim].size;
     if (size % parts != 0 && !n.attrs.getInt("pad_to_world")) return splitError(n, size);
     piece.sharding = want;
@@ -83,7 +85,8 @@ class ShardPass : public Pass {
       char letter = operandLetter(*rule, i);
       Value* v = n.operands[i];
       if (!isWeightLetter(letter) || letter == 'w') continue;
-      if (!v->isParameter()) return makeError("shard: operand %", v->name, " of ", opName(n.op), " must be a weight");
+      if (!v->isParameter())
+        return makeError("shard: operand %", v->name, " of ", opName(n.op), " must be a weight");
       if (letter == 'r') {
         int64_t rows = v->pieces[0].shape[0].size;
         int64_t parts = world_;
@@ -92,7 +95,8 @@ class ShardPass : public Pass {
           if (!p) return p.takeError();
           parts = *p;
           resultParts = parts;
-        } else if (n.op == OpKind::MoeExperts && n.attrs.getInt("split_groups", rows) % world_ != 0) {
+        } else if (n.op == OpKind::MoeExperts &&
+                   n.attrs.getInt("split_groups", rows) % world_ != 0) {
           return splitError(n, n.attrs.getInt("split_groups", rows));
         }
         if (Error e = shardParam(n, v, 0, parts)) return e;
@@ -130,7 +134,8 @@ class ShardPass : public Pass {
     size_t start = 0;
     while (start < spec.size()) {
       size_t comma = spec.find(',', start);
-      std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      std::string item =
+          spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       size_t colon = item.find(':');
       std::string key = item.substr(0, colon);
       size_t operand = std::stoul(item.substr(colon + 1));
@@ -138,7 +143,8 @@ class ShardPass : public Pass {
       int64_t parts = s.isSplit() ? s.parts : 1;
       int64_t value = n.attrs.getInt(key);
       if (value % parts != 0)
-        return makeError("shard: ", key, " ", value, " of ", printNode(n).substr(0, 60), " is not divisible by ", parts);
+        return makeError("shard: ", key, " ", value, " of ", printNode(n).substr(0, 60),
+                         " is not divisible by ", parts);
       n.attrs.setInt(key, value / parts);
       if (comma == std::string::npos) break;
       start = comma + 1;

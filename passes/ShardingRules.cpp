@@ -60,7 +60,9 @@ const ShardingRule* findRule(OpKind op, const std::string& name) {
   return nullptr;
 }
 
-char operandLetter(const ShardingRule& rule, size_t index) { return letterAt(rule.operands, index); }
+char operandLetter(const ShardingRule& rule, size_t index) {
+  return letterAt(rule.operands, index);
+}
 char resultLetter(const ShardingRule& rule, size_t index) { return letterAt(rule.results, index); }
 bool isWeightLetter(char c) { return c == 'r' || c == 'c' || c == 'w'; }
 
@@ -89,7 +91,9 @@ Error checkShardingConsistency(const Graph& g) {
   for (const Node* n : g.nodes()) {
     std::string ruleName = n->attrs.getString("sharding");
     const ShardingRule* rule = findRule(n->op, ruleName);
-    if (!rule) return makeError("node ", printNode(*n).substr(0, 100), ": no sharding rule \"", ruleName, "\"");
+    if (!rule)
+      return makeError("node ", printNode(*n).substr(0, 100), ": no sharding rule \"", ruleName,
+                       "\"");
     for (size_t i = 0; i < n->operands.size(); ++i) {
       char want = operandLetter(*rule, i);
       const Value* v = n->operands[i];

@@ -16,7 +16,8 @@ class VerifyPass : public Pass {
     bool hasCollectives = false;
     for (const Node* n : g.nodes())
       hasCollectives |= n->op == OpKind::AllReduce || n->op == OpKind::AllGather;
-    if (sharded && (hasCollectives || g.attrs.getInt("world", 1) == 1)) return checkShardingConsistency(g);
+    if (sharded && (hasCollectives || g.attrs.getInt("world", 1) == 1))
+      return checkShardingConsistency(g);
     return Error::success();
   }
 };

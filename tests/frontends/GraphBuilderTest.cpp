@@ -13,7 +13,7 @@
 namespace tpc {
 namespace {
 
-constexpr Family kFamilies[] = {Family::Llama, Family::Mistral, Family::Qwen2,
+constexpr Family kFamilies[] = {Family::Llama, Family::Mistral,  Family::Qwen2,
                                 Family::Qwen3, Family::Qwen3Moe, Family::Mixtral};
 
 ModelSpec tinySpec(Family f) {
@@ -81,7 +81,8 @@ TEST(GraphBuilder, QkvBiasAndTiedEmbeddings) {
 
 // A lookup over the tensors the spec needs, with one changed by `edit`.
 TensorLookup editedLookup(const ModelSpec& spec, std::map<std::string, TensorMeta>& storage) {
-  for (const ExpectedTensor& t : expectedTensors(spec)) storage[t.name] = TensorMeta{spec.dtype, t.shape};
+  for (const ExpectedTensor& t : expectedTensors(spec))
+    storage[t.name] = TensorMeta{spec.dtype, t.shape};
   return [&storage](const std::string& name) -> std::optional<TensorMeta> {
     auto it = storage.find(name);
     if (it == storage.end()) return std::nullopt;
@@ -97,18 +98,21 @@ TEST(GraphBuilder, MissingMisshapenAndUnsupportedTensorsAreNamed) {
   tensors.erase("model.layers.1.mlp.up_proj.weight");
   Expected<Graph> missing = buildGraph(spec, lookup, {});
   ASSERT_FALSE(missing);
-  EXPECT_EQ(missing.errorMessage(), "missing tensor \"model.layers.1.mlp.up_proj.weight\" (expected shape [" +
-                                        std::to_string(spec.intermediateSize) + ", " +
-                                        std::to_string(spec.hiddenSize) + "])");
+  EXPECT_EQ(missing.errorMessage(),
+            "missing tensor \"model.layers.1.mlp.up_proj.weight\" (expected shape [" +
+                std::to_string(spec.intermediateSize) + ", " + std::to_string(spec.hiddenSize) +
+                "])");
 
-  tensors["model.layers.1.mlp.up_proj.weight"] = TensorMeta{DType::BF16, {spec.intermediateSize, spec.hiddenSize}};
+  tensors["model.layers.1.mlp.up_proj.weight"] =
+      TensorMeta{DType::BF16, {spec.intermediateSize, spec.hiddenSize}};
   tensors["model.layers.0.self_attn.k_norm.weight"] = TensorMeta{DType::BF16, {spec.headDim + 1}};
   Expected<Graph> misshapen = buildGraph(spec, lookup, {});
   ASSERT_FALSE(misshapen);
-  EXPECT_NE(misshapen.errorMessage().find("tensor \"model.layers.0.self_attn.k_norm.weight\" has shape [" +
-                                          std::to_string(spec.headDim + 1) + "], expected [" +
-                                          std::to_string(spec.headDim) + "]"),
-            std::string::npos)
+  EXPECT_NE(
+      misshapen.errorMessage().find(
+          "tensor \"model.layers.0.self_attn.k_norm.weight\" has shape [" +
+          std::to_string(spec.headDim + 1) + "], expected [" + std::to_string(spec.headDim) + "]"),
+      std::string::npos)
       << misshapen.errorMessage();
 
   tensors["model.layers.0.self_attn.k_norm.weight"] = TensorMeta{DType::F8_E4M3, {spec.headDim}};
@@ -129,7 +133,8 @@ TEST(GraphBuilder, MoeLayersFollowSparseStepAndMlpOnlyLayers) {
   std::vector<int64_t> moeLayers;
   for (const Node* n : g->nodes())
     if (n->op == OpKind::MoeRouter) moeLayers.push_back(std::stoll(n->result()->name.substr(1)));
-  EXPECT_EQ(moeLayers, (std::vector<int64_t>{1})) << "layer 1 is sparse; layer 3 is listed in mlp_only_layers";
+  EXPECT_EQ(moeLayers, (std::vector<int64_t>{1}))
+      << "layer 1 is sparse; layer 3 is listed in mlp_only_layers";
 }
 
 }  // namespace

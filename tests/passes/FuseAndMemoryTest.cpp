@@ -63,7 +63,9 @@ TEST(PlanMemory, LiveValuesNeverOverlap) {
     }
     for (const Value* v : g.outputs()) dies[v] = g.nodes().size();
     int64_t arena = g.attrs.getInt("arena_bytes_per_token");
-    auto bytes = [](const Value* v) { return static_cast<int64_t>(*byteSize(v->dtype, staticElementCount(v->shape))); };
+    auto bytes = [](const Value* v) {
+      return static_cast<int64_t>(*byteSize(v->dtype, staticElementCount(v->shape)));
+    };
     for (const Value* a : values) {
       ASSERT_GE(a->arenaOffset, 0) << a->name;
       EXPECT_LE(a->arenaOffset + bytes(a), arena) << a->name;
@@ -73,8 +75,10 @@ TEST(PlanMemory, LiveValuesNeverOverlap) {
         size_t aEnd = std::max(born[a], dies.count(a) ? dies[a] : born[a]);
         size_t bEnd = std::max(born[b], dies.count(b) ? dies[b] : born[b]);
         bool liveTogether = born[a] <= bEnd && born[b] <= aEnd;
-        bool overlap = a->arenaOffset < b->arenaOffset + bytes(b) && b->arenaOffset < a->arenaOffset + bytes(a);
-        EXPECT_FALSE(liveTogether && overlap) << a->name << " and " << b->name << " share arena bytes";
+        bool overlap = a->arenaOffset < b->arenaOffset + bytes(b) &&
+                       b->arenaOffset < a->arenaOffset + bytes(a);
+        EXPECT_FALSE(liveTogether && overlap)
+            << a->name << " and " << b->name << " share arena bytes";
       }
     }
   }

@@ -20,7 +20,8 @@ const int64_t kWorlds[] = {1, 2, 4, 8};
 // How many ranks should hold each element of a checkpoint tensor.
 int64_t expectedCopies(const std::string& name, const ModelSpec& spec, int64_t world) {
   auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
-  if (has("norm.weight") || has("mlp.gate.weight") || has("block_sparse_moe.gate.weight")) return world;
+  if (has("norm.weight") || has("mlp.gate.weight") || has("block_sparse_moe.gate.weight"))
+    return world;
   if (has("k_proj") || has("v_proj")) return world > spec.numKvHeads ? world / spec.numKvHeads : 1;
   return 1;
 }
@@ -50,7 +51,8 @@ TEST(Sharding, SlicesCoverEveryWeightTheRightNumberOfTimes) {
             for (size_t e = 0; e < it->second.size(); ++e) {
               int64_t row = static_cast<int64_t>(e) / cols, col = static_cast<int64_t>(e) % cols;
               int64_t coord = s->dim() == 1 ? col : row;
-              if (s->dim() == -1 || (coord >= s->start() && coord < s->start() + s->length())) ++it->second[e];
+              if (s->dim() == -1 || (coord >= s->start() && coord < s->start() + s->length()))
+                ++it->second[e];
             }
           }
         }
@@ -82,7 +84,8 @@ TEST(Sharding, EveryRankRunsTheSameCollectivesAndDenseLayersHaveTwoAllReduces) {
         if (rank->rank() == 0) first = collectives;
         EXPECT_EQ(collectives, first) << "rank " << rank->rank();
       }
-      size_t reduces = std::count_if(first.begin(), first.end(), [](auto& c) { return c.rfind("all_reduce", 0) == 0; });
+      size_t reduces = std::count_if(first.begin(), first.end(),
+                                     [](auto& c) { return c.rfind("all_reduce", 0) == 0; });
       size_t gathers = first.size() - reduces;
       if (world == 1) {
         EXPECT_TRUE(first.empty());
@@ -93,14 +96,16 @@ TEST(Sharding, EveryRankRunsTheSameCollectivesAndDenseLayersHaveTwoAllReduces) {
       EXPECT_EQ(reduces, static_cast<size_t>(2 * spec.numLayers + 1));
       EXPECT_EQ(gathers, 1u);
       int64_t hiddenBytes = spec.hiddenSize * 2;  // bf16 activations
-      for (size_t i = 0; i < reduces; ++i) EXPECT_EQ(first[i], "all_reduce:" + std::to_string(hiddenBytes));
+      for (size_t i = 0; i < reduces; ++i)
+        EXPECT_EQ(first[i], "all_reduce:" + std::to_string(hiddenBytes));
     }
   }
 }
 
 TEST(Sharding, LogitsAreGatheredWithoutVocabPadding) {
   ModelSpec spec = presetSpec(Family::Llama);
-  ASSERT_NE(spec.vocabSize % 8, 0) << "the tiny preset should have a vocab that world 8 does not divide";
+  ASSERT_NE(spec.vocabSize % 8, 0)
+      << "the tiny preset should have a vocab that world 8 does not divide";
   Expected<LoadedPlan> plan = compileSpec(spec, 8);
   ASSERT_TRUE(plan) << plan.errorMessage();
   for (const plan::RankProgram* rank : *plan->plan().ranks()) {

@@ -12,7 +12,7 @@
 
 namespace tpc::test {
 
-constexpr Family kAllFamilies[] = {Family::Llama, Family::Mistral, Family::Qwen2,
+constexpr Family kAllFamilies[] = {Family::Llama, Family::Mistral,  Family::Qwen2,
                                    Family::Qwen3, Family::Qwen3Moe, Family::Mixtral};
 
 ModelSpec presetSpec(Family family, const std::string& preset = "tiny", DType dtype = DType::BF16);

@@ -20,14 +20,16 @@ void expectOneLineError(const test::CommandResult& r, int code, const std::strin
   EXPECT_EQ(r.exitCode, code) << r.output;
   EXPECT_EQ(r.lineCount(), 1) << r.output;
   EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << r.output;
-  EXPECT_NE(r.output.find(words), std::string::npos) << "expected '" << words << "' in: " << r.output;
+  EXPECT_NE(r.output.find(words), std::string::npos)
+      << "expected '" << words << "' in: " << r.output;
 }
 
 class TpcCli : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = dir_.file("tiny-llama");
-    test::CommandResult r = runCommand(tpc() + " make-model --arch llama --preset tiny --seed 3 --quiet -o " + model_);
+    test::CommandResult r =
+        runCommand(tpc() + " make-model --arch llama --preset tiny --seed 3 --quiet -o " + model_);
     ASSERT_EQ(r.exitCode, 0) << r.output;
   }
   test::TempDir dir_;
@@ -41,31 +43,42 @@ TEST_F(TpcCli, UsageAndUnknownCommands) {
   for (const char* command : {"compile", "dump", "inspect", "make-model"}) {
     test::CommandResult help = runCommand(tpc() + " " + command + " --help");
     EXPECT_EQ(help.exitCode, 0) << command;
-    EXPECT_NE(help.output.find("usage: tpc " + std::string(command)), std::string::npos) << help.output;
+    EXPECT_NE(help.output.find("usage: tpc " + std::string(command)), std::string::npos)
+        << help.output;
   }
-  expectOneLineError(runCommand(tpc() + " compile " + model_ + " --wrold 8"), 2, "unknown flag --wrold");
-  expectOneLineError(runCommand(tpc() + " compile " + model_ + " --world eight"), 2, "--world expects a whole number");
-  expectOneLineError(runCommand(tpc() + " compile " + model_ + " --dtype f64"), 2, "--dtype must be one of bf16|f16|f32");
+  expectOneLineError(runCommand(tpc() + " compile " + model_ + " --wrold 8"), 2,
+                     "unknown flag --wrold");
+  expectOneLineError(runCommand(tpc() + " compile " + model_ + " --world eight"), 2,
+                     "--world expects a whole number");
+  expectOneLineError(runCommand(tpc() + " compile " + model_ + " --dtype f64"), 2,
+                     "--dtype must be one of bf16|f16|f32");
   expectOneLineError(runCommand(tpc() + " compile"), 2, "needs MODEL");
 }
 
 TEST_F(TpcCli, MakeModelWritesAConfigAndCheckpointAndRefusesToOverwrite) {
   EXPECT_TRUE(test::fileExists(model_ + "/config.json"));
   EXPECT_TRUE(test::fileExists(model_ + "/model.safetensors"));
-  expectOneLineError(runCommand(tpc() + " make-model --arch llama --preset tiny -o " + model_), 1, "use --force");
-  expectOneLineError(runCommand(tpc() + " make-model --arch gpt2 --preset tiny -o " + dir_.file("x")), 2,
-                     "qwen3_moe");
-  expectOneLineError(runCommand(tpc() + " make-model --arch llama --preset huge -o " + dir_.file("x")), 2, "tiny");
+  expectOneLineError(runCommand(tpc() + " make-model --arch llama --preset tiny -o " + model_), 1,
+                     "use --force");
+  expectOneLineError(
+      runCommand(tpc() + " make-model --arch gpt2 --preset tiny -o " + dir_.file("x")), 2,
+      "qwen3_moe");
+  expectOneLineError(
+      runCommand(tpc() + " make-model --arch llama --preset huge -o " + dir_.file("x")), 2, "tiny");
   EXPECT_FALSE(test::fileExists(dir_.file("x")));
   // The same seed writes the same bytes.
-  ASSERT_EQ(runCommand(tpc() + " make-model --arch llama --preset tiny --seed 3 --quiet -o " + dir_.file("again")).exitCode, 0);
-  EXPECT_EQ(test::readFile(dir_.file("again/model.safetensors")), test::readFile(model_ + "/model.safetensors"));
+  ASSERT_EQ(runCommand(tpc() + " make-model --arch llama --preset tiny --seed 3 --quiet -o " +
+                       dir_.file("again"))
+                .exitCode,
+            0);
+  EXPECT_EQ(test::readFile(dir_.file("again/model.safetensors")),
+            test::readFile(model_ + "/model.safetensors"));
 }
 
 TEST_F(TpcCli, MakeModelShardsLargeModelsWithAnIndex) {
   std::string sharded = dir_.file("sharded");
-  test::CommandResult r =
-      runCommand(tpc() + " make-model --arch qwen3 --preset small --shard-size 8 --quiet -o " + sharded, 300);
+  test::CommandResult r = runCommand(
+      tpc() + " make-model --arch qwen3 --preset small --shard-size 8 --quiet -o " + sharded, 300);
   ASSERT_EQ(r.exitCode, 0) << r.output;
   EXPECT_TRUE(test::fileExists(sharded + "/model.safetensors.index.json"));
   EXPECT_FALSE(test::fileExists(sharded + "/model.safetensors"));
@@ -82,7 +95,9 @@ TEST_F(TpcCli, InspectReportsTheModelAndRejectsBadCheckpoints) {
   ASSERT_EQ(text.exitCode, 0) << text.output;
   Expected<ModelSpec> spec = makePresetSpec(Family::Llama, "tiny", DType::BF16);
   ASSERT_TRUE(spec);
-  EXPECT_NE(text.output.find("parameters " + std::to_string(parameterCount(*spec))), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("parameters " + std::to_string(parameterCount(*spec))),
+            std::string::npos)
+      << text.output;
   EXPECT_NE(text.output.find("rope llama3"), std::string::npos) << text.output;
 
   test::CommandResult json = runCommand(tpc() + " inspect " + model_ + " --format json");
@@ -96,29 +111,34 @@ TEST_F(TpcCli, InspectReportsTheModelAndRejectsBadCheckpoints) {
   std::string bytes = test::readFile(model_ + "/model.safetensors");
   test::writeFile(model_ + "/model.safetensors", bytes.substr(0, bytes.size() / 2));
   expectOneLineError(runCommand(tpc() + " inspect " + model_), 1, "model.safetensors");
-  expectOneLineError(runCommand(tpc() + " inspect " + dir_.file("nothing-here")), 1, "no such file");
+  expectOneLineError(runCommand(tpc() + " inspect " + dir_.file("nothing-here")), 1,
+                     "no such file");
 }
 
 TEST_F(TpcCli, CompileWritesAPlanAndExplainsWorldErrors) {
   std::string plan = dir_.file("plan.fb");
   test::CommandResult r = runCommand(tpc() + " compile " + model_ + " --world 8 -o " + plan);
   ASSERT_EQ(r.exitCode, 0) << r.output;
-  EXPECT_NE(r.output.find("collectives per step: 5 all-reduce, 1 all-gather"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("collectives per step: 5 all-reduce, 1 all-gather"), std::string::npos)
+      << r.output;
   Expected<LoadedPlan> loaded = LoadedPlan::readFile(plan);
   ASSERT_TRUE(loaded) << loaded.errorMessage();
   EXPECT_EQ(loaded->plan().world(), 8u);
 
-  expectOneLineError(runCommand(tpc() + " compile " + model_ + " --world 6 -o " + dir_.file("w6.fb")), 2,
-                     "world 6 is not a power of 2");
+  expectOneLineError(
+      runCommand(tpc() + " compile " + model_ + " --world 6 -o " + dir_.file("w6.fb")), 2,
+      "world 6 is not a power of 2");
   EXPECT_FALSE(test::fileExists(dir_.file("w6.fb")));
-  expectOneLineError(runCommand(tpc() + " compile " + model_ + " --world 2 -o " + dir_.file("no/such/dir/p.fb")), 1,
-                     "p.fb");
+  expectOneLineError(
+      runCommand(tpc() + " compile " + model_ + " --world 2 -o " + dir_.file("no/such/dir/p.fb")),
+      1, "p.fb");
   expectOneLineError(runCommand(tpc() + " compile " + model_ + " --print-after sharding"), 2,
                      "no pass named 'sharding'");
 }
 
 TEST_F(TpcCli, PrintAfterShowsTheIrOfThatPass) {
-  test::CommandResult r = runCommand(tpc() + " compile " + model_ + " --world 2 --print-after shard -o " + dir_.file("p.fb"));
+  test::CommandResult r = runCommand(tpc() + " compile " + model_ +
+                                     " --world 2 --print-after shard -o " + dir_.file("p.fb"));
   ASSERT_EQ(r.exitCode, 0) << r.output;
   EXPECT_NE(r.output.find("graph \"llama\""), std::string::npos);
   EXPECT_NE(r.output.find("sharding = \"row-parallel\""), std::string::npos);
@@ -129,7 +149,8 @@ TEST_F(TpcCli, CompileRefusesAModelWhoseTensorsDoNotMatchItsConfig) {
   std::string config = test::readFile(model_ + "/config.json");
   size_t at = config.find("\"intermediate_size\": ");
   ASSERT_NE(at, std::string::npos);
-  config.replace(at, std::string("\"intermediate_size\": 256").size(), "\"intermediate_size\": 512");
+  config.replace(at, std::string("\"intermediate_size\": 256").size(),
+                 "\"intermediate_size\": 512");
   test::writeFile(model_ + "/config.json", config);
   expectOneLineError(runCommand(tpc() + " compile " + model_ + " -o " + dir_.file("p.fb")), 1,
                      "has shape [256, 128], expected [512, 128]");

@@ -12,13 +12,16 @@ ArgParser::ArgParser(std::string command, std::string summary)
 void ArgParser::flag(const std::string& name, bool* out, const std::string& help) {
   specs_.push_back({Kind::Flag, name, "", help, out, {}});
 }
-void ArgParser::option(const std::string& name, std::string* out, const std::string& metavar, const std::string& help) {
+void ArgParser::option(const std::string& name, std::string* out, const std::string& metavar,
+                       const std::string& help) {
   specs_.push_back({Kind::String, name, metavar, help, out, {}});
 }
-void ArgParser::option(const std::string& name, int64_t* out, const std::string& metavar, const std::string& help) {
+void ArgParser::option(const std::string& name, int64_t* out, const std::string& metavar,
+                       const std::string& help) {
   specs_.push_back({Kind::Int, name, metavar, help, out, {}});
 }
-void ArgParser::option(const std::string& name, double* out, const std::string& metavar, const std::string& help) {
+void ArgParser::option(const std::string& name, double* out, const std::string& metavar,
+                       const std::string& help) {
   specs_.push_back({Kind::Double, name, metavar, help, out, {}});
 }
 void ArgParser::choice(const std::string& name, std::string* out, std::vector<std::string> choices,
@@ -27,7 +30,8 @@ void ArgParser::choice(const std::string& name, std::string* out, std::vector<st
   for (const std::string& c : choices) metavar += (metavar.empty() ? "" : "|") + c;
   specs_.push_back({Kind::Choice, name, metavar, help, out, std::move(choices)});
 }
-void ArgParser::positional(const std::string& name, std::string* out, const std::string& help, bool required) {
+void ArgParser::positional(const std::string& name, std::string* out, const std::string& help,
+                           bool required) {
   specs_.push_back({Kind::Positional, name, name, help, out, {}, required});
 }
 
@@ -61,7 +65,8 @@ Error ArgParser::assign(Spec& spec, const std::string& value) {
     case Kind::Double: {
       char* end = nullptr;
       double v = std::strtod(value.c_str(), &end);
-      if (value.empty() || *end != '\0') return makeError(spec.name, " expects a number, got '", value, "'");
+      if (value.empty() || *end != '\0')
+        return makeError(spec.name, " expects a number, got '", value, "'");
       *static_cast<double*>(spec.out) = v;
       return Error::success();
     }
@@ -92,7 +97,8 @@ Error ArgParser::parse(int argc, char** argv, int first) {
       help_ = true;
       return Error::success();
     }
-    if (arg.size() > 1 && arg[0] == '-' && !(arg.size() > 1 && std::isdigit(static_cast<unsigned char>(arg[1])))) {
+    if (arg.size() > 1 && arg[0] == '-' &&
+        !(arg.size() > 1 && std::isdigit(static_cast<unsigned char>(arg[1])))) {
       std::string name = arg, value;
       bool hasValue = false;
       if (size_t eq = arg.find('='); eq != std::string::npos) {
@@ -101,7 +107,8 @@ Error ArgParser::parse(int argc, char** argv, int first) {
         hasValue = true;
       }
       Spec* spec = find(name);
-      if (!spec) return makeError("unknown flag ", name, " for ", command_, " (see ", command_, " --help)");
+      if (!spec)
+        return makeError("unknown flag ", name, " for ", command_, " (see ", command_, " --help)");
       if (spec->kind == Kind::Flag) {
         if (hasValue) return makeError(name, " takes no value");
         *static_cast<bool*>(spec->out) = true;
@@ -116,11 +123,13 @@ Error ArgParser::parse(int argc, char** argv, int first) {
       continue;
     }
     if (nextPositional >= positionals.size())
-      return makeError("unexpected argument '", arg, "' for ", command_, " (see ", command_, " --help)");
+      return makeError("unexpected argument '", arg, "' for ", command_, " (see ", command_,
+                       " --help)");
     if (Error e = assign(*positionals[nextPositional++], arg)) return e;
   }
   for (Spec* p : positionals)
-    if (p->required && !p->seen) return makeError(command_, " needs ", p->name, " (see ", command_, " --help)");
+    if (p->required && !p->seen)
+      return makeError(command_, " needs ", p->name, " (see ", command_, " --help)");
   return Error::success();
 }
 
@@ -128,20 +137,24 @@ std::string ArgParser::help() const {
   std::ostringstream os;
   os << "usage: " << command_;
   for (const Spec& s : specs_)
-    if (s.kind == Kind::Positional) os << (s.required ? " " : " [") << s.name << (s.required ? "" : "]");
+    if (s.kind == Kind::Positional)
+      os << (s.required ? " " : " [") << s.name << (s.required ? "" : "]");
   os << " [options]\n\n" << summary_ << "\n";
   bool anyPositional = false;
   for (const Spec& s : specs_) anyPositional |= s.kind == Kind::Positional;
   if (anyPositional) {
     os << "\narguments:\n";
     for (const Spec& s : specs_)
-      if (s.kind == Kind::Positional) os << "  " << s.name << std::string(s.name.size() < 24 ? 24 - s.name.size() : 1, ' ') << s.help << "\n";
+      if (s.kind == Kind::Positional)
+        os << "  " << s.name << std::string(s.name.size() < 24 ? 24 - s.name.size() : 1, ' ')
+           << s.help << "\n";
   }
   os << "\noptions:\n";
   for (const Spec& s : specs_) {
     if (s.kind == Kind::Positional) continue;
     std::string left = s.name + (s.metavar.empty() ? "" : " " + s.metavar);
-    os << "  " << left << std::string(left.size() < 24 ? 24 - left.size() : 1, ' ') << s.help << "\n";
+    os << "  " << left << std::string(left.size() < 24 ? 24 - left.size() : 1, ' ') << s.help
+       << "\n";
   }
   os << "  -h, --help              show this help\n";
   if (!epilog_.empty()) os << "\n" << epilog_ << "\n";
@@ -153,7 +166,8 @@ Expected<std::vector<int64_t>> parseIntList(const std::string& text, const std::
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     int64_t v;
     auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
     if (item.empty() || ec != std::errc() || end != item.data() + item.size())

@@ -16,12 +16,17 @@ class ArgParser {
   ArgParser(std::string command, std::string summary);
 
   void flag(const std::string& name, bool* out, const std::string& help);
-  void option(const std::string& name, std::string* out, const std::string& metavar, const std::string& help);
-  void option(const std::string& name, int64_t* out, const std::string& metavar, const std::string& help);
-  void option(const std::string& name, double* out, const std::string& metavar, const std::string& help);
+  void option(const std::string& name, std::string* out, const std::string& metavar,
+              const std::string& help);
+  void option(const std::string& name, int64_t* out, const std::string& metavar,
+              const std::string& help);
+  void option(const std::string& name, double* out, const std::string& metavar,
+              const std::string& help);
   // An option whose value must be one of `choices`.
-  void choice(const std::string& name, std::string* out, std::vector<std::string> choices, const std::string& help);
-  void positional(const std::string& name, std::string* out, const std::string& help, bool required = true);
+  void choice(const std::string& name, std::string* out, std::vector<std::string> choices,
+              const std::string& help);
+  void positional(const std::string& name, std::string* out, const std::string& help,
+                  bool required = true);
   // Extra text after the flag list (examples).
   void epilog(std::string text) { epilog_ = std::move(text); }
 

@@ -9,7 +9,10 @@
 namespace tpc::cli {
 
 Progress::Progress(std::string label, uint64_t total, bool enabled)
-    : label_(std::move(label)), total_(total), enabled_(enabled), tty_(isatty(2) != 0),
+    : label_(std::move(label)),
+      total_(total),
+      enabled_(enabled),
+      tty_(isatty(2) != 0),
       start_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(uint64_t done) {
@@ -20,13 +23,14 @@ void Progress::update(uint64_t done) {
     if (percent == lastPercent_) return;
     lastPercent_ = percent;
     int filled = percent / 4;
-    std::fprintf(stderr, "\r%s [%-25s] %3d%% %s / %s  %.1fs", label_.c_str(), std::string(filled, '#').c_str(),
-                 percent, formatBytes(done).c_str(), formatBytes(total_).c_str(), seconds);
+    std::fprintf(stderr, "\r%s [%-25s] %3d%% %s / %s  %.1fs", label_.c_str(),
+                 std::string(filled, '#').c_str(), percent, formatBytes(done).c_str(),
+                 formatBytes(total_).c_str(), seconds);
     std::fflush(stderr);
   } else if (percent / 10 != lastTenth_) {
     lastTenth_ = percent / 10;
-    std::fprintf(stderr, "%s %3d%% %s / %s  %.1fs\n", label_.c_str(), percent, formatBytes(done).c_str(),
-                 formatBytes(total_).c_str(), seconds);
+    std::fprintf(stderr, "%s %3d%% %s / %s  %.1fs\n", label_.c_str(), percent,
+                 formatBytes(done).c_str(), formatBytes(total_).c_str(), seconds);
   }
 }
 

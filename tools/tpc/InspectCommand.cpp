@@ -28,7 +28,8 @@ int64_t layerOf(const std::string& name) {
 
 std::string ropeText(const RopeSpec& r) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%s, theta %g", std::string(ropeTypeName(r.type)).c_str(), r.theta);
+  std::snprintf(buf, sizeof buf, "%s, theta %g", std::string(ropeTypeName(r.type)).c_str(),
+                r.theta);
   std::string s = buf;
   if (r.type != RopeType::Default) s += ", factor " + nlohmann::json(r.factor).dump();
   return s;
@@ -38,9 +39,11 @@ std::string ropeText(const RopeSpec& r) {
 
 int runInspect(int argc, char** argv) {
   std::string model, format = "text";
-  ArgParser args("tpc inspect", "Shows a checkpoint's architecture, parameter count and bytes by dtype, and a\n"
-                                "per-layer table. Checks every tensor the model needs against its headers.");
-  args.positional("MODEL", &model, "model folder (config.json + *.safetensors) or a .safetensors file");
+  ArgParser args("tpc inspect",
+                 "Shows a checkpoint's architecture, parameter count and bytes by dtype, and a\n"
+                 "per-layer table. Checks every tensor the model needs against its headers.");
+  args.positional("MODEL", &model,
+                  "model folder (config.json + *.safetensors) or a .safetensors file");
   args.choice("--format", &format, {"text", "json"}, "output format (default text)");
   if (Error e = args.parse(argc, argv, 2)) return fail(e.message(), 2);
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
@@ -73,49 +76,73 @@ int runInspect(int argc, char** argv) {
     nlohmann::ordered_json j;
     j["model"] = source->directory;
     j["family"] = familyName(s.family);
-    j["config"] = {{"vocab_size", s.vocabSize}, {"hidden_size", s.hiddenSize}, {"num_layers", s.numLayers},
-                   {"num_attention_heads", s.numHeads}, {"num_key_value_heads", s.numKvHeads},
-                   {"head_dim", s.headDim}, {"intermediate_size", s.intermediateSize},
-                   {"max_position_embeddings", s.maxPositionEmbeddings}, {"rope_type", ropeTypeName(s.rope.type)},
-                   {"rope_theta", s.rope.theta}, {"tie_word_embeddings", s.tieWordEmbeddings},
-                   {"attention_bias", s.attentionBias}, {"qk_norm", s.qkNorm}, {"dtype", irName(s.dtype)}};
+    j["config"] = {{"vocab_size", s.vocabSize},
+                   {"hidden_size", s.hiddenSize},
+                   {"num_layers", s.numLayers},
+                   {"num_attention_heads", s.numHeads},
+                   {"num_key_value_heads", s.numKvHeads},
+                   {"head_dim", s.headDim},
+                   {"intermediate_size", s.intermediateSize},
+                   {"max_position_embeddings", s.maxPositionEmbeddings},
+                   {"rope_type", ropeTypeName(s.rope.type)},
+                   {"rope_theta", s.rope.theta},
+                   {"tie_word_embeddings", s.tieWordEmbeddings},
+                   {"attention_bias", s.attentionBias},
+                   {"qk_norm", s.qkNorm},
+                   {"dtype", irName(s.dtype)}};
     if (s.isMoe())
-      j["config"]["moe"] = {{"num_experts", s.moe.numExperts}, {"num_experts_per_tok", s.moe.topK},
-                            {"moe_intermediate_size", s.moe.intermediateSize}, {"norm_topk_prob", s.moe.normTopkProb}};
+      j["config"]["moe"] = {{"num_experts", s.moe.numExperts},
+                            {"num_experts_per_tok", s.moe.topK},
+                            {"moe_intermediate_size", s.moe.intermediateSize},
+                            {"norm_topk_prob", s.moe.normTopkProb}};
     j["parameters"] = total.parameters;
     j["bytes"] = total.bytes;
-    for (const auto& [dtype, t] : byDtype) j["by_dtype"][dtype] = {{"parameters", t.parameters}, {"bytes", t.bytes}};
+    for (const auto& [dtype, t] : byDtype)
+      j["by_dtype"][dtype] = {{"parameters", t.parameters}, {"bytes", t.bytes}};
     j["layers"] = nlohmann::ordered_json::array();
     for (const auto& [layer, t] : byLayer)
-      j["layers"].push_back({{"index", layer}, {"kind", s.layerIsMoe(layer) ? "moe" : "dense"},
-                             {"parameters", t.parameters}, {"bytes", t.bytes}});
+      j["layers"].push_back({{"index", layer},
+                             {"kind", s.layerIsMoe(layer) ? "moe" : "dense"},
+                             {"parameters", t.parameters},
+                             {"bytes", t.bytes}});
     j["outside_layers"] = {{"parameters", outside.parameters}, {"bytes", outside.bytes}};
     j["unused_tensors"] = unused;
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
 
-  std::printf("%s: %s, %zu checkpoint file(s)\n", source->directory.c_str(), std::string(familyName(s.family)).c_str(),
-              source->checkpoint.files().size());
-  std::printf("  vocab %lld, hidden %lld, %lld layers, %lld heads (%lld KV, head_dim %lld), intermediate %lld\n",
-              (long long)s.vocabSize, (long long)s.hiddenSize, (long long)s.numLayers, (long long)s.numHeads,
-              (long long)s.numKvHeads, (long long)s.headDim, (long long)s.intermediateSize);
+  std::printf("%s: %s, %zu checkpoint file(s)\n", source->directory.c_str(),
+              std::string(familyName(s.family)).c_str(), source->checkpoint.files().size());
+  std::printf(
+      "  vocab %lld, hidden %lld, %lld layers, %lld heads (%lld KV, head_dim %lld), intermediate "
+      "%lld\n",
+      (long long)s.vocabSize, (long long)s.hiddenSize, (long long)s.numLayers,
+      (long long)s.numHeads, (long long)s.numKvHeads, (long long)s.headDim,
+      (long long)s.intermediateSize);
   if (s.isMoe())
-    std::printf("  %lld experts, top-%lld, expert intermediate %lld%s\n", (long long)s.moe.numExperts,
-                (long long)s.moe.topK, (long long)s.moe.intermediateSize, s.moe.normTopkProb ? ", top-k renormalised" : "");
-  std::printf("  rope %s; max positions %lld; %s%s%s\n", ropeText(s.rope).c_str(), (long long)s.maxPositionEmbeddings,
-              s.tieWordEmbeddings ? "tied embeddings" : "separate lm_head", s.attentionBias ? ", q/k/v bias" : "",
-              s.qkNorm ? ", q/k norm" : "");
-  std::printf("parameters %s (%s)\n", std::to_string(total.parameters).c_str(), formatBytes(total.bytes).c_str());
+    std::printf("  %lld experts, top-%lld, expert intermediate %lld%s\n",
+                (long long)s.moe.numExperts, (long long)s.moe.topK,
+                (long long)s.moe.intermediateSize,
+                s.moe.normTopkProb ? ", top-k renormalised" : "");
+  std::printf("  rope %s; max positions %lld; %s%s%s\n", ropeText(s.rope).c_str(),
+              (long long)s.maxPositionEmbeddings,
+              s.tieWordEmbeddings ? "tied embeddings" : "separate lm_head",
+              s.attentionBias ? ", q/k/v bias" : "", s.qkNorm ? ", q/k norm" : "");
+  std::printf("parameters %s (%s)\n", std::to_string(total.parameters).c_str(),
+              formatBytes(total.bytes).c_str());
   for (const auto& [dtype, t] : byDtype)
-    std::printf("  %-5s %s parameters, %s\n", dtype.c_str(), std::to_string(t.parameters).c_str(), formatBytes(t.bytes).c_str());
+    std::printf("  %-5s %s parameters, %s\n", dtype.c_str(), std::to_string(t.parameters).c_str(),
+                formatBytes(t.bytes).c_str());
   std::printf("%-8s %-6s %14s %12s\n", "layer", "kind", "parameters", "bytes");
   for (const auto& [layer, t] : byLayer)
-    std::printf("%-8lld %-6s %14llu %12s\n", (long long)layer, s.layerIsMoe(layer) ? "moe" : "dense",
-                (unsigned long long)t.parameters, formatBytes(t.bytes).c_str());
+    std::printf("%-8lld %-6s %14llu %12s\n", (long long)layer,
+                s.layerIsMoe(layer) ? "moe" : "dense", (unsigned long long)t.parameters,
+                formatBytes(t.bytes).c_str());
   std::printf("%-8s %-6s %14llu %12s\n", "other", "-", (unsigned long long)outside.parameters,
               formatBytes(outside.bytes).c_str());
-  if (!unused.empty()) std::printf("%zu checkpoint tensor(s) not used by the model, e.g. %s\n", unused.size(), unused[0].c_str());
+  if (!unused.empty())
+    std::printf("%zu checkpoint tensor(s) not used by the model, e.g. %s\n", unused.size(),
+                unused[0].c_str());
   return 0;
 }
 

@@ -46,5 +46,7 @@ int main(int argc, char** argv) {
   if (command == "dump") return runDump(argc, argv);
   if (command == "inspect") return runInspect(argc, argv);
   if (command == "make-model") return runMakeModel(argc, argv);
-  return fail("unknown command '" + command + "' (commands: compile, dump, inspect, make-model; see tpc --help)", 2);
+  return fail("unknown command '" + command +
+                  "' (commands: compile, dump, inspect, make-model; see tpc --help)",
+              2);
 }

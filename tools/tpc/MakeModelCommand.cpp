@@ -4,8 +4,8 @@
 #include <filesystem>
 
 #include "frontends/Presets.h"
-#include "ir/AtomicFile.h"
 #include "frontends/RandomModel.h"
+#include "ir/AtomicFile.h"
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
 #include "tools/tpc/Commands.h"
@@ -16,14 +16,18 @@ int runMakeModel(int argc, char** argv) {
   std::string arch, preset, dtypeName = "bf16", output;
   int64_t seed = 0, shardMiB = 5 * 1024;
   bool force = false, list = false, quiet = false, configOnly = false;
-  ArgParser args("tpc make-model", "Writes config.json and safetensors with random weights under Hugging Face tensor\n"
-                                   "names, for a known architecture and size. Transformers loads the result.");
+  ArgParser args(
+      "tpc make-model",
+      "Writes config.json and safetensors with random weights under Hugging Face tensor\n"
+      "names, for a known architecture and size. Transformers loads the result.");
   args.option("--arch", &arch, "A", "llama, mistral, qwen2, qwen3, qwen3_moe or mixtral");
-  args.option("--preset", &preset, "P", "tiny, small, or a real shape such as llama3-8b (see --list)");
+  args.option("--preset", &preset, "P",
+              "tiny, small, or a real shape such as llama3-8b (see --list)");
   args.choice("--dtype", &dtypeName, {"bf16", "f16", "f32"}, "weight dtype (default bf16)");
   args.option("--seed", &seed, "S", "random seed (default 0); the same seed writes the same bytes");
   args.option("-o", &output, "DIR", "folder to create");
-  args.option("--shard-size", &shardMiB, "MIB", "split into model-0000i-of-0000N.safetensors above this size (default 5120)");
+  args.option("--shard-size", &shardMiB, "MIB",
+              "split into model-0000i-of-0000N.safetensors above this size (default 5120)");
   args.flag("--force", &force, "replace DIR if it exists");
   args.flag("--list", &list, "list the presets of every architecture and exit");
   args.flag("--config-only", &configOnly, "write only config.json (no weights)");
@@ -32,9 +36,11 @@ int runMakeModel(int argc, char** argv) {
   if (Error e = args.parse(argc, argv, 2)) return fail(e.message(), 2);
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
   if (list) {
-    for (Family f : {Family::Llama, Family::Mistral, Family::Qwen2, Family::Qwen3, Family::Qwen3Moe, Family::Mixtral})
+    for (Family f : {Family::Llama, Family::Mistral, Family::Qwen2, Family::Qwen3, Family::Qwen3Moe,
+                     Family::Mixtral})
       for (const Preset& p : presets(f))
-        std::printf("%-10s %-16s %s\n", std::string(familyName(f)).c_str(), p.name.c_str(), p.description.c_str());
+        std::printf("%-10s %-16s %s\n", std::string(familyName(f)).c_str(), p.name.c_str(),
+                    p.description.c_str());
     return 0;
   }
   if (arch.empty()) return fail("--arch is required (see tpc make-model --help)", 2);
@@ -49,10 +55,12 @@ int runMakeModel(int argc, char** argv) {
   if (configOnly) {
     std::error_code ec;
     std::filesystem::create_directories(output, ec);
-    if (Error e = writeFileAtomically(output + "/config.json", writeModelConfig(*spec))) return fail(e.message());
+    if (Error e = writeFileAtomically(output + "/config.json", writeModelConfig(*spec)))
+      return fail(e.message());
     if (!quiet)
       std::printf("wrote %s/config.json: %s %s, %lld parameters\n", output.c_str(),
-                  std::string(familyName(spec->family)).c_str(), preset.c_str(), (long long)parameterCount(*spec));
+                  std::string(familyName(spec->family)).c_str(), preset.c_str(),
+                  (long long)parameterCount(*spec));
     return 0;
   }
   RandomModelOptions options;
@@ -74,7 +82,8 @@ int runMakeModel(int argc, char** argv) {
   if (!quiet)
     std::printf("wrote %s: %s %s, %s parameters, %s in %zu file(s)\n", output.c_str(),
                 std::string(familyName(spec->family)).c_str(), preset.c_str(),
-                std::to_string(parameterCount(*spec)).c_str(), formatBytes(result->bytes).c_str(), result->files);
+                std::to_string(parameterCount(*spec)).c_str(), formatBytes(result->bytes).c_str(),
+                result->files);
   return 0;
 }
 
