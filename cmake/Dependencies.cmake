@@ -25,9 +25,13 @@ if(NOT OpenBLAS_FOUND)
   find_library(OpenBLAS_LIBRARIES NAMES openblas REQUIRED)
 endif()
 find_path(TPC_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas openblas-pthread REQUIRED)
+# Debian's libgloo-dev exports the imported target `gloo` (include dir and libgloo.so).
 find_package(Gloo CONFIG QUIET)
-if(NOT Gloo_FOUND)
+if(Gloo_FOUND AND TARGET gloo)
+  set(TPC_GLOO gloo)
+else()
   find_library(TPC_GLOO_LIB NAMES gloo REQUIRED)
+  set(TPC_GLOO ${TPC_GLOO_LIB})
 endif()
 
 # --- CUDA: detected, never required. NCCL and cuBLAS are searched relative to the toolkit

@@ -1,0 +1,57 @@
+// Collectives between the ranks of one plan. The executor only ever needs these three, so a
+// backend (local, Gloo, NCCL) is small and every failure comes back as an Error naming the rank.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "ir/Error.h"
+
+namespace tpc {
+
+// Collectives are issued by one thread at a time, in the same order on every rank; abort() may
+// come from any thread.
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+  // Sums `count` floats across all ranks, in place.
+  virtual Error allReduceSum(float* data, size_t count) = 0;
+  // `out` holds world * countPerRank floats afterwards, in rank order. `in` may point at this
+  // rank's own slot of `out`; otherwise the two must not overlap.
+  virtual Error allGather(const float* in, size_t countPerRank, float* out) = 0;
+  virtual Error barrier() = 0;
+  // Makes any pending and every later collective fail quickly. Safe to call from another
+  // thread, e.g. the control plane when it learns that a peer died.
+  virtual void abort() = 0;
+};
+
+// World of one: the collectives are no-ops or copies, so single-rank plans need no transport.
+std::unique_ptr<Communicator> createLocalCommunicator();
+
+struct GlooOptions {
+  // Where the rendezvous store listens. Rank 0 serves it unless serveStore is false (the store
+  // then runs elsewhere, e.g. on the head node).
+  std::string storeHost = "127.0.0.1";
+  int storePort = 0;
+  // Bounds rendezvous and every collective: a dead or hung peer turns into an Error after it.
+  std::chrono::milliseconds timeout{10000};
+  // Namespaces the store keys, so several communicators can share one store.
+  std::string prefix;
+  // The address this rank's peers connect to (its own interface on a multi-node run).
+  std::string deviceHost = "127.0.0.1";
+  bool serveStore = true;
+  // When >= 0, rank 0 serves the store on this already listening socket (it keeps its own
+  // duplicate) instead of binding storePort: a parent that binds before forking the ranks
+  // hands every rank the port with no race.
+  int storeListenFd = -1;
+};
+
+// Rendezvous through the store, then a full mesh of TCP connections between the ranks.
+Expected<std::unique_ptr<Communicator>> createGlooCommunicator(int rank, int world,
+                                                               const GlooOptions& options);
+
+}  // namespace tpc
