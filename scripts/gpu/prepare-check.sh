@@ -26,6 +26,7 @@ for spec in llama:llama3-8b llama:llama3.2-1b llama:llama3-70b mistral:mistral-7
             qwen3:qwen3-8b qwen3_moe:qwen3-30b-a3b mixtral:mixtral-8x7b; do
   family=${spec%%:*}; preset=${spec#*:}
   dir="$out/$family-$preset"
+  mkdir -p "$dir"
   "$tpc" make-model --arch "$family" --preset "$preset" --config-only -o "$dir" \
     | sed -E 's/.*, ([0-9]+) parameters$/\1/' > "$dir/expected_parameters.txt"
 done
