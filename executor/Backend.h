@@ -1,0 +1,40 @@
+// What runs a rank's program: the CPU backend here (the numerical truth), the CUDA backend
+// later. The generation loop drives any backend through this interface.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "codegen/PlanReader.h"
+#include "executor/Communicator.h"
+#include "ir/Error.h"
+
+namespace tpc {
+
+struct StepInput {
+  const int32_t* tokenIds = nullptr;
+  const int32_t* positions = nullptr;
+  const int32_t* slots = nullptr;  // the sequence (KV-cache slot) of each token
+  int64_t tokens = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  // One forward step; returns this rank's copy of the logits, [tokens, vocab_size] floats,
+  // valid until the next call.
+  virtual Expected<const float*> forward(const StepInput& in) = 0;
+  // Bytes this rank holds for its weights after loading.
+  virtual uint64_t residentWeightBytes() const = 0;
+};
+
+struct BackendOptions {
+  std::string modelDir;  // empty: the plan's model_dir
+};
+
+Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
+                                                    const BackendOptions& options);
+
+}  // namespace tpc

@@ -1,0 +1,233 @@
+// The CPU backend: runs a rank's program step by step in fp32 with the reference kernels.
+// Activations live in one arena laid out by the plan's memory plan. Offsets are planned in
+// bytes per token for the plan's dtypes; every fp32 value fits in `scale_` times its planned
+// bytes, so scaling every offset by `scale_` keeps the plan's non-overlap guarantees.
+#include <algorithm>
+#include <cstring>
+
+#include "executor/Backend.h"
+#include "executor/WeightLoader.h"
+#include "ir/Graph.h"
+#include "kernels/cpu/Kernels.h"
+
+namespace tpc {
+namespace {
+
+const plan::Attr* findAttr(const plan::Step& s, std::string_view key) {
+  if (!s.attrs()) return nullptr;
+  for (const plan::Attr* a : *s.attrs())
+    if (a->key()->string_view() == key) return a;
+  return nullptr;
+}
+int64_t intAttr(const plan::Step& s, std::string_view key, int64_t fallback = 0) {
+  const plan::Attr* a = findAttr(s, key);
+  return a && a->kind() == plan::AttrKind::Int ? a->int_value() : fallback;
+}
+double floatAttr(const plan::Step& s, std::string_view key, double fallback = 0.0) {
+  const plan::Attr* a = findAttr(s, key);
+  if (!a) return fallback;
+  return a->kind() == plan::AttrKind::Float ? a->float_value() : static_cast<double>(a->int_value());
+}
+std::string stringAttr(const plan::Step& s, std::string_view key, const std::string& fallback = "") {
+  const plan::Attr* a = findAttr(s, key);
+  return a && a->kind() == plan::AttrKind::String && a->string_value() ? a->string_value()->str() : fallback;
+}
+
+cpu::RopeParams ropeParams(const plan::Step& s) {
+  cpu::RopeParams p;
+  p.type = stringAttr(s, "rope_type", "default");
+  p.theta = floatAttr(s, "rope_theta", 10000.0);
+  p.headDim = intAttr(s, "head_dim");
+  p.factor = floatAttr(s, "rope_factor", 1.0);
+  p.lowFreqFactor = floatAttr(s, "rope_low_freq_factor", 1.0);
+  p.highFreqFactor = floatAttr(s, "rope_high_freq_factor", 4.0);
+  p.originalMaxPosition = intAttr(s, "rope_original_max_position");
+  p.betaFast = floatAttr(s, "rope_beta_fast", 32.0);
+  p.betaSlow = floatAttr(s, "rope_beta_slow", 1.0);
+  p.attentionFactor = floatAttr(s, "rope_attention_factor", 0.0);
+  return p;
+}
+
+int64_t elementsPerToken(const flatbuffers::Vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    if (d >= 0) n *= d;
+  return n;
+}
+
+class CpuBackend : public Backend {
+ public:
+  CpuBackend(const plan::Plan& plan, uint32_t rank, Communicator& comm, std::vector<std::vector<float>> weights)
+      : plan_(plan), prog_(*plan.ranks()->Get(rank)), comm_(comm), weights_(std::move(weights)) {
+    for (const plan::Buffer* b : *prog_.buffers()) {
+      int64_t width = elementsPerToken(*b->shape());
+      widths_.push_back(width);
+      if (b->bytes_per_token() > 0) scale_ = std::max(scale_, (4 * width + b->bytes_per_token() - 1) / b->bytes_per_token());
+    }
+    for (const auto& w : weights_) weightBytes_ += w.size() * sizeof(float);
+    for (const plan::Step* s : *prog_.steps()) {
+      if (s->op()->string_view() != "attention") continue;
+      cpu::KvCache cache;
+      cache.slots = plan.limits()->max_batch();
+      cache.maxContext = plan.limits()->max_context();
+      cache.kvHeads = intAttr(*s, "kv_heads");
+      cache.headDim = intAttr(*s, "head_dim");
+      size_t n = static_cast<size_t>(cache.slots * cache.maxContext * cache.kvHeads * cache.headDim);
+      kvStorage_.emplace_back(2 * n, 0.0f);
+      cache.k = kvStorage_.back().data();
+      cache.v = cache.k + n;
+      caches_.push_back(cache);
+    }
+  }
+
+  const char* name() const override { return "cpu"; }
+  uint64_t residentWeightBytes() const override { return weightBytes_; }
+
+  Expected<const float*> forward(const StepInput& in) override {
+    tokens_ = in.tokens;
+    size_t floats = static_cast<size_t>(scale_ * prog_.arena_bytes_per_token() * in.tokens / 4 + 4);
+    if (arena_.size() < floats) arena_.assign(floats, 0.0f);
+    for (uint32_t b : *prog_.inputs()) {
+      std::string_view name = prog_.buffers()->Get(b)->name()->string_view();
+      const int32_t* src = name == "positions" ? in.positions : in.tokenIds;
+      std::memcpy(buffer(b), src, static_cast<size_t>(in.tokens) * sizeof(int32_t));
+    }
+    slots_ = in.slots;
+    size_t attention = 0;
+    for (const plan::Step* s : *prog_.steps())
+      if (Error e = run(*s, attention)) return std::move(e).withContext(std::string(s->op()->string_view()) + ": ");
+    return static_cast<const float*>(buffer(prog_.outputs()->Get(0)));
+  }
+
+ private:
+  float* buffer(uint32_t index) {
+    return arena_.data() + scale_ * prog_.buffers()->Get(index)->arena_offset() * tokens_ / 4;
+  }
+  const float* operand(const plan::Step& s, uint32_t i) {
+    const plan::Ref* r = s.operands()->Get(i);
+    return r->kind() == plan::RefKind::Weight ? weights_[r->index()].data() : buffer(r->index());
+  }
+  const plan::Weight& weightOf(const plan::Step& s, uint32_t i) { return *prog_.weights()->Get(s.operands()->Get(i)->index()); }
+  int64_t width(const plan::Step& s, uint32_t operand) { return widths_[s.operands()->Get(operand)->index()]; }
+  float* result(const plan::Step& s, uint32_t i = 0) { return buffer(s.results()->Get(i)); }
+  int64_t resultWidth(const plan::Step& s, uint32_t i = 0) { return widths_[s.results()->Get(i)]; }
+
+  Error run(const plan::Step& s, size_t& attention) {
+    std::string_view op = s.op()->string_view();
+    const int64_t T = tokens_;
+    auto eps = static_cast<float>(floatAttr(s, "eps", 1e-6));
+    if (op == "embedding") {
+      const plan::Weight& table = weightOf(s, 1);
+      const plan::WeightSlice* slice = table.slices()->Get(0);
+      int64_t firstRow = slice->dim() == 0 ? slice->start() : 0;
+      cpu::embedding(reinterpret_cast<const int32_t*>(operand(s, 0)), T, operand(s, 1), table.shape()->Get(0), firstRow,
+                     table.shape()->Get(1), result(s));
+    } else if (op == "rms_norm") {
+      cpu::rmsNorm(operand(s, 0), operand(s, 1), T, width(s, 0), eps, result(s));
+    } else if (op == "add_rms_norm") {
+      cpu::addRmsNorm(operand(s, 0), operand(s, 1), operand(s, 2), T, width(s, 0), eps, result(s, 0), result(s, 1));
+    } else if (op == "head_rms_norm") {
+      int64_t d = intAttr(s, "head_dim");
+      cpu::headRmsNorm(operand(s, 0), operand(s, 1), T, width(s, 0) / d, d, eps, result(s));
+    } else if (op == "add") {
+      cpu::add(operand(s, 0), operand(s, 1), T * width(s, 0), result(s));
+    } else if (op == "linear") {
+      const plan::Weight& w = weightOf(s, 1);
+      cpu::linear(operand(s, 0), operand(s, 1), s.operands()->size() == 3 ? operand(s, 2) : nullptr, T,
+                  w.shape()->Get(1), w.shape()->Get(0), result(s));
+    } else if (op == "rope") {
+      cpu::RopeParams p = ropeParams(s);
+      cpu::rope(operand(s, 0), reinterpret_cast<const int32_t*>(operand(s, 1)), T, width(s, 0) / p.headDim, p, result(s));
+    } else if (op == "attention") {
+      if (attention >= caches_.size()) return makeError("more attention steps than KV caches");
+      cpu::attention(operand(s, 0), operand(s, 1), operand(s, 2), reinterpret_cast<const int32_t*>(operand(s, 3)),
+                     slots_, T, intAttr(s, "heads"), static_cast<float>(floatAttr(s, "scale")), caches_[attention++],
+                     result(s));
+    } else if (op == "swiglu") {
+      cpu::swiglu(operand(s, 0), operand(s, 1), T * width(s, 0), result(s));
+    } else if (op == "split") {
+      const float* x = operand(s, 0);
+      int64_t in = width(s, 0), offset = 0;
+      for (uint32_t r = 0; r < s.results()->size(); ++r) {
+        int64_t w = resultWidth(s, r);
+        float* out = result(s, r);
+        for (int64_t t = 0; t < T; ++t) std::memcpy(out + t * w, x + t * in + offset, static_cast<size_t>(w) * 4);
+        offset += w;
+      }
+    } else if (op == "moe_router") {
+      const plan::Weight& gate = weightOf(s, 1);
+      cpu::moeRouter(operand(s, 0), operand(s, 1), T, width(s, 0), gate.shape()->Get(0), intAttr(s, "top_k"),
+                     intAttr(s, "norm_topk_prob") != 0, result(s, 0), reinterpret_cast<int32_t*>(result(s, 1)));
+    } else if (op == "moe_experts") {
+      return runExperts(s);
+    } else if (op == "all_reduce") {
+      std::memcpy(result(s), operand(s, 0), static_cast<size_t>(T * width(s, 0)) * 4);
+      return comm_.allReduceSum(result(s), static_cast<size_t>(T * width(s, 0)));
+    } else if (op == "all_gather") {
+      int64_t w = width(s, 0), world = comm_.world();
+      gathered_.resize(static_cast<size_t>(world * T * w));
+      if (Error e = comm_.allGather(operand(s, 0), static_cast<size_t>(T * w), gathered_.data())) return e;
+      float* out = result(s);
+      for (int64_t r = 0; r < world; ++r)
+        for (int64_t t = 0; t < T; ++t)
+          std::memcpy(out + t * w * world + r * w, gathered_.data() + (r * T + t) * w, static_cast<size_t>(w) * 4);
+    } else if (op == "slice") {
+      int64_t in = width(s, 0), start = intAttr(s, "start"), length = intAttr(s, "length");
+      const float* x = operand(s, 0);
+      float* out = result(s);
+      for (int64_t t = 0; t < T; ++t) std::memcpy(out + t * length, x + t * in + start, static_cast<size_t>(length) * 4);
+    } else {
+      return makeError("the CPU backend has no kernel for ", op);
+    }
+    return Error::success();
+  }
+
+  Error runExperts(const plan::Step& s) {
+    int64_t experts = intAttr(s, "experts"), per = intAttr(s, "params_per_expert"), topK = intAttr(s, "top_k");
+    std::vector<const float*> gateOrGateUp, up, down;
+    int64_t intermediate = 0;
+    for (int64_t e = 0; e < experts; ++e) {
+      uint32_t base = static_cast<uint32_t>(3 + e * per);
+      gateOrGateUp.push_back(operand(s, base));
+      up.push_back(per == 3 ? operand(s, base + 1) : nullptr);
+      down.push_back(operand(s, base + static_cast<uint32_t>(per) - 1));
+      intermediate = weightOf(s, base + static_cast<uint32_t>(per) - 1).shape()->Get(1);
+    }
+    float* out = result(s);
+    int64_t hidden = width(s, 0);
+    std::fill(out, out + tokens_ * hidden, 0.0f);
+    cpu::moeExperts(operand(s, 0), operand(s, 1), reinterpret_cast<const int32_t*>(operand(s, 2)), tokens_, hidden,
+                    intermediate, topK, gateOrGateUp.data(), per == 3 ? up.data() : nullptr, down.data(), out);
+    return Error::success();
+  }
+
+  const plan::Plan& plan_;
+  const plan::RankProgram& prog_;
+  Communicator& comm_;
+  std::vector<std::vector<float>> weights_;
+  uint64_t weightBytes_ = 0;
+  std::vector<int64_t> widths_;
+  int64_t scale_ = 1;
+  std::vector<float> arena_, gathered_;
+  std::vector<std::vector<float>> kvStorage_;
+  std::vector<cpu::KvCache> caches_;
+  int64_t tokens_ = 0;
+  const int32_t* slots_ = nullptr;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
+                                                    const BackendOptions& options) {
+  const plan::Plan& p = plan.plan();
+  if (rank >= p.world()) return makeError("rank ", rank, " is outside the plan's world of ", p.world());
+  if (static_cast<uint32_t>(comm.world()) != p.world())
+    return makeError("the plan is for world ", p.world(), " but ", comm.world(), " ranks are running");
+  Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);
+  if (!checkpoint) return checkpoint.takeError();
+  Expected<std::vector<std::vector<float>>> weights = loadWeightsF32(p, rank, *checkpoint);
+  if (!weights) return weights.takeError();
+  return std::unique_ptr<Backend>(new CpuBackend(p, rank, comm, std::move(*weights)));
+}
+
+}  // namespace tpc

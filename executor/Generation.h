@@ -1,0 +1,37 @@
+// Prefill then decode, one sequence, on any backend. Every rank runs this same loop on the
+// same replicated logits, so with the same seed every rank picks the same tokens.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "executor/Backend.h"
+#include "kernels/cpu/Kernels.h"
+
+namespace tpc {
+
+struct GenerationRequest {
+  std::vector<int32_t> promptIds;
+  int64_t maxNewTokens = 16;
+  cpu::SamplingParams sampling;  // temperature 0: greedy
+  uint64_t seed = 0;
+  std::vector<int64_t> eosIds;  // generation stops after producing one of these
+  bool keepLogits = false;
+};
+
+struct GenerationResult {
+  std::vector<int32_t> generatedIds;
+  // keepLogits: one row of vocab floats per generated token; row 0 holds the logits at the last
+  // prompt position, row i those after the i-th generated token.
+  std::vector<float> logits;
+  double prefillMs = 0, decodeMsPerToken = 0;
+  std::string stopReason;  // "eos", "max_new_tokens" or "max_context"
+};
+
+// `onStep` runs after every forward step (a heartbeat for the process group).
+Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& request, int64_t vocab,
+                                    int64_t maxContext, const std::function<void()>& onStep = {});
+
+}  // namespace tpc

@@ -1,0 +1,104 @@
+#include "executor/LocalRun.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "executor/ProcessGroup.h"
+
+namespace tpc {
+namespace {
+
+int64_t vocabOf(const plan::Plan& p) {
+  for (const plan::Attr* a : *p.model())
+    if (a->key()->string_view() == "vocab_size") return a->int_value();
+  return 0;
+}
+
+// Generation on one rank; every rank runs it, rank 0 reports.
+Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm, const LocalRunOptions& options,
+              const std::function<void()>& heartbeat, const std::function<Error(const RunReport&)>& report) {
+  Expected<std::unique_ptr<Backend>> backend = createCpuBackend(plan, rank, comm, options.backend);
+  if (!backend) return backend.takeError();
+  if (heartbeat) heartbeat();
+  const plan::Plan& p = plan.plan();
+  Expected<GenerationResult> result =
+      generate(**backend, options.request, vocabOf(p), p.limits()->max_context(), heartbeat);
+  if (!result) return result.takeError();
+  // Weight bytes travel as two floats each (high and low 24 bits): exact up to 2^48 bytes.
+  uint64_t bytes = (*backend)->residentWeightBytes();
+  float mine[2] = {static_cast<float>(bytes >> 24), static_cast<float>(bytes & 0xffffff)};
+  std::vector<float> all(2 * p.world());
+  if (Error e = comm.allGather(mine, 2, all.data())) return e;
+  if (rank != 0) return Error::success();
+  RunReport out;
+  out.world = p.world();
+  out.backend = (*backend)->name();
+  out.result = std::move(*result);
+  for (uint32_t r = 0; r < p.world(); ++r)
+    out.weightBytesPerRank.push_back((static_cast<uint64_t>(all[2 * r]) << 24) + static_cast<uint64_t>(all[2 * r + 1]));
+  return report(out);
+}
+
+// A listening socket on an ephemeral loopback port, bound before the ranks are forked so each
+// knows the store's port with no race; rank 0 serves the store on it.
+Expected<std::pair<int, int>> listenOnLoopback() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return makeError("cannot create the rendezvous socket: ", std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1024) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    return makeError("cannot listen for the rendezvous store: ", why);
+  }
+  return std::make_pair(fd, static_cast<int>(ntohs(addr.sin_port)));
+}
+
+}  // namespace
+
+Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
+                     const std::function<Error(const RunReport&)>& report) {
+  const int world = static_cast<int>(plan.plan().world());
+  if (options.localWorld != 0 && options.localWorld != world)
+    return makeError("--local-world ", options.localWorld, " does not match the plan's world of ", world,
+                     " (spreading ranks over several nodes needs the control plane)");
+  if (world == 1) {
+    std::unique_ptr<Communicator> comm = createLocalCommunicator();
+    return runRank(plan, 0, *comm, options, {}, report);
+  }
+  Expected<std::pair<int, int>> listener = listenOnLoopback();
+  if (!listener) return listener.takeError();
+  auto [fd, port] = *listener;
+  ProcessGroupOptions group;
+  group.heartbeatTimeout = options.rankTimeout;
+  Error e = runLocalRanks(
+      world,
+      [&, fd = fd, port = port](int rank, RankContext& ctx) {
+        GlooOptions gloo;
+        gloo.storePort = port;
+        gloo.storeListenFd = fd;
+        gloo.timeout = options.rankTimeout;
+        Expected<std::unique_ptr<Communicator>> comm = createGlooCommunicator(rank, world, gloo);
+        if (!comm) return ctx.fail(comm.errorMessage());
+        ctx.heartbeat();
+        Error failed = runRank(plan, static_cast<uint32_t>(rank), **comm, options, [&] { ctx.heartbeat(); }, report);
+        if (failed) {
+          (*comm)->abort();
+          return ctx.fail(failed.message());
+        }
+        return 0;
+      },
+      group);
+  ::close(fd);
+  return e;
+}
+
+}  // namespace tpc

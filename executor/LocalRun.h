@@ -1,0 +1,36 @@
+// Runs a plan on this host: one process per rank (in-process for world 1), Gloo collectives
+// with rank 0 serving the rendezvous store, rank 0 reporting. Any rank that dies or hangs ends
+// the run with an error naming it; no process is left behind.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "codegen/PlanReader.h"
+#include "executor/Backend.h"
+#include "executor/Generation.h"
+
+namespace tpc {
+
+struct LocalRunOptions {
+  int64_t localWorld = 0;  // 0: the plan's world
+  BackendOptions backend;
+  GenerationRequest request;
+  std::chrono::milliseconds rankTimeout{10000};  // a rank silent this long counts as hung
+};
+
+struct RunReport {
+  int64_t world = 1;
+  std::string backend;
+  GenerationResult result;
+  std::vector<uint64_t> weightBytesPerRank;
+};
+
+// `report` runs in rank 0's process once generation is done.
+Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
+                     const std::function<Error(const RunReport&)>& report);
+
+}  // namespace tpc

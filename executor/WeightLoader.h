@@ -1,0 +1,22 @@
+// Loads one rank's weights from the checkpoint the plan was compiled from: first checks the
+// plan's fingerprint (file sizes and header hashes), so a changed checkpoint is an error and
+// never garbage output; then reads exactly the rank's slices from the memory-mapped files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "codegen/PlanReader.h"
+#include "frontends/Checkpoint.h"
+
+namespace tpc {
+
+// Opens `modelDir` and checks it is the checkpoint the plan was compiled from.
+Expected<Checkpoint> openPlanCheckpoint(const plan::Plan& plan, const std::string& modelDir);
+
+// Every weight of `rank` converted to fp32, in plan order (rows of the local shape, zero
+// padding included).
+Expected<std::vector<std::vector<float>>> loadWeightsF32(const plan::Plan& plan, uint32_t rank,
+                                                         const Checkpoint& checkpoint);
+
+}  // namespace tpc
