@@ -34,7 +34,8 @@ struct BackendOptions {
   std::string modelDir;  // empty: the plan's model_dir
 };
 
-Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
+Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank,
+                                                    Communicator& comm,
                                                     const BackendOptions& options);
 
 }  // namespace tpc

@@ -26,11 +26,14 @@ int64_t intAttr(const plan::Step& s, std::string_view key, int64_t fallback = 0)
 double floatAttr(const plan::Step& s, std::string_view key, double fallback = 0.0) {
   const plan::Attr* a = findAttr(s, key);
   if (!a) return fallback;
-  return a->kind() == plan::AttrKind::Float ? a->float_value() : static_cast<double>(a->int_value());
+  return a->kind() == plan::AttrKind::Float ? a->float_value()
+                                            : static_cast<double>(a->int_value());
 }
-std::string stringAttr(const plan::Step& s, std::string_view key, const std::string& fallback = "") {
+std::string stringAttr(const plan::Step& s, std::string_view key,
+                       const std::string& fallback = "") {
   const plan::Attr* a = findAttr(s, key);
-  return a && a->kind() == plan::AttrKind::String && a->string_value() ? a->string_value()->str() : fallback;
+  return a && a->kind() == plan::AttrKind::String && a->string_value() ? a->string_value()->str()
+                                                                       : fallback;
 }
 
 cpu::RopeParams ropeParams(const plan::Step& s) {
@@ -57,12 +60,14 @@ int64_t elementsPerToken(const flatbuffers::Vector<int64_t>& shape) {
 
 class CpuBackend : public Backend {
  public:
-  CpuBackend(const plan::Plan& plan, uint32_t rank, Communicator& comm, std::vector<std::vector<float>> weights)
+  CpuBackend(const plan::Plan& plan, uint32_t rank, Communicator& comm,
+             std::vector<std::vector<float>> weights)
       : plan_(plan), prog_(*plan.ranks()->Get(rank)), comm_(comm), weights_(std::move(weights)) {
     for (const plan::Buffer* b : *prog_.buffers()) {
       int64_t width = elementsPerToken(*b->shape());
       widths_.push_back(width);
-      if (b->bytes_per_token() > 0) scale_ = std::max(scale_, (4 * width + b->bytes_per_token() - 1) / b->bytes_per_token());
+      if (b->bytes_per_token() > 0)
+        scale_ = std::max(scale_, (4 * width + b->bytes_per_token() - 1) / b->bytes_per_token());
     }
     for (const auto& w : weights_) weightBytes_ += w.size() * sizeof(float);
     for (const plan::Step* s : *prog_.steps()) {
@@ -72,7 +77,8 @@ class CpuBackend : public Backend {
       cache.maxContext = plan.limits()->max_context();
       cache.kvHeads = intAttr(*s, "kv_heads");
       cache.headDim = intAttr(*s, "head_dim");
-      size_t n = static_cast<size_t>(cache.slots * cache.maxContext * cache.kvHeads * cache.headDim);
+      size_t n =
+          static_cast<size_t>(cache.slots * cache.maxContext * cache.kvHeads * cache.headDim);
       kvStorage_.emplace_back(2 * n, 0.0f);
       cache.k = kvStorage_.back().data();
       cache.v = cache.k + n;
@@ -95,7 +101,8 @@ class CpuBackend : public Backend {
     slots_ = in.slots;
     size_t attention = 0;
     for (const plan::Step* s : *prog_.steps())
-      if (Error e = run(*s, attention)) return std::move(e).withContext(std::string(s->op()->string_view()) + ": ");
+      if (Error e = run(*s, attention))
+        return std::move(e).withContext(std::string(s->op()->string_view()) + ": ");
     return static_cast<const float*>(buffer(prog_.outputs()->Get(0)));
   }
 
@@ -107,8 +114,12 @@ class CpuBackend : public Backend {
     const plan::Ref* r = s.operands()->Get(i);
     return r->kind() == plan::RefKind::Weight ? weights_[r->index()].data() : buffer(r->index());
   }
-  const plan::Weight& weightOf(const plan::Step& s, uint32_t i) { return *prog_.weights()->Get(s.operands()->Get(i)->index()); }
-  int64_t width(const plan::Step& s, uint32_t operand) { return widths_[s.operands()->Get(operand)->index()]; }
+  const plan::Weight& weightOf(const plan::Step& s, uint32_t i) {
+    return *prog_.weights()->Get(s.operands()->Get(i)->index());
+  }
+  int64_t width(const plan::Step& s, uint32_t operand) {
+    return widths_[s.operands()->Get(operand)->index()];
+  }
   float* result(const plan::Step& s, uint32_t i = 0) { return buffer(s.results()->Get(i)); }
   int64_t resultWidth(const plan::Step& s, uint32_t i = 0) { return widths_[s.results()->Get(i)]; }
 
@@ -120,12 +131,13 @@ class CpuBackend : public Backend {
       const plan::Weight& table = weightOf(s, 1);
       const plan::WeightSlice* slice = table.slices()->Get(0);
       int64_t firstRow = slice->dim() == 0 ? slice->start() : 0;
-      cpu::embedding(reinterpret_cast<const int32_t*>(operand(s, 0)), T, operand(s, 1), table.shape()->Get(0), firstRow,
-                     table.shape()->Get(1), result(s));
+      cpu::embedding(reinterpret_cast<const int32_t*>(operand(s, 0)), T, operand(s, 1),
+                     table.shape()->Get(0), firstRow, table.shape()->Get(1), result(s));
     } else if (op == "rms_norm") {
       cpu::rmsNorm(operand(s, 0), operand(s, 1), T, width(s, 0), eps, result(s));
     } else if (op == "add_rms_norm") {
-      cpu::addRmsNorm(operand(s, 0), operand(s, 1), operand(s, 2), T, width(s, 0), eps, result(s, 0), result(s, 1));
+      cpu::addRmsNorm(operand(s, 0), operand(s, 1), operand(s, 2), T, width(s, 0), eps,
+                      result(s, 0), result(s, 1));
     } else if (op == "head_rms_norm") {
       int64_t d = intAttr(s, "head_dim");
       cpu::headRmsNorm(operand(s, 0), operand(s, 1), T, width(s, 0) / d, d, eps, result(s));
@@ -133,16 +145,18 @@ class CpuBackend : public Backend {
       cpu::add(operand(s, 0), operand(s, 1), T * width(s, 0), result(s));
     } else if (op == "linear") {
       const plan::Weight& w = weightOf(s, 1);
-      cpu::linear(operand(s, 0), operand(s, 1), s.operands()->size() == 3 ? operand(s, 2) : nullptr, T,
-                  w.shape()->Get(1), w.shape()->Get(0), result(s));
+      cpu::linear(operand(s, 0), operand(s, 1), s.operands()->size() == 3 ? operand(s, 2) : nullptr,
+                  T, w.shape()->Get(1), w.shape()->Get(0), result(s));
     } else if (op == "rope") {
       cpu::RopeParams p = ropeParams(s);
-      cpu::rope(operand(s, 0), reinterpret_cast<const int32_t*>(operand(s, 1)), T, width(s, 0) / p.headDim, p, result(s));
+      cpu::rope(operand(s, 0), reinterpret_cast<const int32_t*>(operand(s, 1)), T,
+                width(s, 0) / p.headDim, p, result(s));
     } else if (op == "attention") {
       if (attention >= caches_.size()) return makeError("more attention steps than KV caches");
-      cpu::attention(operand(s, 0), operand(s, 1), operand(s, 2), reinterpret_cast<const int32_t*>(operand(s, 3)),
-                     slots_, T, intAttr(s, "heads"), static_cast<float>(floatAttr(s, "scale")), caches_[attention++],
-                     result(s));
+      cpu::attention(operand(s, 0), operand(s, 1), operand(s, 2),
+                     reinterpret_cast<const int32_t*>(operand(s, 3)), slots_, T,
+                     intAttr(s, "heads"), static_cast<float>(floatAttr(s, "scale")),
+                     caches_[attention++], result(s));
     } else if (op == "swiglu") {
       cpu::swiglu(operand(s, 0), operand(s, 1), T * width(s, 0), result(s));
     } else if (op == "split") {
@@ -151,13 +165,15 @@ class CpuBackend : public Backend {
       for (uint32_t r = 0; r < s.results()->size(); ++r) {
         int64_t w = resultWidth(s, r);
         float* out = result(s, r);
-        for (int64_t t = 0; t < T; ++t) std::memcpy(out + t * w, x + t * in + offset, static_cast<size_t>(w) * 4);
+        for (int64_t t = 0; t < T; ++t)
+          std::memcpy(out + t * w, x + t * in + offset, static_cast<size_t>(w) * 4);
         offset += w;
       }
     } else if (op == "moe_router") {
       const plan::Weight& gate = weightOf(s, 1);
-      cpu::moeRouter(operand(s, 0), operand(s, 1), T, width(s, 0), gate.shape()->Get(0), intAttr(s, "top_k"),
-                     intAttr(s, "norm_topk_prob") != 0, result(s, 0), reinterpret_cast<int32_t*>(result(s, 1)));
+      cpu::moeRouter(operand(s, 0), operand(s, 1), T, width(s, 0), gate.shape()->Get(0),
+                     intAttr(s, "top_k"), intAttr(s, "norm_topk_prob") != 0, result(s, 0),
+                     reinterpret_cast<int32_t*>(result(s, 1)));
     } else if (op == "moe_experts") {
       return runExperts(s);
     } else if (op == "all_reduce") {
@@ -166,16 +182,19 @@ class CpuBackend : public Backend {
     } else if (op == "all_gather") {
       int64_t w = width(s, 0), world = comm_.world();
       gathered_.resize(static_cast<size_t>(world * T * w));
-      if (Error e = comm_.allGather(operand(s, 0), static_cast<size_t>(T * w), gathered_.data())) return e;
+      if (Error e = comm_.allGather(operand(s, 0), static_cast<size_t>(T * w), gathered_.data()))
+        return e;
       float* out = result(s);
       for (int64_t r = 0; r < world; ++r)
         for (int64_t t = 0; t < T; ++t)
-          std::memcpy(out + t * w * world + r * w, gathered_.data() + (r * T + t) * w, static_cast<size_t>(w) * 4);
+          std::memcpy(out + t * w * world + r * w, gathered_.data() + (r * T + t) * w,
+                      static_cast<size_t>(w) * 4);
     } else if (op == "slice") {
       int64_t in = width(s, 0), start = intAttr(s, "start"), length = intAttr(s, "length");
       const float* x = operand(s, 0);
       float* out = result(s);
-      for (int64_t t = 0; t < T; ++t) std::memcpy(out + t * length, x + t * in + start, static_cast<size_t>(length) * 4);
+      for (int64_t t = 0; t < T; ++t)
+        std::memcpy(out + t * length, x + t * in + start, static_cast<size_t>(length) * 4);
     } else {
       return makeError("the CPU backend has no kernel for ", op);
     }
@@ -183,7 +202,8 @@ class CpuBackend : public Backend {
   }
 
   Error runExperts(const plan::Step& s) {
-    int64_t experts = intAttr(s, "experts"), per = intAttr(s, "params_per_expert"), topK = intAttr(s, "top_k");
+    int64_t experts = intAttr(s, "experts"), per = intAttr(s, "params_per_expert"),
+            topK = intAttr(s, "top_k");
     std::vector<const float*> gateOrGateUp, up, down;
     int64_t intermediate = 0;
     for (int64_t e = 0; e < experts; ++e) {
@@ -196,8 +216,9 @@ class CpuBackend : public Backend {
     float* out = result(s);
     int64_t hidden = width(s, 0);
     std::fill(out, out + tokens_ * hidden, 0.0f);
-    cpu::moeExperts(operand(s, 0), operand(s, 1), reinterpret_cast<const int32_t*>(operand(s, 2)), tokens_, hidden,
-                    intermediate, topK, gateOrGateUp.data(), per == 3 ? up.data() : nullptr, down.data(), out);
+    cpu::moeExperts(operand(s, 0), operand(s, 1), reinterpret_cast<const int32_t*>(operand(s, 2)),
+                    tokens_, hidden, intermediate, topK, gateOrGateUp.data(),
+                    per == 3 ? up.data() : nullptr, down.data(), out);
     return Error::success();
   }
 
@@ -217,12 +238,15 @@ class CpuBackend : public Backend {
 
 }  // namespace
 
-Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
+Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank,
+                                                    Communicator& comm,
                                                     const BackendOptions& options) {
   const plan::Plan& p = plan.plan();
-  if (rank >= p.world()) return makeError("rank ", rank, " is outside the plan's world of ", p.world());
+  if (rank >= p.world())
+    return makeError("rank ", rank, " is outside the plan's world of ", p.world());
   if (static_cast<uint32_t>(comm.world()) != p.world())
-    return makeError("the plan is for world ", p.world(), " but ", comm.world(), " ranks are running");
+    return makeError("the plan is for world ", p.world(), " but ", comm.world(),
+                     " ranks are running");
   Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);
   if (!checkpoint) return checkpoint.takeError();
   Expected<std::vector<std::vector<float>>> weights = loadWeightsF32(p, rank, *checkpoint);

@@ -13,15 +13,17 @@ double millisSince(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& request, int64_t vocab,
-                                    int64_t maxContext, const std::function<void()>& onStep) {
+Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& request,
+                                    int64_t vocab, int64_t maxContext,
+                                    const std::function<void()>& onStep) {
   const int64_t promptLength = static_cast<int64_t>(request.promptIds.size());
   if (promptLength == 0) return makeError("the prompt is empty");
   if (promptLength >= maxContext)
-    return makeError("the prompt has ", promptLength, " tokens but the plan's max context is ", maxContext,
-                     " (recompile with a larger --max-context)");
+    return makeError("the prompt has ", promptLength, " tokens but the plan's max context is ",
+                     maxContext, " (recompile with a larger --max-context)");
   for (int32_t id : request.promptIds)
-    if (id < 0 || id >= vocab) return makeError("prompt token id ", id, " is outside the vocab of ", vocab);
+    if (id < 0 || id >= vocab)
+      return makeError("prompt token id ", id, " is outside the vocab of ", vocab);
 
   GenerationResult result;
   uint64_t rng = request.seed;
@@ -62,7 +64,8 @@ Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& r
     last = *next;
   }
   size_t decodeSteps = result.generatedIds.size() - 1;
-  result.decodeMsPerToken = decodeSteps ? millisSince(decodeStart) / static_cast<double>(decodeSteps) : 0.0;
+  result.decodeMsPerToken =
+      decodeSteps ? millisSince(decodeStart) / static_cast<double>(decodeSteps) : 0.0;
   return result;
 }
 

@@ -31,7 +31,8 @@ struct GenerationResult {
 };
 
 // `onStep` runs after every forward step (a heartbeat for the process group).
-Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& request, int64_t vocab,
-                                    int64_t maxContext, const std::function<void()>& onStep = {});
+Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& request,
+                                    int64_t vocab, int64_t maxContext,
+                                    const std::function<void()>& onStep = {});
 
 }  // namespace tpc

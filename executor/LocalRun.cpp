@@ -20,8 +20,9 @@ int64_t vocabOf(const plan::Plan& p) {
 }
 
 // Generation on one rank; every rank runs it, rank 0 reports.
-Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm, const LocalRunOptions& options,
-              const std::function<void()>& heartbeat, const std::function<Error(const RunReport&)>& report) {
+Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
+              const LocalRunOptions& options, const std::function<void()>& heartbeat,
+              const std::function<Error(const RunReport&)>& report) {
   Expected<std::unique_ptr<Backend>> backend = createCpuBackend(plan, rank, comm, options.backend);
   if (!backend) return backend.takeError();
   if (heartbeat) heartbeat();
@@ -40,7 +41,8 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm, const L
   out.backend = (*backend)->name();
   out.result = std::move(*result);
   for (uint32_t r = 0; r < p.world(); ++r)
-    out.weightBytesPerRank.push_back((static_cast<uint64_t>(all[2 * r]) << 24) + static_cast<uint64_t>(all[2 * r + 1]));
+    out.weightBytesPerRank.push_back((static_cast<uint64_t>(all[2 * r]) << 24) +
+                                     static_cast<uint64_t>(all[2 * r + 1]));
   return report(out);
 }
 
@@ -68,8 +70,8 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
                      const std::function<Error(const RunReport&)>& report) {
   const int world = static_cast<int>(plan.plan().world());
   if (options.localWorld != 0 && options.localWorld != world)
-    return makeError("--local-world ", options.localWorld, " does not match the plan's world of ", world,
-                     " (spreading ranks over several nodes needs the control plane)");
+    return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
+                     world, " (spreading ranks over several nodes needs the control plane)");
   if (world == 1) {
     std::unique_ptr<Communicator> comm = createLocalCommunicator();
     return runRank(plan, 0, *comm, options, {}, report);
@@ -89,7 +91,8 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
         Expected<std::unique_ptr<Communicator>> comm = createGlooCommunicator(rank, world, gloo);
         if (!comm) return ctx.fail(comm.errorMessage());
         ctx.heartbeat();
-        Error failed = runRank(plan, static_cast<uint32_t>(rank), **comm, options, [&] { ctx.heartbeat(); }, report);
+        Error failed = runRank(
+            plan, static_cast<uint32_t>(rank), **comm, options, [&] { ctx.heartbeat(); }, report);
         if (failed) {
           (*comm)->abort();
           return ctx.fail(failed.message());

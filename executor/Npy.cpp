@@ -37,14 +37,19 @@ Expected<NpyArray> readNpyF32(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   std::string bytes = ss.str();
-  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) return makeError(path, ": not a .npy file");
-  size_t headerLength = static_cast<uint8_t>(bytes[8]) | (static_cast<size_t>(static_cast<uint8_t>(bytes[9])) << 8);
-  if (bytes[6] != 1 || 10 + headerLength > bytes.size()) return makeError(path, ": unsupported .npy header");
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
+    return makeError(path, ": not a .npy file");
+  size_t headerLength =
+      static_cast<uint8_t>(bytes[8]) | (static_cast<size_t>(static_cast<uint8_t>(bytes[9])) << 8);
+  if (bytes[6] != 1 || 10 + headerLength > bytes.size())
+    return makeError(path, ": unsupported .npy header");
   std::string header = bytes.substr(10, headerLength);
-  if (header.find("'descr': '<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos)
+  if (header.find("'descr': '<f4'") == std::string::npos ||
+      header.find("'fortran_order': False") == std::string::npos)
     return makeError(path, ": only little-endian float32 C-order arrays are supported");
   size_t open = header.find("'shape': ("), close = header.find(')', open);
-  if (open == std::string::npos || close == std::string::npos) return makeError(path, ": .npy header has no shape");
+  if (open == std::string::npos || close == std::string::npos)
+    return makeError(path, ": .npy header has no shape");
   NpyArray out;
   std::stringstream dims(header.substr(open + 10, close - open - 10));
   std::string item;
@@ -59,7 +64,8 @@ Expected<NpyArray> readNpyF32(const std::string& path) {
     count *= d;
   }
   size_t dataBytes = bytes.size() - 10 - headerLength;
-  if (dataBytes != static_cast<size_t>(count) * sizeof(float)) return makeError(path, ": data size does not match the shape");
+  if (dataBytes != static_cast<size_t>(count) * sizeof(float))
+    return makeError(path, ": data size does not match the shape");
   out.data.resize(static_cast<size_t>(count));
   std::memcpy(out.data.data(), bytes.data() + 10 + headerLength, dataBytes);
   return out;

@@ -47,10 +47,13 @@ Expected<Checkpoint> openPlanCheckpoint(const plan::Plan& plan, const std::strin
       std::string name = path.substr(path.find_last_of('/') + 1);
       if (name == want->name()->str()) found = &f;
     }
-    if (!found) return makeError(dir, ": checkpoint file ", want->name()->str(), " that the plan was compiled from is missing");
+    if (!found)
+      return makeError(dir, ": checkpoint file ", want->name()->str(),
+                       " that the plan was compiled from is missing");
     if (found->fileSize() != want->size() || found->headerHash() != want->header_hash())
       return makeError(found->path(), " changed since the plan was compiled (",
-                       found->fileSize() != want->size() ? "size" : "header", " differs); recompile the plan");
+                       found->fileSize() != want->size() ? "size" : "header",
+                       " differs); recompile the plan");
   }
   return checkpoint;
 }
@@ -65,12 +68,16 @@ Expected<std::vector<std::vector<float>>> loadWeightsF32(const plan::Plan& plan,
     std::vector<float> data(static_cast<size_t>(rows * cols), 0.0f);
     for (const plan::WeightSlice* s : *w->slices()) {
       const Checkpoint::Entry* entry = checkpoint.find(s->tensor()->string_view());
-      if (!entry) return makeError("tensor \"", s->tensor()->str(), "\" of weight ", w->name()->str(), " is not in the checkpoint");
+      if (!entry)
+        return makeError("tensor \"", s->tensor()->str(), "\" of weight ", w->name()->str(),
+                         " is not in the checkpoint");
       const TensorInfo& info = *entry->info;
       std::vector<int64_t> planShape(s->shape()->begin(), s->shape()->end());
       if (info.shape != planShape || static_cast<uint8_t>(info.dtype) != s->dtype())
-        return makeError("tensor \"", info.name, "\" differs from the plan's record of it; recompile the plan");
-      if (!isComputeDType(info.dtype)) return makeError("tensor \"", info.name, "\" is not f32, f16 or bf16");
+        return makeError("tensor \"", info.name,
+                         "\" differs from the plan's record of it; recompile the plan");
+      if (!isComputeDType(info.dtype))
+        return makeError("tensor \"", info.name, "\" is not f32, f16 or bf16");
       int64_t srcRows = planShape[0], srcCols = product(*s->shape(), 1);
       // Rows (dim 0) or columns (dim 1) of the source that this rank holds; the rest is padding.
       int64_t rowBegin = 0, rowCount = srcRows, colBegin = 0, colCount = srcCols;

@@ -17,7 +17,8 @@ int fail(const std::string& message, int code = 1) {
 
 std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
   for (const tpc::plan::Attr* a : *p.model())
-    if (a->key()->string_view() == "eos_token_ids" && a->ints()) return {a->ints()->begin(), a->ints()->end()};
+    if (a->key()->string_view() == "eos_token_ids" && a->ints())
+      return {a->ints()->begin(), a->ints()->end()};
   return {};
 }
 
@@ -29,21 +30,27 @@ int main(int argc, char** argv) {
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 10000;
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false;
-  cli::ArgParser args("tpexec", "Runs a plan: prefill the prompt, then decode with a KV cache, on every rank of the\n"
-                                "plan's world (one process each). Rank 0 prints the generated ids.");
+  cli::ArgParser args(
+      "tpexec",
+      "Runs a plan: prefill the prompt, then decode with a KV cache, on every rank of the\n"
+      "plan's world (one process each). Rank 0 prints the generated ids.");
   args.positional("PLAN", &planPath, "a plan written by tpc compile");
   args.option("--prompt-ids", &promptIds, "IDS", "prompt token ids, comma-separated (e.g. 1,2,3)");
   args.option("--max-new-tokens", &maxNew, "N", "tokens to generate at most (default 16)");
   args.option("--temperature", &temperature, "T", "sampling temperature; 0 is greedy (default 0)");
   args.option("--top-k", &topK, "K", "sample among the K most likely tokens (default 0: all)");
-  args.option("--top-p", &topP, "P", "sample from the smallest set with probability >= P (default 1)");
+  args.option("--top-p", &topP, "P",
+              "sample from the smallest set with probability >= P (default 1)");
   args.option("--seed", &seed, "S", "sampling seed (default 0)");
   args.flag("--ignore-eos", &ignoreEos, "keep generating past end-of-sequence tokens");
   args.choice("--backend", &backend, {"cpu", "cuda"}, "where to run (default cpu)");
   args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
-  args.option("--model-dir", &modelDir, "DIR", "checkpoint folder (default: where the plan was compiled from)");
-  args.option("--logits-out", &logitsOut, "FILE.npy", "write every step's logits, float32 [steps, vocab]");
-  args.option("--rank-timeout-ms", &rankTimeoutMs, "MS", "a rank silent this long counts as hung (default 10000)");
+  args.option("--model-dir", &modelDir, "DIR",
+              "checkpoint folder (default: where the plan was compiled from)");
+  args.option("--logits-out", &logitsOut, "FILE.npy",
+              "write every step's logits, float32 [steps, vocab]");
+  args.option("--rank-timeout-ms", &rankTimeoutMs, "MS",
+              "a rank silent this long counts as hung (default 10000)");
   args.flag("--json", &json, "print one JSON object instead of text");
   args.epilog("example:\n  tpexec tiny.w8.fb --prompt-ids 1,17,42 --max-new-tokens 8");
   if (Error e = args.parse(argc, argv)) return fail(e.message(), 2);
@@ -56,7 +63,8 @@ int main(int argc, char** argv) {
   if (!(topP > 0.0 && topP <= 1.0)) return fail("--top-p must be in (0, 1]", 2);
   if (temperature < 0) return fail("--temperature must not be negative", 2);
   if (rankTimeoutMs < 100) return fail("--rank-timeout-ms must be at least 100", 2);
-  if (backend == "cuda") return fail("--backend cuda: this build has no CUDA backend yet (use --backend cpu)", 2);
+  if (backend == "cuda")
+    return fail("--backend cuda: this build has no CUDA backend yet (use --backend cpu)", 2);
 
   Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
   if (!plan) return fail(plan.errorMessage());
@@ -65,7 +73,8 @@ int main(int argc, char** argv) {
   options.backend.modelDir = modelDir;
   options.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
   for (int64_t id : *ids) {
-    if (id < 0 || id > INT32_MAX) return fail("--prompt-ids: token id " + std::to_string(id) + " is out of range", 2);
+    if (id < 0 || id > INT32_MAX)
+      return fail("--prompt-ids: token id " + std::to_string(id) + " is out of range", 2);
     options.request.promptIds.push_back(static_cast<int32_t>(id));
   }
   options.request.maxNewTokens = maxNew;
@@ -78,7 +87,9 @@ int main(int argc, char** argv) {
     const GenerationResult& g = r.result;
     if (!logitsOut.empty()) {
       int64_t vocab = static_cast<int64_t>(g.logits.size() / g.generatedIds.size());
-      if (Error w = writeNpyF32(logitsOut, {static_cast<int64_t>(g.generatedIds.size()), vocab}, g.logits.data())) return w;
+      if (Error w = writeNpyF32(logitsOut, {static_cast<int64_t>(g.generatedIds.size()), vocab},
+                                g.logits.data()))
+        return w;
     }
     if (json) {
       nlohmann::ordered_json j;
@@ -94,9 +105,10 @@ int main(int argc, char** argv) {
       std::string text;
       for (int32_t id : g.generatedIds) text += (text.empty() ? "" : ",") + std::to_string(id);
       std::printf("generated: %s\n", text.c_str());
-      std::printf("world %lld (%s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, stopped by %s\n",
-                  (long long)r.world, r.backend.c_str(), options.request.promptIds.size(), g.prefillMs,
-                  g.decodeMsPerToken, g.stopReason.c_str());
+      std::printf(
+          "world %lld (%s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, stopped by %s\n",
+          (long long)r.world, r.backend.c_str(), options.request.promptIds.size(), g.prefillMs,
+          g.decodeMsPerToken, g.stopReason.c_str());
     }
     std::fflush(stdout);
     return Error::success();
