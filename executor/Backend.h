@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,6 +33,8 @@ class Backend {
 
 struct BackendOptions {
   std::string modelDir;  // empty: the plan's model_dir
+  // Called after each weight is loaded: loading a large model must not look like a hang.
+  std::function<void()> onProgress;
 };
 
 Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank,

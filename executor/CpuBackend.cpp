@@ -249,7 +249,8 @@ Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint
                      " ranks are running");
   Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);
   if (!checkpoint) return checkpoint.takeError();
-  Expected<std::vector<std::vector<float>>> weights = loadWeightsF32(p, rank, *checkpoint);
+  Expected<std::vector<std::vector<float>>> weights =
+      loadWeightsF32(p, rank, *checkpoint, options.onProgress);
   if (!weights) return weights.takeError();
   return std::unique_ptr<Backend>(new CpuBackend(p, rank, comm, std::move(*weights)));
 }

@@ -23,7 +23,9 @@ int64_t vocabOf(const plan::Plan& p) {
 Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
               const LocalRunOptions& options, const std::function<void()>& heartbeat,
               const std::function<Error(const RunReport&)>& report) {
-  Expected<std::unique_ptr<Backend>> backend = createCpuBackend(plan, rank, comm, options.backend);
+  BackendOptions backendOptions = options.backend;
+  backendOptions.onProgress = heartbeat;
+  Expected<std::unique_ptr<Backend>> backend = createCpuBackend(plan, rank, comm, backendOptions);
   if (!backend) return backend.takeError();
   if (heartbeat) heartbeat();
   const plan::Plan& p = plan.plan();

@@ -19,7 +19,7 @@ struct LocalRunOptions {
   int64_t localWorld = 0;  // 0: the plan's world
   BackendOptions backend;
   GenerationRequest request;
-  std::chrono::milliseconds rankTimeout{10000};  // a rank silent this long counts as hung
+  std::chrono::milliseconds rankTimeout{5000};  // a rank silent this long counts as hung
 };
 
 struct RunReport {

@@ -59,7 +59,8 @@ Expected<Checkpoint> openPlanCheckpoint(const plan::Plan& plan, const std::strin
 }
 
 Expected<std::vector<std::vector<float>>> loadWeightsF32(const plan::Plan& plan, uint32_t rank,
-                                                         const Checkpoint& checkpoint) {
+                                                         const Checkpoint& checkpoint,
+                                                         const std::function<void()>& onWeight) {
   const plan::RankProgram* program = plan.ranks()->Get(rank);
   std::vector<std::vector<float>> out;
   out.reserve(program->weights()->size());
@@ -99,6 +100,7 @@ Expected<std::vector<std::vector<float>>> loadWeightsF32(const plan::Plan& plan,
       }
     }
     out.push_back(std::move(data));
+    if (onWeight) onWeight();
   }
   return out;
 }

@@ -3,6 +3,7 @@
 // never garbage output; then reads exactly the rank's slices from the memory-mapped files.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,8 @@ Expected<Checkpoint> openPlanCheckpoint(const plan::Plan& plan, const std::strin
 
 // Every weight of `rank` converted to fp32, in plan order (rows of the local shape, zero
 // padding included).
-Expected<std::vector<std::vector<float>>> loadWeightsF32(const plan::Plan& plan, uint32_t rank,
-                                                         const Checkpoint& checkpoint);
+Expected<std::vector<std::vector<float>>> loadWeightsF32(
+    const plan::Plan& plan, uint32_t rank, const Checkpoint& checkpoint,
+    const std::function<void()>& onWeight = {});
 
 }  // namespace tpc

@@ -1,6 +1,10 @@
 #include "frontends/ModelSource.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 namespace tpc {
 
@@ -11,6 +15,32 @@ TensorLookup ModelSource::lookup() const {
     return TensorMeta{e->info->dtype, e->info->shape};
   };
 }
+
+namespace {
+
+// generation_config.json often names more end-of-sequence ids than config.json (Llama-3
+// instruct: end_of_text, eom and eot); generation stops at any of them.
+Error mergeGenerationEos(const std::filesystem::path& file, ModelSpec& spec) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) return Error::success();
+  std::ifstream in(file);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return makeError(file.string(), ": not a JSON object");
+  auto add = [&](const nlohmann::json& v) {
+    if (v.is_number_integer() && std::find(spec.eosTokenIds.begin(), spec.eosTokenIds.end(),
+                                           v.get<int64_t>()) == spec.eosTokenIds.end())
+      spec.eosTokenIds.push_back(v.get<int64_t>());
+  };
+  if (auto it = j.find("eos_token_id"); it != j.end()) {
+    if (it->is_array())
+      for (const auto& v : *it) add(v);
+    else
+      add(*it);
+  }
+  return Error::success();
+}
+
+}  // namespace
 
 Expected<ModelSource> openModel(const std::string& path) {
   namespace fs = std::filesystem;
@@ -24,6 +54,7 @@ Expected<ModelSource> openModel(const std::string& path) {
                      ": no config.json (a model folder needs config.json and *.safetensors)");
   Expected<ModelSpec> spec = loadModelConfig(config.string());
   if (!spec) return spec.takeError();
+  if (Error e = mergeGenerationEos(dir / "generation_config.json", *spec)) return e;
   Expected<Checkpoint> checkpoint = Checkpoint::open(path);
   if (!checkpoint) return checkpoint.takeError();
   return ModelSource{fs::absolute(dir, ec).lexically_normal().string(), std::move(*spec),

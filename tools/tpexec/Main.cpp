@@ -27,7 +27,7 @@ std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
 int main(int argc, char** argv) {
   using namespace tpc;
   std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
-  int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 10000;
+  int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false;
   cli::ArgParser args(
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   args.option("--logits-out", &logitsOut, "FILE.npy",
               "write every step's logits, float32 [steps, vocab]");
   args.option("--rank-timeout-ms", &rankTimeoutMs, "MS",
-              "a rank silent this long counts as hung (default 10000)");
+              "a rank silent this long counts as hung (default 5000)");
   args.flag("--json", &json, "print one JSON object instead of text");
   args.epilog("example:\n  tpexec tiny.w8.fb --prompt-ids 1,17,42 --max-new-tokens 8");
   if (Error e = args.parse(argc, argv)) return fail(e.message(), 2);
