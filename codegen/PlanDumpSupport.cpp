@@ -1,5 +1,7 @@
 #include "codegen/PlanDumpSupport.h"
 
+#include "codegen/PlanSummary.h"
+
 #include <charconv>
 #include <cstdio>
 
@@ -63,17 +65,8 @@ std::string dtypeText(uint8_t dtype) {
 }
 
 std::string bytesText(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   if (bytes < 1024) return std::to_string(bytes) + " B";
-  double value = static_cast<double>(bytes);
-  int unit = 0;
-  while (value >= 1024 && unit < 6) {
-    value /= 1024;
-    ++unit;
-  }
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%.2f %s", value, units[unit]);
-  return std::string(buf) + " (" + std::to_string(bytes) + " B)";
+  return formatBytes(bytes) + " (" + std::to_string(bytes) + " B)";
 }
 
 std::string doubleText(double value) {

@@ -36,6 +36,8 @@ struct PlanSummary {
 };
 
 PlanSummary summarizePlan(const plan::Plan& plan);
+// "1.50 KiB": binary units, two decimals above 1 KiB. The one byte formatter of the project.
+std::string formatBytes(uint64_t bytes);
 // A few human lines: one per rank (weights, KV cache, arena) and the collective totals.
 std::string formatPlanSummary(const PlanSummary& summary);
 

@@ -57,7 +57,5 @@ class ArgParser {
 
 // Parses "1,2,3" into integers; errors name `flag`.
 Expected<std::vector<int64_t>> parseIntList(const std::string& text, const std::string& flag);
-// "1.5 GiB"-style text for byte counts.
-std::string formatBytes(uint64_t bytes);
 
 }  // namespace tpc::cli

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "codegen/PlanSummary.h"
 #include "tools/common/Args.h"
 
 namespace tpc::cli {

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codegen/PlanSummary.h"
 #include "frontends/ModelSource.h"
 #include "tools/common/Args.h"
 #include "tools/tpc/Commands.h"

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "codegen/PlanSummary.h"
 #include "frontends/Presets.h"
 #include "frontends/RandomModel.h"
 #include "ir/AtomicFile.h"
