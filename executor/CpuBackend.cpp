@@ -3,7 +3,9 @@
 // bytes per token for the plan's dtypes; every fp32 value fits in `scale_` times its planned
 // bytes, so scaling every offset by `scale_` keeps the plan's non-overlap guarantees.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "executor/Backend.h"
 #include "executor/WeightLoader.h"
@@ -79,14 +81,22 @@ class CpuBackend : public Backend {
       cache.headDim = intAttr(*s, "head_dim");
       size_t n =
           static_cast<size_t>(cache.slots * cache.maxContext * cache.kvHeads * cache.headDim);
-      kvStorage_.emplace_back(2 * n, 0.0f);
-      cache.k = kvStorage_.back().data();
+      // calloc hands out untouched zero pages: a cache sized for max batch x max context costs
+      // memory only for the positions actually written.
+      kvStorage_.emplace_back(static_cast<float*>(std::calloc(2 * n, sizeof(float))));
+      if (!kvStorage_.back()) {
+        kvBytesMissing_ += 2 * n * sizeof(float);
+        continue;
+      }
+      cache.k = kvStorage_.back().get();
       cache.v = cache.k + n;
       caches_.push_back(cache);
     }
   }
 
   const char* name() const override { return "cpu"; }
+  // Bytes of KV cache that could not be allocated (0 when all is well).
+  uint64_t kvBytesMissing() const { return kvBytesMissing_; }
   uint64_t residentWeightBytes() const override { return weightBytes_; }
 
   Expected<const float*> forward(const StepInput& in) override {
@@ -230,7 +240,11 @@ class CpuBackend : public Backend {
   std::vector<int64_t> widths_;
   int64_t scale_ = 1;
   std::vector<float> arena_, gathered_;
-  std::vector<std::vector<float>> kvStorage_;
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<float, FreeDeleter>> kvStorage_;
+  uint64_t kvBytesMissing_ = 0;
   std::vector<cpu::KvCache> caches_;
   int64_t tokens_ = 0;
   const int32_t* slots_ = nullptr;
@@ -252,7 +266,11 @@ Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint
   Expected<std::vector<std::vector<float>>> weights =
       loadWeightsF32(p, rank, *checkpoint, options.onProgress);
   if (!weights) return weights.takeError();
-  return std::unique_ptr<Backend>(new CpuBackend(p, rank, comm, std::move(*weights)));
+  auto backend = std::make_unique<CpuBackend>(p, rank, comm, std::move(*weights));
+  if (backend->kvBytesMissing())
+    return makeError("cannot allocate ", backend->kvBytesMissing(), " bytes of KV cache on rank ",
+                     rank, " (recompile with a smaller --max-context or --max-batch)");
+  return std::unique_ptr<Backend>(std::move(backend));
 }
 
 }  // namespace tpc
