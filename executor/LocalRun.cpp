@@ -7,8 +7,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "executor/ProcessGroup.h"
+#include "kernels/cpu/Threads.h"
 
 namespace tpc {
 namespace {
@@ -86,6 +88,10 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
   Error e = runLocalRanks(
       world,
       [&, fd = fd, port = port](int rank, RankContext& ctx) {
+        // The ranks share this host's cores; OpenBLAS would give each of them all of them.
+        unsigned cores = std::thread::hardware_concurrency();
+        cpu::setKernelThreads(cores > static_cast<unsigned>(world) ? static_cast<int>(cores) / world
+                                                                   : 1);
         GlooOptions gloo;
         gloo.storePort = port;
         gloo.storeListenFd = fd;

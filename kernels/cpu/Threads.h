@@ -1,0 +1,10 @@
+// How many threads the reference kernels' GEMMs use. Several ranks on one host must share its
+// cores: left alone, OpenBLAS gives every process all of them and the ranks fight.
+#pragma once
+
+namespace tpc::cpu {
+
+void setKernelThreads(int threads);
+int kernelThreads();
+
+}  // namespace tpc::cpu
