@@ -188,6 +188,18 @@ class Parser {
     return Error::success();
   }
 
+  // name = value
+  Error parseKeyValue(Attributes& attrs) {
+    if (tok_.kind != Tok::Ident) return fail("expected an attribute name");
+    std::string key = tok_.text;
+    if (Error e = advance()) return e;
+    if (Error e = expectPunct("=")) return e;
+    AttrValue v;
+    if (Error e = parseAttrValue(v)) return e;
+    attrs.set(key, std::move(v));
+    return Error::success();
+  }
+
   Error parseAttrBlock(Attributes& attrs) {
     if (!isPunct("{")) return Error::success();
     if (Error e = advance()) return e;
@@ -196,13 +208,7 @@ class Parser {
       if (!first)
         if (Error e = expectPunct(",")) return e;
       first = false;
-      if (tok_.kind != Tok::Ident) return fail("expected an attribute name");
-      std::string key = tok_.text;
-      if (Error e = advance()) return e;
-      if (Error e = expectPunct("=")) return e;
-      AttrValue v;
-      if (Error e = parseAttrValue(v)) return e;
-      attrs.set(key, std::move(v));
+      if (Error e = parseKeyValue(attrs)) return e;
     }
     return advance();
   }
@@ -281,16 +287,7 @@ class Parser {
   Error parseStatement() {
     std::string word = tok_.text;
     if (Error e = advance()) return e;
-    if (word == "attr") {
-      if (tok_.kind != Tok::Ident) return fail("expected an attribute name");
-      std::string key = tok_.text;
-      if (Error e = advance()) return e;
-      if (Error e = expectPunct("=")) return e;
-      AttrValue v;
-      if (Error e = parseAttrValue(v)) return e;
-      graph_.attrs.set(key, std::move(v));
-      return Error::success();
-    }
+    if (word == "attr") return parseKeyValue(graph_.attrs);
     if (word == "input" || word == "param") {
       std::string name;
       DType dtype;

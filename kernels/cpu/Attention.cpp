@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/Kernels.h"
 #include "kernels/cpu/Scratch.h"
+#include "kernels/cpu/Softmax.h"
 
 namespace tpc::cpu {
 namespace {
@@ -18,18 +19,6 @@ namespace {
 // Start of the row for (slot, position, kvHead) in a cache tensor.
 int64_t cacheOffset(const KvCache& c, int64_t slot, int64_t position, int64_t kvHead) {
   return ((slot * c.maxContext + position) * c.kvHeads + kvHead) * c.headDim;
-}
-
-// probs[n] = softmax(scores[n]) in place.
-void softmax(float* scores, int64_t n) {
-  const float maximum = *std::max_element(scores, scores + n);
-  double total = 0.0;
-  for (int64_t j = 0; j < n; ++j) {
-    scores[j] = std::exp(scores[j] - maximum);
-    total += scores[j];
-  }
-  const auto inverse = static_cast<float>(1.0 / total);
-  for (int64_t j = 0; j < n; ++j) scores[j] *= inverse;
 }
 
 }  // namespace
@@ -62,7 +51,7 @@ void attention(const float* q, const float* k, const float* v, const int32_t* po
       // keys/values: `visible` rows of headDim, kvWidth apart (the other KV heads in between).
       cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(visible), static_cast<int>(headDim),
                   scale, keys, static_cast<int>(kvWidth), query, 1, 0.0f, scores, 1);
-      softmax(scores, visible);
+      softmaxInPlace(scores, visible);
       cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(visible), static_cast<int>(headDim),
                   1.0f, values, static_cast<int>(kvWidth), scores, 1, 0.0f, result, 1);
     }

@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/Kernels.h"
 #include "kernels/cpu/Scratch.h"
+#include "kernels/cpu/Softmax.h"
 
 namespace tpc::cpu {
 namespace {
@@ -33,14 +34,7 @@ void moeRouter(const float* x, const float* gate, int64_t tokens, int64_t hidden
   linear(x, gate, nullptr, tokens, hidden, numExperts, probs);
   for (int64_t t = 0; t < tokens; ++t) {
     float* row = probs + t * numExperts;
-    const float maximum = *std::max_element(row, row + numExperts);
-    double total = 0.0;
-    for (int64_t e = 0; e < numExperts; ++e) {
-      row[e] = std::exp(row[e] - maximum);
-      total += row[e];
-    }
-    const auto inverse = static_cast<float>(1.0 / total);
-    for (int64_t e = 0; e < numExperts; ++e) row[e] *= inverse;
+    softmaxInPlace(row, numExperts);
     // Selection by repeated maximum: topK is small, and the strict comparison keeps the lower
     // index on ties. Chosen entries are marked -1, below any probability.
     float* w = weights + t * topK;
