@@ -6,6 +6,7 @@
 
 #include "codegen/PlanDump.h"
 #include "codegen/PlanDumpSupport.h"
+#include "codegen/PlanFormat.h"
 #include "codegen/PlanSummary.h"
 
 namespace tpc {
@@ -63,20 +64,13 @@ const std::pair<const char*, const char*> kKeySizes[] = {
     {"moe_intermediate_size", "expert intermediate"},
 };
 
-const plan::Attr* findAttr(const plan::Plan& p, std::string_view key) {
-  if (p.model())
-    for (const plan::Attr* a : *p.model())
-      if (a->key()->string_view() == key) return a;
-  return nullptr;
-}
-
 void printHeader(std::ostream& os, const plan::Plan& p) {
   os << "plan        " << printable(p.producer()) << ", schema version " << p.schema_version()
      << "\n";
-  const plan::Attr* family = findAttr(p, "family");
+  const plan::Attr* family = findPlanAttr(p.model(), "family");
   std::string sizes;
   for (const auto& [key, label] : kKeySizes)
-    if (const plan::Attr* a = findAttr(p, key))
+    if (const plan::Attr* a = findPlanAttr(p.model(), key))
       sizes += (sizes.empty() ? "" : ", ") + std::string(label) + " " + attrValueText(*a);
   os << "model       " << (family ? attrValueText(*family) : std::string("(no family)"));
   os << (sizes.empty() ? "" : ": " + sizes) << "\n";

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "codegen/plan_generated.h"
 #include "ir/Graph.h"
@@ -30,6 +31,21 @@ inline int64_t encodeDim(const Dim& d) {
 inline plan::Sharding encodeSharding(const Sharding& s) {
   return plan::Sharding(static_cast<plan::ShardingKind>(s.kind), static_cast<int8_t>(s.dim),
                         s.parts);
+}
+
+using PlanAttrs = flatbuffers::Vector<flatbuffers::Offset<plan::Attr>>;
+
+// The attribute named `key` of a plan's model or of a step; nullptr when absent.
+inline const plan::Attr* findPlanAttr(const PlanAttrs* attrs, std::string_view key) {
+  if (attrs)
+    for (const plan::Attr* a : *attrs)
+      if (a->key()->string_view() == key) return a;
+  return nullptr;
+}
+
+inline int64_t planIntAttr(const PlanAttrs* attrs, std::string_view key, int64_t fallback = 0) {
+  const plan::Attr* a = findPlanAttr(attrs, key);
+  return a && a->kind() == plan::AttrKind::Int ? a->int_value() : fallback;
 }
 
 }  // namespace tpc

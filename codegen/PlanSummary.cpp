@@ -1,5 +1,7 @@
 #include "codegen/PlanSummary.h"
 
+#include "codegen/PlanFormat.h"
+
 #include <cstdio>
 #include <sstream>
 
@@ -30,9 +32,9 @@ PlanSummary summarizePlan(const plan::Plan& p) {
   s.world = p.world();
   s.maxContext = p.limits()->max_context();
   s.maxBatch = p.limits()->max_batch();
-  if (p.model())
-    for (const plan::Attr* a : *p.model())
-      if (a->key()->str() == "family" && a->string_value()) s.family = a->string_value()->str();
+  if (const plan::Attr* family = findPlanAttr(p.model(), "family");
+      family && family->string_value())
+    s.family = family->string_value()->str();
   for (const plan::RankProgram* r : *p.ranks())
     s.ranks.push_back({r->rank(), r->weight_bytes(), r->kv_cache_bytes(),
                        r->arena_bytes_per_token(), r->steps()->size()});

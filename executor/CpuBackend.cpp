@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "codegen/PlanFormat.h"
 #include "executor/Backend.h"
 #include "executor/WeightLoader.h"
 #include "ir/Graph.h"
@@ -15,25 +16,18 @@
 namespace tpc {
 namespace {
 
-const plan::Attr* findAttr(const plan::Step& s, std::string_view key) {
-  if (!s.attrs()) return nullptr;
-  for (const plan::Attr* a : *s.attrs())
-    if (a->key()->string_view() == key) return a;
-  return nullptr;
-}
 int64_t intAttr(const plan::Step& s, std::string_view key, int64_t fallback = 0) {
-  const plan::Attr* a = findAttr(s, key);
-  return a && a->kind() == plan::AttrKind::Int ? a->int_value() : fallback;
+  return planIntAttr(s.attrs(), key, fallback);
 }
 double floatAttr(const plan::Step& s, std::string_view key, double fallback = 0.0) {
-  const plan::Attr* a = findAttr(s, key);
+  const plan::Attr* a = findPlanAttr(s.attrs(), key);
   if (!a) return fallback;
   return a->kind() == plan::AttrKind::Float ? a->float_value()
                                             : static_cast<double>(a->int_value());
 }
 std::string stringAttr(const plan::Step& s, std::string_view key,
                        const std::string& fallback = "") {
-  const plan::Attr* a = findAttr(s, key);
+  const plan::Attr* a = findPlanAttr(s.attrs(), key);
   return a && a->kind() == plan::AttrKind::String && a->string_value() ? a->string_value()->str()
                                                                        : fallback;
 }

@@ -1,5 +1,7 @@
 #include "executor/LocalRun.h"
 
+#include "codegen/PlanFormat.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -15,12 +17,6 @@
 namespace tpc {
 namespace {
 
-int64_t vocabOf(const plan::Plan& p) {
-  for (const plan::Attr* a : *p.model())
-    if (a->key()->string_view() == "vocab_size") return a->int_value();
-  return 0;
-}
-
 // Generation on one rank; every rank runs it, rank 0 reports.
 Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
               const LocalRunOptions& options, const std::function<void()>& heartbeat,
@@ -32,7 +28,8 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
   if (heartbeat) heartbeat();
   const plan::Plan& p = plan.plan();
   Expected<GenerationResult> result =
-      generate(**backend, options.request, vocabOf(p), p.limits()->max_context(), heartbeat);
+      generate(**backend, options.request, planIntAttr(p.model(), "vocab_size"),
+               p.limits()->max_context(), heartbeat);
   if (!result) return result.takeError();
   // Weight bytes travel as two floats each (high and low 24 bits): exact up to 2^48 bytes.
   uint64_t bytes = (*backend)->residentWeightBytes();

@@ -31,7 +31,7 @@ const char* kUsage =
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int runTpc(int argc, char** argv) {
   using namespace tpc::cli;
   if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
@@ -49,4 +49,16 @@ int main(int argc, char** argv) {
   return fail("unknown command '" + command +
                   "' (commands: compile, dump, inspect, make-model; see tpc --help)",
               2);
+}
+
+int main(int argc, char** argv) {
+  // Library code reports failures as values; anything thrown is a bug or out-of-memory, and
+  // still ends with one line and a non-zero exit rather than an abort.
+  try {
+    return runTpc(argc, argv);
+  } catch (const std::exception& e) {
+    return tpc::cli::fail(std::string("internal: ") + e.what());
+  } catch (...) {
+    return tpc::cli::fail("internal: unknown exception");
+  }
 }

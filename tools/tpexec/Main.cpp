@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "codegen/PlanFormat.h"
 #include "codegen/PlanReader.h"
 #include "executor/LocalRun.h"
 #include "executor/Npy.h"
@@ -16,15 +17,14 @@ int fail(const std::string& message, int code = 1) {
 }
 
 std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
-  for (const tpc::plan::Attr* a : *p.model())
-    if (a->key()->string_view() == "eos_token_ids" && a->ints())
-      return {a->ints()->begin(), a->ints()->end()};
+  const tpc::plan::Attr* eos = tpc::findPlanAttr(p.model(), "eos_token_ids");
+  if (eos && eos->ints()) return {eos->ints()->begin(), eos->ints()->end()};
   return {};
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int runTpexec(int argc, char** argv) {
   using namespace tpc;
   std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
@@ -115,4 +115,16 @@ int main(int argc, char** argv) {
   });
   if (e) return fail(e.message());
   return 0;
+}
+
+int main(int argc, char** argv) {
+  // Library code reports failures as values; anything thrown is a bug or out-of-memory, and
+  // still ends with one line and a non-zero exit rather than an abort.
+  try {
+    return runTpexec(argc, argv);
+  } catch (const std::exception& e) {
+    return fail(std::string("internal: ") + e.what());
+  } catch (...) {
+    return fail("internal: unknown exception");
+  }
 }
