@@ -32,10 +32,18 @@ class Backend {
 };
 
 struct BackendOptions {
-  std::string modelDir;  // empty: the plan's model_dir
+  std::string kind = "cpu";  // cpu or cuda
+  int device = -1;           // cuda: the GPU to use; -1 means the rank's index on its node
+  std::string modelDir;      // empty: the plan's model_dir
   // Called after each weight is loaded: loading a large model must not look like a hang.
   std::function<void()> onProgress;
 };
+
+// The backend `options.kind` names; "cuda" is an error in a build without the CUDA toolkit.
+Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_t rank,
+                                                 Communicator& comm, const BackendOptions& options);
+// True when this build has the CUDA backend.
+bool haveCudaBackend();
 
 Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank,
                                                     Communicator& comm,

@@ -54,4 +54,13 @@ struct GlooOptions {
 Expected<std::unique_ptr<Communicator>> createGlooCommunicator(int rank, int world,
                                                                const GlooOptions& options);
 
+// NCCL, in builds with the CUDA backend (elsewhere both return an error). Rank 0 makes the id;
+// whoever started the ranks ships it to all of them (the rendezvous store on one node, the
+// control plane across nodes). Initialisation is non-blocking and gives up after `initTimeout`;
+// on any failure the communicator is aborted (ncclCommAbort), never left hanging.
+Expected<std::string> newNcclUniqueId();
+Expected<std::unique_ptr<Communicator>> createNcclCommunicator(
+    int rank, int world, const std::string& uniqueId, int device,
+    std::chrono::milliseconds initTimeout);
+
 }  // namespace tpc

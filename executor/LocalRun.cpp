@@ -23,7 +23,7 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
               const std::function<Error(const RunReport&)>& report) {
   BackendOptions backendOptions = options.backend;
   backendOptions.onProgress = heartbeat;
-  Expected<std::unique_ptr<Backend>> backend = createCpuBackend(plan, rank, comm, backendOptions);
+  Expected<std::unique_ptr<Backend>> backend = createBackend(plan, rank, comm, backendOptions);
   if (!backend) return backend.takeError();
   if (heartbeat) heartbeat();
   const plan::Plan& p = plan.plan();

@@ -63,13 +63,17 @@ int runTpexec(int argc, char** argv) {
   if (!(topP > 0.0 && topP <= 1.0)) return fail("--top-p must be in (0, 1]", 2);
   if (temperature < 0) return fail("--temperature must not be negative", 2);
   if (rankTimeoutMs < 100) return fail("--rank-timeout-ms must be at least 100", 2);
-  if (backend == "cuda")
-    return fail("--backend cuda: this build has no CUDA backend yet (use --backend cpu)", 2);
+  if (backend == "cuda" && !haveCudaBackend())
+    return fail(
+        "--backend cuda: this build has no CUDA backend (configure with the CUDA toolkit and "
+        "NCCL; use --backend cpu)",
+        2);
 
   Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
   if (!plan) return fail(plan.errorMessage());
   LocalRunOptions options;
   options.localWorld = localWorld;
+  options.backend.kind = backend;
   options.backend.modelDir = modelDir;
   options.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
   for (int64_t id : *ids) {

@@ -1,0 +1,102 @@
+// CUDA twins of the reference kernels in kernels/cpu/Kernels.h: same names, same contracts, so
+// every test compares one against the other. Storage is f32, bf16 or f16 (`ElementType`);
+// arithmetic and every reduction run in f32. Each function only enqueues work on `stream` and
+// returns the launch status (cudaGetLastError), so it can be captured into a CUDA Graph: no
+// function here allocates, synchronizes or reads device memory from the host, and launch shapes
+// depend only on the sizes passed in, never on device-side values such as positions.
+//
+// This header compiles with the host compiler alone (the backend is plain C++): element types
+// are passed as a tag and pointers as void*.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tpc::cuda {
+
+enum class ElementType : uint8_t { F32, BF16, F16 };
+size_t elementBytes(ElementType type);
+
+// Rows of `table` ([rows, hidden]) for vocab ids [firstRow, firstRow + rows); other ids give zero
+// rows (vocab-parallel embedding).
+cudaError_t embedding(ElementType type, const int32_t* ids, int64_t tokens, const void* table,
+                      int64_t rows, int64_t firstRow, int64_t hidden, void* out,
+                      cudaStream_t stream);
+
+cudaError_t rmsNorm(ElementType type, const void* x, const void* weight, int64_t tokens,
+                    int64_t width, float eps, void* out, cudaStream_t stream);
+// sum = x + residual (rounded to `type`); out = rmsNorm(sum). `sum` may alias x or residual.
+cudaError_t addRmsNorm(ElementType type, const void* x, const void* residual, const void* weight,
+                       int64_t tokens, int64_t width, float eps, void* sum, void* out,
+                       cudaStream_t stream);
+cudaError_t headRmsNorm(ElementType type, const void* x, const void* weight, int64_t tokens,
+                        int64_t heads, int64_t headDim, float eps, void* out, cudaStream_t stream);
+cudaError_t add(ElementType type, const void* a, const void* b, int64_t count, void* out,
+                cudaStream_t stream);
+// out = silu(gate) * up.
+cudaError_t swiglu(ElementType type, const void* gate, const void* up, int64_t count, void* out,
+                   cudaStream_t stream);
+// out[t, 0:width) = x[t, offset:offset + width) for rows of inWidth: the plan's split and slice.
+cudaError_t copyColumns(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
+                        int64_t offset, int64_t width, void* out, cudaStream_t stream);
+// Converts `count` elements to f32 (logits leave the GPU as f32).
+cudaError_t toFloat(ElementType type, const void* x, int64_t count, float* out,
+                    cudaStream_t stream);
+
+// RoPE with rotate_half pairs, as cpu::rope. `inverseFrequencies` is a device array of
+// headDim / 2 floats from cpu::ropeInverseFrequencies, which also gives `attentionScaling`
+// (cos and sin are multiplied by it). out may alias x.
+cudaError_t rope(ElementType type, const void* x, const int32_t* positions, int64_t tokens,
+                 int64_t heads, int64_t headDim, const float* inverseFrequencies,
+                 float attentionScaling, void* out, cudaStream_t stream);
+
+// One layer's KV cache, laid out as cpu::KvCache ([slots][maxContext][kvHeads][headDim]), in
+// the attention's element type.
+struct KvCacheView {
+  void* k = nullptr;
+  void* v = nullptr;
+  int64_t slots = 1, maxContext = 0, kvHeads = 0, headDim = 0;
+};
+// Scratch bytes `attention` needs for this many tokens (partial results of the context splits).
+size_t attentionWorkspaceBytes(int64_t tokens, int64_t heads, int64_t headDim, int64_t maxContext);
+// cpu::attention's contract: each token's k and v are written into its slot at its position,
+// then query token t attends over positions [0, positions[t]] of slots[t]. positions and slots
+// are device arrays read only on the device, so a captured graph stays valid when they change.
+// The context is split into chunks processed by separate blocks and combined, so one decode
+// token still fills the GPU.
+cudaError_t attention(ElementType type, const void* q, const void* k, const void* v,
+                      const int32_t* positions, const int32_t* slots, int64_t tokens, int64_t heads,
+                      float scale, const KvCacheView& cache, void* workspace, void* out,
+                      cudaStream_t stream);
+
+// cpu::moeRouter: softmax over x @ gate^T, top-k (ties: lower index), optional renormalise.
+cudaError_t moeRouter(ElementType type, const void* x, const void* gate, int64_t tokens,
+                      int64_t hidden, int64_t numExperts, int64_t topK, bool normTopkProb,
+                      float* weights, int32_t* experts, cudaStream_t stream);
+size_t moeWorkspaceBytes(int64_t tokens, int64_t topK, int64_t intermediate);
+// cpu::moeExperts: the three pointer arrays are device arrays of numExperts device pointers
+// (up may be null when gateOrGateUp holds [2*I, hidden] gate-then-up weights). Accumulates into
+// out, which the caller zeroes.
+cudaError_t moeExperts(ElementType type, const void* x, const float* weights,
+                       const int32_t* experts, int64_t tokens, int64_t hidden, int64_t intermediate,
+                       int64_t topK, const void* const* gateOrGateUp, const void* const* up,
+                       const void* const* down, void* workspace, void* out, cudaStream_t stream);
+
+// Per row of logits [rows, vocab]: the index of the largest (ties: the lowest index).
+cudaError_t argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
+                   cudaStream_t stream);
+// cpu::sample per row (temperature, top-k with ties kept, top-p), where uniforms[row] is the
+// draw in [0, 1) that cpu::sample takes from its RNG state. temperature <= 0 is argmax.
+size_t sampleWorkspaceBytes(int64_t rows, int64_t vocab);
+cudaError_t sample(const float* logits, int64_t rows, int64_t vocab, float temperature,
+                   int64_t topK, float topP, const double* uniforms, void* workspace, int32_t* out,
+                   cudaStream_t stream);
+
+// Fills `count` elements with uniform values in [-scale, scale) from a counter-based hash of
+// (seed, index): synthetic weights for benchmarks of shapes with no checkpoint.
+cudaError_t fillUniform(ElementType type, void* out, int64_t count, float scale, uint64_t seed,
+                        cudaStream_t stream);
+
+}  // namespace tpc::cuda
