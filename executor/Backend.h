@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "codegen/PlanReader.h"
 #include "executor/Communicator.h"
@@ -27,6 +28,9 @@ class Backend {
   // One forward step; returns this rank's copy of the logits, [tokens, vocab_size] floats,
   // valid until the next call.
   virtual Expected<const float*> forward(const StepInput& in) = 0;
+  // One forward step and the greedy token (argmax of the logits) of every row. A backend that
+  // can pick on its device returns only the ids, saving the logits' trip to the host.
+  virtual Expected<std::vector<int32_t>> forwardArgmax(const StepInput& in) = 0;
   // Bytes this rank holds for its weights after loading.
   virtual uint64_t residentWeightBytes() const = 0;
 };
@@ -35,6 +39,10 @@ struct BackendOptions {
   std::string kind = "cpu";  // cpu or cuda
   int device = -1;           // cuda: the GPU to use; -1 means the rank's index on its node
   std::string modelDir;      // empty: the plan's model_dir
+  // Random weights made on the device instead of the checkpoint: benchmarks of shapes that have
+  // no checkpoint file (the plan's fingerprint is not checked).
+  bool syntheticWeights = false;
+  bool eager = false;  // cuda: run every step eagerly, never from a captured CUDA Graph
   // Called after each weight is loaded: loading a large model must not look like a hang.
   std::function<void()> onProgress;
 };
@@ -44,6 +52,12 @@ Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_
                                                  Communicator& comm, const BackendOptions& options);
 // True when this build has the CUDA backend.
 bool haveCudaBackend();
+// GPUs visible to this process (0 without the CUDA backend or without a driver).
+int cudaDeviceCount();
+// Rooflines of GPU `device` for benchmarks: device-to-device copy bandwidth in bytes/s (bytes
+// read + written) and the bf16 rate of a large cuBLASLt GEMM in FLOP/s.
+Expected<double> deviceCopyBandwidth(int device);
+Expected<double> deviceGemmFlops(int device);
 
 Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank,
                                                     Communicator& comm,

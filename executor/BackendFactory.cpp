@@ -1,5 +1,9 @@
 #include "executor/Backend.h"
 
+#ifdef TPC_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace tpc {
 
 #ifdef TPC_HAVE_CUDA
@@ -7,8 +11,19 @@ Expected<std::unique_ptr<Backend>> createCudaBackend(const LoadedPlan& plan, uin
                                                      Communicator& comm,
                                                      const BackendOptions& options);
 bool haveCudaBackend() { return true; }
+int cudaDeviceCount() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+}
+Expected<double> measureCopyBandwidth(int device);
+Expected<double> measureGemmFlops(int device);
+Expected<double> deviceCopyBandwidth(int device) { return measureCopyBandwidth(device); }
+Expected<double> deviceGemmFlops(int device) { return measureGemmFlops(device); }
 #else
 bool haveCudaBackend() { return false; }
+int cudaDeviceCount() { return 0; }
+Expected<double> deviceCopyBandwidth(int) { return makeError("this build has no CUDA backend"); }
+Expected<double> deviceGemmFlops(int) { return makeError("this build has no CUDA backend"); }
 Expected<std::string> newNcclUniqueId() {
   return makeError("this build has no CUDA backend (configure with the CUDA toolkit and NCCL)");
 }

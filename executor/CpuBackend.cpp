@@ -9,6 +9,7 @@
 
 #include "codegen/PlanFormat.h"
 #include "executor/Backend.h"
+#include "executor/StepAttrs.h"
 #include "executor/WeightLoader.h"
 #include "ir/Graph.h"
 #include "kernels/cpu/Kernels.h"
@@ -17,41 +18,10 @@ namespace tpc {
 namespace {
 
 int64_t intAttr(const plan::Step& s, std::string_view key, int64_t fallback = 0) {
-  return planIntAttr(s.attrs(), key, fallback);
+  return stepInt(s, key, fallback);
 }
 double floatAttr(const plan::Step& s, std::string_view key, double fallback = 0.0) {
-  const plan::Attr* a = findPlanAttr(s.attrs(), key);
-  if (!a) return fallback;
-  return a->kind() == plan::AttrKind::Float ? a->float_value()
-                                            : static_cast<double>(a->int_value());
-}
-std::string stringAttr(const plan::Step& s, std::string_view key,
-                       const std::string& fallback = "") {
-  const plan::Attr* a = findPlanAttr(s.attrs(), key);
-  return a && a->kind() == plan::AttrKind::String && a->string_value() ? a->string_value()->str()
-                                                                       : fallback;
-}
-
-cpu::RopeParams ropeParams(const plan::Step& s) {
-  cpu::RopeParams p;
-  p.type = stringAttr(s, "rope_type", "default");
-  p.theta = floatAttr(s, "rope_theta", 10000.0);
-  p.headDim = intAttr(s, "head_dim");
-  p.factor = floatAttr(s, "rope_factor", 1.0);
-  p.lowFreqFactor = floatAttr(s, "rope_low_freq_factor", 1.0);
-  p.highFreqFactor = floatAttr(s, "rope_high_freq_factor", 4.0);
-  p.originalMaxPosition = intAttr(s, "rope_original_max_position");
-  p.betaFast = floatAttr(s, "rope_beta_fast", 32.0);
-  p.betaSlow = floatAttr(s, "rope_beta_slow", 1.0);
-  p.attentionFactor = floatAttr(s, "rope_attention_factor", 0.0);
-  return p;
-}
-
-int64_t elementsPerToken(const flatbuffers::Vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape)
-    if (d >= 0) n *= d;
-  return n;
+  return stepFloat(s, key, fallback);
 }
 
 class CpuBackend : public Backend {
@@ -110,6 +80,16 @@ class CpuBackend : public Backend {
     return static_cast<const float*>(buffer(prog_.outputs()->Get(0)));
   }
 
+  Expected<std::vector<int32_t>> forwardArgmax(const StepInput& in) override {
+    Expected<const float*> logits = forward(in);
+    if (!logits) return logits.takeError();
+    const int64_t vocab = planIntAttr(plan_.model(), "vocab_size");
+    std::vector<int32_t> ids;
+    for (int64_t t = 0; t < in.tokens; ++t)
+      ids.push_back(static_cast<int32_t>(cpu::argmax(*logits + t * vocab, vocab)));
+    return ids;
+  }
+
  private:
   float* buffer(uint32_t index) {
     return arena_.data() + scale_ * prog_.buffers()->Get(index)->arena_offset() * tokens_ / 4;
@@ -152,7 +132,7 @@ class CpuBackend : public Backend {
       cpu::linear(operand(s, 0), operand(s, 1), s.operands()->size() == 3 ? operand(s, 2) : nullptr,
                   T, w.shape()->Get(1), w.shape()->Get(0), result(s));
     } else if (op == "rope") {
-      cpu::RopeParams p = ropeParams(s);
+      cpu::RopeParams p = stepRopeParams(s);
       cpu::rope(operand(s, 0), reinterpret_cast<const int32_t*>(operand(s, 1)), T,
                 width(s, 0) / p.headDim, p, result(s));
     } else if (op == "attention") {

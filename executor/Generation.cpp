@@ -31,19 +31,39 @@ Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& r
   std::iota(positions.begin(), positions.end(), 0);
   std::vector<int32_t> slots(static_cast<size_t>(promptLength), 0);
 
+  // Greedy without logits kept: the backend picks the token itself (on the GPU for CUDA), so
+  // only ids cross back to the host.
+  const bool deviceArgmax = request.sampling.temperature <= 0.0f && !request.keepLogits;
+  int32_t picked = 0;
+  const float* last = nullptr;
+  // Runs one step and leaves its last row's choice in `picked` (or its logits in `last`).
+  auto step = [&](const StepInput& in) -> Error {
+    if (deviceArgmax) {
+      Expected<std::vector<int32_t>> ids = backend.forwardArgmax(in);
+      if (!ids) return ids.takeError();
+      picked = ids->back();
+    } else {
+      Expected<const float*> logits = backend.forward(in);
+      if (!logits) return logits.takeError();
+      last = *logits + (in.tokens - 1) * vocab;
+    }
+    if (onStep) onStep();
+    return Error::success();
+  };
+
   auto start = std::chrono::steady_clock::now();
-  Expected<const float*> logits =
-      backend.forward({request.promptIds.data(), positions.data(), slots.data(), promptLength});
-  if (!logits) return logits.takeError();
-  if (onStep) onStep();
+  if (Error e = step({request.promptIds.data(), positions.data(), slots.data(), promptLength}))
+    return e;
   result.prefillMs = millisSince(start);
-  const float* last = *logits + (promptLength - 1) * vocab;
 
   auto decodeStart = std::chrono::steady_clock::now();
   int64_t position = promptLength;
   while (true) {
-    if (request.keepLogits) result.logits.insert(result.logits.end(), last, last + vocab);
-    auto token = static_cast<int32_t>(cpu::sample(last, vocab, request.sampling, rng));
+    int32_t token = picked;
+    if (!deviceArgmax) {
+      if (request.keepLogits) result.logits.insert(result.logits.end(), last, last + vocab);
+      token = static_cast<int32_t>(cpu::sample(last, vocab, request.sampling, rng));
+    }
     result.generatedIds.push_back(token);
     if (std::find(request.eosIds.begin(), request.eosIds.end(), token) != request.eosIds.end()) {
       result.stopReason = "eos";
@@ -58,10 +78,7 @@ Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& r
       break;
     }
     int32_t pos = static_cast<int32_t>(position++), slot = 0;
-    Expected<const float*> next = backend.forward({&token, &pos, &slot, 1});
-    if (!next) return next.takeError();
-    if (onStep) onStep();
-    last = *next;
+    if (Error e = step({&token, &pos, &slot, 1})) return e;
   }
   size_t decodeSteps = result.generatedIds.size() - 1;
   result.decodeMsPerToken =

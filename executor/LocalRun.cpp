@@ -22,7 +22,10 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
               const LocalRunOptions& options, const std::function<void()>& heartbeat,
               const std::function<Error(const RunReport&)>& report) {
   BackendOptions backendOptions = options.backend;
-  backendOptions.onProgress = heartbeat;
+  backendOptions.onProgress = [&] {
+    if (heartbeat) heartbeat();
+    if (rank == 0 && options.backend.onProgress) options.backend.onProgress();
+  };
   Expected<std::unique_ptr<Backend>> backend = createBackend(plan, rank, comm, backendOptions);
   if (!backend) return backend.takeError();
   if (heartbeat) heartbeat();
@@ -45,6 +48,22 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
     out.weightBytesPerRank.push_back((static_cast<uint64_t>(all[2 * r]) << 24) +
                                      static_cast<uint64_t>(all[2 * r + 1]));
   return report(out);
+}
+
+// Rank 0's NCCL unique id, shared over the Gloo mesh one byte per float (exact in f32).
+Expected<std::unique_ptr<Communicator>> ncclOverGloo(Communicator& gloo, int rank, int world,
+                                                     std::chrono::milliseconds timeout) {
+  std::string id(128, '\0');
+  if (rank == 0) {
+    Expected<std::string> made = newNcclUniqueId();
+    if (!made) return made.takeError();
+    id = *made;
+  }
+  std::vector<float> mine(id.size()), all(id.size() * static_cast<size_t>(world));
+  for (size_t i = 0; i < id.size(); ++i) mine[i] = static_cast<unsigned char>(id[i]);
+  if (Error e = gloo.allGather(mine.data(), mine.size(), all.data())) return e;
+  for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<char>(static_cast<int>(all[i]));
+  return createNcclCommunicator(rank, world, id, -1, timeout);
 }
 
 // A listening socket on an ephemeral loopback port, bound before the ranks are forked so each
@@ -73,8 +92,19 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
   if (options.localWorld != 0 && options.localWorld != world)
     return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
                      world, " (spreading ranks over several nodes needs the control plane)");
+  if (options.backend.kind == "cuda" && cudaDeviceCount() == 0)
+    return makeError("--backend cuda: no CUDA device is visible on this host");
   if (world == 1) {
     std::unique_ptr<Communicator> comm = createLocalCommunicator();
+    if (options.backend.kind == "cuda") {
+      // One-rank NCCL: the same communicator path as a multi-GPU run.
+      Expected<std::string> id = newNcclUniqueId();
+      if (!id) return id.takeError();
+      Expected<std::unique_ptr<Communicator>> nccl =
+          createNcclCommunicator(0, 1, *id, options.backend.device, options.rankTimeout);
+      if (!nccl) return nccl.takeError();
+      comm = std::move(*nccl);
+    }
     return runRank(plan, 0, *comm, options, {}, report);
   }
   Expected<std::pair<int, int>> listener = listenOnLoopback();
@@ -96,6 +126,14 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
         Expected<std::unique_ptr<Communicator>> comm = createGlooCommunicator(rank, world, gloo);
         if (!comm) return ctx.fail(comm.errorMessage());
         ctx.heartbeat();
+        if (options.backend.kind == "cuda") {
+          // GPUs talk through NCCL; the Gloo mesh only carries rank 0's NCCL id to the others.
+          Expected<std::unique_ptr<Communicator>> nccl =
+              ncclOverGloo(**comm, rank, world, options.rankTimeout);
+          if (!nccl) return ctx.fail(nccl.errorMessage());
+          comm = std::move(nccl);
+          ctx.heartbeat();
+        }
         Error failed = runRank(
             plan, static_cast<uint32_t>(rank), **comm, options, [&] { ctx.heartbeat(); }, report);
         if (failed) {

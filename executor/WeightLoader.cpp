@@ -58,48 +58,56 @@ Expected<Checkpoint> openPlanCheckpoint(const plan::Plan& plan, const std::strin
   return checkpoint;
 }
 
+Expected<std::vector<float>> loadWeightF32(const plan::Plan& plan, uint32_t rank,
+                                           const Checkpoint& checkpoint, uint32_t weight) {
+  const plan::Weight* w = plan.ranks()->Get(rank)->weights()->Get(weight);
+  int64_t rows = w->shape()->Get(0), cols = product(*w->shape(), 1);
+  std::vector<float> data(static_cast<size_t>(rows * cols), 0.0f);
+  for (const plan::WeightSlice* s : *w->slices()) {
+    const Checkpoint::Entry* entry = checkpoint.find(s->tensor()->string_view());
+    if (!entry)
+      return makeError("tensor \"", s->tensor()->str(), "\" of weight ", w->name()->str(),
+                       " is not in the checkpoint");
+    const TensorInfo& info = *entry->info;
+    std::vector<int64_t> planShape(s->shape()->begin(), s->shape()->end());
+    if (info.shape != planShape || static_cast<uint8_t>(info.dtype) != s->dtype())
+      return makeError("tensor \"", info.name,
+                       "\" differs from the plan's record of it; recompile the plan");
+    if (!isComputeDType(info.dtype))
+      return makeError("tensor \"", info.name, "\" is not f32, f16 or bf16");
+    int64_t srcRows = planShape[0], srcCols = product(*s->shape(), 1);
+    // Rows (dim 0) or columns (dim 1) of the source that this rank holds; the rest is padding.
+    int64_t rowBegin = 0, rowCount = srcRows, colBegin = 0, colCount = srcCols;
+    if (s->dim() == 0) {
+      rowBegin = s->start();
+      rowCount = s->length();
+    } else if (s->dim() == 1) {
+      colBegin = s->start();
+      colCount = s->length();
+    }
+    if (s->dest_offset() + rowCount > rows || colCount > cols)
+      return makeError("weight ", w->name()->str(), ": slice of ", info.name, " does not fit");
+    std::span<const uint8_t> bytes = checkpoint.files()[entry->file].bytes(info);
+    size_t width = bitWidth(info.dtype) / 8;
+    for (int64_t r = 0; r < rowCount; ++r) {
+      const uint8_t* src = bytes.data() + ((rowBegin + r) * srcCols + colBegin) * width;
+      float* dst = data.data() + (s->dest_offset() + r) * cols;
+      for (int64_t c = 0; c < colCount; ++c) dst[c] = readElement(src + c * width, info.dtype);
+    }
+  }
+  return data;
+}
+
 Expected<std::vector<std::vector<float>>> loadWeightsF32(const plan::Plan& plan, uint32_t rank,
                                                          const Checkpoint& checkpoint,
                                                          const std::function<void()>& onWeight) {
-  const plan::RankProgram* program = plan.ranks()->Get(rank);
+  const uint32_t count = plan.ranks()->Get(rank)->weights()->size();
   std::vector<std::vector<float>> out;
-  out.reserve(program->weights()->size());
-  for (const plan::Weight* w : *program->weights()) {
-    int64_t rows = w->shape()->Get(0), cols = product(*w->shape(), 1);
-    std::vector<float> data(static_cast<size_t>(rows * cols), 0.0f);
-    for (const plan::WeightSlice* s : *w->slices()) {
-      const Checkpoint::Entry* entry = checkpoint.find(s->tensor()->string_view());
-      if (!entry)
-        return makeError("tensor \"", s->tensor()->str(), "\" of weight ", w->name()->str(),
-                         " is not in the checkpoint");
-      const TensorInfo& info = *entry->info;
-      std::vector<int64_t> planShape(s->shape()->begin(), s->shape()->end());
-      if (info.shape != planShape || static_cast<uint8_t>(info.dtype) != s->dtype())
-        return makeError("tensor \"", info.name,
-                         "\" differs from the plan's record of it; recompile the plan");
-      if (!isComputeDType(info.dtype))
-        return makeError("tensor \"", info.name, "\" is not f32, f16 or bf16");
-      int64_t srcRows = planShape[0], srcCols = product(*s->shape(), 1);
-      // Rows (dim 0) or columns (dim 1) of the source that this rank holds; the rest is padding.
-      int64_t rowBegin = 0, rowCount = srcRows, colBegin = 0, colCount = srcCols;
-      if (s->dim() == 0) {
-        rowBegin = s->start();
-        rowCount = s->length();
-      } else if (s->dim() == 1) {
-        colBegin = s->start();
-        colCount = s->length();
-      }
-      if (s->dest_offset() + rowCount > rows || colCount > cols)
-        return makeError("weight ", w->name()->str(), ": slice of ", info.name, " does not fit");
-      std::span<const uint8_t> bytes = checkpoint.files()[entry->file].bytes(info);
-      size_t width = bitWidth(info.dtype) / 8;
-      for (int64_t r = 0; r < rowCount; ++r) {
-        const uint8_t* src = bytes.data() + ((rowBegin + r) * srcCols + colBegin) * width;
-        float* dst = data.data() + (s->dest_offset() + r) * cols;
-        for (int64_t c = 0; c < colCount; ++c) dst[c] = readElement(src + c * width, info.dtype);
-      }
-    }
-    out.push_back(std::move(data));
+  out.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    Expected<std::vector<float>> data = loadWeightF32(plan, rank, checkpoint, i);
+    if (!data) return data.takeError();
+    out.push_back(std::move(*data));
     if (onWeight) onWeight();
   }
   return out;

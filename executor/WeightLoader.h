@@ -15,6 +15,11 @@ namespace tpc {
 // Opens `modelDir` and checks it is the checkpoint the plan was compiled from.
 Expected<Checkpoint> openPlanCheckpoint(const plan::Plan& plan, const std::string& modelDir);
 
+// Weight `weight` of `rank`'s program converted to fp32 (rows of the local shape, zero padding
+// included): backends that keep another dtype convert one weight at a time.
+Expected<std::vector<float>> loadWeightF32(const plan::Plan& plan, uint32_t rank,
+                                           const Checkpoint& checkpoint, uint32_t weight);
+
 // Every weight of `rank` converted to fp32, in plan order (rows of the local shape, zero
 // padding included).
 Expected<std::vector<std::vector<float>>> loadWeightsF32(

@@ -12,8 +12,16 @@
 
 namespace tpc::test {
 
-std::string dataDir() { return TPC_TEST_DATA_DIR; }
-std::string binPath(const std::string& tool) { return std::string(TPC_BIN_DIR) + "/" + tool; }
+// The environment may point elsewhere: test binaries built here also run on the GPU machine,
+// where the source tree and the binaries sit in other folders.
+std::string dataDir() {
+  const char* dir = std::getenv("TPC_TEST_DATA_DIR");
+  return dir && *dir ? dir : TPC_TEST_DATA_DIR;
+}
+std::string binPath(const std::string& tool) {
+  const char* dir = std::getenv("TPC_BIN_DIR");
+  return std::string(dir && *dir ? dir : TPC_BIN_DIR) + "/" + tool;
+}
 
 TempDir::TempDir() {
   std::string pattern = (std::filesystem::temp_directory_path() / "tpc-test-XXXXXX").string();

@@ -6,9 +6,9 @@
 
 namespace tpc::test {
 
-// tests/data in the source tree.
+// tests/data in the source tree ($TPC_TEST_DATA_DIR overrides).
 std::string dataDir();
-// build/bin/<tool>.
+// build/bin/<tool> ($TPC_BIN_DIR overrides the folder).
 std::string binPath(const std::string& tool);
 
 // A fresh folder under the system temp dir, removed with everything in it on destruction.

@@ -1,6 +1,7 @@
 // tpexec: runs a plan written by `tpc compile`. One process per rank on this host; rank 0
 // drives generation and prints the result.
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "codegen/PlanFormat.h"
@@ -8,6 +9,7 @@
 #include "executor/LocalRun.h"
 #include "executor/Npy.h"
 #include "tools/common/Args.h"
+#include "tools/common/Progress.h"
 
 namespace {
 
@@ -24,12 +26,15 @@ std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
 
 }  // namespace
 
+int runBenchCommand(int argc, char** argv);
+
 int runTpexec(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "bench") return runBenchCommand(argc, argv);
   using namespace tpc;
   std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
-  bool json = false, ignoreEos = false;
+  bool json = false, ignoreEos = false, eager = false;
   cli::ArgParser args(
       "tpexec",
       "Runs a plan: prefill the prompt, then decode with a KV cache, on every rank of the\n"
@@ -44,6 +49,7 @@ int runTpexec(int argc, char** argv) {
   args.option("--seed", &seed, "S", "sampling seed (default 0)");
   args.flag("--ignore-eos", &ignoreEos, "keep generating past end-of-sequence tokens");
   args.choice("--backend", &backend, {"cpu", "cuda"}, "where to run (default cpu)");
+  args.flag("--eager", &eager, "cuda: run every step eagerly, without CUDA Graphs");
   args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
   args.option("--model-dir", &modelDir, "DIR",
               "checkpoint folder (default: where the plan was compiled from)");
@@ -52,7 +58,9 @@ int runTpexec(int argc, char** argv) {
   args.option("--rank-timeout-ms", &rankTimeoutMs, "MS",
               "a rank silent this long counts as hung (default 5000)");
   args.flag("--json", &json, "print one JSON object instead of text");
-  args.epilog("example:\n  tpexec tiny.w8.fb --prompt-ids 1,17,42 --max-new-tokens 8");
+  args.epilog(
+      "example:\n  tpexec tiny.w8.fb --prompt-ids 1,17,42 --max-new-tokens 8\n"
+      "benchmark:\n  tpexec bench PLAN --help");
   if (Error e = args.parse(argc, argv)) return fail(e.message(), 2);
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
   if (promptIds.empty()) return fail("--prompt-ids is required (token ids, e.g. 1,2,3)", 2);
@@ -74,6 +82,7 @@ int runTpexec(int argc, char** argv) {
   LocalRunOptions options;
   options.localWorld = localWorld;
   options.backend.kind = backend;
+  options.backend.eager = eager;
   options.backend.modelDir = modelDir;
   options.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
   for (int64_t id : *ids) {
@@ -81,6 +90,19 @@ int runTpexec(int argc, char** argv) {
       return fail("--prompt-ids: token id " + std::to_string(id) + " is out of range", 2);
     options.request.promptIds.push_back(static_cast<int32_t>(id));
   }
+  // A bar while rank 0 loads its weights (every rank loads alike); small models load too fast
+  // to need one.
+  const auto* weights = plan->plan().ranks()->Get(0)->weights();
+  uint64_t weightBytes = 0;
+  for (const plan::Weight* w : *weights) weightBytes += w->bytes();
+  auto bar = std::make_shared<cli::Progress>("loading weights", weightBytes,
+                                             !json && weightBytes > (uint64_t{256} << 20));
+  options.backend.onProgress = [bar, weights, loaded = uint32_t{0}, done = uint64_t{0}]() mutable {
+    if (loaded >= weights->size()) return;
+    done += weights->Get(loaded++)->bytes();
+    bar->update(done);
+    if (loaded == weights->size()) bar->finish();
+  };
   options.request.maxNewTokens = maxNew;
   options.request.sampling = {static_cast<float>(temperature), topK, static_cast<float>(topP)};
   options.request.seed = static_cast<uint64_t>(seed);

@@ -1,0 +1,51 @@
+// The plan's linear steps through cuBLASLt: y[tokens, out] = x[tokens, in] @ w[out, in]^T
+// (+ bias[out]), f32 accumulation, with one workspace. The algorithm for each shape is chosen by
+// cuBLASLt's heuristic the first time the shape is seen and then reused, so a replayed CUDA
+// Graph and an eager step run the very same kernels.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "ir/Error.h"
+#include "kernels/cuda/CudaKernels.h"
+
+namespace tpc {
+
+class GemmRunner {
+ public:
+  static Expected<std::unique_ptr<GemmRunner>> create(size_t workspaceBytes);
+  ~GemmRunner();
+
+  // x and w share `inputType`; y may differ (logits are f32); bias has y's type.
+  Error linear(cuda::ElementType inputType, cuda::ElementType outputType, const void* x,
+               const void* w, const void* bias, int64_t tokens, int64_t in, int64_t out, void* y,
+               cudaStream_t stream);
+
+ private:
+  struct Shape {
+    cuda::ElementType input, output;
+    bool bias;
+    int64_t tokens, in, out;
+    auto key() const { return std::tie(input, output, bias, tokens, in, out); }
+    bool operator<(const Shape& o) const { return key() < o.key(); }
+  };
+  struct Prepared {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  Expected<Prepared*> prepare(const Shape& shape);
+
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspaceBytes_ = 0;
+  std::map<Shape, Prepared> prepared_;
+};
+
+}  // namespace tpc

@@ -1,0 +1,147 @@
+// One warp per output row: each lane streams 16-byte vectors of the row (several in flight,
+// unrolled), multiplies them with the matching slice of every token's x (small, served from the
+// L1/L2 caches), and the warp reduces its tokens' sums at the end. All arithmetic is f32.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/Gemv.h"
+
+namespace tpc::cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+constexpr int kUnroll = 4;
+
+__device__ __forceinline__ float toF32(float v) { return v; }
+__device__ __forceinline__ float toF32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float toF32(__half v) { return __half2float(v); }
+
+template <class T>
+__device__ __forceinline__ T fromF32(float v);
+template <>
+__device__ __forceinline__ float fromF32<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 fromF32<__nv_bfloat16>(float v) {
+  return __float2bfloat16(v);
+}
+template <>
+__device__ __forceinline__ __half fromF32<__half>(float v) {
+  return __float2half(v);
+}
+
+// Dot product of one 16-byte vector of w with the same vector of x, in f32.
+template <class T>
+__device__ __forceinline__ float dot16(const uint4& w, const uint4& x) {
+  constexpr int kElems = 16 / sizeof(T);
+  const T* wv = reinterpret_cast<const T*>(&w);
+  const T* xv = reinterpret_cast<const T*>(&x);
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kElems; ++i) sum = fmaf(toF32(wv[i]), toF32(xv[i]), sum);
+  return sum;
+}
+
+template <class T, class Out, int kTokens>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemvKernel(const T* __restrict__ x, const T* __restrict__ w, const Out* __restrict__ bias,
+               int64_t in, int64_t out, Out* __restrict__ y) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+  if (row >= out) return;
+  const int64_t vectors = in * static_cast<int64_t>(sizeof(T)) / 16;
+  const uint4* wRow = reinterpret_cast<const uint4*>(w + row * in);
+  const uint4* xRows = reinterpret_cast<const uint4*>(x);
+  float acc[kTokens];
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
+
+  int64_t v = lane;
+  // The main loop keeps kUnroll weight loads in flight per lane before using any of them.
+  for (; v + (kUnroll - 1) * 32 < vectors; v += kUnroll * 32) {
+    uint4 wv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(wRow + v + u * 32);  // streamed once
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int t = 0; t < kTokens; ++t)
+        acc[t] += dot16<T>(wv[u], __ldg(xRows + t * vectors + v + u * 32));
+  }
+  for (; v < vectors; v += 32) {
+    uint4 wv = __ldcs(wRow + v);
+#pragma unroll
+    for (int t = 0; t < kTokens; ++t) acc[t] += dot16<T>(wv, __ldg(xRows + t * vectors + v));
+  }
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) {
+    float s = acc[t];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) s += __shfl_xor_sync(0xffffffffu, s, offset);
+    acc[t] = s;
+  }
+  if (lane == 0) {
+    const float b = bias ? toF32(bias[row]) : 0.0f;
+#pragma unroll
+    for (int t = 0; t < kTokens; ++t) y[t * out + row] = fromF32<Out>(acc[t] + b);
+  }
+}
+
+template <class T, class Out>
+cudaError_t launch(const void* x, const void* w, const void* bias, int64_t tokens, int64_t in,
+                   int64_t out, void* y, cudaStream_t stream) {
+  dim3 grid(static_cast<unsigned>((out + kWarpsPerBlock - 1) / kWarpsPerBlock));
+  dim3 block(kWarpsPerBlock * 32);
+  auto* xp = static_cast<const T*>(x);
+  auto* wp = static_cast<const T*>(w);
+  auto* bp = static_cast<const Out*>(bias);
+  auto* yp = static_cast<Out*>(y);
+  switch (tokens) {
+#define TPC_GEMV_CASE(n)                                                        \
+  case n:                                                                       \
+    gemvKernel<T, Out, n><<<grid, block, 0, stream>>>(xp, wp, bp, in, out, yp); \
+    break;
+    TPC_GEMV_CASE(1)
+    TPC_GEMV_CASE(2)
+    TPC_GEMV_CASE(3)
+    TPC_GEMV_CASE(4)
+    TPC_GEMV_CASE(5)
+    TPC_GEMV_CASE(6)
+    TPC_GEMV_CASE(7)
+    TPC_GEMV_CASE(8)
+#undef TPC_GEMV_CASE
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+bool gemvSupports(ElementType input, int64_t tokens, int64_t in, const void* x, const void* w) {
+  const int64_t bytes = in * static_cast<int64_t>(elementBytes(input));
+  return tokens >= 1 && tokens <= kMaxGemvTokens && bytes % 16 == 0 && aligned16(x) && aligned16(w);
+}
+
+cudaError_t gemv(ElementType input, ElementType output, const void* x, const void* w,
+                 const void* bias, int64_t tokens, int64_t in, int64_t out, void* y,
+                 cudaStream_t stream) {
+  const bool f32Out = output == ElementType::F32;
+  switch (input) {
+    case ElementType::BF16:
+      return f32Out ? launch<__nv_bfloat16, float>(x, w, bias, tokens, in, out, y, stream)
+                    : launch<__nv_bfloat16, __nv_bfloat16>(x, w, bias, tokens, in, out, y, stream);
+    case ElementType::F16:
+      return f32Out ? launch<__half, float>(x, w, bias, tokens, in, out, y, stream)
+                    : launch<__half, __half>(x, w, bias, tokens, in, out, y, stream);
+    default:
+      return launch<float, float>(x, w, bias, tokens, in, out, y, stream);
+  }
+}
+
+}  // namespace tpc::cuda

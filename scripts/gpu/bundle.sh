@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds here everything the GPU suite runs on the GPU machine, which has the CUDA toolkit and
+# NCCL but no package registry: a Release build with the CUDA backend for sm_90a, the binaries
+# and test binaries, the non-CUDA shared libraries they load, and the plans of the benchmark
+# shapes (compiled here; the benchmarks make their weights on the GPU). Everything lands in
+# gpu-bundle/ (git-ignored); name it in the device call's carry and run scripts/gpu/run-suite.sh.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build="$root/build-gpu"
+out="$root/gpu-bundle"
+models="$root/build/bench-models"
+
+mkdir -p "$build"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTPC_ENABLE_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90a > "$build/configure.log"
+grep -q "CUDA backend on" "$build/configure.log" || { cat "$build/configure.log"; echo "error: the CUDA backend is off" >&2; exit 1; }
+cmake --build "$build" --target tpc tpexec tpc_kernels_cuda_tests tpc_tools_tests -j"$(nproc)"
+
+rm -rf "$out/bin" "$out/lib" "$out/plans"
+mkdir -p "$out/bin" "$out/lib" "$out/plans"
+cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests} "$out/bin/"
+# Shared libraries the GPU machine lacks: everything but the CUDA libraries and the C runtime.
+for b in "$out"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u |
+  grep -Ev '/(libcuda|libcudart|libcublas|libcublasLt|libnccl|libc|libm|libstdc\+\+|libgcc_s|ld-linux-x86-64|libpthread|libdl|librt)\.so' |
+  while read -r lib; do cp -L "$lib" "$out/lib/"; done
+
+# Benchmark shapes: compiled from generated checkpoints (kept in build/bench-models between runs).
+tpc="$build/bin/tpc"
+for preset in llama3-8b llama3.2-1b; do
+  [ -f "$models/$preset/config.json" ] || "$tpc" make-model --arch llama --preset "$preset" -o "$models/$preset" --force
+  "$tpc" compile "$models/$preset" --world 1 --dtype bf16 --max-context 4096 --max-batch 8 \
+    --quiet -o "$out/plans/$preset.w1.fb"
+  cp "$models/$preset/config.json" "$out/plans/$preset.config.json"
+done
+du -sh "$out"
+echo "carry: gpu-bundle"

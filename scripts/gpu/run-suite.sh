@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The GPU suite, run on the GPU machine from the repository root after scripts/gpu/bundle.sh
+# (carry: gpu-bundle): the CUDA kernel tests against their CPU twins, the golden models on the
+# CUDA backend, then the benchmarks side by side with the PyTorch reference. Full logs go to
+# $OUT (or ./gpu-logs); a short table comes last.
+#   scripts/gpu/run-suite.sh [tests|bench|all]
+set -uo pipefail
+what=${1:-all}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bundle="$root/gpu-bundle"
+logs=${OUT:-$root/gpu-logs}
+mkdir -p "$logs"
+toolkit=$(dirname "$(dirname "$(command -v nvcc)")")
+export LD_LIBRARY_PATH="$bundle/lib:$toolkit/lib64:${LD_LIBRARY_PATH:-}"
+export TPC_BIN_DIR="$bundle/bin" TPC_TEST_DATA_DIR="$root/tests/data" NCCL_NVLS_ENABLE=0
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$logs/gpu.txt"
+table=()
+status=0
+
+if [ "$what" != bench ]; then
+  "$bundle/bin/tpc_kernels_cuda_tests" > "$logs/kernels.log" 2>&1; rc=$?
+  table+=("kernel tests (CUDA vs CPU twin): $(grep -E '^\[  (PASSED|FAILED)' "$logs/kernels.log" | tr '\n' ' ') rc=$rc")
+  [ $rc -eq 0 ] || status=1
+  "$bundle/bin/tpc_tools_tests" --gtest_filter='TpexecCudaGolden*' > "$logs/golden.log" 2>&1; rc=$?
+  table+=("golden models on CUDA: $(grep -E '^\[  (PASSED|FAILED)' "$logs/golden.log" | tr '\n' ' ') rc=$rc")
+  [ $rc -eq 0 ] || status=1
+fi
+
+if [ "$what" != tests ]; then
+  bench() {  # name plan args...
+    local name=$1 plan=$2; shift 2
+    "$bundle/bin/tpexec" bench "$bundle/plans/$plan" --synthetic-weights --json "$@" \
+      > "$logs/bench-$name.json" 2> "$logs/bench-$name.err" || { status=1; cat "$logs/bench-$name.err"; }
+    python3 - "$logs/bench-$name.json" "$name" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception:
+    print(f"{sys.argv[2]}: failed"); sys.exit()
+print(f"{sys.argv[2]}: decode {r['decode_ms_per_step']:.3f} ms/step, {r['achieved_gb_per_s']:.0f} GB/s = "
+      f"{100*r['fraction_of_copy_bandwidth']:.1f}% of copy {r['copy_gb_per_s']:.0f} GB/s; prefill "
+      f"{r['prefill_tokens_per_s']:.0f} tok/s {r['prefill_tflops']:.0f} TFLOP/s = "
+      f"{100*r['prefill_fraction_of_gemm_ceiling']:.0f}% of {r['gemm_ceiling_tflops']:.0f}")
+PY
+  }
+  torchref() {  # name config args...
+    local name=$1 config=$2; shift 2
+    python3 "$root/bench/torch_decode.py" "$bundle/plans/$config" "$@" > "$logs/torch-$name.json" \
+      2> "$logs/torch-$name.err" || { status=1; tail -5 "$logs/torch-$name.err"; }
+    cat "$logs/torch-$name.json"
+  }
+  table+=("$(bench 8b-b1 llama3-8b.w1.fb --batch 1 --prompt-len 512 --gen 256)")
+  table+=("$(bench 8b-b8 llama3-8b.w1.fb --batch 8 --prompt-len 512 --gen 128)")
+  table+=("$(bench 8b-prefill2048 llama3-8b.w1.fb --batch 1 --prompt-len 2048 --gen 16)")
+  table+=("$(bench 1b-b1 llama3.2-1b.w1.fb --batch 1 --prompt-len 512 --gen 256)")
+  table+=("torch 8b-b1: $(torchref 8b-b1 llama3-8b.config.json --batch 1 --prompt-len 512 --gen 256)")
+  table+=("torch 1b-b1: $(torchref 1b-b1 llama3.2-1b.config.json --batch 1 --prompt-len 512 --gen 256)")
+  python3 - "$logs" <<'PY' > "$logs/ratios.txt"
+import json, os, sys
+logs = sys.argv[1]
+def load(name):
+    try: return json.load(open(os.path.join(logs, name)))
+    except Exception: return None
+for shape in ("8b-b1", "1b-b1"):
+    ours, ref = load(f"bench-{shape}.json"), load(f"torch-{shape}.json")
+    if ours and ref:
+        print(f"{shape}: tpc {ours['decode_ms_per_step']:.3f} ms vs PyTorch CUDA graph "
+              f"{ref['decode_ms_per_step']:.3f} ms = {ref['decode_ms_per_step']/ours['decode_ms_per_step']:.2f}x")
+b1, b8 = load("bench-8b-b1.json"), load("bench-8b-b8.json")
+if b1 and b8:
+    print(f"8b batch 8 / batch 1 step time: {b8['decode_ms_per_step']/b1['decode_ms_per_step']:.2f}")
+PY
+  while read -r line; do table+=("$line"); done < "$logs/ratios.txt"
+fi
+
+echo "=== summary ==="
+printf '%s\n' "${table[@]}" | tee "$logs/summary.txt"
+exit $status

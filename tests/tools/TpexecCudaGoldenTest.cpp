@@ -1,0 +1,170 @@
+// The CUDA backend against Hugging Face transformers and against itself, on the golden cases of
+// tests/data/hf (made by make_golden.py: transformers in fp32, eager attention):
+// - f32 plans: greedy ids equal transformers' and every logits row is within 1e-4 relative error;
+// - bf16 plans: every logits row within kBf16RowError, and greedy ids equal wherever the logits
+//   error we measured cannot have flipped the choice (see idsMustAgreeUpTo);
+// - a replayed CUDA Graph gives bit-identical logits to eager execution.
+// Without a GPU every test says "skipped: no GPU".
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "executor/Backend.h"
+#include "executor/Npy.h"
+#include "tests/support/TestSupport.h"
+
+namespace tpc {
+namespace {
+
+const char* kCases[] = {"llama-gqa-llama3rope", "mistral-gqa", "qwen2-bias-tied",
+                        "qwen3-qknorm-headdim", "qwen3moe",    "mixtral"};
+
+// bf16 keeps 8 bits of mantissa: every activation is rounded to a relative 2^-9 and the errors
+// of a few layers accumulate, so a logits row lands within a few percent of the fp32 reference.
+constexpr double kBf16RowError = 3e-2;
+
+#define SKIP_WITHOUT_GPU()                                            \
+  if (!haveCudaBackend()) GTEST_SKIP() << "skipped: no CUDA backend"; \
+  if (cudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no GPU"
+
+double rowError(const NpyArray& ours, const NpyArray& ref, int64_t r) {
+  double num = 0, den = 0;
+  const int64_t vocab = ref.shape[1];
+  for (int64_t c = 0; c < vocab; ++c) {
+    double d = ours.data[r * vocab + c] - ref.data[r * vocab + c];
+    num += d * d;
+    den += static_cast<double>(ref.data[r * vocab + c]) * ref.data[r * vocab + c];
+  }
+  return std::sqrt(num / den);
+}
+
+double maxAbsError(const NpyArray& ours, const NpyArray& ref, int64_t r) {
+  double worst = 0;
+  const int64_t vocab = ref.shape[1];
+  for (int64_t c = 0; c < vocab; ++c)
+    worst = std::max(
+        worst, std::fabs(static_cast<double>(ours.data[r * vocab + c]) - ref.data[r * vocab + c]));
+  return worst;
+}
+
+// Gap between the best and second-best logit of reference row r.
+double margin(const NpyArray& ref, int64_t r) {
+  const int64_t vocab = ref.shape[1];
+  double best = -1e30, second = -1e30;
+  for (int64_t c = 0; c < vocab; ++c) {
+    double v = ref.data[r * vocab + c];
+    if (v > best) {
+      second = best;
+      best = v;
+    } else if (v > second) {
+      second = v;
+    }
+  }
+  return best - second;
+}
+
+// Generated ids must agree as long as, on every row so far, our largest logit error is under
+// half the reference's top-2 margin: then no error could have changed the argmax. Past the
+// first row where it isn't, the sequences may legitimately part.
+int64_t idsMustAgreeUpTo(const NpyArray& ours, const NpyArray& ref) {
+  int64_t rows = 0;
+  while (rows < ref.shape[0] && 2 * maxAbsError(ours, ref, rows) < margin(ref, rows)) ++rows;
+  return rows;
+}
+
+std::string joined(const std::vector<int64_t>& ids) {
+  std::string s;
+  for (int64_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
+  return s;
+}
+
+struct Run {
+  std::vector<int64_t> ids;
+  NpyArray logits;
+};
+
+Run runCase(const std::string& model, const std::string& dtype, const std::string& extra,
+            const test::TempDir& tmp) {
+  nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+  std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
+  std::string plan = tmp.file("plan-" + dtype + ".fb"), logits = tmp.file("logits.npy");
+  test::CommandResult c = test::runCommand(test::binPath("tpc") + " compile " + model +
+                                           " --dtype " + dtype + " --quiet -o " + plan);
+  EXPECT_EQ(c.exitCode, 0) << c.output;
+  test::CommandResult r =
+      test::runCommand(test::binPath("tpexec") + " " + plan + " --backend cuda --prompt-ids " +
+                       joined(prompt) + " --max-new-tokens " + std::to_string(want.size()) +
+                       " --ignore-eos --json --logits-out " + logits + " " + extra);
+  EXPECT_EQ(r.exitCode, 0) << r.output;
+  Run out;
+  if (r.exitCode != 0) return out;
+  nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["backend"], "cuda");
+  out.ids = j["generated_ids"].get<std::vector<int64_t>>();
+  Expected<NpyArray> read = readNpyF32(logits);
+  EXPECT_TRUE(read) << read.errorMessage();
+  if (read) out.logits = std::move(*read);
+  return out;
+}
+
+TEST(TpexecCudaGolden, F32MatchesTransformers) {
+  SKIP_WITHOUT_GPU();
+  test::TempDir tmp;
+  for (const char* name : kCases) {
+    SCOPED_TRACE(name);
+    std::string model = test::dataDir() + "/hf/" + name;
+    nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+    Expected<NpyArray> ref = readNpyF32(model + "/logits.npy");
+    ASSERT_TRUE(ref) << ref.errorMessage();
+    Run run = runCase(model, "f32", "", tmp);
+    ASSERT_EQ(run.logits.shape, ref->shape);
+    EXPECT_EQ(run.ids, golden["generated_ids"].get<std::vector<int64_t>>());
+    for (int64_t r = 0; r < ref->shape[0]; ++r) EXPECT_LT(rowError(run.logits, *ref, r), 1e-4);
+  }
+}
+
+TEST(TpexecCudaGolden, Bf16WithinTolerance) {
+  SKIP_WITHOUT_GPU();
+  test::TempDir tmp;
+  for (const char* name : kCases) {
+    SCOPED_TRACE(name);
+    std::string model = test::dataDir() + "/hf/" + name;
+    nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+    std::vector<int64_t> want = golden["generated_ids"];
+    Expected<NpyArray> ref = readNpyF32(model + "/logits.npy");
+    ASSERT_TRUE(ref) << ref.errorMessage();
+    Run run = runCase(model, "bf16", "", tmp);
+    ASSERT_EQ(run.logits.shape, ref->shape);
+    int64_t agree = idsMustAgreeUpTo(run.logits, *ref);
+    for (int64_t r = 0; r < agree; ++r) {
+      EXPECT_EQ(run.ids[static_cast<size_t>(r)], want[static_cast<size_t>(r)]) << "step " << r;
+      EXPECT_LT(rowError(run.logits, *ref, r), kBf16RowError) << "step " << r;
+    }
+    // Row 0 (the prompt's last position) never depends on a generated token.
+    EXPECT_LT(rowError(run.logits, *ref, 0), kBf16RowError);
+    std::printf("%s bf16: ids agree on the %lld of %zu steps the error bound covers\n", name,
+                static_cast<long long>(agree), want.size());
+  }
+}
+
+TEST(TpexecCudaGolden, GraphReplayIsBitIdenticalToEager) {
+  SKIP_WITHOUT_GPU();
+  test::TempDir tmp;
+  for (const char* name : kCases) {
+    for (const char* dtype : {"f32", "bf16"}) {
+      SCOPED_TRACE(std::string(name) + " " + dtype);
+      std::string model = test::dataDir() + "/hf/" + name;
+      Run graph = runCase(model, dtype, "", tmp);
+      Run eager = runCase(model, dtype, "--eager", tmp);
+      EXPECT_EQ(graph.ids, eager.ids);
+      ASSERT_EQ(graph.logits.data.size(), eager.logits.data.size());
+      EXPECT_EQ(0, std::memcmp(graph.logits.data.data(), eager.logits.data.data(),
+                               graph.logits.data.size() * sizeof(float)));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tpc

@@ -1,0 +1,108 @@
+// `tpexec bench PLAN`: prefill and decode speed of a plan, with the rooflines they are judged by.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "codegen/PlanSummary.h"
+#include "executor/Bench.h"
+#include "tools/common/Args.h"
+
+namespace {
+
+int benchFail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int runBenchCommand(int argc, char** argv) {
+  using namespace tpc;
+  std::string planPath, modelDir;
+  std::string backend = haveCudaBackend() ? "cuda" : "cpu";
+  BenchOptions options;
+  int64_t device = -1;
+  bool json = false, eager = false;
+  cli::ArgParser args(
+      "tpexec bench",
+      "Measures a world-1 plan: prefill of --batch prompts of --prompt-len tokens, then --gen\n"
+      "greedy decode steps of the whole batch. Reports prefill tokens/s and TFLOP/s, decode\n"
+      "ms/step, bytes read per step and the bandwidth that achieves, against the device's\n"
+      "measured copy bandwidth and GEMM ceiling.");
+  args.positional("PLAN", &planPath, "a plan written by tpc compile");
+  args.option("--batch", &options.batch, "B", "sequences decoded together (default 1)");
+  args.option("--prompt-len", &options.promptLength, "P",
+              "prompt tokens per sequence (default 512)");
+  args.option("--gen", &options.generate, "G", "timed decode steps (default 128)");
+  args.flag("--synthetic-weights", &options.backend.syntheticWeights,
+            "random weights made on the GPU: no checkpoint needed");
+  args.choice("--backend", &backend, {"cpu", "cuda"},
+              "where to run (default cuda when this build has it)");
+  args.option("--device", &device, "N", "GPU to use (default 0)");
+  args.option("--model-dir", &modelDir, "DIR",
+              "checkpoint folder (default: where the plan was compiled from)");
+  args.flag("--eager", &eager, "never use CUDA Graphs");
+  args.flag("--json", &json, "print one JSON object");
+  args.epilog(
+      "example:\n  tpexec bench llama3-8b.w1.fb --synthetic-weights --batch 1 --prompt-len 512 "
+      "--gen 256");
+  if (Error e = args.parse(argc, argv, 2)) return benchFail(e.message(), 2);
+  if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
+  if (backend == "cuda" && !haveCudaBackend())
+    return benchFail("--backend cuda: this build has no CUDA backend", 2);
+  if (backend == "cpu" && options.backend.syntheticWeights)
+    return benchFail("--synthetic-weights needs --backend cuda", 2);
+  options.backend.kind = backend;
+  options.backend.modelDir = modelDir;
+  options.backend.eager = eager;
+  options.backend.device = static_cast<int>(device);
+  if (!json)
+    options.onStage = [](const std::string& s) { std::fprintf(stderr, "%s...\n", s.c_str()); };
+
+  Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
+  if (!plan) return benchFail(plan.errorMessage());
+  Expected<BenchReport> r = runBench(*plan, options);
+  if (!r) return benchFail(r.errorMessage());
+  const double copyFraction =
+      r->copyBytesPerSecond > 0 ? r->achievedBytesPerSecond / r->copyBytesPerSecond : 0;
+  const double gemmFraction =
+      r->gemmFlopsPerSecond > 0 ? r->prefillTflops * 1e12 / r->gemmFlopsPerSecond : 0;
+  if (json) {
+    nlohmann::ordered_json j;
+    j["plan"] = planPath;
+    j["backend"] = r->backend;
+    j["batch"] = r->batch;
+    j["prompt_len"] = r->promptLength;
+    j["gen"] = r->generate;
+    j["prefill_ms"] = r->prefillMs;
+    j["prefill_tokens_per_s"] = r->prefillTokensPerSecond;
+    j["prefill_tflops"] = r->prefillTflops;
+    j["gemm_ceiling_tflops"] = r->gemmFlopsPerSecond / 1e12;
+    j["prefill_fraction_of_gemm_ceiling"] = gemmFraction;
+    j["decode_ms_per_step"] = r->decodeMsPerStep;
+    j["decode_tokens_per_s"] = r->decodeTokensPerSecond;
+    j["weight_bytes"] = r->weightBytes;
+    j["bytes_read_per_step"] = r->bytesReadPerStep;
+    j["achieved_gb_per_s"] = r->achievedBytesPerSecond / 1e9;
+    j["copy_gb_per_s"] = r->copyBytesPerSecond / 1e9;
+    j["fraction_of_copy_bandwidth"] = copyFraction;
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%s: %s, batch %lld, prompt %lld, %lld decode steps\n", planPath.c_str(),
+              r->backend.c_str(), (long long)r->batch, (long long)r->promptLength,
+              (long long)r->generate);
+  std::printf("prefill: %lld tokens in %.2f ms = %.0f tokens/s, %.1f TFLOP/s",
+              (long long)(r->batch * r->promptLength), r->prefillMs, r->prefillTokensPerSecond,
+              r->prefillTflops);
+  if (r->gemmFlopsPerSecond > 0)
+    std::printf(" (%.0f%% of the %.0f TFLOP/s GEMM ceiling)", 100 * gemmFraction,
+                r->gemmFlopsPerSecond / 1e12);
+  std::printf("\ndecode: %.3f ms/step, %.1f tokens/s; reads %s per step = %.0f GB/s",
+              r->decodeMsPerStep, r->decodeTokensPerSecond,
+              formatBytes(r->bytesReadPerStep).c_str(), r->achievedBytesPerSecond / 1e9);
+  if (r->copyBytesPerSecond > 0)
+    std::printf(" (%.1f%% of the %.0f GB/s measured copy bandwidth)", 100 * copyFraction,
+                r->copyBytesPerSecond / 1e9);
+  std::printf("\n");
+  return 0;
+}
