@@ -59,14 +59,9 @@ __device__ __forceinline__ void storeVec(T* p, const float (&in)[kVecWidth<T>]) 
   *reinterpret_cast<uint4*>(p) = raw;
 }
 
-__device__ __forceinline__ float warpSum(float v) {
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
-    v += __shfl_xor_sync(kFullMask, v, offset);
-  return v;
-}
-
-__device__ __forceinline__ double warpSum(double v) {
+// Butterfly sum: every lane ends with the same total (float, double, int, long long).
+template <typename V>
+__device__ __forceinline__ V warpSum(V v) {
 #pragma unroll
   for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
     v += __shfl_xor_sync(kFullMask, v, offset);
