@@ -97,5 +97,8 @@ struct SamplingParams {
   float topP = 1.0f;
 };
 int64_t sample(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t& rngState);
+// The draw in [0, 1) that sample takes from rngState (splitmix64, top 53 bits), advancing it: a
+// GPU sampler fed this value picks what sample would. sample draws only when temperature > 0.
+double drawUniform(uint64_t& state);
 
 }  // namespace tpc::cpu

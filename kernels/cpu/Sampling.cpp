@@ -18,9 +18,6 @@ uint64_t splitmix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-// Uniform in [0, 1) from the top 53 bits.
-double uniform(uint64_t& state) { return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53; }
-
 struct Candidate {
   float logit;
   int64_t token;
@@ -32,6 +29,10 @@ bool before(const Candidate& a, const Candidate& b) {
 }
 
 }  // namespace
+
+double drawUniform(uint64_t& state) {
+  return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+}
 
 int64_t argmax(const float* logits, int64_t vocab) {
   assert(vocab > 0);
@@ -82,7 +83,7 @@ int64_t sample(const float* logits, int64_t vocab, const SamplingParams& p, uint
     for (int64_t i = 0; i < kept; ++i) total += probs[i];
   }
 
-  double target = uniform(rngState) * total;
+  double target = drawUniform(rngState) * total;
   for (int64_t i = 0; i < kept - 1; ++i) {
     target -= probs[i];
     if (target < 0.0) return candidates[i].token;

@@ -1,0 +1,201 @@
+// Memory-bound element-wise kernels: embedding rows, add, SwiGLU, column slices, conversion to
+// f32. Each has a 16-byte vector path taken when every pointer (and row width) allows it, and a
+// scalar path for the rest, so odd widths and offsets stay correct.
+#include "kernels/cuda/CudaKernels.h"
+#include "kernels/cuda/DeviceMath.cuh"
+
+namespace tpc::cuda {
+namespace {
+
+using detail::fromFloat;
+using detail::kVecWidth;
+
+constexpr int kThreads = 256;
+// Enough blocks to fill an H100 several times over; grid-stride loops cover the rest.
+constexpr int64_t kMaxBlocks = 132 * 16;
+
+struct AddOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct SwigluOp {
+  __device__ float operator()(float gate, float up) const { return detail::silu(gate) * up; }
+};
+
+// out[i] = op(a[i], b[i]); the vector path covers count / kVecWidth vectors, the scalar loop the
+// tail (and everything when not vectorized).
+template <typename T, typename Op, bool kVector>
+__global__ void binaryKernel(const T* a, const T* b, int64_t count, T* out, Op op) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t scalarStart = 0;
+  if constexpr (kVector) {
+    constexpr int kWidth = kVecWidth<T>;
+    const int64_t vectors = count / kWidth;
+    for (int64_t v = first; v < vectors; v += stride) {
+      float x[kWidth], y[kWidth];
+      detail::loadVec(a + v * kWidth, x);
+      detail::loadVec(b + v * kWidth, y);
+#pragma unroll
+      for (int i = 0; i < kWidth; ++i) x[i] = op(x[i], y[i]);
+      detail::storeVec(out + v * kWidth, x);
+    }
+    scalarStart = vectors * kWidth;
+  }
+  for (int64_t i = scalarStart + first; i < count; i += stride)
+    out[i] = fromFloat<T>(op(detail::toFloat(a[i]), detail::toFloat(b[i])));
+}
+
+template <typename T, typename Op>
+cudaError_t launchBinary(const void* a, const void* b, int64_t count, void* out,
+                         cudaStream_t stream, Op op) {
+  if (count <= 0) return cudaGetLastError();
+  const auto* x = static_cast<const T*>(a);
+  const auto* y = static_cast<const T*>(b);
+  auto* z = static_cast<T*>(out);
+  const bool vector = detail::aligned16(a) && detail::aligned16(b) && detail::aligned16(out);
+  const int64_t items = vector ? count / kVecWidth<T> + kVecWidth<T> : count;
+  const unsigned blocks = detail::gridFor(items, kThreads, kMaxBlocks);
+  if (vector)
+    binaryKernel<T, Op, true><<<blocks, kThreads, 0, stream>>>(x, y, count, z, op);
+  else
+    binaryKernel<T, Op, false><<<blocks, kThreads, 0, stream>>>(x, y, count, z, op);
+  return cudaGetLastError();
+}
+
+// Copies `width` elements per row from `src` (row stride srcStride) to `dst` (row stride
+// dstStride), one block row per token; rows for which `zero` holds are zero-filled instead.
+template <typename T, bool kVector>
+__device__ void copyRow(const T* src, T* dst, int64_t width, bool zero) {
+  int64_t scalarStart = 0;
+  if constexpr (kVector) {
+    constexpr int kWidth = kVecWidth<T>;
+    const int64_t vectors = width / kWidth;
+    for (int64_t v = threadIdx.x; v < vectors; v += blockDim.x) {
+      uint4 raw = zero ? make_uint4(0, 0, 0, 0) : *reinterpret_cast<const uint4*>(src + v * kWidth);
+      *reinterpret_cast<uint4*>(dst + v * kWidth) = raw;
+    }
+    scalarStart = vectors * kWidth;
+  }
+  for (int64_t i = scalarStart + threadIdx.x; i < width; i += blockDim.x)
+    dst[i] = zero ? fromFloat<T>(0.0f) : src[i];
+}
+
+template <typename T, bool kVector>
+__global__ void embeddingKernel(const int32_t* ids, const T* table, int64_t rows, int64_t firstRow,
+                                int64_t hidden, T* out) {
+  const int64_t t = blockIdx.x;
+  const int64_t row = static_cast<int64_t>(ids[t]) - firstRow;
+  const bool outside = row < 0 || row >= rows;
+  copyRow<T, kVector>(table + (outside ? 0 : row) * hidden, out + t * hidden, hidden, outside);
+}
+
+template <typename T, bool kVector>
+__global__ void copyColumnsKernel(const T* x, int64_t inWidth, int64_t offset, int64_t width,
+                                  T* out) {
+  const int64_t t = blockIdx.x;
+  copyRow<T, kVector>(x + t * inWidth + offset, out + t * width, width, false);
+}
+
+template <typename T, bool kVector>
+__global__ void toFloatKernel(const T* x, int64_t count, float* out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t scalarStart = 0;
+  if constexpr (kVector) {
+    // One 16-byte load of x, written as kVecWidth floats (4-float stores stay 16-byte aligned).
+    constexpr int kWidth = kVecWidth<T>;
+    const int64_t vectors = count / kWidth;
+    for (int64_t v = first; v < vectors; v += stride) {
+      float values[kWidth];
+      detail::loadVec(x + v * kWidth, values);
+#pragma unroll
+      for (int i = 0; i < kWidth; i += 4)
+        *reinterpret_cast<float4*>(out + v * kWidth + i) =
+            make_float4(values[i], values[i + 1], values[i + 2], values[i + 3]);
+    }
+    scalarStart = vectors * kWidth;
+  }
+  for (int64_t i = scalarStart + first; i < count; i += stride) out[i] = detail::toFloat(x[i]);
+}
+
+// Rows are at most 65535 blocks per grid dimension on y/z, but x allows 2^31 - 1: tokens fit.
+unsigned rowBlocks(int64_t tokens) { return static_cast<unsigned>(tokens); }
+
+}  // namespace
+
+size_t elementBytes(ElementType type) {
+  switch (type) {
+    case ElementType::F32:
+      return 4;
+    case ElementType::BF16:
+    case ElementType::F16:
+      return 2;
+  }
+  return 0;
+}
+
+cudaError_t embedding(ElementType type, const int32_t* ids, int64_t tokens, const void* table,
+                      int64_t rows, int64_t firstRow, int64_t hidden, void* out,
+                      cudaStream_t stream) {
+  if (tokens <= 0 || hidden <= 0) return cudaGetLastError();
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    const auto* src = static_cast<const Element*>(table);
+    auto* dst = static_cast<Element*>(out);
+    if (detail::rowsVectorizable<Element>(hidden, {table, out}))
+      embeddingKernel<Element, true>
+          <<<rowBlocks(tokens), kThreads, 0, stream>>>(ids, src, rows, firstRow, hidden, dst);
+    else
+      embeddingKernel<Element, false>
+          <<<rowBlocks(tokens), kThreads, 0, stream>>>(ids, src, rows, firstRow, hidden, dst);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t add(ElementType type, const void* a, const void* b, int64_t count, void* out,
+                cudaStream_t stream) {
+  return TPC_DISPATCH_ELEMENT(
+      type, [&] { return launchBinary<Element>(a, b, count, out, stream, AddOp{}); });
+}
+
+cudaError_t swiglu(ElementType type, const void* gate, const void* up, int64_t count, void* out,
+                   cudaStream_t stream) {
+  return TPC_DISPATCH_ELEMENT(
+      type, [&] { return launchBinary<Element>(gate, up, count, out, stream, SwigluOp{}); });
+}
+
+cudaError_t copyColumns(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
+                        int64_t offset, int64_t width, void* out, cudaStream_t stream) {
+  if (tokens <= 0 || width <= 0) return cudaGetLastError();
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    const auto* src = static_cast<const Element*>(x);
+    auto* dst = static_cast<Element*>(out);
+    const bool vector = detail::rowsVectorizable<Element>(inWidth, {x, out}) &&
+                        detail::rowsVectorizable<Element>(width, {}) &&
+                        detail::rowsVectorizable<Element>(offset, {});
+    if (vector)
+      copyColumnsKernel<Element, true>
+          <<<rowBlocks(tokens), kThreads, 0, stream>>>(src, inWidth, offset, width, dst);
+    else
+      copyColumnsKernel<Element, false>
+          <<<rowBlocks(tokens), kThreads, 0, stream>>>(src, inWidth, offset, width, dst);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t toFloat(ElementType type, const void* x, int64_t count, float* out,
+                    cudaStream_t stream) {
+  if (count <= 0) return cudaGetLastError();
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    const auto* src = static_cast<const Element*>(x);
+    const bool vector = detail::aligned16(x) && detail::aligned16(out);
+    const int64_t items = vector ? count / kVecWidth<Element> + kVecWidth<Element> : count;
+    const unsigned blocks = detail::gridFor(items, kThreads, kMaxBlocks);
+    if (vector)
+      toFloatKernel<Element, true><<<blocks, kThreads, 0, stream>>>(src, count, out);
+    else
+      toFloatKernel<Element, false><<<blocks, kThreads, 0, stream>>>(src, count, out);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace tpc::cuda

@@ -1,0 +1,175 @@
+// Split-context attention against cpu::attention: batched decode over long, non-uniform contexts
+// in several slots, causal prefill (including calls long enough to use a single chunk), mixed
+// calls, GQA ratios 1..16 and head sizes 16..256. Both sides start from the same cache: history
+// below each slot's first position is synthetic (written straight into both caches), everything
+// else is NaN, so a kernel reading a row it should not see poisons its output.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "kernels/cpu/Kernels.h"
+#include "kernels/cuda/AttentionPlan.h"
+#include "tests/kernels_cuda/CudaTestUtil.h"
+
+namespace tpc::cuda::test {
+namespace {
+
+struct AttentionCase {
+  ElementType type;
+  int64_t heads, kvHeads, headDim, slots, maxContext;
+};
+
+std::string describe(const AttentionCase& c) {
+  return std::string(typeName(c.type)) + " heads " + std::to_string(c.heads) + "/" +
+         std::to_string(c.kvHeads) + " headDim " + std::to_string(c.headDim) + " maxContext " +
+         std::to_string(c.maxContext);
+}
+
+// Output tolerance: f32 differs from the CPU only in summation order and expf over up to 4096
+// terms whose weighted sum cancels to ~1/sqrt(context) of the values' scale, hence 1e-4 rather
+// than 1e-5 (allClose also allows a tenth of the largest output). bf16/f16 outputs are rounded once
+// from f32 (inputs and cache are already rounded on both sides): storageTolerance.
+double attentionTolerance(ElementType type) {
+  return type == ElementType::F32 ? 1e-4 : storageTolerance(type);
+}
+
+bool sameValues(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
+  return true;
+}
+
+class Harness {
+ public:
+  // history[s]: positions [0, history[s]) of slot s hold synthetic rows.
+  Harness(const AttentionCase& c, const std::vector<int32_t>& history, uint32_t seed) : c_(c) {
+    const int64_t row = c.kvHeads * c.headDim;
+    const size_t size = c.slots * c.maxContext * row;
+    k_.assign(size, std::numeric_limits<float>::quiet_NaN());
+    v_ = k_;
+    for (int64_t s = 0; s < c.slots; ++s) {
+      const int64_t filled = history[s];
+      const std::vector<float> keys = roundTo(c.type, randomFloats(filled * row, seed + s));
+      const std::vector<float> values = roundTo(c.type, randomFloats(filled * row, seed + 100 + s));
+      std::copy(keys.begin(), keys.end(), k_.begin() + s * c.maxContext * row);
+      std::copy(values.begin(), values.end(), v_.begin() + s * c.maxContext * row);
+    }
+    view_ = {k_.data(), v_.data(), c.slots, c.maxContext, c.kvHeads, c.headDim};
+    dK_ = std::make_unique<DeviceBuffer>(upload(c.type, k_));
+    dV_ = std::make_unique<DeviceBuffer>(upload(c.type, v_));
+  }
+
+  // One attention call on both sides; compares the outputs and the whole caches.
+  void step(const std::vector<int32_t>& positions, const std::vector<int32_t>& slots,
+            uint32_t seed) {
+    const auto tokens = static_cast<int64_t>(positions.size());
+    SCOPED_TRACE(describe(c_) + " tokens " + std::to_string(tokens));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c_.headDim));
+    // Queries over [-3, 3] make the softmax far from uniform.
+    const std::vector<float> q =
+        roundTo(c_.type, randomFloats(tokens * c_.heads * c_.headDim, seed, -3.0f, 3.0f));
+    const std::vector<float> k =
+        roundTo(c_.type, randomFloats(tokens * c_.kvHeads * c_.headDim, seed + 1));
+    const std::vector<float> v =
+        roundTo(c_.type, randomFloats(tokens * c_.kvHeads * c_.headDim, seed + 2));
+    std::vector<float> expected(q.size());
+    cpu::attention(q.data(), k.data(), v.data(), positions.data(), slots.data(), tokens, c_.heads,
+                   scale, view_, expected.data());
+
+    DeviceBuffer dQ = upload(c_.type, q), dKIn = upload(c_.type, k), dVIn = upload(c_.type, v);
+    DeviceBuffer dPos = uploadRaw(positions), dSlots = uploadRaw(slots);
+    const size_t workspaceBytes =
+        attentionWorkspaceBytes(tokens, c_.heads, c_.headDim, c_.maxContext);
+    DeviceBuffer workspace(workspaceBytes);
+    workspace.fill(0xff);  // NaN: a partial read before it is written shows
+    DeviceBuffer dOut(q.size() * elementBytes(c_.type));
+    const KvCacheView cache{dK_->get(),    dV_->get(), c_.slots,
+                            c_.maxContext, c_.kvHeads, c_.headDim};
+    TPC_CUDA_OK(attention(c_.type, dQ.get(), dKIn.get(), dVIn.get(), dPos.as<int32_t>(),
+                          dSlots.as<int32_t>(), tokens, c_.heads, scale, cache,
+                          workspaceBytes ? workspace.get() : nullptr, dOut.get(), nullptr));
+    EXPECT_TRUE(allClose(download(c_.type, dOut, q.size()), toDouble(expected),
+                         attentionTolerance(c_.type)));
+    EXPECT_TRUE(sameValues(download(c_.type, *dK_, k_.size()), k_)) << "key cache differs";
+    EXPECT_TRUE(sameValues(download(c_.type, *dV_, v_.size()), v_)) << "value cache differs";
+  }
+
+ private:
+  AttentionCase c_;
+  std::vector<float> k_, v_;
+  cpu::KvCache view_;
+  std::unique_ptr<DeviceBuffer> dK_, dV_;
+};
+
+std::vector<int32_t> range(int32_t first, int32_t count) {
+  std::vector<int32_t> values(count);
+  for (int32_t i = 0; i < count; ++i) values[i] = first + i;
+  return values;
+}
+
+const AttentionCase kShapes[] = {
+    // GQA ratio 1, 4, 8, 16 (two batches of query heads per block); packed and strided lanes.
+    {ElementType::F32, 8, 8, 64, 6, 4096},    {ElementType::BF16, 32, 8, 128, 6, 4096},
+    {ElementType::BF16, 32, 4, 128, 6, 4096}, {ElementType::F32, 16, 1, 128, 6, 2048},
+    {ElementType::BF16, 8, 1, 256, 6, 1024},  {ElementType::F32, 12, 3, 32, 6, 1000},
+    {ElementType::BF16, 16, 4, 16, 6, 4096},  {ElementType::F16, 32, 8, 128, 6, 4096},
+    {ElementType::F16, 8, 2, 80, 6, 700},     {ElementType::F32, 64, 8, 256, 6, 640},
+};
+
+TEST(CudaAttention, BatchedDecodeOverLongNonUniformContexts) {
+  TPC_REQUIRE_GPU();
+  for (const AttentionCase& c : kShapes) {
+    const int32_t last = static_cast<int32_t>(c.maxContext - 1);
+    // Chunk edges (127/128/255/256), a lone first token, the last position of the cache.
+    const std::vector<int32_t> positions = {last - 1, 1000 % last, 0, 257 % last, 128, 127};
+    std::vector<int32_t> history(positions.begin(), positions.end());
+    Harness harness(c, history, 20);
+    const std::vector<int32_t> slots = {0, 1, 2, 3, 4, 5};
+    harness.step(positions, slots, 30);
+    // The next decode step of each slot, in another slot order.
+    std::vector<int32_t> next = {positions[3] + 1, positions[0] + 1, positions[5] + 1};
+    harness.step(next, {3, 0, 5}, 40);
+  }
+}
+
+TEST(CudaAttention, CausalPrefillThenDecode) {
+  TPC_REQUIRE_GPU();
+  for (const AttentionCase& c : kShapes) {
+    for (int32_t prompt : {1, 3, 37, 257}) {
+      // Slot 1 starts empty, slot 2 continues after 300 positions of history.
+      Harness harness(c, {0, 0, 300, 0, 0, 0}, 50);
+      harness.step(range(0, prompt), std::vector<int32_t>(prompt, 1), 60);
+      harness.step(range(300, prompt), std::vector<int32_t>(prompt, 2), 70);
+      harness.step({prompt, 300 + prompt}, {1, 2}, 80);
+    }
+  }
+}
+
+TEST(CudaAttention, LongPrefillUsesOneChunkPerToken) {
+  TPC_REQUIRE_GPU();
+  // tokens x splits beyond kAttentionMaxTokenSplits: chunks grow until a single one remains.
+  const AttentionCase cases[] = {{ElementType::BF16, 8, 2, 64, 2, 1200},
+                                 {ElementType::F32, 4, 4, 128, 2, 1200}};
+  for (const AttentionCase& c : cases) {
+    ASSERT_EQ(attentionSplits(1100, c.maxContext).splits, 1);
+    Harness harness(c, {0, 0}, 90);
+    harness.step(range(0, 1100), std::vector<int32_t>(1100, 0), 91);
+    harness.step({1100}, {0}, 92);
+  }
+}
+
+TEST(CudaAttention, MixedPrefillAndDecodeInOneCall) {
+  TPC_REQUIRE_GPU();
+  const AttentionCase c{ElementType::BF16, 32, 8, 128, 4, 2048};
+  Harness harness(c, {500, 0, 1999, 3}, 100);
+  // A 5-token prompt in slot 1 next to decode tokens of slots 0, 2 and 3.
+  std::vector<int32_t> positions = {500, 0, 1, 2, 3, 4, 1999, 3};
+  std::vector<int32_t> slots = {0, 1, 1, 1, 1, 1, 2, 3};
+  harness.step(positions, slots, 101);
+}
+
+}  // namespace
+}  // namespace tpc::cuda::test

@@ -1,0 +1,135 @@
+// Element-wise kernels against their CPU twins. Copies (embedding, copyColumns, toFloat) must be
+// exact; add and swiglu compute in f32 and round once, so they get the storage tolerance.
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/Kernels.h"
+#include "kernels/cuda/FillHash.h"
+#include "tests/kernels_cuda/CudaTestUtil.h"
+
+namespace tpc::cuda::test {
+namespace {
+
+TEST(CudaElementwise, EmbeddingCopiesOwnedRowsAndZeroesOthers) {
+  TPC_REQUIRE_GPU();
+  for (ElementType type : kAllTypes)
+    for (int64_t hidden : {16, 129, 4096, 4099}) {
+      SCOPED_TRACE(std::string(typeName(type)) + " hidden " + std::to_string(hidden));
+      const int64_t rows = 50, firstRow = 100;
+      const std::vector<float> table = roundTo(type, randomFloats(rows * hidden, 1));
+      // Ids below, inside and past this rank's range [100, 150).
+      const std::vector<int32_t> ids = {100, 0, 149, 150, 123, 99, 100, 131, 7, 149, 120};
+      const auto tokens = static_cast<int64_t>(ids.size());
+      std::vector<float> expected(tokens * hidden);
+      cpu::embedding(ids.data(), tokens, table.data(), rows, firstRow, hidden, expected.data());
+      DeviceBuffer dTable = upload(type, table);
+      DeviceBuffer dIds = uploadRaw(ids);
+      DeviceBuffer dOut(tokens * hidden * elementBytes(type));
+      dOut.fill(0x7f);  // garbage, so zero rows must be written
+      TPC_CUDA_OK(embedding(type, dIds.as<int32_t>(), tokens, dTable.get(), rows, firstRow, hidden,
+                            dOut.get(), nullptr));
+      EXPECT_EQ(download(type, dOut, tokens * hidden), expected);
+    }
+}
+
+TEST(CudaElementwise, AddAndSwigluMatchCpu) {
+  TPC_REQUIRE_GPU();
+  for (ElementType type : kAllTypes)
+    for (int64_t count : {1, 7, 16, 129, 4096, 4099, 1 << 20}) {
+      SCOPED_TRACE(std::string(typeName(type)) + " count " + std::to_string(count));
+      // Gate values over [-12, 12] reach both silu tails.
+      const std::vector<float> a = roundTo(type, randomFloats(count, 2, -12.0f, 12.0f));
+      const std::vector<float> b = roundTo(type, randomFloats(count, 3));
+      std::vector<float> sum(count), product(count);
+      cpu::add(a.data(), b.data(), count, sum.data());
+      cpu::swiglu(a.data(), b.data(), count, product.data());
+      DeviceBuffer dA = upload(type, a), dB = upload(type, b);
+      DeviceBuffer dSum(count * elementBytes(type)), dProduct(count * elementBytes(type));
+      TPC_CUDA_OK(add(type, dA.get(), dB.get(), count, dSum.get(), nullptr));
+      TPC_CUDA_OK(swiglu(type, dA.get(), dB.get(), count, dProduct.get(), nullptr));
+      // One rounding of an f32 result (exact for f32 add; expf may differ by an ulp or two).
+      EXPECT_TRUE(allClose(download(type, dSum, count), toDouble(sum), storageTolerance(type)));
+      EXPECT_TRUE(
+          allClose(download(type, dProduct, count), toDouble(product), storageTolerance(type)));
+    }
+}
+
+TEST(CudaElementwise, AddMayWriteInPlace) {
+  TPC_REQUIRE_GPU();
+  const ElementType type = ElementType::BF16;
+  const int64_t count = 4099;
+  const std::vector<float> a = roundTo(type, randomFloats(count, 4));
+  const std::vector<float> b = roundTo(type, randomFloats(count, 5));
+  std::vector<float> expected(count);
+  cpu::add(a.data(), b.data(), count, expected.data());
+  DeviceBuffer dA = upload(type, a), dB = upload(type, b);
+  TPC_CUDA_OK(add(type, dA.get(), dB.get(), count, dA.get(), nullptr));
+  EXPECT_TRUE(allClose(download(type, dA, count), toDouble(expected), storageTolerance(type)));
+}
+
+TEST(CudaElementwise, CopyColumnsTakesTheSliceExactly) {
+  TPC_REQUIRE_GPU();
+  struct Case {
+    int64_t tokens, inWidth, offset, width;
+  };
+  // Aligned slices (vector path) and odd ones (scalar path).
+  const Case cases[] = {{1, 4096, 1024, 1024}, {3, 129, 5, 64},   {37, 4099, 0, 4099},
+                        {257, 48, 16, 16},     {5, 1000, 999, 1}, {2, 8192, 4096, 4096}};
+  for (ElementType type : kAllTypes)
+    for (const Case& c : cases) {
+      SCOPED_TRACE(std::string(typeName(type)) + " inWidth " + std::to_string(c.inWidth) +
+                   " offset " + std::to_string(c.offset));
+      const std::vector<float> x = roundTo(type, randomFloats(c.tokens * c.inWidth, 6));
+      std::vector<float> expected(c.tokens * c.width);
+      for (int64_t t = 0; t < c.tokens; ++t)
+        for (int64_t i = 0; i < c.width; ++i)
+          expected[t * c.width + i] = x[t * c.inWidth + c.offset + i];
+      DeviceBuffer dX = upload(type, x);
+      DeviceBuffer dOut(c.tokens * c.width * elementBytes(type));
+      TPC_CUDA_OK(
+          copyColumns(type, dX.get(), c.tokens, c.inWidth, c.offset, c.width, dOut.get(), nullptr));
+      EXPECT_EQ(download(type, dOut, c.tokens * c.width), expected);
+    }
+}
+
+TEST(CudaElementwise, ToFloatIsExact) {
+  TPC_REQUIRE_GPU();
+  for (ElementType type : kAllTypes)
+    for (int64_t count : {1, 13, 4096, 128257}) {
+      SCOPED_TRACE(std::string(typeName(type)) + " count " + std::to_string(count));
+      const std::vector<float> x = roundTo(type, randomFloats(count, 7, -30.0f, 30.0f));
+      DeviceBuffer dX = upload(type, x);
+      DeviceBuffer dOut(count * sizeof(float));
+      TPC_CUDA_OK(toFloat(type, dX.get(), count, dOut.as<float>(), nullptr));
+      EXPECT_EQ(downloadRaw<float>(dOut, count), x);
+    }
+}
+
+TEST(CudaElementwise, FillUniformFollowsTheSharedHash) {
+  TPC_REQUIRE_GPU();
+  for (ElementType type : kAllTypes) {
+    SCOPED_TRACE(typeName(type));
+    const int64_t count = 100003;
+    const float scale = 0.05f;
+    std::vector<float> expected(count);
+    for (int64_t i = 0; i < count; ++i) expected[i] = fillUniformValue(42, i, scale);
+    DeviceBuffer dOut(count * elementBytes(type));
+    TPC_CUDA_OK(fillUniform(type, dOut.get(), count, scale, 42, nullptr));
+    const std::vector<float> values = download(type, dOut, count);
+    // Same hash on both sides: equal once rounded to the storage type.
+    EXPECT_EQ(values, roundTo(type, expected));
+    double mean = 0.0;
+    for (float v : values) {
+      ASSERT_GE(v, -scale);
+      ASSERT_LE(v, scale);
+      mean += v;
+    }
+    // Uniform on [-s, s): the mean of 1e5 draws is within a few s / sqrt(3e5) of zero.
+    EXPECT_NEAR(mean / count, 0.0, 5 * scale / std::sqrt(3.0 * count));
+  }
+  // A different seed gives different values.
+  EXPECT_NE(fillUniformValue(1, 0, 1.0f), fillUniformValue(2, 0, 1.0f));
+}
+
+}  // namespace
+}  // namespace tpc::cuda::test
