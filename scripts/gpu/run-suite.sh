@@ -18,10 +18,10 @@ table=()
 status=0
 
 if [ "$what" != bench ]; then
-  "$bundle/bin/tpc_kernels_cuda_tests" > "$logs/kernels.log" 2>&1; rc=$?
+  timeout 120 "$bundle/bin/tpc_kernels_cuda_tests" > "$logs/kernels.log" 2>&1; rc=$?
   table+=("kernel tests (CUDA vs CPU twin): $(grep -E '^\[  (PASSED|FAILED)' "$logs/kernels.log" | tr '\n' ' ') rc=$rc")
   [ $rc -eq 0 ] || status=1
-  "$bundle/bin/tpc_tools_tests" --gtest_filter='TpexecCudaGolden*' > "$logs/golden.log" 2>&1; rc=$?
+  timeout 200 "$bundle/bin/tpc_tools_tests" --gtest_filter='TpexecCudaGolden*' > "$logs/golden.log" 2>&1; rc=$?
   table+=("golden models on CUDA: $(grep -E '^\[  (PASSED|FAILED)' "$logs/golden.log" | tr '\n' ' ') rc=$rc")
   [ $rc -eq 0 ] || status=1
 fi
@@ -29,7 +29,7 @@ fi
 if [ "$what" != tests ]; then
   bench() {  # name plan args...
     local name=$1 plan=$2; shift 2
-    "$bundle/bin/tpexec" bench "$bundle/plans/$plan" --synthetic-weights --json "$@" \
+    timeout 90 "$bundle/bin/tpexec" bench "$bundle/plans/$plan" --synthetic-weights --json "$@" \
       > "$logs/bench-$name.json" 2> "$logs/bench-$name.err" || { status=1; cat "$logs/bench-$name.err"; }
     python3 - "$logs/bench-$name.json" "$name" <<'PY'
 import json, sys
@@ -45,7 +45,7 @@ PY
   }
   torchref() {  # name config args...
     local name=$1 config=$2; shift 2
-    python3 "$root/bench/torch_decode.py" "$bundle/plans/$config" "$@" > "$logs/torch-$name.json" \
+    timeout 120 python3 "$root/bench/torch_decode.py" "$bundle/plans/$config" "$@" > "$logs/torch-$name.json" \
       2> "$logs/torch-$name.err" || { status=1; tail -5 "$logs/torch-$name.err"; }
     cat "$logs/torch-$name.json"
   }

@@ -80,12 +80,12 @@ std::string joined(const std::vector<int64_t>& ids) {
   return s;
 }
 
-struct Run {
+struct CaseRun {
   std::vector<int64_t> ids;
   NpyArray logits;
 };
 
-Run runCase(const std::string& model, const std::string& dtype, const std::string& extra,
+CaseRun runCase(const std::string& model, const std::string& dtype, const std::string& extra,
             const test::TempDir& tmp) {
   nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
   std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
@@ -98,7 +98,7 @@ Run runCase(const std::string& model, const std::string& dtype, const std::strin
                        joined(prompt) + " --max-new-tokens " + std::to_string(want.size()) +
                        " --ignore-eos --json --logits-out " + logits + " " + extra);
   EXPECT_EQ(r.exitCode, 0) << r.output;
-  Run out;
+  CaseRun out;
   if (r.exitCode != 0) return out;
   nlohmann::json j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["backend"], "cuda");
@@ -118,7 +118,7 @@ TEST(TpexecCudaGolden, F32MatchesTransformers) {
     nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
     Expected<NpyArray> ref = readNpyF32(model + "/logits.npy");
     ASSERT_TRUE(ref) << ref.errorMessage();
-    Run run = runCase(model, "f32", "", tmp);
+    CaseRun run = runCase(model, "f32", "", tmp);
     ASSERT_EQ(run.logits.shape, ref->shape);
     EXPECT_EQ(run.ids, golden["generated_ids"].get<std::vector<int64_t>>());
     for (int64_t r = 0; r < ref->shape[0]; ++r) EXPECT_LT(rowError(run.logits, *ref, r), 1e-4);
@@ -135,7 +135,7 @@ TEST(TpexecCudaGolden, Bf16WithinTolerance) {
     std::vector<int64_t> want = golden["generated_ids"];
     Expected<NpyArray> ref = readNpyF32(model + "/logits.npy");
     ASSERT_TRUE(ref) << ref.errorMessage();
-    Run run = runCase(model, "bf16", "", tmp);
+    CaseRun run = runCase(model, "bf16", "", tmp);
     ASSERT_EQ(run.logits.shape, ref->shape);
     int64_t agree = idsMustAgreeUpTo(run.logits, *ref);
     for (int64_t r = 0; r < agree; ++r) {
@@ -156,8 +156,8 @@ TEST(TpexecCudaGolden, GraphReplayIsBitIdenticalToEager) {
     for (const char* dtype : {"f32", "bf16"}) {
       SCOPED_TRACE(std::string(name) + " " + dtype);
       std::string model = test::dataDir() + "/hf/" + name;
-      Run graph = runCase(model, dtype, "", tmp);
-      Run eager = runCase(model, dtype, "--eager", tmp);
+      CaseRun graph = runCase(model, dtype, "", tmp);
+      CaseRun eager = runCase(model, dtype, "--eager", tmp);
       EXPECT_EQ(graph.ids, eager.ids);
       ASSERT_EQ(graph.logits.data.size(), eager.logits.data.size());
       EXPECT_EQ(0, std::memcmp(graph.logits.data.data(), eager.logits.data.data(),
