@@ -155,8 +155,7 @@ class CudaBackend : public Backend {
     if (tokens == 1) {
       auto alias = oneRowAliases_.find(buffer);
       if (alias != oneRowAliases_.end())
-        return arena_.data() + prog_.buffers()->Get(alias->second.first)->arena_offset() +
-               alias->second.second;
+        return oneRowSplitSources_.data() + alias->second.first + alias->second.second;
     }
     return arena_.data() + prog_.buffers()->Get(buffer)->arena_offset() * tokens;
   }
@@ -196,9 +195,13 @@ class CudaBackend : public Backend {
   std::vector<ElementType> bufferTypes_;
   std::vector<int64_t> widths_;
   std::map<uint32_t, char*> fixedBuffers_;  // inputs live in the io block, not the arena
-  // With one token a split's results are byte ranges of its operand: result buffer -> (operand
-  // buffer, byte offset), for the splits findOneRowAliases proved safe; those steps are skipped.
-  std::map<uint32_t, std::pair<uint32_t, int64_t>> oneRowAliases_;
+  // With one token a split's results are byte ranges of its operand, so the split need not copy.
+  // The operand then lives outside the arena (where the memory plan may reuse its bytes while a
+  // result is still to be read), in oneRowSplitSources_: buffer -> (its offset there, byte offset
+  // of the range). An operand maps to itself with range offset 0. Those splits are skipped.
+  std::map<uint32_t, std::pair<int64_t, int64_t>> oneRowAliases_;
+  DeviceMemory oneRowSplitSources_;
+  size_t oneRowSplitBytes_ = 0;
   std::vector<bool> skipAtOneRow_;
   void findOneRowAliases();
   DeviceMemory weightMemory_, arena_, kvMemory_, workspace_, io_, gather_, tables_;
@@ -253,39 +256,25 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   return loadWeights(options);
 }
 
-// A split copies column ranges of its operand into new buffers. With one token each range is
-// contiguous, so the results can simply point into the operand - unless the memory plan lets a
-// later step write over the operand's bytes while a result is still to be read. That is checked
-// here, step by step, from the plan's own offsets (at one token, offsets are bytes).
+// Finds the splits whose one-token form can be views (see oneRowAliases_) and lays out their
+// operands' private storage.
 void CudaBackend::findOneRowAliases() {
   const auto& steps = *prog_.steps();
   skipAtOneRow_.assign(steps.size(), false);
-  std::vector<int64_t> lastRead(prog_.buffers()->size(), -1);
-  for (uint32_t i = 0; i < steps.size(); ++i)
-    for (const plan::Ref* r : *steps.Get(i)->operands())
-      if (r->kind() == plan::RefKind::Buffer) lastRead[r->index()] = i;
   for (uint32_t i = 0; i < steps.size(); ++i) {
     const plan::Step& s = *steps.Get(i);
     if (s.op()->string_view() != "split" || s.operands()->Get(0)->kind() != plan::RefKind::Buffer)
       continue;
     const uint32_t source = s.operands()->Get(0)->index();
-    if (fixedBuffers_.count(source)) continue;
-    const plan::Buffer& src = *prog_.buffers()->Get(source);
-    const int64_t begin = src.arena_offset(), end = begin + src.bytes_per_token();
-    int64_t until = i;
-    for (uint32_t r : *s.results()) until = std::max(until, lastRead[r]);
-    bool overwritten = false;
-    for (int64_t k = i + 1; k <= until && !overwritten; ++k)
-      for (uint32_t written : *steps.Get(static_cast<uint32_t>(k))->results()) {
-        const plan::Buffer& b = *prog_.buffers()->Get(written);
-        if (b.arena_offset() < end && begin < b.arena_offset() + b.bytes_per_token())
-          overwritten = true;
-      }
-    if (overwritten) continue;
+    std::string_view name = prog_.buffers()->Get(source)->name()->string_view();
+    if (name == "token_ids" || name == "positions" || oneRowAliases_.count(source)) continue;
+    const auto base = static_cast<int64_t>(oneRowSplitBytes_);
+    oneRowSplitBytes_ += alignUp(static_cast<size_t>(prog_.buffers()->Get(source)->bytes_per_token()));
+    oneRowAliases_[source] = {base, 0};
     int64_t offset = 0;
-    const size_t elt = cuda::elementBytes(bufferTypes_[source]);
+    const auto elt = static_cast<int64_t>(cuda::elementBytes(bufferTypes_[source]));
     for (uint32_t r : *s.results()) {
-      oneRowAliases_[r] = {source, offset * static_cast<int64_t>(elt)};
+      oneRowAliases_[r] = {base, offset * elt};
       offset += widths_[r];
     }
     skipAtOneRow_[i] = true;
@@ -323,6 +312,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
       plan_.world() > 1 ? alignUp(static_cast<size_t>(prog_.arena_bytes_per_token() * chunkTokens_))
                         : 0;
   const size_t needed = weightBytes + kvBytes + arenaBytes + gatherBytes + attentionWorkspace_ +
+                        oneRowSplitBytes_ +
                         kGemmWorkspaceBytes + (size_t{64} << 20);
   size_t freeBytes = 0, totalBytes = 0;
   TPC_CUDA_TRY(cudaMemGetInfo(&freeBytes, &totalBytes));
@@ -338,6 +328,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   TPC_CUDA_TRY(kvMemory_.allocate(kvBytes));
   TPC_CUDA_TRY(cudaMemsetAsync(kvMemory_.data(), 0, kvBytes, stream_));
   TPC_CUDA_TRY(arena_.allocate(arenaBytes));
+  TPC_CUDA_TRY(oneRowSplitSources_.allocate(oneRowSplitBytes_));
   TPC_CUDA_TRY(workspace_.allocate(attentionWorkspace_));
   if (gatherBytes) TPC_CUDA_TRY(gather_.allocate(gatherBytes));
   Expected<std::unique_ptr<GemmRunner>> gemm = GemmRunner::create(kGemmWorkspaceBytes);

@@ -12,7 +12,7 @@ namespace tpc::cuda {
 
 // Positions per context chunk for a decode step: small enough that a short context still gives
 // each KV head several blocks, large enough that the combine stays cheap.
-constexpr int64_t kAttentionMinChunk = 128;
+constexpr int64_t kAttentionMinChunk = 32;
 // Upper bound on tokens x splits: beyond it chunks double, so prefill (many tokens, already
 // plenty of blocks) uses few splits and a small workspace. It also bounds the splits of one token.
 constexpr int64_t kAttentionMaxTokenSplits = 1024;

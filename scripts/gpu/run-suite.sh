@@ -2,14 +2,16 @@
 # The GPU suite, run on the GPU machine from the repository root after scripts/gpu/bundle.sh
 # (carry: gpu-bundle): the CUDA kernel tests against their CPU twins, the golden models on the
 # CUDA backend, then the benchmarks side by side with the PyTorch reference. Full logs go to
-# $OUT (or ./gpu-logs); a short table comes last.
+# $OUT/suite-logs.txt (or ./gpu-logs); a short table comes last and in $OUT/summary.txt.
 #   scripts/gpu/run-suite.sh [tests|bench|all]
 set -uo pipefail
 what=${1:-all}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bundle="$root/gpu-bundle"
-logs=${OUT:-$root/gpu-logs}
-mkdir -p "$logs"
+# Logs are gathered into two files at the end: the device tool brings back only a few files.
+logs=$(mktemp -d)
+keep=${OUT:-$root/gpu-logs}
+mkdir -p "$keep"
 toolkit=$(dirname "$(dirname "$(command -v nvcc)")")
 export LD_LIBRARY_PATH="$bundle/lib:$toolkit/lib64:${LD_LIBRARY_PATH:-}"
 export TPC_BIN_DIR="$bundle/bin" TPC_TEST_DATA_DIR="$root/tests/data" NCCL_NVLS_ENABLE=0
@@ -74,5 +76,6 @@ PY
 fi
 
 echo "=== summary ==="
-printf '%s\n' "${table[@]}" | tee "$logs/summary.txt"
+printf '%s\n' "${table[@]}" | tee "$keep/summary.txt"
+for f in "$logs"/*; do echo "=== $(basename "$f")"; cat "$f"; done > "$keep/suite-logs.txt"
 exit $status

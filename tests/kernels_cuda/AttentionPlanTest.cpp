@@ -8,10 +8,11 @@ namespace {
 
 TEST(AttentionPlan, DecodeUsesMinimumChunks) {
   EXPECT_EQ(attentionSplits(1, 4096).chunk, kAttentionMinChunk);
-  EXPECT_EQ(attentionSplits(1, 4096).splits, 32);
-  EXPECT_EQ(attentionSplits(1, 100).splits, 1);
-  EXPECT_EQ(attentionSplits(1, 129).splits, 2);
-  EXPECT_EQ(attentionSplits(8, 8192).splits, 64);
+  EXPECT_EQ(attentionSplits(1, 4096).splits, 4096 / kAttentionMinChunk);
+  EXPECT_EQ(attentionSplits(1, kAttentionMinChunk).splits, 1);
+  EXPECT_EQ(attentionSplits(1, kAttentionMinChunk + 1).splits, 2);
+  // 8 tokens x 256 chunks of 32 would pass the bound: chunks double to 64.
+  EXPECT_EQ(attentionSplits(8, 8192).splits, kAttentionMaxTokenSplits / 8);
 }
 
 TEST(AttentionPlan, TokensTimesSplitsStayBounded) {
@@ -32,8 +33,9 @@ TEST(AttentionPlan, WorkspaceCoversEveryCallWithFewerTokens) {
   const size_t bound = attentionWorkspaceBound(300, heads, headDim, maxContext);
   for (int64_t tokens = 1; tokens <= 300; ++tokens)
     EXPECT_LE(attentionPartialBytes(tokens, heads, headDim, maxContext), bound);
-  // Decode: 64 chunks of (acc[128], max, sum) per head.
-  EXPECT_EQ(attentionPartialBytes(1, heads, headDim, maxContext), 64u * 32 * 130 * 4);
+  // Decode: maxContext / kAttentionMinChunk chunks of (acc[128], max, sum) per head.
+  EXPECT_EQ(attentionPartialBytes(1, heads, headDim, maxContext),
+            static_cast<size_t>(maxContext / kAttentionMinChunk) * 32 * 130 * 4);
   // A single chunk needs no workspace.
   EXPECT_EQ(attentionPartialBytes(2000, heads, headDim, 1024), 0u);
 }
