@@ -199,7 +199,9 @@ __device__ long long crossingInKeyOrder(const Row& row, float maximum, const Cut
   // The largest key whose mass from it upwards reaches the target; lo when none does (rounding):
   // then the walk ends on the last survivor.
   while (lo < hi) {
-    const uint32_t mid = lo + (hi - lo + 1) / 2;
+    // In 64 bits: hi - lo + 1 overflows 32 when the range is the whole key space.
+    const auto mid =
+        static_cast<uint32_t>(lo + (static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) + 1) / 2);
     if (reaches(massFrom(row, maximum, cut, mid, s)))
       lo = mid;
     else
@@ -213,10 +215,12 @@ __device__ long long crossingInKeyOrder(const Row& row, float maximum, const Cut
   for (int64_t i = threadIdx.x; i < row.vocab; i += blockDim.x)
     if (row.key(i) == key && cut.keeps(key, i)) ++ties;
   ties = detail::blockSum(ties, s.scanCount);
-  const double needed = (target - above) / each;
-  long long n =
-      strict ? static_cast<long long>(floor(needed)) : static_cast<long long>(ceil(needed)) - 1;
-  n = n < 0 ? 0 : (n > ties - 1 ? ties - 1 : n);
+  // Clamped in double before converting, so a huge quotient (or a zero mass) stays defined.
+  double needed = each > 0.0 ? (target - above) / each : 0.0;
+  needed = strict ? floor(needed) : ceil(needed) - 1.0;
+  needed = fmin(needed, static_cast<double>(ties - 1));
+  long long n = static_cast<long long>(needed);
+  n = n < 0 ? 0 : n;
   *massThrough = above + static_cast<double>(n + 1) * each;
   const auto isTie = [&](int64_t i) -> long long {
     return row.key(i) == key && cut.keeps(key, i) ? 1 : 0;
@@ -329,12 +333,14 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t maxKey = orderedKey(maximum);
   double total = massFrom(row, maximum, cut, 0, s);
   if (topPOn) {
-    double nucleusMass = 0.0;
+    double nucleusMass = 0.0;  // unused: recomputed below
     const long long edge = crossingInKeyOrder(
         row, maximum, cut, maxKey, static_cast<double>(topP) * total, false, &nucleusMass, s);
     cut.key = row.key(edge);
     cut.id = edge;
-    total = nucleusMass;
+    // The nucleus mass again, summed exactly as the bisection below sums it (nucleusMass groups
+    // the terms differently), so a draw below 1 always lands inside.
+    total = massFrom(row, maximum, cut, 0, s);
   }
   double drawnMass = 0.0;
   const long long token =
