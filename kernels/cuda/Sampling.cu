@@ -86,8 +86,11 @@ __device__ V blockExclusiveScan(V v, V* scratch, V* total) {
     scratch[lane] = running - own;
     if (lane == kWarpSize - 1) scratch[kWarpSize] = running;
   }
+  // The lane's exclusive prefix taken from its neighbour (not inclusive - v, which would round).
+  V exclusive = __shfl_up_sync(kFullMask, inclusive, 1);
+  if (lane == 0) exclusive = V(0);
   __syncthreads();
-  const V result = scratch[warp] + inclusive - v;
+  const V result = scratch[warp] + exclusive;
   *total = scratch[kWarpSize];
   __syncthreads();
   return result;
