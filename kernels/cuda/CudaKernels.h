@@ -81,7 +81,7 @@ cudaError_t moeRouter(ElementType type, const void* x, const void* gate, int64_t
 size_t moeWorkspaceBytes(int64_t tokens, int64_t topK, int64_t intermediate);
 // cpu::moeExperts: the three pointer arrays are device arrays of numExperts device pointers
 // (up may be null when gateOrGateUp holds [2*I, hidden] gate-then-up weights). Accumulates into
-// out, which the caller zeroes. tokens * topK at most 65535. The workspace holds the f32
+// out, which the caller zeroes. hidden and intermediate at most 524280. The workspace holds the f32
 // activations silu(gate x) * (up x) of every (token, choice).
 cudaError_t moeExperts(ElementType type, const void* x, const float* weights,
                        const int32_t* experts, int64_t tokens, int64_t hidden, int64_t intermediate,
