@@ -47,7 +47,7 @@ cudaError_t toFloat(ElementType type, const void* x, int64_t count, float* out,
 
 // RoPE with rotate_half pairs, as cpu::rope. `inverseFrequencies` is a device array of
 // headDim / 2 floats from cpu::ropeInverseFrequencies, which also gives `attentionScaling`
-// (cos and sin are multiplied by it). out may alias x.
+// (cos and sin are multiplied by it). out may alias x. headDim even, at most 1024.
 cudaError_t rope(ElementType type, const void* x, const int32_t* positions, int64_t tokens,
                  int64_t heads, int64_t headDim, const float* inverseFrequencies,
                  float attentionScaling, void* out, cudaStream_t stream);
@@ -59,26 +59,30 @@ struct KvCacheView {
   void* v = nullptr;
   int64_t slots = 1, maxContext = 0, kvHeads = 0, headDim = 0;
 };
-// Scratch bytes `attention` needs for this many tokens (partial results of the context splits).
+// Scratch bytes `attention` needs for any call with at most this many tokens (partial results
+// of the context splits; 0 when every such call uses a single chunk). The split is chosen from
+// tokens and maxContext alone (kernels/cuda/AttentionPlan.h).
 size_t attentionWorkspaceBytes(int64_t tokens, int64_t heads, int64_t headDim, int64_t maxContext);
 // cpu::attention's contract: each token's k and v are written into its slot at its position,
 // then query token t attends over positions [0, positions[t]] of slots[t]. positions and slots
 // are device arrays read only on the device, so a captured graph stays valid when they change.
 // The context is split into chunks processed by separate blocks and combined, so one decode
-// token still fills the GPU.
+// token still fills the GPU. headDim at most 256; heads a multiple of kvHeads.
 cudaError_t attention(ElementType type, const void* q, const void* k, const void* v,
                       const int32_t* positions, const int32_t* slots, int64_t tokens, int64_t heads,
                       float scale, const KvCacheView& cache, void* workspace, void* out,
                       cudaStream_t stream);
 
 // cpu::moeRouter: softmax over x @ gate^T, top-k (ties: lower index), optional renormalise.
+// numExperts at most 8192.
 cudaError_t moeRouter(ElementType type, const void* x, const void* gate, int64_t tokens,
                       int64_t hidden, int64_t numExperts, int64_t topK, bool normTopkProb,
                       float* weights, int32_t* experts, cudaStream_t stream);
 size_t moeWorkspaceBytes(int64_t tokens, int64_t topK, int64_t intermediate);
 // cpu::moeExperts: the three pointer arrays are device arrays of numExperts device pointers
 // (up may be null when gateOrGateUp holds [2*I, hidden] gate-then-up weights). Accumulates into
-// out, which the caller zeroes.
+// out, which the caller zeroes. hidden and intermediate at most 524280. The workspace holds the f32
+// activations silu(gate x) * (up x) of every (token, choice).
 cudaError_t moeExperts(ElementType type, const void* x, const float* weights,
                        const int32_t* experts, int64_t tokens, int64_t hidden, int64_t intermediate,
                        int64_t topK, const void* const* gateOrGateUp, const void* const* up,
@@ -88,14 +92,16 @@ cudaError_t moeExperts(ElementType type, const void* x, const float* weights,
 cudaError_t argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
                    cudaStream_t stream);
 // cpu::sample per row (temperature, top-k with ties kept, top-p), where uniforms[row] is the
-// draw in [0, 1) that cpu::sample takes from its RNG state. temperature <= 0 is argmax.
+// draw in [0, 1) that cpu::sample takes from its RNG state (cpu::drawUniform). temperature <= 0
+// is argmax. The workspace is currently unused (0 bytes; shared memory suffices).
 size_t sampleWorkspaceBytes(int64_t rows, int64_t vocab);
 cudaError_t sample(const float* logits, int64_t rows, int64_t vocab, float temperature,
                    int64_t topK, float topP, const double* uniforms, void* workspace, int32_t* out,
                    cudaStream_t stream);
 
 // Fills `count` elements with uniform values in [-scale, scale) from a counter-based hash of
-// (seed, index): synthetic weights for benchmarks of shapes with no checkpoint.
+// (seed, index): synthetic weights for benchmarks of shapes with no checkpoint. The host can
+// compute the same values with fillUniformValue (kernels/cuda/FillHash.h).
 cudaError_t fillUniform(ElementType type, void* out, int64_t count, float scale, uint64_t seed,
                         cudaStream_t stream);
 

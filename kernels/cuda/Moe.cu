@@ -118,12 +118,12 @@ __global__ void routerKernel(const T* x, const T* gate, int64_t hidden, int64_t 
     for (int64_t j = lane; j < topK; j += kWarpSize) weights[t * topK + j] /= chosenSum;
 }
 
-// Phase 1: grid (row blocks of the intermediate dimension, assignments).
+// Phase 1: grid (assignments, row blocks of the intermediate dimension).
 template <typename T>
 __global__ void expertUpKernel(const T* x, const int32_t* experts, int64_t hidden,
                                int64_t intermediate, int64_t topK, const void* const* gateOrGateUp,
                                const void* const* up, bool vector, float* activations) {
-  const int64_t assignment = blockIdx.y;
+  const int64_t assignment = blockIdx.x;
   const int64_t t = assignment / topK;
   const int32_t expert = experts[assignment];
   const auto* gateWeights = static_cast<const T*>(gateOrGateUp[expert]);
@@ -131,21 +131,21 @@ __global__ void expertUpKernel(const T* x, const int32_t* experts, int64_t hidde
   const T* upWeights = up ? static_cast<const T*>(up[expert]) : gateWeights + intermediate * hidden;
   const T* row = x + t * hidden;
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  const int64_t i = static_cast<int64_t>(blockIdx.y) * kWarps + warp;
   if (i >= intermediate) return;
   const float g = detail::warpSum(laneDot(gateWeights + i * hidden, row, hidden, vector));
   const float u = detail::warpSum(laneDot(upWeights + i * hidden, row, hidden, vector));
   if (lane == 0) activations[assignment * intermediate + i] = detail::silu(g) * u;
 }
 
-// Phase 2: grid (row blocks of hidden, tokens).
+// Phase 2: grid (tokens, row blocks of hidden).
 template <typename T>
 __global__ void expertDownKernel(const float* weights, const int32_t* experts, int64_t hidden,
                                  int64_t intermediate, int64_t topK, const void* const* down,
                                  const float* activations, bool vector, T* out) {
-  const int64_t t = blockIdx.y;
+  const int64_t t = blockIdx.x;
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  const int64_t j = static_cast<int64_t>(blockIdx.y) * kWarps + warp;
   if (j >= hidden) return;
   float total = 0.0f;
   for (int64_t k = 0; k < topK; ++k) {
@@ -185,18 +185,19 @@ cudaError_t moeExperts(ElementType type, const void* x, const float* weights,
                        int64_t topK, const void* const* gateOrGateUp, const void* const* up,
                        const void* const* down, void* workspace, void* out, cudaStream_t stream) {
   if (tokens <= 0 || topK <= 0 || intermediate <= 0 || hidden <= 0) return cudaGetLastError();
-  if (tokens * topK > 65535) return cudaErrorInvalidValue;  // grid y holds the assignments
+  // grid y holds the row blocks: intermediate and hidden up to 65535 * 8.
+  if (intermediate > 65535 * kWarps || hidden > 65535 * kWarps) return cudaErrorInvalidValue;
   return TPC_DISPATCH_ELEMENT(type, [&] {
     auto* activations = static_cast<float*>(workspace);
     // Whole vectors per row; laneDot checks each row's alignment on the device.
     const bool upVector = detail::rowsVectorizable<Element>(hidden, {});
     const bool downVector = detail::rowsVectorizable<Element>(intermediate, {});
-    const dim3 upGrid(detail::gridFor(intermediate, kWarps, INT32_MAX),
-                      static_cast<unsigned>(tokens * topK));
+    const dim3 upGrid(static_cast<unsigned>(tokens * topK),
+                      detail::gridFor(intermediate, kWarps, 65535));
     expertUpKernel<Element><<<upGrid, kThreads, 0, stream>>>(
         static_cast<const Element*>(x), experts, hidden, intermediate, topK, gateOrGateUp, up,
         upVector, activations);
-    const dim3 downGrid(detail::gridFor(hidden, kWarps, INT32_MAX), static_cast<unsigned>(tokens));
+    const dim3 downGrid(static_cast<unsigned>(tokens), detail::gridFor(hidden, kWarps, 65535));
     expertDownKernel<Element>
         <<<downGrid, kThreads, 0, stream>>>(weights, experts, hidden, intermediate, topK, down,
                                             activations, downVector, static_cast<Element*>(out));

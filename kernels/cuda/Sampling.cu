@@ -7,8 +7,10 @@
 //   - top-k/top-p: the k-th largest logit by radix select (4 passes of 8 bits over an ordered key),
 //     then, when at most kCapacity tokens survive (top-k up to ~2000), they are sorted in shared
 //     memory and one thread runs the CPU twin's loops on them exactly (same sums, same order);
-//   - otherwise (top-p over a large vocabulary): bisection over the ordered key space for the
-//     nucleus edge and for the draw, ~35 passes each: correct but slow (hundreds of us).
+//   - top-p alone over a large vocabulary: the same on the kCapacity highest logits when the
+//     nucleus closes within them (the usual case; ~8 passes);
+//   - otherwise: bisection over the ordered key space for the nucleus edge and for the draw, ~35
+//     passes each: correct but slow (hundreds of us).
 #include <cmath>
 
 #include "kernels/cuda/CudaKernels.h"
@@ -84,8 +86,11 @@ __device__ V blockExclusiveScan(V v, V* scratch, V* total) {
     scratch[lane] = running - own;
     if (lane == kWarpSize - 1) scratch[kWarpSize] = running;
   }
+  // The lane's exclusive prefix taken from its neighbour (not inclusive - v, which would round).
+  V exclusive = __shfl_up_sync(kFullMask, inclusive, 1);
+  if (lane == 0) exclusive = V(0);
   __syncthreads();
-  const V result = scratch[warp] + inclusive - v;
+  const V result = scratch[warp] + exclusive;
   *total = scratch[kWarpSize];
   __syncthreads();
   return result;
@@ -199,7 +204,9 @@ __device__ long long crossingInKeyOrder(const Row& row, float maximum, const Cut
   // The largest key whose mass from it upwards reaches the target; lo when none does (rounding):
   // then the walk ends on the last survivor.
   while (lo < hi) {
-    const uint32_t mid = lo + (hi - lo + 1) / 2;
+    // In 64 bits: hi - lo + 1 overflows 32 when the range is the whole key space.
+    const auto mid =
+        static_cast<uint32_t>(lo + (static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) + 1) / 2);
     if (reaches(massFrom(row, maximum, cut, mid, s)))
       lo = mid;
     else
@@ -213,10 +220,12 @@ __device__ long long crossingInKeyOrder(const Row& row, float maximum, const Cut
   for (int64_t i = threadIdx.x; i < row.vocab; i += blockDim.x)
     if (row.key(i) == key && cut.keeps(key, i)) ++ties;
   ties = detail::blockSum(ties, s.scanCount);
-  const double needed = (target - above) / each;
-  long long n =
-      strict ? static_cast<long long>(floor(needed)) : static_cast<long long>(ceil(needed)) - 1;
-  n = n < 0 ? 0 : (n > ties - 1 ? ties - 1 : n);
+  // Clamped in double before converting, so a huge quotient (or a zero mass) stays defined.
+  double needed = each > 0.0 ? (target - above) / each : 0.0;
+  needed = strict ? floor(needed) : ceil(needed) - 1.0;
+  needed = fmin(needed, static_cast<double>(ties - 1));
+  long long n = static_cast<long long>(needed);
+  n = n < 0 ? 0 : n;
   *massThrough = above + static_cast<double>(n + 1) * each;
   const auto isTie = [&](int64_t i) -> long long {
     return row.key(i) == key && cut.keeps(key, i) ? 1 : 0;
@@ -245,16 +254,25 @@ __device__ void bitonicSortDescending(unsigned long long* values, int size) {
 }
 
 // The CPU twin's loops over its sorted survivors, run by one thread so the sums match bit for bit.
-__device__ long long walkSorted(const Shared& s, int kept, float topP, double uniform) {
+// `vocabMass` > 0: the survivors are only the top of a top-p-only row whose whole mass is
+// vocabMass; returns -1 when the nucleus does not close within them.
+__device__ long long walkSorted(const Shared& s, int kept, float topP, double uniform,
+                                double vocabMass) {
   double total = 0.0;
   for (int i = 0; i < kept; ++i) total += s.probs[i];
   if (topP < 1.0f) {
+    const double whole = vocabMass > 0.0 ? vocabMass : total;
     double cumulative = 0.0;
     int nucleus = 0;
+    bool closed = false;
     while (nucleus < kept) {
-      cumulative += s.probs[nucleus++] / total;
-      if (cumulative >= topP) break;
+      cumulative += s.probs[nucleus++] / whole;
+      if (cumulative >= topP) {
+        closed = true;
+        break;
+      }
     }
+    if (vocabMass > 0.0 && !closed) return -1;
     kept = nucleus > 1 ? nucleus : 1;
     total = 0.0;
     for (int i = 0; i < kept; ++i) total += s.probs[i];
@@ -268,6 +286,33 @@ __device__ long long walkSorted(const Shared& s, int kept, float topP, double un
     if (target < 0.0) return token(i);
   }
   return token(kept - 1);
+}
+
+// Gathers the `kept` (<= kCapacity) survivors of `cut` into s.candidates, highest first (ties by
+// token id), and their probabilities as the CPU twin computes them: f64 exp of the f32
+// difference from the maximum.
+__device__ void sortSurvivors(const Row& row, const Cut& cut, int kept, float maximum, Shared& s) {
+  if (threadIdx.x == 0) s.kept = 0;
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < row.vocab; i += blockDim.x) {
+    const uint32_t key = row.key(i);
+    if (cut.keeps(key, i)) {
+      const int slot = atomicAdd(&s.kept, 1);
+      s.candidates[slot] =
+          (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - static_cast<uint32_t>(i));
+    }
+  }
+  __syncthreads();
+  int size = 1;
+  while (size < kept) size *= 2;
+  for (int i = kept + static_cast<int>(threadIdx.x); i < size; i += blockDim.x) s.candidates[i] = 0;
+  __syncthreads();
+  bitonicSortDescending(s.candidates, size);
+  for (int i = threadIdx.x; i < kept; i += blockDim.x) {
+    const float l = keyValue(static_cast<uint32_t>(s.candidates[i] >> 32));
+    s.probs[i] = exp(static_cast<double>(l - maximum));
+  }
+  __syncthreads();
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -297,44 +342,47 @@ __global__ void __launch_bounds__(kThreads)
   const long long kept = topKOn ? countKept(row, cut, s) : vocab;
 
   if (kept <= kCapacity) {
-    if (threadIdx.x == 0) s.kept = 0;
-    __syncthreads();
-    for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-      const uint32_t key = row.key(i);
-      if (cut.keeps(key, i)) {
-        const int slot = atomicAdd(&s.kept, 1);
-        s.candidates[slot] =
-            (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - static_cast<uint32_t>(i));
+    sortSurvivors(row, cut, static_cast<int>(kept), maximum, s);
+    if (threadIdx.x == 0)
+      out[r] = static_cast<int32_t>(walkSorted(s, static_cast<int>(kept), topP, uniform, 0.0));
+    return;
+  }
+
+  if (!topKOn) {
+    // Top-p alone over a large vocabulary: the nucleus usually lies within the kCapacity highest
+    // logits. Try those first (sorted exactly as above, the whole row's mass from one more pass);
+    // fall through to the bisection when ties at the edge overflow the capacity or the nucleus
+    // does not close within them.
+    Cut top;
+    top.key = kthLargestKey(row, kCapacity, s);
+    const long long candidates = countKept(row, top, s);
+    if (candidates <= kCapacity) {
+      const double vocabMass = massFrom(row, maximum, Cut{}, 0, s);
+      sortSurvivors(row, top, static_cast<int>(candidates), maximum, s);
+      if (threadIdx.x == 0)
+        s.answer = walkSorted(s, static_cast<int>(candidates), topP, uniform, vocabMass);
+      __syncthreads();
+      const long long token = s.answer;
+      __syncthreads();  // s.answer is scratch for the bisection below
+      if (token >= 0) {
+        if (threadIdx.x == 0) out[r] = static_cast<int32_t>(token);
+        return;
       }
     }
-    __syncthreads();
-    int size = 1;
-    while (size < kept) size *= 2;
-    for (int i = static_cast<int>(kept) + threadIdx.x; i < size; i += blockDim.x)
-      s.candidates[i] = 0;
-    __syncthreads();
-    bitonicSortDescending(s.candidates, size);
-    // As the CPU twin: probabilities in f64 of the f32 difference from the maximum.
-    for (int i = threadIdx.x; i < kept; i += blockDim.x) {
-      const float l = keyValue(static_cast<uint32_t>(s.candidates[i] >> 32));
-      s.probs[i] = exp(static_cast<double>(l - maximum));
-    }
-    __syncthreads();
-    if (threadIdx.x == 0)
-      out[r] = static_cast<int32_t>(walkSorted(s, static_cast<int>(kept), topP, uniform));
-    return;
   }
 
   // Many survivors: bisection over the ordered keys, highest first.
   const uint32_t maxKey = orderedKey(maximum);
   double total = massFrom(row, maximum, cut, 0, s);
   if (topPOn) {
-    double nucleusMass = 0.0;
+    double nucleusMass = 0.0;  // unused: recomputed below
     const long long edge = crossingInKeyOrder(
         row, maximum, cut, maxKey, static_cast<double>(topP) * total, false, &nucleusMass, s);
     cut.key = row.key(edge);
     cut.id = edge;
-    total = nucleusMass;
+    // The nucleus mass again, summed exactly as the bisection below sums it (nucleusMass groups
+    // the terms differently), so a draw below 1 always lands inside.
+    total = massFrom(row, maximum, cut, 0, s);
   }
   double drawnMass = 0.0;
   const long long token =

@@ -119,9 +119,9 @@ TEST(CudaElementwise, FillUniformFollowsTheSharedHash) {
     // Same hash on both sides: equal once rounded to the storage type.
     EXPECT_EQ(values, roundTo(type, expected));
     double mean = 0.0;
+    // Rounding to bf16 (2^-8 relative) may carry a value just past the f32 bound.
     for (float v : values) {
-      ASSERT_GE(v, -scale);
-      ASSERT_LE(v, scale);
+      ASSERT_LE(std::abs(v), scale * 1.01f);
       mean += v;
     }
     // Uniform on [-s, s): the mean of 1e5 draws is within a few s / sqrt(3e5) of zero.
