@@ -17,6 +17,8 @@
 #include "ir/DType.h"
 #include "ir/Float16.h"
 #include "kernels/cuda/CudaKernels.h"
+#include "kernels/cuda/DecodeAttention.h"
+#include "kernels/cuda/Gemv.h"
 
 namespace tpc {
 namespace {
@@ -204,6 +206,13 @@ class CudaBackend : public Backend {
   size_t oneRowSplitBytes_ = 0;
   std::vector<bool> skipAtOneRow_;
   void findOneRowAliases();
+  // One-token fusions on top of those views: a gate/up linear whose split halves feed only a
+  // swiglu writes the swiglu's result itself (linear step -> swiglu step), and a rope whose input
+  // view has no other reader rotates in place, so the q and k ropes of a layer, adjacent in the
+  // qkv buffer, run as one launch (first rope step -> heads of both).
+  std::map<uint32_t, uint32_t> swigluInto_;
+  std::map<uint32_t, int64_t> fusedRopeHeads_;
+  void findOneRowFusions();
   DeviceMemory weightMemory_, arena_, kvMemory_, workspace_, io_, gather_, tables_;
   DeviceMemory hostIoMemory_;
   int32_t* hostIo_ = nullptr;  // pinned: ids, positions, slots, picked ids
@@ -213,6 +222,11 @@ class CudaBackend : public Backend {
   uint64_t weightBytes_ = 0;
   std::vector<cuda::KvCacheView> caches_;
   size_t attentionWorkspace_ = 0;
+  // Decode steps (every token a different sequence) use cuda::decodeAttention, one launch per
+  // layer; its workspace holds counters that must start at zero.
+  DeviceMemory decodeWorkspace_;
+  size_t decodeWorkspaceBytes_ = 0;
+  bool decodeStep_ = false;
   std::map<uint32_t, std::pair<const float*, float>> rope_;  // step: inverse freqs, scaling
   std::map<uint32_t, const void* const*> expertPointers_;    // step: gate, up, down arrays
   std::vector<float> hostLogits_;
@@ -252,6 +266,7 @@ Error CudaBackend::initialize(const BackendOptions& options) {
       std::min<int64_t>(kPrefillChunkTokens, static_cast<int64_t>(kArenaCap / perToken)));
   ioTokens_ = chunkTokens_;
   findOneRowAliases();
+  findOneRowFusions();
   if (Error e = allocate(options, device)) return e;
   return loadWeights(options);
 }
@@ -281,6 +296,81 @@ void CudaBackend::findOneRowAliases() {
   }
 }
 
+void CudaBackend::findOneRowFusions() {
+  const auto& steps = *prog_.steps();
+  std::vector<int> readers(prog_.buffers()->size(), 0);
+  std::vector<int64_t> producer(prog_.buffers()->size(), -1);
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    for (const plan::Ref* r : *steps.Get(i)->operands())
+      if (r->kind() == plan::RefKind::Buffer) ++readers[r->index()];
+    for (uint32_t b : *steps.Get(i)->results()) producer[b] = i;
+  }
+  auto bufferOperand = [&](const plan::Step& s, uint32_t i) -> int64_t {
+    const plan::Ref* r = s.operands()->Get(i);
+    return r->kind() == plan::RefKind::Buffer ? static_cast<int64_t>(r->index()) : -1;
+  };
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    const plan::Step& s = *steps.Get(i);
+    std::string_view op = s.op()->string_view();
+    if (op != "swiglu") continue;
+    {
+      const int64_t gate = bufferOperand(s, 0), up = bufferOperand(s, 1);
+      if (gate < 0 || up < 0 || producer[gate] < 0 || producer[gate] != producer[up]) continue;
+      const auto split = static_cast<uint32_t>(producer[gate]);
+      const plan::Step& sp = *steps.Get(split);
+      if (!skipAtOneRow_[split] || sp.results()->size() != 2 ||
+          sp.results()->Get(0) != static_cast<uint32_t>(gate) ||
+          sp.results()->Get(1) != static_cast<uint32_t>(up) || readers[gate] != 1 ||
+          readers[up] != 1)
+        continue;
+      const int64_t source = bufferOperand(sp, 0);
+      if (source < 0 || producer[source] < 0 || readers[source] != 1) continue;
+      const auto linear = static_cast<uint32_t>(producer[source]);
+      const plan::Step& ls = *steps.Get(linear);
+      if (ls.op()->string_view() != "linear" || widths_[gate] != widths_[up]) continue;
+      const plan::Weight& w = weightOf(ls, 1);
+      // The paired GEMV streams 16-byte vectors of each weight row.
+      const auto rowBytes = static_cast<size_t>(w.shape()->Get(1)) * cuda::elementBytes(computeType_);
+      if (w.shape()->Get(0) != 2 * widths_[gate] || rowBytes % 16 != 0 ||
+          bufferTypes_[gate] != computeType_)
+        continue;
+      swigluInto_[linear] = i;
+      skipAtOneRow_[i] = true;  // the split is already skipped
+    }
+  }
+  // Ropes in place on their views, then adjacent pairs merged.
+  std::vector<uint32_t> inPlace;
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    const plan::Step& s = *steps.Get(i);
+    if (s.op()->string_view() != "rope") continue;
+    const int64_t x = bufferOperand(s, 0);
+    if (x < 0 || !oneRowAliases_.count(static_cast<uint32_t>(x)) || readers[x] != 1) continue;
+    oneRowAliases_[s.results()->Get(0)] = oneRowAliases_[static_cast<uint32_t>(x)];
+    inPlace.push_back(i);
+  }
+  for (size_t n = 0; n + 1 < inPlace.size(); ++n) {
+    const uint32_t first = inPlace[n], second = inPlace[n + 1];
+    if (second != first + 1 || skipAtOneRow_[first]) continue;
+    const plan::Step& a = *steps.Get(first);
+    const plan::Step& b = *steps.Get(second);
+    const auto xa = static_cast<uint32_t>(bufferOperand(a, 0));
+    const auto xb = static_cast<uint32_t>(bufferOperand(b, 0));
+    const auto [baseA, offsetA] = oneRowAliases_[xa];
+    const auto [baseB, offsetB] = oneRowAliases_[xb];
+    const auto elt = static_cast<int64_t>(cuda::elementBytes(bufferTypes_[xa]));
+    float scaleA = 1.0f, scaleB = 1.0f;
+    const bool sameRope =
+        cpu::ropeInverseFrequencies(stepRopeParams(a), &scaleA) ==
+            cpu::ropeInverseFrequencies(stepRopeParams(b), &scaleB) &&
+        scaleA == scaleB && stepInt(a, "head_dim") == stepInt(b, "head_dim") &&
+        bufferOperand(a, 1) == bufferOperand(b, 1) && bufferTypes_[xa] == bufferTypes_[xb];
+    if (!sameRope || baseA != baseB || offsetA + widths_[xa] * elt != offsetB) continue;
+    const int64_t d = stepInt(a, "head_dim");
+    fusedRopeHeads_[first] = (widths_[xa] + widths_[xb]) / d;
+    skipAtOneRow_[second] = true;
+  }
+}
+
 Error CudaBackend::allocate(const BackendOptions& options, int device) {
   // Everything this rank needs, added up first so a plan too big for the GPU is one clear error.
   size_t weightBytes = 0;
@@ -298,6 +388,10 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
       attentionWorkspace_ = std::max(
           attentionWorkspace_,
           cuda::attentionWorkspaceBytes(chunkTokens_, stepInt(*s, "heads"), headDim, maxContext_));
+      decodeWorkspaceBytes_ = std::max(
+          decodeWorkspaceBytes_,
+          cuda::decodeAttentionWorkspaceBytes(graphTokens_, stepInt(*s, "heads"), kvHeads,
+                                              headDim, maxContext_));
     } else if (op == "moe_experts") {
       int64_t per = stepInt(*s, "params_per_expert");
       int64_t intermediate = weightOf(*s, static_cast<uint32_t>(3 + per - 1)).shape()->Get(1);
@@ -312,7 +406,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
       plan_.world() > 1 ? alignUp(static_cast<size_t>(prog_.arena_bytes_per_token() * chunkTokens_))
                         : 0;
   const size_t needed = weightBytes + kvBytes + arenaBytes + gatherBytes + attentionWorkspace_ +
-                        oneRowSplitBytes_ +
+                        oneRowSplitBytes_ + decodeWorkspaceBytes_ +
                         kGemmWorkspaceBytes + (size_t{64} << 20);
   size_t freeBytes = 0, totalBytes = 0;
   TPC_CUDA_TRY(cudaMemGetInfo(&freeBytes, &totalBytes));
@@ -330,6 +424,8 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   TPC_CUDA_TRY(arena_.allocate(arenaBytes));
   TPC_CUDA_TRY(oneRowSplitSources_.allocate(oneRowSplitBytes_));
   TPC_CUDA_TRY(workspace_.allocate(attentionWorkspace_));
+  TPC_CUDA_TRY(decodeWorkspace_.allocate(decodeWorkspaceBytes_));
+  TPC_CUDA_TRY(cudaMemsetAsync(decodeWorkspace_.data(), 0, decodeWorkspaceBytes_, stream_));
   if (gatherBytes) TPC_CUDA_TRY(gather_.allocate(gatherBytes));
   Expected<std::unique_ptr<GemmRunner>> gemm = GemmRunner::create(kGemmWorkspaceBytes);
   if (!gemm) return gemm.takeError();
@@ -472,7 +568,13 @@ Error CudaBackend::run(const StepInput& in, const std::function<Error(const Chun
 
 Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t first,
                                                    int64_t count) {
-  const bool graph = !eager_ && count <= graphTokens_;
+  // A decode step: no two tokens of one sequence, so each token's attention reads only cache
+  // rows written before this call (plus its own). Graphs are captured for decode steps only.
+  decodeStep_ = count <= graphTokens_;
+  for (int64_t t = 0; t < count && decodeStep_; ++t)
+    for (int64_t u = 0; u < t && decodeStep_; ++u)
+      decodeStep_ = in.slots[first + t] != in.slots[first + u];
+  const bool graph = !eager_ && decodeStep_;
   int64_t rows = count;
   if (graph)
     for (rows = 1; rows < count;) rows *= 2;
@@ -558,6 +660,13 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
   } else if (op == "add") {
     TPC_CUDA_TRY(
         cuda::add(type, operand(s, 0, T), operand(s, 1, T), T * width(s, 0), result(s, T), st));
+  } else if (op == "linear" && T == 1 && swigluInto_.count(index)) {
+    const plan::Weight& w = weightOf(s, 1);
+    const plan::Step& swiglu = *prog_.steps()->Get(swigluInto_.at(index));
+    TPC_CUDA_TRY(cuda::gemvSwiglu(type, operand(s, 0, T), operand(s, 1, T),
+                                  s.operands()->size() == 3 ? operand(s, 2, T) : nullptr,
+                                  w.shape()->Get(1), w.shape()->Get(0) / 2, result(swiglu, T),
+                                  st));
   } else if (op == "linear") {
     const plan::Weight& w = weightOf(s, 1);
     if (Error e = gemm_->linear(type, resultType(s), operand(s, 0, T), operand(s, 1, T),
@@ -567,10 +676,23 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
   } else if (op == "rope") {
     auto [inverse, scaling] = rope_.at(index);
     int64_t d = stepInt(s, "head_dim");
+    auto fused = fusedRopeHeads_.find(index);
+    const int64_t heads = T == 1 && fused != fusedRopeHeads_.end() ? fused->second : width(s, 0) / d;
     TPC_CUDA_TRY(cuda::rope(type, operand(s, 0, T), static_cast<const int32_t*>(operand(s, 1, T)),
-                            T, width(s, 0) / d, d, inverse, scaling, result(s, T), st));
+                            T, heads, d, inverse, scaling, result(s, T), st));
   } else if (op == "attention") {
     if (attention >= caches_.size()) return makeError("more attention steps than KV caches");
+    const cuda::KvCacheView& cache = caches_[attention];
+    if (decodeStep_ && T <= cuda::kDecodeMaxTokens &&
+        cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads, cache.headDim)) {
+      ++attention;
+      TPC_CUDA_TRY(cuda::decodeAttention(
+          type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T),
+          static_cast<const int32_t*>(operand(s, 3, T)), slots_, T, stepInt(s, "heads"),
+          static_cast<float>(stepFloat(s, "scale")), cache, decodeWorkspace_.data(),
+          result(s, T), st));
+      return Error::success();
+    }
     TPC_CUDA_TRY(cuda::attention(type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T),
                                  static_cast<const int32_t*>(operand(s, 3, T)), slots_, T,
                                  stepInt(s, "heads"), static_cast<float>(stepFloat(s, "scale")),

@@ -90,6 +90,52 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
+// One token, gate and up rows paired: the warp for row r also streams row r + half, and writes
+// silu(gate) * up, each rounded to T as the separate linear, split and swiglu steps would.
+template <class T>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemvSwigluKernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                     int64_t in, int64_t half, T* __restrict__ y) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+  if (row >= half) return;
+  const int64_t vectors = in * static_cast<int64_t>(sizeof(T)) / 16;
+  const uint4* gateRow = reinterpret_cast<const uint4*>(w + row * in);
+  const uint4* upRow = reinterpret_cast<const uint4*>(w + (row + half) * in);
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  float gate = 0.0f, up = 0.0f;
+  int64_t v = lane;
+  for (; v + (kUnroll - 1) * 32 < vectors; v += kUnroll * 32) {
+    uint4 g[kUnroll], u[kUnroll];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      g[k] = __ldcs(gateRow + v + k * 32);
+      u[k] = __ldcs(upRow + v + k * 32);
+    }
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      const uint4 xk = __ldg(xv + v + k * 32);
+      gate += dot16<T>(g[k], xk);
+      up += dot16<T>(u[k], xk);
+    }
+  }
+  for (; v < vectors; v += 32) {
+    const uint4 xk = __ldg(xv + v);
+    gate += dot16<T>(__ldcs(gateRow + v), xk);
+    up += dot16<T>(__ldcs(upRow + v), xk);
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    gate += __shfl_xor_sync(0xffffffffu, gate, offset);
+    up += __shfl_xor_sync(0xffffffffu, up, offset);
+  }
+  if (lane == 0) {
+    const float g = toF32(fromF32<T>(gate + (bias ? toF32(bias[row]) : 0.0f)));
+    const float u = toF32(fromF32<T>(up + (bias ? toF32(bias[row + half]) : 0.0f)));
+    y[row] = fromF32<T>(g / (1.0f + expf(-g)) * u);
+  }
+}
+
 template <class T, class Out>
 cudaError_t launch(const void* x, const void* w, const void* bias, int64_t tokens, int64_t in,
                    int64_t out, void* y, cudaStream_t stream) {
@@ -121,6 +167,16 @@ cudaError_t launch(const void* x, const void* w, const void* bias, int64_t token
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+template <class T>
+cudaError_t launchSwiglu(const void* x, const void* w, const void* bias, int64_t in, int64_t half,
+                         void* y, cudaStream_t stream) {
+  dim3 grid(static_cast<unsigned>((half + kWarpsPerBlock - 1) / kWarpsPerBlock));
+  gemvSwigluKernel<T><<<grid, kWarpsPerBlock * 32, 0, stream>>>(
+      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), in, half,
+      static_cast<T*>(y));
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 bool gemvSupports(ElementType input, int64_t tokens, int64_t in, const void* x, const void* w) {
@@ -141,6 +197,18 @@ cudaError_t gemv(ElementType input, ElementType output, const void* x, const voi
                     : launch<__half, __half>(x, w, bias, tokens, in, out, y, stream);
     default:
       return launch<float, float>(x, w, bias, tokens, in, out, y, stream);
+  }
+}
+
+cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias,
+                       int64_t in, int64_t half, void* y, cudaStream_t stream) {
+  switch (type) {
+    case ElementType::BF16:
+      return launchSwiglu<__nv_bfloat16>(x, w, bias, in, half, y, stream);
+    case ElementType::F16:
+      return launchSwiglu<__half>(x, w, bias, in, half, y, stream);
+    default:
+      return launchSwiglu<float>(x, w, bias, in, half, y, stream);
   }
 }
 

@@ -13,6 +13,7 @@
 //     passes each: correct but slow (hundreds of us).
 #include <cmath>
 
+#include "kernels/cuda/ArgmaxWide.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DeviceMath.cuh"
 
@@ -437,6 +438,8 @@ cudaError_t argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* ou
                    cudaStream_t stream) {
   if (vocab <= 0) return cudaErrorInvalidValue;
   if (rows <= 0) return cudaGetLastError();
+  // A few rows of a wide vocabulary (decode): spread each row over many blocks.
+  if (argmaxWideSupports(rows, vocab)) return argmaxWide(logits, rows, vocab, out, stream);
   argmaxKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(logits, vocab, out);
   return cudaGetLastError();
 }

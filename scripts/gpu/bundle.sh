@@ -16,7 +16,7 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTPC_ENABLE_CU
 grep -q "CUDA backend on" "$build/configure.log" || { cat "$build/configure.log"; echo "error: the CUDA backend is off" >&2; exit 1; }
 cmake --build "$build" --target tpc tpexec tpc_kernels_cuda_tests tpc_tools_tests -j"$(nproc)"
 
-rm -rf "$out/bin" "$out/lib" "$out/plans"
+rm -rf "$out/bin" "$out/lib" "$out/plans" "$out/payload.tar.xz"
 mkdir -p "$out/bin" "$out/lib" "$out/plans"
 cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests} "$out/bin/"
 strip "$out"/bin/*  # the carry to the GPU machine is size-limited
@@ -33,5 +33,9 @@ for preset in llama3-8b llama3.2-1b; do
     --quiet -o "$out/plans/$preset.w1.fb"
   cp "$models/$preset/config.json" "$out/plans/$preset.config.json"
 done
+# The carry to the GPU machine is size-limited: binaries and libraries travel compressed and
+# scripts/gpu/unpack.sh opens them there.
+tar -C "$out" -cJf "$out/payload.tar.xz" bin lib
+rm -rf "$out/bin" "$out/lib"
 du -sh "$out"
 echo "carry: gpu-bundle"

@@ -7,6 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bundle="$root/gpu-bundle"
+"$root/scripts/gpu/unpack.sh"
 toolkit=$(dirname "$(dirname "$(command -v nvcc)")")
 export LD_LIBRARY_PATH="$bundle/lib:$toolkit/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
 plan=$1; shift

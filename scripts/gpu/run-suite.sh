@@ -8,6 +8,7 @@ set -uo pipefail
 what=${1:-all}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bundle="$root/gpu-bundle"
+"$root/scripts/gpu/unpack.sh"
 # Logs are gathered into two files at the end: the device tool brings back only a few files.
 logs=$(mktemp -d)
 keep=${OUT:-$root/gpu-logs}

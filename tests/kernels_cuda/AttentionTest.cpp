@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/Kernels.h"
 #include "kernels/cuda/AttentionPlan.h"
+#include "kernels/cuda/DecodeAttention.h"
 #include "tests/kernels_cuda/CudaTestUtil.h"
 
 namespace tpc::cuda::test {
@@ -63,8 +64,10 @@ class Harness {
   }
 
   // One attention call on both sides; compares the outputs and the whole caches.
+  // `decode`: through cuda::decodeAttention, whose workspace (and its counters) persists across
+  // steps as in the backend.
   void step(const std::vector<int32_t>& positions, const std::vector<int32_t>& slots,
-            uint32_t seed) {
+            uint32_t seed, bool decode = false) {
     const auto tokens = static_cast<int64_t>(positions.size());
     SCOPED_TRACE(describe(c_) + " tokens " + std::to_string(tokens));
     const float scale = 1.0f / std::sqrt(static_cast<float>(c_.headDim));
@@ -88,9 +91,20 @@ class Harness {
     DeviceBuffer dOut(q.size() * elementBytes(c_.type));
     const KvCacheView cache{dK_->get(),    dV_->get(), c_.slots,
                             c_.maxContext, c_.kvHeads, c_.headDim};
-    TPC_CUDA_OK(attention(c_.type, dQ.get(), dKIn.get(), dVIn.get(), dPos.as<int32_t>(),
-                          dSlots.as<int32_t>(), tokens, c_.heads, scale, cache,
-                          workspaceBytes ? workspace.get() : nullptr, dOut.get(), nullptr));
+    if (decode) {
+      if (!decodeWorkspace_) {
+        decodeWorkspace_ = std::make_unique<DeviceBuffer>(decodeAttentionWorkspaceBytes(
+            8, c_.heads, c_.kvHeads, c_.headDim, c_.maxContext));
+        decodeWorkspace_->fill(0);
+      }
+      TPC_CUDA_OK(decodeAttention(c_.type, dQ.get(), dKIn.get(), dVIn.get(), dPos.as<int32_t>(),
+                                  dSlots.as<int32_t>(), tokens, c_.heads, scale, cache,
+                                  decodeWorkspace_->get(), dOut.get(), nullptr));
+    } else {
+      TPC_CUDA_OK(attention(c_.type, dQ.get(), dKIn.get(), dVIn.get(), dPos.as<int32_t>(),
+                            dSlots.as<int32_t>(), tokens, c_.heads, scale, cache,
+                            workspaceBytes ? workspace.get() : nullptr, dOut.get(), nullptr));
+    }
     EXPECT_TRUE(allClose(download(c_.type, dOut, q.size()), toDouble(expected),
                          attentionTolerance(c_.type)));
     EXPECT_TRUE(sameValues(download(c_.type, *dK_, k_.size()), k_)) << "key cache differs";
@@ -101,7 +115,7 @@ class Harness {
   AttentionCase c_;
   std::vector<float> k_, v_;
   cpu::KvCache view_;
-  std::unique_ptr<DeviceBuffer> dK_, dV_;
+  std::unique_ptr<DeviceBuffer> dK_, dV_, decodeWorkspace_;
 };
 
 std::vector<int32_t> range(int32_t first, int32_t count) {
@@ -169,6 +183,32 @@ TEST(CudaAttention, MixedPrefillAndDecodeInOneCall) {
   std::vector<int32_t> positions = {500, 0, 1, 2, 3, 4, 1999, 3};
   std::vector<int32_t> slots = {0, 1, 1, 1, 1, 1, 2, 3};
   harness.step(positions, slots, 101);
+}
+
+// The one-launch decode kernel: every token a different slot, positions on both sides of its
+// chunk edges (63/64/65), position 0 and the last one; three steps in a row share a workspace,
+// so a counter left non-zero by one step would break the next.
+TEST(CudaAttention, DecodeKernelMatchesCpu) {
+  TPC_REQUIRE_GPU();
+  const AttentionCase shapes[] = {
+      {ElementType::BF16, 32, 8, 128, 8, 4096}, {ElementType::BF16, 32, 4, 128, 8, 1000},
+      {ElementType::F16, 8, 8, 64, 8, 2048},    {ElementType::BF16, 32, 8, 64, 8, 4096},
+      {ElementType::F16, 16, 2, 128, 8, 4096},
+  };
+  for (const AttentionCase& c : shapes) {
+    ASSERT_TRUE(decodeAttentionSupports(c.type, c.heads, c.kvHeads, c.headDim));
+    const auto last = static_cast<int32_t>(c.maxContext - 1);
+    std::vector<int32_t> positions = {63, 64, 0, last, 65, 700, 1, 128};
+    Harness harness(c, positions, 50);
+    std::vector<int32_t> slots = {0, 1, 2, 3, 4, 5, 6, 7};
+    harness.step(positions, slots, 60, true);
+    // Next steps: fewer tokens, other slot orders.
+    harness.step({positions[4] + 1, positions[0] + 1}, {4, 0}, 70, true);
+    harness.step({positions[5] + 1, positions[1] + 1, positions[6] + 1}, {5, 1, 6}, 80, true);
+  }
+  EXPECT_FALSE(decodeAttentionSupports(ElementType::F32, 32, 8, 128));
+  EXPECT_FALSE(decodeAttentionSupports(ElementType::BF16, 32, 8, 256));
+  EXPECT_FALSE(decodeAttentionSupports(ElementType::BF16, 32, 2, 128));  // group of 16
 }
 
 }  // namespace

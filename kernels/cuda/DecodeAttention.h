@@ -1,0 +1,32 @@
+// Attention for decode steps, where every token is the only one of its sequence in the call: one
+// launch writes each token's k/v into the cache and attends. Blocks own (token, KV head, chunk of
+// kDecodeChunk positions); each stages its chunk of keys and values in shared memory once for all
+// the query heads of the KV head's group, and the last block of a (token, KV head) to finish
+// merges the chunks, so a step costs one launch where cuda::attention takes three.
+// Host-compilable like CudaKernels.h.
+#pragma once
+
+#include "kernels/cuda/CudaKernels.h"
+
+namespace tpc::cuda {
+
+constexpr int64_t kDecodeChunk = 64;
+constexpr int64_t kDecodeMaxTokens = 1024;
+
+// bf16 or f16, headDim 64 or 128, at most 8 query heads per KV head.
+bool decodeAttentionSupports(ElementType type, int64_t heads, int64_t kvHeads, int64_t headDim);
+
+// Workspace for up to `tokens` (<= kDecodeMaxTokens) tokens: per-chunk partial results and one counter per
+// (token, KV head). It must be zeroed once before first use; the kernel leaves the counters at
+// zero again.
+size_t decodeAttentionWorkspaceBytes(int64_t tokens, int64_t heads, int64_t kvHeads,
+                                     int64_t headDim, int64_t maxContext);
+
+// cpu::attention's contract for calls whose tokens all have different slots (as in a batch of
+// decode steps; tokens sharing a slot would race on the cache).
+cudaError_t decodeAttention(ElementType type, const void* q, const void* k, const void* v,
+                            const int32_t* positions, const int32_t* slots, int64_t tokens,
+                            int64_t heads, float scale, const KvCacheView& cache, void* workspace,
+                            void* out, cudaStream_t stream);
+
+}  // namespace tpc::cuda
