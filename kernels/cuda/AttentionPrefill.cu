@@ -71,19 +71,23 @@ __device__ __forceinline__ void waitCopies() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
+// The "memory" clobbers below keep the compiler from moving plain shared-memory stores (the
+// output staging) across these reads of the same tile.
 // Four 8x8 b16 matrices; lane 8m + r gives the address of row r of matrix m, and register m of
 // lane 4r + c receives row r, columns 2c and 2c + 1 of matrix m.
 __device__ __forceinline__ void loadMatrices(uint32_t (&r)[4], uint32_t address) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
+               : "r"(address)
+               : "memory");
 }
 
 // As loadMatrices, transposed: register m of lane 4r + c receives rows 2c and 2c + 1 of column r.
 __device__ __forceinline__ void loadMatricesTransposed(uint32_t (&r)[4], uint32_t address) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
+               : "r"(address)
+               : "memory");
 }
 
 // c[16x8] += a[16x16] b[16x8]. Lane 4g + t holds a: (g, 2t..), (g+8, 2t..), (g, 2t+8..),
