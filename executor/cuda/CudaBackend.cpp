@@ -17,6 +17,7 @@
 #include "ir/DType.h"
 #include "ir/Float16.h"
 #include "kernels/cuda/CudaKernels.h"
+#include "kernels/cuda/AttentionPrefill.h"
 #include "kernels/cuda/DecodeAttention.h"
 #include "kernels/cuda/Gemv.h"
 
@@ -120,13 +121,13 @@ class CudaBackend : public Backend {
         TPC_CUDA_TRY(cuda::argmax(
             reinterpret_cast<const float*>(address(prog_.outputs()->Get(0), c.deviceTokens)),
             c.count, vocab_, pickedIds_, stream_));
-      TPC_CUDA_TRY(cudaMemcpyAsync(ids.data() + c.first, pickedIds_,
-                                   static_cast<size_t>(c.count) * sizeof(int32_t),
-                                   cudaMemcpyDeviceToHost, stream_));
+      // The picked ids land in mapped host memory: no copy, just the wait.
+      if (Error w = wait("picking tokens")) return w;
+      std::memcpy(ids.data() + c.first, pickedHost_.data(),
+                  static_cast<size_t>(c.count) * sizeof(int32_t));
       return Error::success();
     });
     if (e) return e;
-    if (Error w = wait("picking tokens")) return w;
     return ids;
   }
 
@@ -152,8 +153,11 @@ class CudaBackend : public Backend {
   }
 
   char* address(uint32_t buffer, int64_t tokens) const {
-    auto fixed = fixedBuffers_.find(buffer);
-    if (fixed != fixedBuffers_.end()) return fixed->second;
+    // Inputs live in the io block: ids, then positions, then slots, `tokens` each, so one copy
+    // uploads a step's inputs.
+    auto fixed = ioInputs_.find(buffer);
+    if (fixed != ioInputs_.end())
+      return io_.data() + fixed->second * tokens * static_cast<int64_t>(sizeof(int32_t));
     if (tokens == 1) {
       auto alias = oneRowAliases_.find(buffer);
       if (alias != oneRowAliases_.end())
@@ -196,7 +200,10 @@ class CudaBackend : public Backend {
 
   std::vector<ElementType> bufferTypes_;
   std::vector<int64_t> widths_;
-  std::map<uint32_t, char*> fixedBuffers_;  // inputs live in the io block, not the arena
+  std::map<uint32_t, int64_t> ioInputs_;  // input buffer -> its part of the io block (0 or 1)
+  const int32_t* slotsFor(int64_t tokens) const {
+    return reinterpret_cast<const int32_t*>(io_.data()) + 2 * tokens;
+  }
   // With one token a split's results are byte ranges of its operand, so the split need not copy.
   // The operand then lives outside the arena (where the memory plan may reuse its bytes while a
   // result is still to be read), in oneRowSplitSources_: buffer -> (its offset there, byte offset
@@ -216,8 +223,8 @@ class CudaBackend : public Backend {
   DeviceMemory weightMemory_, arena_, kvMemory_, workspace_, io_, gather_, tables_;
   DeviceMemory hostIoMemory_;
   int32_t* hostIo_ = nullptr;  // pinned: ids, positions, slots, picked ids
-  int32_t* slots_ = nullptr;
-  int32_t* pickedIds_ = nullptr;
+  DeviceMemory pickedHost_;      // mapped: argmax writes the picked ids straight to the host
+  int32_t* pickedIds_ = nullptr;  // its device address
   std::vector<void*> weights_;
   uint64_t weightBytes_ = 0;
   std::vector<cuda::KvCacheView> caches_;
@@ -227,6 +234,11 @@ class CudaBackend : public Backend {
   DeviceMemory decodeWorkspace_;
   size_t decodeWorkspaceBytes_ = 0;
   bool decodeStep_ = false;
+  // A prefill chunk (one sequence, consecutive positions, known here on the host) uses the
+  // tensor-core cuda::prefillAttention.
+  bool prefillChunk_ = false;
+  int64_t prefillStart_ = 0;
+  int32_t prefillSlot_ = 0;
   std::map<uint32_t, std::pair<const float*, float>> rope_;  // step: inverse freqs, scaling
   std::map<uint32_t, const void* const*> expertPointers_;    // step: gate, up, down arrays
   std::vector<float> hostLogits_;
@@ -431,17 +443,18 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   if (!gemm) return gemm.takeError();
   gemm_ = std::move(*gemm);
 
-  // The io block: token ids, positions, slots and the picked ids, ioTokens_ each.
-  TPC_CUDA_TRY(io_.allocate(4 * static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
+  // The io block: a step's token ids, positions and slots (`tokens` each, see address()).
+  TPC_CUDA_TRY(io_.allocate(3 * static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
   TPC_CUDA_TRY(hostIoMemory_.allocatePinned(4 * static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
   hostIo_ = reinterpret_cast<int32_t*>(hostIoMemory_.data());
-  auto* io = reinterpret_cast<int32_t*>(io_.data());
   for (uint32_t b : *prog_.inputs()) {
     std::string_view name = prog_.buffers()->Get(b)->name()->string_view();
-    fixedBuffers_[b] = reinterpret_cast<char*>(name == "positions" ? io + ioTokens_ : io);
+    ioInputs_[b] = name == "positions" ? 1 : 0;
   }
-  slots_ = io + 2 * ioTokens_;
-  pickedIds_ = io + 3 * ioTokens_;
+  TPC_CUDA_TRY(pickedHost_.allocateMapped(static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
+  void* picked = nullptr;
+  TPC_CUDA_TRY(cudaHostGetDevicePointer(&picked, pickedHost_.data(), 0));
+  pickedIds_ = static_cast<int32_t*>(picked);
 
   char* kv = kvMemory_.data();
   std::vector<float> tables;
@@ -575,6 +588,12 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
     for (int64_t u = 0; u < t && decodeStep_; ++u)
       decodeStep_ = in.slots[first + t] != in.slots[first + u];
   const bool graph = !eager_ && decodeStep_;
+  prefillChunk_ = !decodeStep_;
+  for (int64_t t = 1; t < count && prefillChunk_; ++t)
+    prefillChunk_ = in.slots[first + t] == in.slots[first] &&
+                    in.positions[first + t] == in.positions[first + t - 1] + 1;
+  prefillStart_ = in.positions[first];
+  prefillSlot_ = in.slots[first];
   int64_t rows = count;
   if (graph)
     for (rows = 1; rows < count;) rows *= 2;
@@ -582,14 +601,11 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
   for (int64_t t = 0; t < rows; ++t) {
     bool real = t < count;
     hostIo_[t] = real ? in.tokenIds[first + t] : 0;
-    hostIo_[ioTokens_ + t] = real ? in.positions[first + t] : 0;
-    hostIo_[2 * ioTokens_ + t] = real ? in.slots[first + t] : static_cast<int32_t>(maxBatch_);
+    hostIo_[rows + t] = real ? in.positions[first + t] : 0;
+    hostIo_[2 * rows + t] = real ? in.slots[first + t] : static_cast<int32_t>(maxBatch_);
   }
-  auto* io = reinterpret_cast<int32_t*>(io_.data());
-  for (int part = 0; part < 3; ++part)
-    TPC_CUDA_TRY(cudaMemcpyAsync(io + part * ioTokens_, hostIo_ + part * ioTokens_,
-                                 static_cast<size_t>(rows) * sizeof(int32_t),
-                                 cudaMemcpyHostToDevice, stream_));
+  TPC_CUDA_TRY(cudaMemcpyAsync(io_.data(), hostIo_, 3 * static_cast<size_t>(rows) * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream_));
   Chunk chunk{first, count, rows, graph};
   if (!graph) {
     if (Error e = enqueueSteps(rows)) return e;
@@ -688,13 +704,21 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
       ++attention;
       TPC_CUDA_TRY(cuda::decodeAttention(
           type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T),
-          static_cast<const int32_t*>(operand(s, 3, T)), slots_, T, stepInt(s, "heads"),
+          static_cast<const int32_t*>(operand(s, 3, T)), slotsFor(T), T, stepInt(s, "heads"),
           static_cast<float>(stepFloat(s, "scale")), cache, decodeWorkspace_.data(),
           result(s, T), st));
       return Error::success();
     }
+    if (prefillChunk_ && cuda::prefillAttentionSupports(type, cache.headDim)) {
+      ++attention;
+      TPC_CUDA_TRY(cuda::prefillAttention(type, operand(s, 0, T), operand(s, 1, T),
+                                          operand(s, 2, T), T, stepInt(s, "heads"), prefillStart_,
+                                          prefillSlot_, static_cast<float>(stepFloat(s, "scale")),
+                                          cache, result(s, T), st));
+      return Error::success();
+    }
     TPC_CUDA_TRY(cuda::attention(type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T),
-                                 static_cast<const int32_t*>(operand(s, 3, T)), slots_, T,
+                                 static_cast<const int32_t*>(operand(s, 3, T)), slotsFor(T), T,
                                  stepInt(s, "heads"), static_cast<float>(stepFloat(s, "scale")),
                                  caches_[attention++], workspace_.data(), result(s, T), st));
   } else if (op == "swiglu") {

@@ -29,6 +29,13 @@ class DeviceMemory {
     pinned_ = true;
     return cudaMallocHost(&ptr_, bytes ? bytes : 1);
   }
+  // Pinned host memory the device reads and writes directly (see cudaHostGetDevicePointer).
+  cudaError_t allocateMapped(size_t bytes) {
+    release();
+    bytes_ = bytes;
+    pinned_ = true;
+    return cudaHostAlloc(&ptr_, bytes ? bytes : 1, cudaHostAllocMapped);
+  }
   char* data() const { return static_cast<char*>(ptr_); }
   size_t bytes() const { return bytes_; }
 

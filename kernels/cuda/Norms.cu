@@ -92,6 +92,42 @@ __global__ void rmsNormKernel(const T* x, const T* residual, const T* weight, in
         fromFloat<T>(detail::toFloat(weight[i]) * (detail::toFloat(src[i]) * inverseRms));
 }
 
+// Rows of at most 1024 vectors (hidden states up to 8192 bf16): one thread per vector keeps it
+// and the weight's in registers, so the row is read once and every load is in flight before the
+// reduction - a decode step's norm is otherwise bound by the latency of two passes.
+template <typename T, bool kAddResidual>
+__global__ void rmsNormRegistersKernel(const T* x, const T* residual, const T* weight,
+                                       int64_t width, float eps, T* sum, T* out) {
+  __shared__ float scratch[detail::kWarpSize];
+  constexpr int kWidth = kVecWidth<T>;
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * width;
+  const int64_t v = threadIdx.x;
+  const bool active = v < width / kWidth;
+  float values[kWidth] = {}, w[kWidth] = {};
+  float squares = 0.0f;
+  if (active) {
+    detail::loadVec(x + base + v * kWidth, values);
+    detail::loadVec(weight + v * kWidth, w);
+    if constexpr (kAddResidual) {
+      float other[kWidth];
+      detail::loadVec(residual + base + v * kWidth, other);
+#pragma unroll
+      for (int i = 0; i < kWidth; ++i)
+        values[i] = detail::toFloat(fromFloat<T>(values[i] + other[i]));
+      detail::storeVec(sum + base + v * kWidth, values);
+    }
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) squares += values[i] * values[i];
+  }
+  const float variance = detail::blockSum(squares, scratch) / static_cast<float>(width);
+  const float inverseRms = 1.0f / sqrtf(variance + eps);
+  if (active) {
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) values[i] = w[i] * (values[i] * inverseRms);
+    detail::storeVec(out + base + v * kWidth, values);
+  }
+}
+
 template <typename T, bool kAddResidual>
 cudaError_t launchRmsNorm(const void* x, const void* residual, const void* weight, int64_t rows,
                           int64_t width, float eps, void* sum, void* out, cudaStream_t stream) {
@@ -105,6 +141,14 @@ cudaError_t launchRmsNorm(const void* x, const void* residual, const void* weigh
   const bool warpPerRow = width <= kWarpRowLimit;
   const unsigned blocks =
       warpPerRow ? detail::gridFor(rows, kWarpsPerBlock, INT32_MAX) : static_cast<unsigned>(rows);
+  const int64_t vectors = width / kVecWidth<T>;
+  if (!warpPerRow && vector && vectors <= 1024) {
+    const auto threads = static_cast<unsigned>((vectors + detail::kWarpSize - 1) /
+                                               detail::kWarpSize * detail::kWarpSize);
+    rmsNormRegistersKernel<T, kAddResidual>
+        <<<static_cast<unsigned>(rows), threads, 0, stream>>>(xs, rs, ws, width, eps, ss, os);
+    return cudaGetLastError();
+  }
   // Four instantiations per (type, residual): warp or block per row, vector or scalar.
   if (warpPerRow && vector)
     rmsNormKernel<T, true, true, kAddResidual>

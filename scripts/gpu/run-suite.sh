@@ -21,7 +21,7 @@ table=()
 status=0
 
 if [ "$what" != bench ]; then
-  timeout 120 "$bundle/bin/tpc_kernels_cuda_tests" > "$logs/kernels.log" 2>&1; rc=$?
+  timeout 240 "$bundle/bin/tpc_kernels_cuda_tests" > "$logs/kernels.log" 2>&1; rc=$?
   table+=("kernel tests (CUDA vs CPU twin): $(grep -E '^\[  (PASSED|FAILED)' "$logs/kernels.log" | tr '\n' ' ') rc=$rc")
   [ $rc -eq 0 ] || status=1
   timeout 200 "$bundle/bin/tpc_tools_tests" --gtest_filter='TpexecCudaGolden*' > "$logs/golden.log" 2>&1; rc=$?
