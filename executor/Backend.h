@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "codegen/PlanReader.h"
 #include "executor/Communicator.h"
@@ -37,6 +38,10 @@ struct BackendOptions {
   std::string modelDir;      // empty: the plan's model_dir
   // Called after each weight is loaded: loading a large model must not look like a hang.
   std::function<void()> onProgress;
+  // Empty: weights come from the checkpoint. Otherwise called once per weight of the rank's
+  // program, in plan order, with the weight's index; returns its elements as f32 laid out as
+  // loadWeightsF32 would (rows of the local shape, padding included).
+  std::function<Expected<std::vector<float>>(uint32_t weight)> weightSource;
 };
 
 // The backend `options.kind` names; "cuda" is an error in a build without the CUDA toolkit.

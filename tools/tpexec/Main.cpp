@@ -8,6 +8,7 @@
 #include "executor/LocalRun.h"
 #include "executor/Npy.h"
 #include "tools/common/Args.h"
+#include "tools/tpexec/MultiNode.h"
 
 namespace {
 
@@ -26,6 +27,9 @@ std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
 
 int runTpexec(int argc, char** argv) {
   using namespace tpc;
+  // Multi-node roles have flags of their own (tools/tpexec/HeadMode.cpp, WorkerMode.cpp).
+  if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
+  if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
   std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;

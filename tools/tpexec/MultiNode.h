@@ -1,0 +1,36 @@
+// tpexec across nodes: the head (`tpexec PLAN --listen HOST:PORT --workers W`) and the worker
+// (`tpexec --join HOST:PORT`). The TPC_MN_* environment variables stand in for the flags.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "executor/Generation.h"
+#include "ir/Error.h"
+
+namespace tpc::tpexec {
+
+// Which mode the command line (or the environment) asks for.
+bool wantsWorkerMode(int argc, char** argv);
+bool wantsHeadMode(int argc, char** argv);
+int runHeadMode(int argc, char** argv);
+int runWorkerMode(int argc, char** argv);
+
+struct NamedRequest {
+  std::string id;
+  GenerationRequest request;
+};
+
+// One request per line: {"id", "prompt_ids", "max_new_tokens", "temperature", "top_k",
+// "top_p", "seed", "ignore_eos"}; missing fields take `defaults`. Errors name FILE:LINE.
+Expected<std::vector<NamedRequest>> readRequestsFile(const std::string& path,
+                                                     const GenerationRequest& defaults,
+                                                     const std::vector<int64_t>& planEos);
+
+// The environment variable's value, or "" when unset.
+std::string envOr(const char* name);
+
+int printError(const std::string& message, int code = 1);
+
+}  // namespace tpc::tpexec

@@ -1,0 +1,91 @@
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tools/tpexec/MultiNode.h"
+
+namespace tpc::tpexec {
+
+std::string envOr(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+int printError(const std::string& message, int code) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  return code;
+}
+
+namespace {
+
+Expected<NamedRequest> parseLine(const std::string& line, const GenerationRequest& defaults,
+                                 const std::vector<int64_t>& planEos) {
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return makeError("not a JSON object");
+  NamedRequest r{"", defaults};
+  bool ignoreEos = defaults.eosIds.empty();
+  for (auto& [key, value] : j.items()) {
+    if (key == "id") {
+      if (!value.is_string() && !value.is_number_integer())
+        return makeError("\"id\" must be a string or an integer");
+      r.id = value.is_string() ? value.get<std::string>() : value.dump();
+    } else if (key == "prompt_ids") {
+      if (!value.is_array() || value.empty())
+        return makeError("\"prompt_ids\" must be a non-empty array");
+      for (const auto& id : value) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+          return makeError("\"prompt_ids\" holds ", id.dump(), ", not a token id");
+        r.request.promptIds.push_back(static_cast<int32_t>(id.get<int64_t>()));
+      }
+    } else if (key == "max_new_tokens") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 1)
+        return makeError("\"max_new_tokens\" must be an integer >= 1");
+      r.request.maxNewTokens = value.get<int64_t>();
+    } else if (key == "temperature" || key == "top_p") {
+      if (!value.is_number()) return makeError("\"", key, "\" must be a number");
+      double v = value.get<double>();
+      if (key == "temperature" && v < 0) return makeError("\"temperature\" must not be negative");
+      if (key == "top_p" && !(v > 0 && v <= 1)) return makeError("\"top_p\" must be in (0, 1]");
+      (key == "temperature" ? r.request.sampling.temperature : r.request.sampling.topP) =
+          static_cast<float>(v);
+    } else if (key == "top_k") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 0)
+        return makeError("\"top_k\" must be an integer >= 0");
+      r.request.sampling.topK = value.get<int64_t>();
+    } else if (key == "seed") {
+      if (!value.is_number_integer()) return makeError("\"seed\" must be an integer");
+      r.request.seed = value.get<uint64_t>();
+    } else if (key == "ignore_eos") {
+      if (!value.is_boolean()) return makeError("\"ignore_eos\" must be true or false");
+      ignoreEos = value.get<bool>();
+    } else {
+      return makeError("unknown field \"", key, "\"");
+    }
+  }
+  if (r.request.promptIds.empty()) return makeError("\"prompt_ids\" is missing");
+  r.request.eosIds = ignoreEos ? std::vector<int64_t>{} : planEos;
+  return r;
+}
+
+}  // namespace
+
+Expected<std::vector<NamedRequest>> readRequestsFile(const std::string& path,
+                                                     const GenerationRequest& defaults,
+                                                     const std::vector<int64_t>& planEos) {
+  std::ifstream in(path);
+  if (!in) return makeError(path, ": cannot read the requests file");
+  std::vector<NamedRequest> out;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Expected<NamedRequest> r = parseLine(line, defaults, planEos);
+    if (!r) return makeError(path, ":", number, ": ", r.errorMessage());
+    if (r->id.empty()) r->id = std::to_string(out.size());
+    out.push_back(std::move(*r));
+  }
+  if (out.empty()) return makeError(path, ": no requests in the file");
+  return out;
+}
+
+}  // namespace tpc::tpexec
