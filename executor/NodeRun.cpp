@@ -252,6 +252,16 @@ Expected<std::unique_ptr<NodeRanks>> NodeRanks::start(const LoadedPlan& plan,
     self->result_ = runLocalRanksDetailed(
         static_cast<int>(local),
         [&](int rank, RankContext& ctx) { return self->rankBody(plan, rank, ctx); }, group);
+    // The process group counts from 0 on every node; users know ranks by their global number.
+    auto globalize = [&](RankFailure& f) {
+      std::string local = "rank " + std::to_string(f.rank);
+      if (f.rank < 0) return;
+      f.rank += static_cast<int>(self->options_.firstRank);
+      if (f.message.rfind(local, 0) == 0)
+        f.message.replace(0, local.size(), "rank " + std::to_string(f.rank));
+    };
+    if (self->result_.failure) globalize(*self->result_.failure);
+    for (RankFailure& f : self->result_.otherFailures) globalize(f);
     self->finished_ = true;
   });
   // The ranks have their copies; the agent keeps only its write ends and the ready read end.

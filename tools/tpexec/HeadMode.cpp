@@ -24,7 +24,7 @@ using std::chrono::milliseconds;
 struct HeadFlags {
   std::string planPath, listen, promptIds, requestsPath, backend = "cpu", modelDir, logitsOut,
                                                          curveKeys;
-  int64_t workers = 0, localWorld = 0, maxNew = 16, topK = 0, seed = 0, rankTimeoutMs = 4000,
+  int64_t workers = 0, localWorld = 0, maxNew = 16, topK = 0, seed = 0, rankTimeoutMs = 3000,
           nodeTimeoutMs = 2000;
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false;
@@ -99,7 +99,7 @@ Error parseFlags(int argc, char** argv, HeadFlags& f, bool& help, std::string& h
               "checkpoint folder (default: where the plan was compiled from)");
   args.option("--logits-out", &f.logitsOut, "FILE.npy", "with --prompt-ids: every step's logits");
   args.option("--rank-timeout-ms", &f.rankTimeoutMs, "MS",
-              "a rank silent this long counts as hung (default 4000)");
+              "a rank silent this long counts as hung (default 3000)");
   args.option("--node-timeout-ms", &f.nodeTimeoutMs, "MS",
               "a node silent this long counts as dead (default 2000)");
   args.option("--curve-keys", &f.curveKeys, "DIR",

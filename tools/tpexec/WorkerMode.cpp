@@ -33,7 +33,7 @@ GenerationRequest fromWire(const net::WireRequest& w) {
 
 struct WorkerFlags {
   std::string join, planPath, modelDir, backend = "cpu", curveKeys;
-  int64_t localWorld = 0, workerId = -1, rankTimeoutMs = 4000, joinTimeoutMs = 30000;
+  int64_t localWorld = 0, workerId = -1, rankTimeoutMs = 3000, joinTimeoutMs = 30000;
 };
 
 class Worker {
@@ -196,7 +196,7 @@ int runWorkerMode(int argc, char** argv) {
               "checkpoint folder; without a matching one the head streams the weights");
   args.choice("--backend", &f.backend, {"cpu", "cuda"}, "where to run (default cpu)");
   args.option("--rank-timeout-ms", &f.rankTimeoutMs, "MS",
-              "a rank silent this long counts as hung (default 4000)");
+              "a rank silent this long counts as hung (default 3000)");
   args.option("--join-timeout-ms", &f.joinTimeoutMs, "MS",
               "give up when no head answers this long (default 30000)");
   args.option("--curve-keys", &f.curveKeys, "DIR",
