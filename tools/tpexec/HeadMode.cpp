@@ -281,6 +281,8 @@ int runHeadMode(int argc, char** argv) {
   if (Error e = parseFlags(argc, argv, f, help, helpText)) return printError(e.message(), 2);
   if (help) return std::fputs(helpText.c_str(), stdout), 0;
   if (f.listen.empty()) return printError("--listen HOST:PORT is required on the head", 2);
+  if (Expected<std::pair<std::string, int>> hp = net::splitHostPort(f.listen, "--listen"); !hp)
+    return printError(hp.errorMessage(), 2);
   if (f.workers < 1) return printError("--workers must be at least 1", 2);
   if (f.promptIds.empty() == f.requestsPath.empty())
     return printError("give either --prompt-ids or --requests", 2);

@@ -30,6 +30,7 @@ int runTpexec(int argc, char** argv) {
   // Multi-node roles have flags of their own (tools/tpexec/HeadMode.cpp, WorkerMode.cpp).
   if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
   if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
+  if (tpexec::wantsCurveKeygen(argc, argv)) return tpexec::runCurveKeygen(argc, argv);
   std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;

@@ -34,3 +34,9 @@ std::string envOr(const char* name);
 int printError(const std::string& message, int code = 1);
 
 }  // namespace tpc::tpexec
+
+namespace tpc::tpexec {
+// `tpexec --make-curve-keys DIR`: a head key pair and a node key pair for --curve-keys.
+bool wantsCurveKeygen(int argc, char** argv);
+int runCurveKeygen(int argc, char** argv);
+}  // namespace tpc::tpexec

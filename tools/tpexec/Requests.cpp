@@ -89,3 +89,30 @@ Expected<std::vector<NamedRequest>> readRequestsFile(const std::string& path,
 }
 
 }  // namespace tpc::tpexec
+
+#include "net/Channel.h"
+#include "tools/common/Args.h"
+
+namespace tpc::tpexec {
+
+bool wantsCurveKeygen(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--make-curve-keys") return true;
+  return false;
+}
+
+int runCurveKeygen(int argc, char** argv) {
+  std::string dir;
+  cli::ArgParser args("tpexec --make-curve-keys",
+                      "Writes CURVE keys for --curve-keys into DIR: head.key, head.key_secret,\n"
+                      "node.key, node.key_secret and authorized_keys (the node keys the head\n"
+                      "admits). Give the head and every node the folder (nodes need no head "
+                      "secret).");
+  args.option("--make-curve-keys", &dir, "DIR", "an existing folder to write the keys into");
+  if (Error e = args.parse(argc, argv)) return printError(e.message(), 2);
+  if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
+  if (Error e = net::writeCurveKeys(dir)) return printError(e.message());
+  return 0;
+}
+
+}  // namespace tpc::tpexec

@@ -213,6 +213,8 @@ int runWorkerMode(int argc, char** argv) {
   if (!args.seen("--worker-id") && !envOr("TPC_MN_WORKER_ID").empty())
     f.workerId = std::atoll(envOr("TPC_MN_WORKER_ID").c_str());
   if (f.join.empty()) return printError("--join HOST:PORT is required", 2);
+  if (Expected<std::pair<std::string, int>> hp = net::splitHostPort(f.join, "--join"); !hp)
+    return printError(hp.errorMessage(), 2);
   if (f.localWorld < 1 || f.localWorld > 1024)
     return printError("--local-world must be in 1..1024", 2);
   if (f.workerId < -1) return printError("--worker-id must not be negative", 2);
