@@ -239,12 +239,16 @@ void HeadServer::handle(Incoming& in) {
 Error HeadServer::pump(milliseconds wait) {
   auto until = Clock::now() + wait;
   do {
-    auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
+    auto left = std::chrono::ceil<milliseconds>(until - Clock::now());
     std::optional<Incoming> in = channel_->receive(std::max(left, milliseconds(0)));
-    if (in) handle(*in);
     if (failure_) return std::move(failure_);
-    // Drain whatever else is queued without waiting: fetches come in windows.
+    // Back to the caller after each message: it may be what the caller waits for.
+    if (in) {
+      handle(*in);
+      break;
+    }
   } while (Clock::now() < until);
+  if (failure_) return std::move(failure_);
   auto now = Clock::now();
   if (now - lastBeat_ >= options_.heartbeat) {
     lastBeat_ = now;

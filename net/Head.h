@@ -39,8 +39,8 @@ class HeadServer {
   int port() const { return channel_->port(); }
   std::string endpoint() const { return channel_->endpoint(); }
 
-  // Handles what arrives within `wait`, sends due heartbeats and checks every node's. An Error
-  // means the run has to end; it names the node and its ranks.
+  // Handles the first message that arrives within `wait`, sends due heartbeats and checks
+  // every node's. An Error means the run has to end; it names the node and its ranks.
   Error pump(std::chrono::milliseconds wait);
 
   bool allJoined() const;  // every worker accepted and holding the plan

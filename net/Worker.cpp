@@ -41,7 +41,7 @@ Expected<std::optional<Message>> WorkerClient::poll(milliseconds wait) {
                                    silent.count(), " ms")
                        : makeError("no answer from a head at ", options_.head, " within ",
                                    limit.count(), " ms");
-    auto left = std::chrono::duration_cast<milliseconds>(until - now);
+    auto left = std::chrono::ceil<milliseconds>(until - now);
     std::optional<Incoming> in = channel_->receive(std::clamp(left, milliseconds(0), heartbeat_));
     if (!in) {
       if (Clock::now() >= until) return std::optional<Message>();

@@ -194,6 +194,8 @@ class Head {
     log("ready: world " + std::to_string(p.world()) + " on " + std::to_string(f_.workers + 1) +
         " nodes in " + std::to_string(msSince(started)) + " ms; " + head_->describeNodes());
 
+    auto serving = Clock::now();
+    double cpuBefore = controlPlaneCpuMs();
     for (size_t i = 0; i < requests.size(); ++i) {
       net::Message m;
       m.type = net::MsgType::Request;
@@ -207,6 +209,8 @@ class Head {
     local_->end();
     ended_ = true;
     if (Error e = until([&] { return local_->finished() && head_->allDone(); })) return e;
+    log("control plane: " + std::to_string(controlPlaneCpuMs() - cpuBefore) +
+        " ms of CPU while serving for " + std::to_string(msSince(serving)) + " ms");
     return Error::success();
   }
 
@@ -238,7 +242,7 @@ class Head {
   template <class Done>
   Error until(Done done) {
     while (!done()) {
-      if (Error e = head_->pump(milliseconds(10))) return e;
+      if (Error e = head_->pump(milliseconds(50))) return e;
       if (!local_) continue;
       local_->pump();
       if (local_->finished() && (local_->failure() || !ended_)) return localFailure();

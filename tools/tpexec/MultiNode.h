@@ -33,6 +33,9 @@ std::string envOr(const char* name);
 
 int printError(const std::string& message, int code = 1);
 
+// CPU milliseconds this process (the node's control plane, its ranks excluded) has used.
+double controlPlaneCpuMs();
+
 }  // namespace tpc::tpexec
 
 namespace tpc::tpexec {

@@ -1,3 +1,5 @@
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -10,6 +12,13 @@ namespace tpc::tpexec {
 std::string envOr(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "";
+}
+
+double controlPlaneCpuMs() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);  // every thread of this process, no children
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(usage.ru_utime) + ms(usage.ru_stime);
 }
 
 int printError(const std::string& message, int code) {

@@ -122,8 +122,10 @@ class Worker {
     local_ = std::move(*local);
 
     bool ready = false, ended = false;
+    double cpuAtReady = 0;
+    Clock::time_point readyAt;
     while (true) {
-      Expected<std::optional<net::Message>> m = client_->poll(milliseconds(10));
+      Expected<std::optional<net::Message>> m = client_->poll(milliseconds(50));
       if (!m) return m.takeError();
       if (*m) {
         const net::Message& msg = **m;
@@ -137,6 +139,8 @@ class Worker {
       local_->pump();
       if (!ready && local_->readyRanks() == n.localWorld) {
         ready = true;
+        cpuAtReady = controlPlaneCpuMs();
+        readyAt = Clock::now();
         if (Error e = client_->send(net::MsgType::Ready)) return e;
         log("ready: ranks " + std::to_string(n.firstRank) + "-" +
             std::to_string(n.firstRank + n.localWorld - 1) + " " +
@@ -147,6 +151,11 @@ class Worker {
       if (local_->finished()) {
         if (local_->failure()) return tell(makeError(local_->failure()->message));
         if (!ended) return tell(makeError("this node's ranks exited before the end"));
+        log("control plane: " + std::to_string(controlPlaneCpuMs() - cpuAtReady) +
+            " ms of CPU while serving for " +
+            std::to_string(
+                std::chrono::duration_cast<milliseconds>(Clock::now() - readyAt).count()) +
+            " ms");
         return client_->send(net::MsgType::Done);
       }
     }
