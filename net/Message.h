@@ -29,7 +29,7 @@ constexpr uint16_t kProtocolVersion = 1;
 constexpr uint32_t kChunkBytes = 1u << 20;
 constexpr int64_t kMaxFrameBytes = kChunkBytes + 64 * 1024;
 constexpr size_t kMaxStringBytes = 16 * 1024;
-constexpr size_t kMaxPromptTokens = 1u << 20;
+constexpr size_t kMaxPromptTokens = 1u << 18;  // 1 MiB of ids: a Request fits one frame
 
 enum class MsgType : uint16_t {
   Hello = 1,

@@ -1,6 +1,7 @@
 // The head: serves plan, communicator id and weights to the workers, runs ranks 0..K-1
 // itself, and broadcasts every request to every rank; global rank 0 prints the results.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -279,6 +280,8 @@ bool wantsHeadMode(int argc, char** argv) {
 }
 
 int runHeadMode(int argc, char** argv) {
+  // A rank that died must not take the head with it when the head writes to it.
+  signal(SIGPIPE, SIG_IGN);
   HeadFlags f;
   bool help = false;
   std::string helpText;
@@ -349,6 +352,9 @@ int runHeadMode(int argc, char** argv) {
   const int64_t maxContext = p.limits()->max_context();
   for (const NamedRequest& r : requests) {
     std::string where = f.requestsPath.empty() ? "" : "request " + r.id + ": ";
+    if (r.request.promptIds.size() > net::kMaxPromptTokens)
+      return printError(where + "the prompt has more than " +
+                        std::to_string(net::kMaxPromptTokens) + " tokens");
     if (static_cast<int64_t>(r.request.promptIds.size()) >= maxContext)
       return printError(where + "the prompt has " + std::to_string(r.request.promptIds.size()) +
                         " tokens but the plan's max context is " + std::to_string(maxContext));

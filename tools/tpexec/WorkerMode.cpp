@@ -1,6 +1,7 @@
 // A worker node: `tpexec --join HOST:PORT`. Gets plan, ranks and (without a matching
 // checkpoint) weights from the head, runs its ranks, and feeds them what the head broadcasts.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <tuple>
@@ -68,7 +69,8 @@ class Worker {
     Expected<LoadedPlan> plan =
         LoadedPlan::fromBytes(std::move(*bytes), "the plan from " + f_.join);
     if (!plan) return tell(plan.takeError());
-    const plan::Plan& p = plan->plan();
+    plan_ = std::make_unique<LoadedPlan>(std::move(*plan));  // outlives the ranks' thread
+    const plan::Plan& p = plan_->plan();
 
     Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, f_.modelDir);
     bool stream = !checkpoint;
@@ -117,7 +119,7 @@ class Worker {
         };
       };
     }
-    Expected<std::unique_ptr<NodeRanks>> local = NodeRanks::start(*plan, n);
+    Expected<std::unique_ptr<NodeRanks>> local = NodeRanks::start(*plan_, n);
     if (!local) return tell(local.takeError());
     local_ = std::move(*local);
 
@@ -176,6 +178,7 @@ class Worker {
 
   const WorkerFlags& f_;
   std::unique_ptr<net::WorkerClient> client_;
+  std::unique_ptr<LoadedPlan> plan_;
   std::map<std::pair<uint32_t, uint32_t>, std::vector<std::vector<uint8_t>>> slices_;
   std::unique_ptr<NodeRanks> local_;
 };
@@ -190,6 +193,8 @@ bool wantsWorkerMode(int argc, char** argv) {
 }
 
 int runWorkerMode(int argc, char** argv) {
+  // A rank that died must not take its node's agent with it when the agent writes to it.
+  signal(SIGPIPE, SIG_IGN);
   WorkerFlags f;
   cli::ArgParser args("tpexec --join",
                       "Joins a head as a worker node: receives the plan, this node's ranks and,\n"
