@@ -58,6 +58,9 @@ class NodeRanks {
   NodeRanks& operator=(const NodeRanks&) = delete;
 
   void submit(uint64_t seq, const GenerationRequest& request);
+  // Stops request `seq` early, at the same step on every rank (within a few steps of
+  // starting if it has not started yet); its result says "cancelled".
+  void cancel(uint64_t seq);
   // No more requests: ranks exit once they have served the ones they have.
   void end();
   void abort(const std::string& reason);

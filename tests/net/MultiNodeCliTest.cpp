@@ -75,20 +75,50 @@ TEST_F(MultiNodeCli, ARequestsFileGivesOneResultLinePerRequestInOrder) {
   }
 }
 
+TEST_F(MultiNodeCli, ACancelledRequestStopsEarlyOnEveryRankAndTheNextOneRuns) {
+  std::string requests = dir_.file("cancel.jsonl");
+  test::writeFile(requests,
+                  "{\"id\": \"long\", \"prompt_ids\": [1, 2, 3], \"max_new_tokens\": 1000, "
+                  "\"cancel_after_ms\": 300}\n"
+                  "{\"id\": \"next\", \"prompt_ids\": [4, 5], \"max_new_tokens\": 4}\n");
+  test::Cluster c = test::startHead(dir_, plan_, 1, "--requests " + requests + " --ignore-eos");
+  ASSERT_GT(c.port, 0) << c.head->err();
+  test::Spawned& worker = test::startWorker(c, dir_, "--local-world 2");
+  ASSERT_EQ(c.head->waitExit(seconds(60)), 0) << c.head->err();
+  EXPECT_EQ(worker.waitExit(seconds(10)), 0) << worker.log();
+  std::istringstream lines(c.head->log());
+  std::vector<nlohmann::json> got;
+  for (std::string line; std::getline(lines, line);) got.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(got.size(), 2u) << c.head->log();
+  EXPECT_EQ(got[0]["stop_reason"], "cancelled");
+  size_t n = got[0]["generated_ids"].size();
+  EXPECT_LT(n, 1000u);
+  // What was generated before the cancellation is what an uncancelled run generates.
+  EXPECT_EQ(got[0]["generated_ids"], local("--prompt-ids 1,2,3 --ignore-eos --max-new-tokens " +
+                                           std::to_string(n))["generated_ids"]);
+  EXPECT_EQ(got[1]["generated_ids"],
+            local("--prompt-ids 4,5 --max-new-tokens 4 --ignore-eos")["generated_ids"]);
+}
+
+// A loopback port free a moment ago (the head binds it right after); -1 if none was found.
 int freePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return port;
 }
 
 TEST_F(MultiNodeCli, EnvironmentVariablesStandInForTheFlags) {
-  std::string port = std::to_string(freePort());
+  int free = freePort();
+  ASSERT_GT(free, 0);
+  std::string port = std::to_string(free);
   std::string request = "--prompt-ids 5,6,7 --max-new-tokens 4 --ignore-eos";
   test::Spawned head("env TPC_MN_HEAD_PORT=" + port +
                          " TPC_MN_HEAD_NUM_WORKERS=1 TPC_MN_LOCAL_WORLD_SIZE=2 "

@@ -20,10 +20,12 @@ int runWorkerMode(int argc, char** argv);
 struct NamedRequest {
   std::string id;
   GenerationRequest request;
+  int64_t cancelAfterMs = -1;  // the head cancels the request this long after sending it
 };
 
 // One request per line: {"id", "prompt_ids", "max_new_tokens", "temperature", "top_k",
-// "top_p", "seed", "ignore_eos"}; missing fields take `defaults`. Errors name FILE:LINE.
+// "top_p", "seed", "ignore_eos", "cancel_after_ms"}; missing fields take `defaults`. Errors
+// name FILE:LINE.
 Expected<std::vector<NamedRequest>> readRequestsFile(const std::string& path,
                                                      const GenerationRequest& defaults,
                                                      const std::vector<int64_t>& planEos);

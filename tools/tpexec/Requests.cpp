@@ -65,6 +65,10 @@ Expected<NamedRequest> parseLine(const std::string& line, const GenerationReques
     } else if (key == "seed") {
       if (!value.is_number_integer()) return makeError("\"seed\" must be an integer");
       r.request.seed = value.get<uint64_t>();
+    } else if (key == "cancel_after_ms") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 0)
+        return makeError("\"cancel_after_ms\" must be an integer >= 0");
+      r.cancelAfterMs = value.get<int64_t>();
     } else if (key == "ignore_eos") {
       if (!value.is_boolean()) return makeError("\"ignore_eos\" must be true or false");
       ignoreEos = value.get<bool>();

@@ -133,9 +133,11 @@ class Worker {
         const net::Message& msg = **m;
         if (msg.type == net::MsgType::Request && !ended)
           local_->submit(msg.request.seq, fromWire(msg.request));
+        else if (msg.type == net::MsgType::Cancel)
+          local_->cancel(msg.request.seq);
         else if (msg.type == net::MsgType::End)
           ended = true, local_->end();
-        else if (msg.type != net::MsgType::Cancel)
+        else
           return tell(makeError("unexpected ", net::msgTypeName(msg.type), " from the head"));
       }
       local_->pump();
