@@ -30,7 +30,9 @@ mkdir -p "$work"
 plan="$work/$arch-$preset.w2.fb"
 "$bin/tpc" compile "$model" --world 2 --max-context 1024 --quiet -o "$plan"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+head_pid=""
+# A head whose worker never came must not outlive the script.
+trap '[ -n "$head_pid" ] && kill "$head_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 prompt=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16
 run_args=(--prompt-ids "$prompt" --max-new-tokens "$tokens" --ignore-eos --json)
 
@@ -39,15 +41,18 @@ run_args=(--prompt-ids "$prompt" --max-new-tokens "$tokens" --ignore-eos --json)
 multi_node() {
   "$bin/tpexec" "$plan" --listen 127.0.0.1:0 --workers 1 --local-world 1 "${run_args[@]}" \
     >"$tmp/head.out" 2>"$tmp/head.err" &
-  local head=$! port=""
+  head_pid=$!
+  local port=""
   for _ in $(seq 200); do
     port=$(grep -o 'tcp://127.0.0.1:[0-9]*' "$tmp/head.err" 2>/dev/null | sed 's/.*://') || true
     [ -n "$port" ] && break
     sleep 0.05
   done
+  [ -n "$port" ] || { echo "error: the head did not start: $(cat "$tmp/head.err")"; exit 1; }
   # shellcheck disable=SC2086
   "$bin/tpexec" --join "127.0.0.1:$port" --local-world 1 $1 2>"$tmp/worker.log"
-  wait "$head"
+  wait "$head_pid"
+  head_pid=""
 }
 
 decode_ms() { python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["timings"]["decode_ms_per_token"])'; }

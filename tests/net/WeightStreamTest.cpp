@@ -19,14 +19,15 @@ TEST(WeightStream, PackedSlicesRebuildExactlyWhatTheLoaderReads) {
   for (const char* arch : {"qwen3_moe", "qwen2"}) {
     SCOPED_TRACE(arch);
     std::string model = dir.file(arch), plan = dir.file(std::string(arch) + ".fb");
-    ASSERT_EQ(test::runCommand(test::binPath("tpc") + " make-model --arch " + arch +
-                               " --preset tiny --dtype bf16 --quiet -o " + model)
-                  .exitCode,
-              0);
-    ASSERT_EQ(test::runCommand(test::binPath("tpc") + " compile " + model +
-                               " --world 8 --quiet -o " + plan)
-                  .exitCode,
-              0);
+    std::string makeModel = test::binPath("tpc");
+    makeModel += " make-model --arch ";
+    makeModel += arch;
+    makeModel += " --preset tiny --dtype bf16 --quiet -o " + model;
+    ASSERT_EQ(test::runCommand(makeModel).exitCode, 0);
+    std::string compile = test::binPath("tpc");
+    compile += " compile " + model;
+    compile += " --world 8 --quiet -o " + plan;
+    ASSERT_EQ(test::runCommand(compile).exitCode, 0);
     Expected<LoadedPlan> loaded = LoadedPlan::readFile(plan);
     ASSERT_TRUE(loaded) << loaded.errorMessage();
     const plan::Plan& p = loaded->plan();
