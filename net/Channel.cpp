@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -136,6 +137,10 @@ Channel::Channel(void* context, void* socket, bool router)
     : context_(context), socket_(socket), router_(router) {}
 
 Channel::~Channel() {
+  if (monitor_) {
+    zmq_socket_monitor(socket_, nullptr, 0);
+    zmq_close(monitor_);
+  }
   zmq_close(socket_);
   zap_.reset();
   zmq_ctx_term(context_);
@@ -157,6 +162,7 @@ Expected<std::unique_ptr<Channel>> Channel::listen(const std::string& hostPort,
     setInt(socket, ZMQ_CURVE_SERVER, 1);
     zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, keys.secretKey.data(), 40);
   }
+  channel->watchHandshakes();
   std::string host = where->first == "*" ? "0.0.0.0" : where->first;
   std::string endpoint = "tcp://" + host + ":" + std::to_string(where->second);
   if (zmq_bind(socket, endpoint.c_str()) != 0)
@@ -180,10 +186,68 @@ Expected<std::unique_ptr<Channel>> Channel::connect(const std::string& hostPort,
     zmq_setsockopt(socket, ZMQ_CURVE_PUBLICKEY, keys.publicKey.data(), 40);
     zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, keys.secretKey.data(), 40);
   }
+  channel->watchHandshakes();
   std::string endpoint = "tcp://" + where->first + ":" + std::to_string(where->second);
   if (zmq_connect(socket, endpoint.c_str()) != 0)
     return makeError(zmqError("--join " + hostPort + ": cannot connect"));
   return channel;
+}
+
+void Channel::watchHandshakes() {
+  std::string address =
+      "inproc://tpc-handshakes-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+  if (zmq_socket_monitor(socket_, address.c_str(),
+                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0)
+    return;  // without the monitor, failed handshakes only go unreported
+  monitor_ = zmq_socket(context_, ZMQ_PAIR);
+  setInt(monitor_, ZMQ_LINGER, 0);
+  if (zmq_connect(monitor_, address.c_str()) != 0) {
+    zmq_close(monitor_);
+    monitor_ = nullptr;
+  }
+}
+
+std::optional<Incoming> Channel::readHandshakeEvent() {
+  std::vector<std::string> frames;
+  int more = 1;
+  while (more) {
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    if (zmq_msg_recv(&msg, monitor_, ZMQ_DONTWAIT) < 0) {
+      zmq_msg_close(&msg);
+      break;
+    }
+    frames.emplace_back(static_cast<char*>(zmq_msg_data(&msg)), zmq_msg_size(&msg));
+    more = zmq_msg_more(&msg);
+    zmq_msg_close(&msg);
+  }
+  if (frames.empty() || frames[0].size() < 6) return std::nullopt;
+  uint16_t event;
+  uint32_t value;
+  std::memcpy(&event, frames[0].data(), 2);
+  std::memcpy(&value, frames[0].data() + 2, 4);
+  Incoming in;
+  in.handshakeFailed = true;
+  std::string what;
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+    what = router_
+               ? "a node's CURVE key is not authorized (status " + std::to_string(value) + ")"
+               : "the head refused this node's CURVE key (status " + std::to_string(value) + ")";
+  else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+           value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+    what = router_ ? "a peer's security mechanism does not match (CURVE on one side only)"
+                   : "the head's security mechanism does not match this node's (CURVE on one side "
+                     "only: check --curve-keys)";
+  else
+    what = (router_ ? std::string("a connection failed the ZeroMQ handshake (not a tpc node, or "
+                                  "the wrong CURVE keys;")
+                    : std::string("the head ended the ZeroMQ handshake (a CURVE key it does not "
+                                  "accept, CURVE on one side only, or not a tpc head;")) +
+           " event " + std::to_string(event) + ", code " + std::to_string(value) + ")";
+  in.message = makeError(what);
+  return in;
 }
 
 std::string Channel::endpoint() const {
@@ -199,8 +263,12 @@ int Channel::port() const {
 }
 
 std::optional<Incoming> Channel::receive(std::chrono::milliseconds wait) {
-  zmq_pollitem_t item{socket_, 0, ZMQ_POLLIN, 0};
-  if (zmq_poll(&item, 1, static_cast<long>(wait.count())) <= 0) return std::nullopt;
+  zmq_pollitem_t items[2] = {{socket_, 0, ZMQ_POLLIN, 0}, {monitor_, 0, ZMQ_POLLIN, 0}};
+  if (zmq_poll(items, monitor_ ? 2 : 1, static_cast<long>(wait.count())) <= 0) return std::nullopt;
+  if (monitor_ && (items[1].revents & ZMQ_POLLIN)) {
+    if (std::optional<Incoming> event = readHandshakeEvent()) return event;
+    if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
+  }
   Incoming in;
   std::vector<std::string> frames;
   int more = 1;

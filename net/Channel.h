@@ -30,7 +30,10 @@ Expected<CurveKeys> readCurveKeys(const std::string& dir, bool head);
 Error writeCurveKeys(const std::string& dir);
 
 struct Incoming {
-  std::string peer;         // routing id (head side); empty on a node
+  std::string peer;  // routing id (head side); empty on a node
+  // A connection that failed the ZeroMQ handshake (not ZeroMQ, wrong or missing CURVE key);
+  // `message` then holds what happened, and there is no peer to answer.
+  bool handshakeFailed = false;
   std::string peerAddress;  // the TCP peer, for messages that name it
   Expected<Message> message = makeError("no message");
 };
@@ -58,8 +61,12 @@ class Channel {
 
  private:
   Channel(void* context, void* socket, bool router);
+  // Reports failed handshakes through an inproc PAIR socket (zmq_socket_monitor).
+  void watchHandshakes();
+  std::optional<Incoming> readHandshakeEvent();
   void* context_;
   void* socket_;
+  void* monitor_ = nullptr;
   bool router_;
   std::unique_ptr<class ZapHandler> zap_;
 };

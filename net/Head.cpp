@@ -209,6 +209,10 @@ Error HeadServer::serve(Node& node, const Message& m) {
 }
 
 void HeadServer::handle(Incoming& in) {
+  if (in.handshakeFailed) {
+    log_("dropped a connection: " + in.message.errorMessage());
+    return;
+  }
   Node* node = find(in.peer);
   if (!in.message) {
     // A member that sends garbage is broken; a stranger is just refused.

@@ -47,6 +47,8 @@ Expected<std::optional<Message>> WorkerClient::poll(milliseconds wait) {
       if (Clock::now() >= until) return std::optional<Message>();
       continue;
     }
+    if (in->handshakeFailed)
+      return makeError("cannot join ", options_.head, ": ", in->message.errorMessage());
     if (!in->message)
       return makeError("bad message from the head at ", options_.head, ": ",
                        in->message.errorMessage());

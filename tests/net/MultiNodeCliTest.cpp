@@ -148,17 +148,24 @@ TEST_F(MultiNodeCli, WithCurveKeysOnlyANodeWithTheRightKeyJoins) {
   ASSERT_EQ(test::runCommand("mkdir -p " + keys + " " + others).exitCode, 0);
   ASSERT_EQ(test::runCommand(test::tpexecPath() + " --make-curve-keys " + keys).exitCode, 0);
   ASSERT_EQ(test::runCommand(test::tpexecPath() + " --make-curve-keys " + others).exitCode, 0);
+  // The right head key but a node key the head never authorized.
+  ASSERT_EQ(test::runCommand("cp " + keys + "/head.key " + others + "/head.key").exitCode, 0);
   std::string request = "--prompt-ids 5,6 --max-new-tokens 3 --ignore-eos";
   test::Cluster c = test::startHead(dir_, plan_, 1, "--curve-keys " + keys + " --json " + request);
   ASSERT_GT(c.port, 0) << c.head->err();
-  // No key, and a key the head does not know: the handshake never completes.
+  // No key, and a key the head does not know: the handshake fails, and both sides say why.
   test::Spawned& plain = test::startWorker(c, dir_, "--local-world 2 --join-timeout-ms 2000");
   test::Spawned& wrong =
       test::startWorker(c, dir_, "--local-world 2 --join-timeout-ms 2000 --curve-keys " + others);
-  for (test::Spawned* w : {&plain, &wrong}) {
-    EXPECT_EQ(w->waitExit(seconds(10)), 1) << w->log();
-    EXPECT_NE(w->log().find("no answer from a head"), std::string::npos) << w->log();
-  }
+  EXPECT_EQ(plain.waitExit(seconds(10)), 1) << plain.log();
+  EXPECT_NE(plain.log().find("the head ended the ZeroMQ handshake"), std::string::npos)
+      << plain.log();
+  EXPECT_EQ(wrong.waitExit(seconds(10)), 1) << wrong.log();
+  EXPECT_NE(wrong.log().find("CURVE key"), std::string::npos) << wrong.log();
+  EXPECT_NE(c.head->err().find("a node's CURVE key is not authorized"), std::string::npos)
+      << c.head->err();
+  EXPECT_NE(c.head->err().find("security mechanism does not match"), std::string::npos)
+      << c.head->err();
   test::Spawned& good = test::startWorker(c, dir_, "--local-world 2 --curve-keys " + keys);
   ASSERT_EQ(c.head->waitExit(seconds(60)), 0) << c.head->err() << good.log();
   EXPECT_EQ(good.waitExit(seconds(10)), 0) << good.log();
