@@ -45,6 +45,10 @@ struct BackendOptions {
   bool eager = false;  // cuda: run every step eagerly, never from a captured CUDA Graph
   // Called after each weight is loaded: loading a large model must not look like a hang.
   std::function<void()> onProgress;
+  // Empty: weights come from the checkpoint. Otherwise called once per weight of the rank's
+  // program, in plan order, with the weight's index; returns its elements as f32 laid out as
+  // loadWeightsF32 would (rows of the local shape, padding included).
+  std::function<Expected<std::vector<float>>(uint32_t weight)> weightSource;
 };
 
 // The backend `options.kind` names; "cuda" is an error in a build without the CUDA toolkit.

@@ -224,6 +224,24 @@ class CpuBackend : public Backend {
   const int32_t* slots_ = nullptr;
 };
 
+// From the checkpoint, or from options.weightSource on a node that has none.
+Expected<std::vector<std::vector<float>>> loadRankWeights(const plan::Plan& p, uint32_t rank,
+                                                          const BackendOptions& options) {
+  if (!options.weightSource) {
+    Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);
+    if (!checkpoint) return checkpoint.takeError();
+    return loadWeightsF32(p, rank, *checkpoint, options.onProgress);
+  }
+  std::vector<std::vector<float>> weights;
+  for (uint32_t w = 0; w < p.ranks()->Get(rank)->weights()->size(); ++w) {
+    Expected<std::vector<float>> data = options.weightSource(w);
+    if (!data) return data.takeError();
+    weights.push_back(std::move(*data));
+    if (options.onProgress) options.onProgress();
+  }
+  return weights;
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank,
@@ -235,10 +253,7 @@ Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint
   if (static_cast<uint32_t>(comm.world()) != p.world())
     return makeError("the plan is for world ", p.world(), " but ", comm.world(),
                      " ranks are running");
-  Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);
-  if (!checkpoint) return checkpoint.takeError();
-  Expected<std::vector<std::vector<float>>> weights =
-      loadWeightsF32(p, rank, *checkpoint, options.onProgress);
+  Expected<std::vector<std::vector<float>>> weights = loadRankWeights(p, rank, options);
   if (!weights) return weights.takeError();
   auto backend = std::make_unique<CpuBackend>(p, rank, comm, std::move(*weights));
   if (backend->kvBytesMissing())

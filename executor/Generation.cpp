@@ -77,6 +77,10 @@ Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& r
       result.stopReason = "max_context";
       break;
     }
+    if (request.stopRequested && request.stopRequested()) {
+      result.stopReason = "cancelled";
+      break;
+    }
     int32_t pos = static_cast<int32_t>(position++), slot = 0;
     if (Error e = step({&token, &pos, &slot, 1})) return e;
   }

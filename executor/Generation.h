@@ -19,6 +19,9 @@ struct GenerationRequest {
   uint64_t seed = 0;
   std::vector<int64_t> eosIds;  // generation stops after producing one of these
   bool keepLogits = false;
+  // Asked before each decode step; true ends generation with stop reason "cancelled". Every
+  // rank must answer the same at the same step (NodeRun agrees through a collective).
+  std::function<bool()> stopRequested;
 };
 
 struct GenerationResult {
@@ -27,7 +30,7 @@ struct GenerationResult {
   // prompt position, row i those after the i-th generated token.
   std::vector<float> logits;
   double prefillMs = 0, decodeMsPerToken = 0;
-  std::string stopReason;  // "eos", "max_new_tokens" or "max_context"
+  std::string stopReason;  // "eos", "max_new_tokens", "max_context" or "cancelled"
 };
 
 // `onStep` runs after every forward step (a heartbeat for the process group).

@@ -10,6 +10,7 @@
 #include "executor/Npy.h"
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
+#include "tools/tpexec/MultiNode.h"
 
 namespace {
 
@@ -31,6 +32,10 @@ int runBenchCommand(int argc, char** argv);
 int runTpexec(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "bench") return runBenchCommand(argc, argv);
   using namespace tpc;
+  // Multi-node roles have flags of their own (tools/tpexec/HeadMode.cpp, WorkerMode.cpp).
+  if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
+  if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
+  if (tpexec::wantsCurveKeygen(argc, argv)) return tpexec::runCurveKeygen(argc, argv);
   std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
