@@ -1,0 +1,101 @@
+// The parts of a loaded tokenizer.json, shared by the loader, the encoder and the decoder.
+// Internal to tpc_frontends.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "frontends/Tokenizer.h"
+#include "frontends/tokenizer/TokenizerText.h"
+
+namespace tpc {
+namespace tok {
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
+struct Normalizer {
+  enum class Kind { Unicode, Prepend, Replace, Lowercase, Strip };
+  Kind kind = Kind::Unicode;
+  NormalForm form = NormalForm::NFC;
+  std::string text;                  // Prepend: the prefix; Replace: the literal pattern
+  std::optional<Regex> pattern;      // Replace with a Regex pattern
+  std::string content;               // Replace: the replacement
+  bool left = false, right = false;  // Strip
+};
+
+struct PreTokenizer {
+  enum class Kind { Split, ByteLevel, Metaspace, Digits };
+  Kind kind = Kind::Split;
+  std::optional<Regex> pattern;  // Split, Digits, ByteLevel with use_regex
+  enum class Behavior { Isolated, Removed, Invert } behavior = Behavior::Isolated;
+  bool addPrefixSpace = false;
+  std::string replacement;  // Metaspace
+  enum class Prepend { Always, First, Never } prepend = Prepend::Always;
+};
+
+struct Decoder {
+  enum class Kind { ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace };
+  Kind kind = Kind::ByteLevel;
+  std::string pattern, content;  // Replace (literal); Strip: content; Metaspace: replacement
+  int64_t start = 0, stop = 0;   // Strip
+  bool addPrefixSpace = false;   // Metaspace
+};
+
+// One element of TemplateProcessing's "single": a token, or the encoded text (-1).
+using TemplatePiece = int32_t;
+
+struct Merge {
+  int32_t rank;
+  int32_t merged;
+};
+
+}  // namespace tok
+
+struct Tokenizer::Impl {
+  std::string name;
+  TokenizerSettings settings;
+  std::vector<tok::Normalizer> normalizers;
+  std::vector<tok::PreTokenizer> preTokenizers;
+  std::vector<tok::Decoder> decoders;
+  bool hasDecoder = false;
+  std::vector<tok::TemplatePiece> postTemplate;  // empty: nothing added
+  bool llamaNonLegacy = false;
+
+  // The BPE model. `vocab` also holds the added tokens, as transformers.js's does.
+  tok::StringMap<int32_t> vocab;
+  std::vector<std::string> idToToken;
+  std::unordered_map<uint64_t, tok::Merge> merges;  // (left id << 32 | right id)
+  std::optional<int32_t> unkId;
+  bool byteFallback = false, fuseUnk = false, ignoreMerges = false;
+  std::array<int32_t, 256> byteTokenIds{};  // <0xAB> tokens, -1 where missing
+
+  std::vector<AddedToken> added;
+  std::array<std::vector<size_t>, 256> addedByFirstByte;  // longest first
+  std::vector<bool> specialIds;
+
+  // Byte-level mapping (GPT-2's bytes_to_unicode) and its inverse.
+  std::array<std::string, 256> byteToChar;
+  std::unordered_map<uint32_t, uint8_t> charToByte;
+
+  tok::StringMap<std::vector<int32_t>> wordCache;
+
+  Error encodeSection(std::string_view text, size_t sectionIndex, std::vector<int32_t>& out);
+  Error encodeWord(std::string_view word, std::vector<int32_t>& out);
+  Error bpe(std::string_view word, std::vector<int32_t>& out);
+};
+
+namespace tok {
+// GPT-2's reversible map from bytes to printable code points.
+std::array<uint32_t, 256> byteLevelAlphabet();
+}  // namespace tok
+
+}  // namespace tpc
