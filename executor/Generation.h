@@ -19,6 +19,9 @@ struct GenerationRequest {
   uint64_t seed = 0;
   std::vector<int64_t> eosIds;  // generation stops after producing one of these
   bool keepLogits = false;
+  // Called with each token as soon as it is sampled (the end-of-sequence one included), so a
+  // caller can stream text. Local runs call it in rank 0's process only.
+  std::function<void(int32_t)> onToken;
 };
 
 struct GenerationResult {
