@@ -264,6 +264,7 @@ Error readModel(const json& model, const std::string& name, Tokenizer::Impl& t) 
     return makeError(where, ": \"vocab\" must be an object of token: id");
   if (!model.contains("merges") || !model["merges"].is_array())
     return makeError(where, ": \"merges\" must be an array");
+  t.vocab.reserve(model["vocab"].size() + 1024);
   for (const auto& [token, id] : model["vocab"].items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (1LL << 30))
       return makeError(where, ": vocab id of ", quoteName(token), " is not an id");

@@ -302,7 +302,11 @@ Expected<Regex> Regex::literal(std::string_view text) {
 
 std::vector<std::pair<size_t, size_t>> Regex::findAll(std::string_view text) const {
   std::vector<std::pair<size_t, size_t>> matches;
-  pcre2_match_data* data = pcre2_match_data_create_from_pattern(impl_->code, nullptr);
+  // Only the whole match is read, so one pair of offsets is enough for any pattern (PCRE2 then
+  // returns 0 for "ovector too small" but fills the first pair); reused across calls.
+  thread_local std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> holder(
+      pcre2_match_data_create(1, nullptr), &pcre2_match_data_free);
+  pcre2_match_data* data = holder.get();
   size_t offset = 0;
   while (offset <= text.size()) {
     auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
@@ -310,7 +314,7 @@ std::vector<std::pair<size_t, size_t>> Regex::findAll(std::string_view text) con
                  ? pcre2_jit_match(impl_->code, subject, text.size(), offset, 0, data, nullptr)
                  : pcre2_match(impl_->code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK, data,
                                nullptr);
-    if (rc < 0) break;
+    if (rc < 0) break;  // no match (or a matching limit): the rest is not split further
     PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data);
     size_t begin = ovector[0], end = ovector[1];
     matches.emplace_back(begin, end);
@@ -322,7 +326,6 @@ std::vector<std::pair<size_t, size_t>> Regex::findAll(std::string_view text) con
       break;
     }
   }
-  pcre2_match_data_free(data);
   return matches;
 }
 

@@ -54,8 +54,9 @@ if (mode === "encode") {
     out.push(JSON.stringify(tok.apply_chat_template(messages, { tokenize: false, add_generation_prompt: true })));
   process.stdout.write(out.join("\n") + "\n");
 } else if (mode === "bench") {
-  const texts = readFileSync(file, "utf8").split("\n");
-  const bytes = Buffer.byteLength(texts.join("\n"));
+  // The same units tpc tokenize gets: one encode call per non-empty line, bytes of the lines.
+  const texts = readFileSync(file, "utf8").split("\n").filter((t) => t.length > 0);
+  const bytes = texts.reduce((n, t) => n + Buffer.byteLength(t), 0);
   for (const t of texts) tok.encode(t, { add_special_tokens: false });  // warm-up
   const limit = Number(seconds || 3) * 1000;
   let rounds = 0, tokens = 0;
