@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <queue>
 
+#include "frontends/StrictJson.h"
 #include "frontends/tokenizer/TokenizerImpl.h"
 
 namespace tpc {
@@ -28,10 +29,13 @@ std::string replaceAll(std::string_view text, std::string_view from, std::string
   return out;
 }
 
-std::string replaceRegex(std::string_view text, const tok::Regex& regex, std::string_view to) {
+Expected<std::string> replaceRegex(std::string_view text, const tok::Regex& regex,
+                                   std::string_view to) {
+  auto matches = regex.findAll(text);
+  if (!matches) return matches.takeError();
   std::string out;
   size_t at = 0;
-  for (auto [begin, end] : regex.findAll(text)) {
+  for (auto [begin, end] : *matches) {
     out.append(text.substr(at, begin - at));
     out.append(to);
     at = end;
@@ -52,10 +56,16 @@ Expected<std::string> normalize(const std::vector<Normalizer>& steps, std::strin
       case Normalizer::Kind::Prepend:
         text.insert(0, n.text);
         break;
-      case Normalizer::Kind::Replace:
-        text = n.pattern ? replaceRegex(text, *n.pattern, n.content)
-                         : replaceAll(text, n.text, n.content);
+      case Normalizer::Kind::Replace: {
+        if (!n.pattern) {
+          text = replaceAll(text, n.text, n.content);
+          break;
+        }
+        Expected<std::string> out = replaceRegex(text, *n.pattern, n.content);
+        if (!out) return out.takeError();
+        text = std::move(*out);
         break;
+      }
       case Normalizer::Kind::Lowercase: {
         Expected<std::string> out = tok::lowercaseUnicode(text);
         if (!out) return out.takeError();
@@ -70,26 +80,27 @@ Expected<std::string> normalize(const std::vector<Normalizer>& steps, std::strin
   return text;
 }
 
-void splitOne(const PreTokenizer& p, const std::string& piece,
-              const std::array<std::string, 256>& byteToChar, size_t sectionIndex,
-              std::vector<std::string>& out) {
+Error splitOne(const PreTokenizer& p, const std::string& piece,
+               const std::array<std::string, 256>& byteToChar, size_t sectionIndex,
+               std::vector<std::string>& out) {
   switch (p.kind) {
     case PreTokenizer::Kind::Split:
     case PreTokenizer::Kind::Digits: {
       auto matches = p.pattern->findAll(piece);
+      if (!matches) return matches.takeError();
       if (p.behavior == PreTokenizer::Behavior::Invert) {
-        for (auto [b, e] : matches) out.push_back(piece.substr(b, e - b));
-        return;
+        for (auto [b, e] : *matches) out.push_back(piece.substr(b, e - b));
+        return Error::success();
       }
       size_t prev = 0;
-      for (auto [b, e] : matches) {
+      for (auto [b, e] : *matches) {
         if (prev < b) out.push_back(piece.substr(prev, b - prev));
         if (e > b && p.behavior == PreTokenizer::Behavior::Isolated)
           out.push_back(piece.substr(b, e - b));
         prev = e;
       }
       if (prev < piece.size()) out.push_back(piece.substr(prev));
-      return;
+      return Error::success();
     }
     case PreTokenizer::Kind::ByteLevel: {
       std::string text = piece;
@@ -100,9 +111,14 @@ void splitOne(const PreTokenizer& p, const std::string& piece,
         for (char c : part) mapped += byteToChar[static_cast<unsigned char>(c)];
         out.push_back(std::move(mapped));
       };
-      if (!p.pattern) return map(text);
-      for (auto [b, e] : p.pattern->findAll(text)) map(std::string_view(text).substr(b, e - b));
-      return;
+      if (!p.pattern) {
+        map(text);
+        return Error::success();
+      }
+      auto matches = p.pattern->findAll(text);
+      if (!matches) return matches.takeError();
+      for (auto [b, e] : *matches) map(std::string_view(text).substr(b, e - b));
+      return Error::success();
     }
     case PreTokenizer::Kind::Metaspace: {
       std::string text = replaceAll(piece, " ", p.replacement);
@@ -111,9 +127,10 @@ void splitOne(const PreTokenizer& p, const std::string& piece,
       if (p.addPrefixSpace && prepend && !text.starts_with(p.replacement))
         text.insert(0, p.replacement);
       out.push_back(std::move(text));
-      return;
+      return Error::success();
     }
   }
+  return Error::success();
 }
 
 }  // namespace
@@ -183,7 +200,7 @@ Error Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) {
     } else if (unkId) {
       out.push_back(*unkId);
     } else {
-      return makeError(name, ": ", tok::repairUtf8(piece),
+      return makeError(name, ": ", quoteName(tok::repairUtf8(piece)),
                        " is not in the vocab and the tokenizer has no unk_token");
     }
   }
@@ -224,7 +241,9 @@ Error Tokenizer::Impl::encodeSection(std::string_view text, size_t sectionIndex,
   std::vector<std::string> pieces{std::move(*normalized)}, next;
   for (const PreTokenizer& p : preTokenizers) {
     next.clear();
-    for (const std::string& piece : pieces) splitOne(p, piece, byteToChar, sectionIndex, next);
+    for (const std::string& piece : pieces)
+      if (Error e = splitOne(p, piece, byteToChar, sectionIndex, next))
+        return std::move(e).withContext(name + ": pre_tokenizer: ");
     std::swap(pieces, next);
   }
   size_t first = out.size();

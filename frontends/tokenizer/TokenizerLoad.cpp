@@ -27,6 +27,13 @@ Expected<std::string> readWholeFile(const std::string& path) {
   return bytes.str();
 }
 
+// `root[key]`, or null, without copying (a copy of a deeply nested value recurses).
+const json& memberOrNull(const json& root, const char* key) {
+  static const json null;
+  auto it = root.find(key);
+  return it == root.end() ? null : *it;
+}
+
 std::string typeOf(const json& node) {
   if (!node.is_object() || !node.contains("type") || !node["type"].is_string()) return "";
   return node["type"].get<std::string>();
@@ -64,14 +71,20 @@ Expected<Pattern> readPattern(const json& node, const std::string& where) {
   return p;
 }
 
-Error readNormalizer(const json& node, const std::string& where, std::vector<Normalizer>& out) {
+// Sequences nest; real files nest them once or twice, and a hostile one must not exhaust the
+// stack through the recursion below.
+constexpr int kMaxSequenceDepth = 16;
+
+Error readNormalizer(const json& node, const std::string& where, std::vector<Normalizer>& out,
+                     int depth = 0) {
   if (node.is_null()) return Error::success();
   std::string type = typeOf(node);
+  if (depth > kMaxSequenceDepth) return makeError(where, ": Sequences nested too deeply");
   if (type == "Sequence") {
     if (!node.contains("normalizers") || !node["normalizers"].is_array())
       return makeError(where, ": Sequence needs a \"normalizers\" array");
     for (const json& child : node["normalizers"])
-      if (Error e = readNormalizer(child, where, out)) return e;
+      if (Error e = readNormalizer(child, where, out, depth + 1)) return e;
     return Error::success();
   }
   Normalizer n;
@@ -108,14 +121,16 @@ Error readNormalizer(const json& node, const std::string& where, std::vector<Nor
 constexpr const char* kGpt2Pattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-Error readPreTokenizer(const json& node, const std::string& where, std::vector<PreTokenizer>& out) {
+Error readPreTokenizer(const json& node, const std::string& where, std::vector<PreTokenizer>& out,
+                       int depth = 0) {
   if (node.is_null()) return Error::success();
   std::string type = typeOf(node);
+  if (depth > kMaxSequenceDepth) return makeError(where, ": Sequences nested too deeply");
   if (type == "Sequence") {
     if (!node.contains("pretokenizers") || !node["pretokenizers"].is_array())
       return makeError(where, ": Sequence needs a \"pretokenizers\" array");
     for (const json& child : node["pretokenizers"])
-      if (Error e = readPreTokenizer(child, where, out)) return e;
+      if (Error e = readPreTokenizer(child, where, out, depth + 1)) return e;
     return Error::success();
   }
   PreTokenizer p;
@@ -165,13 +180,15 @@ Error readPreTokenizer(const json& node, const std::string& where, std::vector<P
   return Error::success();
 }
 
-Error readDecoder(const json& node, const std::string& where, std::vector<Decoder>& out) {
+Error readDecoder(const json& node, const std::string& where, std::vector<Decoder>& out,
+                  int depth = 0) {
   std::string type = typeOf(node);
+  if (depth > kMaxSequenceDepth) return makeError(where, ": Sequences nested too deeply");
   if (type == "Sequence") {
     if (!node.contains("decoders") || !node["decoders"].is_array())
       return makeError(where, ": Sequence needs a \"decoders\" array");
     for (const json& child : node["decoders"])
-      if (Error e = readDecoder(child, where, out)) return e;
+      if (Error e = readDecoder(child, where, out, depth + 1)) return e;
     return Error::success();
   }
   Decoder d;
@@ -206,15 +223,17 @@ Error readDecoder(const json& node, const std::string& where, std::vector<Decode
 }
 
 // TemplateProcessing's "single" as ids; ByteLevel adds nothing.
-Error readPostProcessor(const json& node, const std::string& where, Tokenizer::Impl& t) {
+Error readPostProcessor(const json& node, const std::string& where, Tokenizer::Impl& t,
+                        int depth = 0) {
   if (node.is_null()) return Error::success();
   std::string type = typeOf(node);
+  if (depth > kMaxSequenceDepth) return makeError(where, ": Sequences nested too deeply");
   if (type == "ByteLevel") return Error::success();
   if (type == "Sequence") {
     if (!node.contains("processors") || !node["processors"].is_array())
       return makeError(where, ": Sequence needs a \"processors\" array");
     for (const json& child : node["processors"])
-      if (Error e = readPostProcessor(child, where, t)) return e;
+      if (Error e = readPostProcessor(child, where, t, depth + 1)) return e;
     return Error::success();
   }
   if (type != "TemplateProcessing")
@@ -357,10 +376,12 @@ Error readSettings(std::string_view configJson, const std::string& name, Tokeniz
       if (named.is_object() && (s.chatTemplate.empty() || stringOr(named, "name") == "default"))
         s.chatTemplate = stringOr(named, "template");
   }
-  for (const json& extra : config.value("additional_special_tokens", json::array()))
-    if (extra.is_string())
-      for (AddedToken& a : t.added)
-        if (a.content == extra.get<std::string>()) a.special = true;
+  const json& extras = memberOrNull(config, "additional_special_tokens");
+  if (extras.is_array())
+    for (const json& extra : extras)
+      if (extra.is_string())
+        for (AddedToken& a : t.added)
+          if (a.content == extra.get<std::string>()) a.special = true;
   return Error::success();
 }
 
@@ -457,16 +478,16 @@ Expected<std::unique_ptr<Tokenizer>> Tokenizer::fromJson(std::string_view tokeni
     if (Error e = readModel(root["model"], name, *impl)) return e;
     if (Error e = readAddedTokens(root, name, *impl)) return e;
     if (Error e = readSettings(configJson, name, *impl)) return e;
-    if (Error e = readNormalizer(root.value("normalizer", json()), name + ": normalizer",
+    if (Error e = readNormalizer(memberOrNull(root, "normalizer"), name + ": normalizer",
                                  impl->normalizers))
       return e;
-    if (Error e = readPreTokenizer(root.value("pre_tokenizer", json()), name + ": pre_tokenizer",
+    if (Error e = readPreTokenizer(memberOrNull(root, "pre_tokenizer"), name + ": pre_tokenizer",
                                    impl->preTokenizers))
       return e;
-    if (Error e = readPostProcessor(root.value("post_processor", json()), name + ": post_processor",
+    if (Error e = readPostProcessor(memberOrNull(root, "post_processor"), name + ": post_processor",
                                     *impl))
       return e;
-    json decoder = root.value("decoder", json());
+    const json& decoder = memberOrNull(root, "decoder");
     impl->hasDecoder = !decoder.is_null();
     if (impl->hasDecoder)
       if (Error e = readDecoder(decoder, name + ": decoder", impl->decoders)) return e;

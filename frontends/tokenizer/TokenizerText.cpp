@@ -300,7 +300,7 @@ Expected<Regex> Regex::literal(std::string_view text) {
   return compile(quoted + "\\E");
 }
 
-std::vector<std::pair<size_t, size_t>> Regex::findAll(std::string_view text) const {
+Expected<std::vector<std::pair<size_t, size_t>>> Regex::findAll(std::string_view text) const {
   std::vector<std::pair<size_t, size_t>> matches;
   // Only the whole match is read, so one pair of offsets is enough for any pattern (PCRE2 then
   // returns 0 for "ovector too small" but fills the first pair); reused across calls.
@@ -314,7 +314,13 @@ std::vector<std::pair<size_t, size_t>> Regex::findAll(std::string_view text) con
                  ? pcre2_jit_match(impl_->code, subject, text.size(), offset, 0, data, nullptr)
                  : pcre2_match(impl_->code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK, data,
                                nullptr);
-    if (rc < 0) break;  // no match (or a matching limit): the rest is not split further
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {
+      PCRE2_UCHAR message[256];
+      pcre2_get_error_message(rc, message, sizeof(message));
+      return makeError("regex matching failed at byte ", offset, ": ",
+                       reinterpret_cast<const char*>(message));
+    }
     PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data);
     size_t begin = ovector[0], end = ovector[1];
     matches.emplace_back(begin, end);

@@ -52,8 +52,9 @@ class Regex {
   ~Regex();
 
   // Every non-overlapping match of `text` as [begin, end) byte offsets, JavaScript matchAll
-  // style (an empty match moves on by one code point). `text` must be valid UTF-8.
-  std::vector<std::pair<size_t, size_t>> findAll(std::string_view text) const;
+  // style (an empty match moves on by one code point). `text` must be valid UTF-8. Fails only
+  // when PCRE2 gives up (a resource limit), never by returning part of the matches.
+  Expected<std::vector<std::pair<size_t, size_t>>> findAll(std::string_view text) const;
 
  private:
   struct Impl;
