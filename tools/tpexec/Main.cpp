@@ -138,9 +138,9 @@ int runTpexec(int argc, char** argv) {
       j["timings"] = {{"prefill_ms", g.prefillMs}, {"decode_ms_per_token", g.decodeMsPerToken}};
       j["weight_bytes_per_rank"] = r.weightBytesPerRank;
       if (tokenizer) {
-        Expected<std::string> decoded = tokenizer->decode(g.generatedIds, {true});
-        if (!decoded) return std::move(decoded.takeError()).withContext("decoding the output: ");
-        j["text"] = *decoded;
+        Error failed = Error::success();
+        j["text"] = cli::decodeOutput(*tokenizer, g.generatedIds, failed);
+        if (failed) return failed;
       }
       std::printf("%s\n", j.dump().c_str());
     } else if (streamer) {

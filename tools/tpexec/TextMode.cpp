@@ -45,10 +45,26 @@ Expected<std::vector<int32_t>> encodePrompt(Tokenizer& tokenizer, const TextOpti
   return tokenizer.encode(*text, false);
 }
 
-TextStreamer::TextStreamer(const Tokenizer& tokenizer) : decoder_(tokenizer, {true}) {}
+TextStreamer::TextStreamer(const Tokenizer& tokenizer)
+    : tokenizer_(tokenizer), decoder_(tokenizer, {true}) {}
+
+std::string decodeOutput(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
+                         Error& error) {
+  std::vector<int32_t> known;
+  for (int32_t id : ids)
+    if (id < tokenizer.vocabSize()) known.push_back(id);
+  Expected<std::string> text = tokenizer.decode(known, {true});
+  if (!text) {
+    error = std::move(text.takeError()).withContext("decoding the output: ");
+    return {};
+  }
+  return *text;
+}
 
 void TextStreamer::onToken(int32_t id) {
-  if (error_) return;
+  // Checkpoints pad the vocab past the tokenizer (Qwen: 151936 rows, 151669 tokens); those ids
+  // have no text, as in transformers, rather than ending the run.
+  if (error_ || id >= tokenizer_.vocabSize()) return;
   Expected<std::string> piece = decoder_.push(id);
   if (!piece) {
     error_ = std::move(piece.takeError()).withContext("decoding the output: ");

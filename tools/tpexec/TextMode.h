@@ -33,6 +33,10 @@ Expected<std::unique_ptr<Tokenizer>> loadRunTokenizer(const std::string& tokeniz
 // --chat renders the chat template, --raw adds nothing.
 Expected<std::vector<int32_t>> encodePrompt(Tokenizer& tokenizer, const TextOptions& options);
 
+// The text of generated ids, special tokens left out (and ids past the tokenizer's vocab, which
+// padded checkpoints have); a failure goes to `error`.
+std::string decodeOutput(const Tokenizer& tokenizer, const std::vector<int32_t>& ids, Error& error);
+
 // Prints each token's text to stdout as it arrives. The first decoding failure stops the
 // printing and is kept for error().
 class TextStreamer {
@@ -43,6 +47,7 @@ class TextStreamer {
   const Error& error() const { return error_; }
 
  private:
+  const Tokenizer& tokenizer_;
   StreamDecoder decoder_;
   Error error_ = Error::success();
 };
