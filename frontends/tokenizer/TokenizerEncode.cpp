@@ -144,16 +144,24 @@ Error Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) {
   std::vector<Symbol> symbols;
   for (size_t i = 0; i < word.size();) {
     size_t begin = i;
-    i += std::min(tok::utf8Length(static_cast<unsigned char>(word[i])), word.size() - i);
-    auto it = vocab.find(word.substr(begin, i - begin));
+    auto lead = static_cast<unsigned char>(word[i]);
+    int32_t id;
+    if (lead < 0x80) {
+      id = asciiIds[lead];
+      ++i;
+    } else {
+      i += std::min(tok::utf8Length(lead), word.size() - i);
+      auto it = vocab.find(word.substr(begin, i - begin));
+      id = it == vocab.end() ? -1 : it->second;
+    }
     auto index = static_cast<int32_t>(symbols.size());
-    symbols.push_back({it == vocab.end() ? -1 : it->second, static_cast<uint32_t>(begin),
-                       static_cast<uint32_t>(i), index - 1, index + 1});
+    symbols.push_back(
+        {id, static_cast<uint32_t>(begin), static_cast<uint32_t>(i), index - 1, index + 1});
   }
   symbols.back().next = -1;
   // Lowest rank first, leftmost among equals: the order of every BPE implementation.
   struct Candidate {
-    int32_t rank, left, leftId, rightId;
+    int32_t rank, left, leftId, rightId, merged;
     bool operator>(const Candidate& o) const {
       return rank != o.rank ? rank > o.rank : left > o.left;
     }
@@ -165,8 +173,7 @@ Error Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) {
     if (right < 0) return;
     int32_t a = symbols[static_cast<size_t>(left)].id, b = symbols[static_cast<size_t>(right)].id;
     if (a < 0 || b < 0) return;
-    auto it = merges.find((static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b));
-    if (it != merges.end()) queue.push({it->second.rank, left, a, b});
+    if (const tok::Merge* m = merges.find(a, b)) queue.push({m->rank, left, a, b, m->merged});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) consider(i);
   while (!queue.empty()) {
@@ -176,8 +183,7 @@ Error Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) {
     if (left.id != c.leftId || left.end == 0 || left.next < 0) continue;
     Symbol& right = symbols[static_cast<size_t>(left.next)];
     if (right.id != c.rightId) continue;
-    left.id = merges.at((static_cast<uint64_t>(c.leftId) << 32) | static_cast<uint32_t>(c.rightId))
-                  .merged;
+    left.id = c.merged;
     left.end = right.end;
     left.next = right.next;
     right.end = 0;  // dead

@@ -58,6 +58,54 @@ struct Merge {
   int32_t merged;
 };
 
+// (left id, right id) -> merge, open addressing: the one lookup in BPE's inner loop, where a
+// node-based map costs a cache miss per probe.
+class MergeTable {
+ public:
+  void reserve(size_t merges) {
+    size_t capacity = 16;
+    while (capacity < merges * 2) capacity *= 2;
+    slots_.assign(capacity, Slot{});
+    mask_ = capacity - 1;
+  }
+  // A later merge of the same pair replaces the earlier one, as transformers.js's Map does.
+  void set(int32_t left, int32_t right, Merge merge) {
+    uint64_t key = keyOf(left, right);
+    for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
+      if (slots_[i].key == kEmpty || slots_[i].key == key) {
+        slots_[i] = {key, merge};
+        return;
+      }
+    }
+  }
+  const Merge* find(int32_t left, int32_t right) const {
+    if (slots_.empty()) return nullptr;
+    uint64_t key = keyOf(left, right);
+    for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
+      if (slots_[i].key == key) return &slots_[i].merge;
+      if (slots_[i].key == kEmpty) return nullptr;
+    }
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};  // ids are below 2^30, so no key is this
+  struct Slot {
+    uint64_t key = kEmpty;
+    Merge merge{};
+  };
+  static uint64_t keyOf(int32_t left, int32_t right) {
+    return (static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right);
+  }
+  static size_t hash(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return static_cast<size_t>(k);
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+};
+
 }  // namespace tok
 
 struct Tokenizer::Impl {
@@ -73,7 +121,8 @@ struct Tokenizer::Impl {
   // The BPE model. `vocab` also holds the added tokens, as transformers.js's does.
   tok::StringMap<int32_t> vocab;
   std::vector<std::string> idToToken;
-  std::unordered_map<uint64_t, tok::Merge> merges;  // (left id << 32 | right id)
+  tok::MergeTable merges;
+  std::array<int32_t, 128> asciiIds{};  // one-byte tokens by byte, -1 where missing
   std::optional<int32_t> unkId;
   bool byteFallback = false, fuseUnk = false, ignoreMerges = false;
   std::array<int32_t, 256> byteTokenIds{};  // <0xAB> tokens, -1 where missing

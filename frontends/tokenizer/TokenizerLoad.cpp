@@ -305,9 +305,7 @@ Error readModel(const json& model, const std::string& name, Tokenizer::Impl& t) 
     if (merged == t.vocab.end())
       return makeError(where, ": merge ", rank, ": the result ",
                        quoteName(parts->first + parts->second), " is not in the vocab");
-    uint64_t key =
-        (static_cast<uint64_t>(left->second) << 32) | static_cast<uint32_t>(right->second);
-    t.merges.emplace(key, tok::Merge{static_cast<int32_t>(rank), merged->second});
+    t.merges.set(left->second, right->second, {static_cast<int32_t>(rank), merged->second});
   }
   std::string unk = stringOr(model, "unk_token");
   if (!unk.empty()) {
@@ -400,6 +398,10 @@ Error finish(Tokenizer::Impl& t) {
     std::stable_sort(bucket.begin(), bucket.end(), [&](size_t a, size_t b) {
       return t.added[a].content.size() > t.added[b].content.size();
     });
+  for (int b = 0; b < 128; ++b) {
+    auto it = t.vocab.find(std::string(1, static_cast<char>(b)));
+    t.asciiIds[static_cast<size_t>(b)] = it == t.vocab.end() ? -1 : it->second;
+  }
   static const char* kHex = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b) {
     std::string token = std::string("<0x") + kHex[b >> 4] + kHex[b & 15] + ">";
