@@ -65,6 +65,7 @@ Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& r
       token = static_cast<int32_t>(cpu::sample(last, vocab, request.sampling, rng));
     }
     result.generatedIds.push_back(token);
+    if (request.onToken) request.onToken(token);
     if (std::find(request.eosIds.begin(), request.eosIds.end(), token) != request.eosIds.end()) {
       result.stopReason = "eos";
       break;

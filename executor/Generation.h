@@ -22,6 +22,9 @@ struct GenerationRequest {
   // Asked before each decode step; true ends generation with stop reason "cancelled". Every
   // rank must answer the same at the same step (NodeRun agrees through a collective).
   std::function<bool()> stopRequested;
+  // Called with each token as soon as it is sampled (the end-of-sequence one included), so a
+  // caller can stream text. Local runs call it in rank 0's process only.
+  std::function<void(int32_t)> onToken;
 };
 
 struct GenerationResult {

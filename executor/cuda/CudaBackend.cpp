@@ -544,11 +544,19 @@ Error CudaBackend::loadWeights(const BackendOptions& options) {
     }
     return cudacheck::check(cudaStreamSynchronize(stream_), "making synthetic weights");
   }
-  Expected<Checkpoint> checkpoint = openPlanCheckpoint(plan_, options.modelDir);
-  if (!checkpoint) return checkpoint.takeError();
+  // Weights come from the checkpoint, or from whoever supplies them (the control plane streams
+  // a worker's slices when it has no checkpoint).
+  std::optional<Checkpoint> checkpoint;
+  if (!options.weightSource) {
+    Expected<Checkpoint> opened = openPlanCheckpoint(plan_, options.modelDir);
+    if (!opened) return opened.takeError();
+    checkpoint.emplace(std::move(*opened));
+  }
   std::vector<uint8_t> converted;
   for (uint32_t i = 0; i < prog_.weights()->size(); ++i) {
-    Expected<std::vector<float>> data = loadWeightF32(plan_, rank_, *checkpoint, i);
+    Expected<std::vector<float>> data = options.weightSource
+                                            ? options.weightSource(i)
+                                            : loadWeightF32(plan_, rank_, *checkpoint, i);
     if (!data) return data.takeError();
     convertWeight(*data, computeType_, converted);
     TPC_CUDA_TRY(

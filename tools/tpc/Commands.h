@@ -10,6 +10,7 @@ int runCompile(int argc, char** argv);
 int runDump(int argc, char** argv);
 int runInspect(int argc, char** argv);
 int runMakeModel(int argc, char** argv);
+int runTokenize(int argc, char** argv);
 
 // Prints "error: <message>" on stderr and returns `code`.
 int fail(const std::string& message, int code = 1);

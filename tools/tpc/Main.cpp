@@ -26,6 +26,7 @@ const char* kUsage =
     "  dump PLAN [--rank R] [--format F]     show what each rank of a plan does\n"
     "  inspect MODEL                         architecture, parameters and bytes of a checkpoint\n"
     "  make-model --arch A --preset P -o D   write a random-weight model of a known shape\n"
+    "  tokenize TOKENIZER [--decode]         text to token ids and back, one JSON value a line\n"
     "\n"
     "Run `tpc COMMAND --help` for the options of a command.\n";
 
@@ -46,8 +47,9 @@ int runTpc(int argc, char** argv) {
   if (command == "dump") return runDump(argc, argv);
   if (command == "inspect") return runInspect(argc, argv);
   if (command == "make-model") return runMakeModel(argc, argv);
+  if (command == "tokenize") return runTokenize(argc, argv);
   return fail("unknown command '" + command +
-                  "' (commands: compile, dump, inspect, make-model; see tpc --help)",
+                  "' (commands: compile, dump, inspect, make-model, tokenize; see tpc --help)",
               2);
 }
 

@@ -1,5 +1,6 @@
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include <filesystem>
 
@@ -10,11 +11,12 @@
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
 #include "tools/tpc/Commands.h"
+#include "tools/tpc/MakeModelTokenizer.h"
 
 namespace tpc::cli {
 
 int runMakeModel(int argc, char** argv) {
-  std::string arch, preset, dtypeName = "bf16", output;
+  std::string arch, preset, dtypeName = "bf16", output, tokenizerPath;
   int64_t seed = 0, shardMiB = 5 * 1024;
   bool force = false, list = false, quiet = false, configOnly = false;
   ArgParser args(
@@ -29,6 +31,9 @@ int runMakeModel(int argc, char** argv) {
   args.option("-o", &output, "DIR", "folder to create");
   args.option("--shard-size", &shardMiB, "MIB",
               "split into model-0000i-of-0000N.safetensors above this size (default 5120)");
+  args.option("--tokenizer", &tokenizerPath, "PATH",
+              "copy this tokenizer.json (and its tokenizer_config.json) into DIR; the model's\n"
+              "vocab size and bos/eos ids follow it");
   args.flag("--force", &force, "replace DIR if it exists");
   args.flag("--list", &list, "list the presets of every architecture and exit");
   args.flag("--config-only", &configOnly, "write only config.json (no weights)");
@@ -52,12 +57,20 @@ int runMakeModel(int argc, char** argv) {
   if (!family) return fail("--arch: " + family.errorMessage(), 2);
   Expected<ModelSpec> spec = makePresetSpec(*family, preset, *parseIrDType(dtypeName));
   if (!spec) return fail("--preset: " + spec.errorMessage(), 2);
+  std::optional<AttachedTokenizer> tokenizer;
+  if (!tokenizerPath.empty()) {
+    Expected<AttachedTokenizer> attached = openTokenizerToAttach(tokenizerPath, *spec);
+    if (!attached) return fail(attached.errorMessage());
+    tokenizer = std::move(*attached);
+  }
 
   if (configOnly) {
     std::error_code ec;
     std::filesystem::create_directories(output, ec);
     if (Error e = writeFileAtomically(output + "/config.json", writeModelConfig(*spec)))
       return fail(e.message());
+    if (tokenizer)
+      if (Error e = copyTokenizerFiles(*tokenizer, output)) return fail(e.message());
     if (!quiet)
       std::printf("wrote %s/config.json: %s %s, %lld parameters\n", output.c_str(),
                   std::string(familyName(spec->family)).c_str(), preset.c_str(),
@@ -80,6 +93,8 @@ int runMakeModel(int argc, char** argv) {
     return fail(result.errorMessage());
   }
   if (bar) bar->finish();
+  if (tokenizer)
+    if (Error e = copyTokenizerFiles(*tokenizer, output)) return fail(e.message());
   if (!quiet)
     std::printf("wrote %s: %s %s, %s parameters, %s in %zu file(s)\n", output.c_str(),
                 std::string(familyName(spec->family)).c_str(), preset.c_str(),

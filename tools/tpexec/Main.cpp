@@ -11,6 +11,7 @@
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
 #include "tools/tpexec/MultiNode.h"
+#include "tools/tpexec/TextMode.h"
 
 namespace {
 
@@ -40,12 +41,21 @@ int runTpexec(int argc, char** argv) {
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false, eager = false;
+  cli::TextOptions textOptions;
   cli::ArgParser args(
       "tpexec",
       "Runs a plan: prefill the prompt, then decode with a KV cache, on every rank of the\n"
       "plan's world (one process each). Rank 0 prints the generated ids.");
   args.positional("PLAN", &planPath, "a plan written by tpc compile");
   args.option("--prompt-ids", &promptIds, "IDS", "prompt token ids, comma-separated (e.g. 1,2,3)");
+  args.option("--prompt", &textOptions.prompt, "TEXT",
+              "prompt text; the output is streamed as text while it is generated");
+  args.flag("--chat", &textOptions.chat, "wrap --prompt in the tokenizer's chat template");
+  args.option("--system", &textOptions.system, "TEXT", "a system message for --chat");
+  args.flag("--raw", &textOptions.raw,
+            "send --prompt as it is: no template, no special tokens added");
+  args.option("--tokenizer", &textOptions.tokenizer, "PATH",
+              "tokenizer.json or its folder (default: the checkpoint folder's)");
   args.option("--max-new-tokens", &maxNew, "N", "tokens to generate at most (default 16)");
   args.option("--temperature", &temperature, "T", "sampling temperature; 0 is greedy (default 0)");
   args.option("--top-k", &topK, "K", "sample among the K most likely tokens (default 0: all)");
@@ -68,8 +78,11 @@ int runTpexec(int argc, char** argv) {
       "benchmark:\n  tpexec bench PLAN --help");
   if (Error e = args.parse(argc, argv)) return fail(e.message(), 2);
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
-  if (promptIds.empty()) return fail("--prompt-ids is required (token ids, e.g. 1,2,3)", 2);
-  Expected<std::vector<int64_t>> ids = cli::parseIntList(promptIds, "--prompt-ids");
+  const bool textMode = args.seen("--prompt");
+  if (Error e = cli::checkTextFlags(args, promptIds.empty(), textOptions))
+    return fail(e.message(), 2);
+  Expected<std::vector<int64_t>> ids =
+      textMode ? std::vector<int64_t>{} : cli::parseIntList(promptIds, "--prompt-ids");
   if (!ids) return fail(ids.errorMessage(), 2);
   if (maxNew < 1) return fail("--max-new-tokens must be at least 1", 2);
   if (topK < 0) return fail("--top-k must not be negative", 2);
@@ -113,6 +126,26 @@ int runTpexec(int argc, char** argv) {
   options.request.seed = static_cast<uint64_t>(seed);
   if (!ignoreEos) options.request.eosIds = eosOf(plan->plan());
   options.request.keepLogits = !logitsOut.empty();
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<cli::TextStreamer> streamer;
+  if (textMode || args.seen("--tokenizer")) {
+    Expected<std::unique_ptr<Tokenizer>> loaded =
+        cli::loadRunTokenizer(textOptions.tokenizer, modelDir, *plan);
+    if (!loaded) return fail(loaded.errorMessage());
+    tokenizer = std::move(*loaded);
+  }
+  if (textMode) {
+    Expected<std::vector<int32_t>> prompt = cli::encodePrompt(*tokenizer, textOptions);
+    if (!prompt) return fail(prompt.errorMessage());
+    options.request.promptIds = std::move(*prompt);
+    // Chat models end their turn with the tokenizer's end token (<|im_end|>, <|eot_id|>).
+    std::optional<int32_t> eos = tokenizer->tokenId(tokenizer->settings().eosToken);
+    if (!ignoreEos && eos) options.request.eosIds.push_back(*eos);
+    if (!json) {
+      streamer = std::make_unique<cli::TextStreamer>(*tokenizer);
+      options.request.onToken = [&](int32_t id) { streamer->onToken(id); };
+    }
+  }
 
   Error e = runPlanLocally(*plan, options, [&](const RunReport& r) -> Error {
     const GenerationResult& g = r.result;
@@ -131,7 +164,20 @@ int runTpexec(int argc, char** argv) {
       j["backend"] = r.backend;
       j["timings"] = {{"prefill_ms", g.prefillMs}, {"decode_ms_per_token", g.decodeMsPerToken}};
       j["weight_bytes_per_rank"] = r.weightBytesPerRank;
+      if (tokenizer) {
+        Error failed = Error::success();
+        j["text"] = cli::decodeOutput(*tokenizer, g.generatedIds, failed);
+        if (failed) return failed;
+      }
       std::printf("%s\n", j.dump().c_str());
+    } else if (streamer) {
+      streamer->finish();
+      if (streamer->error()) return streamer->error();
+      std::fprintf(stderr,
+                   "world %lld (%s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, %zu "
+                   "tokens, stopped by %s\n",
+                   (long long)r.world, r.backend.c_str(), options.request.promptIds.size(),
+                   g.prefillMs, g.decodeMsPerToken, g.generatedIds.size(), g.stopReason.c_str());
     } else {
       std::string text;
       for (int32_t id : g.generatedIds) text += (text.empty() ? "" : ",") + std::to_string(id);

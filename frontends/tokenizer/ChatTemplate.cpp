@@ -1,0 +1,72 @@
+#include "frontends/ChatTemplate.h"
+
+#include "frontends/tokenizer/TokenizerText.h"
+
+namespace tpc {
+
+const char* chatFormatName(ChatFormat format) {
+  switch (format) {
+    case ChatFormat::Llama3:
+      return "Llama-3";
+    case ChatFormat::ChatML:
+      return "ChatML";
+    case ChatFormat::Mistral:
+      return "Mistral [INST]";
+  }
+  return "?";
+}
+
+Expected<ChatFormat> detectChatFormat(const Tokenizer& tokenizer) {
+  const std::string& tmpl = tokenizer.settings().chatTemplate;
+  if (tmpl.empty())
+    return makeError(tokenizer.name(),
+                     ": no chat_template in tokenizer_config.json (use --raw to send the prompt "
+                     "as it is)");
+  if (tmpl.find("<|start_header_id|>") != std::string::npos) return ChatFormat::Llama3;
+  if (tmpl.find("<|im_start|>") != std::string::npos) return ChatFormat::ChatML;
+  if (tmpl.find("[INST]") != std::string::npos) return ChatFormat::Mistral;
+  return makeError(tokenizer.name(),
+                   ": unknown chat template (known: Llama-3 headers, ChatML, Mistral [INST]); use "
+                   "--raw to send the prompt as it is");
+}
+
+Expected<std::string> renderChat(ChatFormat format, const std::vector<ChatMessage>& messages,
+                                 const TokenizerSettings& settings) {
+  if (messages.empty()) return makeError("a chat needs at least one message");
+  for (const ChatMessage& m : messages)
+    if (m.role != "system" && m.role != "user" && m.role != "assistant")
+      return makeError("chat role '", m.role, "' is not system, user or assistant");
+  std::string out;
+  switch (format) {
+    case ChatFormat::Llama3:
+      // Meta's template trims each message (Jinja's trim) and starts with the BOS token.
+      out = settings.bosToken;
+      for (const ChatMessage& m : messages)
+        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" +
+               tok::trimJsWhitespace(m.content, true, true) + "<|eot_id|>";
+      out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      return out;
+    case ChatFormat::ChatML:
+      for (const ChatMessage& m : messages)
+        out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+      out += "<|im_start|>assistant\n";
+      return out;
+    case ChatFormat::Mistral:
+      // Mistral's template has no system role and insists on user/assistant turns.
+      out = settings.bosToken;
+      for (size_t i = 0; i < messages.size(); ++i) {
+        const ChatMessage& m = messages[i];
+        if ((m.role == "user") != (i % 2 == 0))
+          return makeError(
+              "the Mistral [INST] template needs user and assistant turns in "
+              "alternation, starting with user (message ",
+              i, " is ", m.role, ")");
+        out +=
+            m.role == "user" ? "[INST] " + m.content + " [/INST]" : m.content + settings.eosToken;
+      }
+      return out;
+  }
+  return makeError("unknown chat format");
+}
+
+}  // namespace tpc
