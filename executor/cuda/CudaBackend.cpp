@@ -16,8 +16,8 @@
 #include "executor/cuda/NcclCommunicator.h"
 #include "ir/DType.h"
 #include "ir/Float16.h"
-#include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/AttentionPrefill.h"
+#include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DecodeAttention.h"
 #include "kernels/cuda/Gemv.h"
 
@@ -222,8 +222,8 @@ class CudaBackend : public Backend {
   void findOneRowFusions();
   DeviceMemory weightMemory_, arena_, kvMemory_, workspace_, io_, gather_, tables_;
   DeviceMemory hostIoMemory_;
-  int32_t* hostIo_ = nullptr;  // pinned: ids, positions, slots, picked ids
-  DeviceMemory pickedHost_;      // mapped: argmax writes the picked ids straight to the host
+  int32_t* hostIo_ = nullptr;     // pinned: ids, positions, slots, picked ids
+  DeviceMemory pickedHost_;       // mapped: argmax writes the picked ids straight to the host
   int32_t* pickedIds_ = nullptr;  // its device address
   std::vector<void*> weights_;
   uint64_t weightBytes_ = 0;
@@ -296,7 +296,8 @@ void CudaBackend::findOneRowAliases() {
     std::string_view name = prog_.buffers()->Get(source)->name()->string_view();
     if (name == "token_ids" || name == "positions" || oneRowAliases_.count(source)) continue;
     const auto base = static_cast<int64_t>(oneRowSplitBytes_);
-    oneRowSplitBytes_ += alignUp(static_cast<size_t>(prog_.buffers()->Get(source)->bytes_per_token()));
+    oneRowSplitBytes_ +=
+        alignUp(static_cast<size_t>(prog_.buffers()->Get(source)->bytes_per_token()));
     oneRowAliases_[source] = {base, 0};
     int64_t offset = 0;
     const auto elt = static_cast<int64_t>(cuda::elementBytes(bufferTypes_[source]));
@@ -342,7 +343,8 @@ void CudaBackend::findOneRowFusions() {
       if (ls.op()->string_view() != "linear" || widths_[gate] != widths_[up]) continue;
       const plan::Weight& w = weightOf(ls, 1);
       // The paired GEMV streams 16-byte vectors of each weight row.
-      const auto rowBytes = static_cast<size_t>(w.shape()->Get(1)) * cuda::elementBytes(computeType_);
+      const auto rowBytes =
+          static_cast<size_t>(w.shape()->Get(1)) * cuda::elementBytes(computeType_);
       if (w.shape()->Get(0) != 2 * widths_[gate] || rowBytes % 16 != 0 ||
           bufferTypes_[gate] != computeType_)
         continue;
@@ -371,11 +373,11 @@ void CudaBackend::findOneRowFusions() {
     const auto [baseB, offsetB] = oneRowAliases_[xb];
     const auto elt = static_cast<int64_t>(cuda::elementBytes(bufferTypes_[xa]));
     float scaleA = 1.0f, scaleB = 1.0f;
-    const bool sameRope =
-        cpu::ropeInverseFrequencies(stepRopeParams(a), &scaleA) ==
-            cpu::ropeInverseFrequencies(stepRopeParams(b), &scaleB) &&
-        scaleA == scaleB && stepInt(a, "head_dim") == stepInt(b, "head_dim") &&
-        bufferOperand(a, 1) == bufferOperand(b, 1) && bufferTypes_[xa] == bufferTypes_[xb];
+    const bool sameRope = cpu::ropeInverseFrequencies(stepRopeParams(a), &scaleA) ==
+                              cpu::ropeInverseFrequencies(stepRopeParams(b), &scaleB) &&
+                          scaleA == scaleB && stepInt(a, "head_dim") == stepInt(b, "head_dim") &&
+                          bufferOperand(a, 1) == bufferOperand(b, 1) &&
+                          bufferTypes_[xa] == bufferTypes_[xb];
     if (!sameRope || baseA != baseB || offsetA + widths_[xa] * elt != offsetB) continue;
     const int64_t d = stepInt(a, "head_dim");
     fusedRopeHeads_[first] = (widths_[xa] + widths_[xb]) / d;
@@ -400,10 +402,10 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
       attentionWorkspace_ = std::max(
           attentionWorkspace_,
           cuda::attentionWorkspaceBytes(chunkTokens_, stepInt(*s, "heads"), headDim, maxContext_));
-      decodeWorkspaceBytes_ = std::max(
-          decodeWorkspaceBytes_,
-          cuda::decodeAttentionWorkspaceBytes(graphTokens_, stepInt(*s, "heads"), kvHeads,
-                                              headDim, maxContext_));
+      decodeWorkspaceBytes_ =
+          std::max(decodeWorkspaceBytes_,
+                   cuda::decodeAttentionWorkspaceBytes(graphTokens_, stepInt(*s, "heads"), kvHeads,
+                                                       headDim, maxContext_));
     } else if (op == "moe_experts") {
       int64_t per = stepInt(*s, "params_per_expert");
       int64_t intermediate = weightOf(*s, static_cast<uint32_t>(3 + per - 1)).shape()->Get(1);
@@ -418,8 +420,8 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
       plan_.world() > 1 ? alignUp(static_cast<size_t>(prog_.arena_bytes_per_token() * chunkTokens_))
                         : 0;
   const size_t needed = weightBytes + kvBytes + arenaBytes + gatherBytes + attentionWorkspace_ +
-                        oneRowSplitBytes_ + decodeWorkspaceBytes_ +
-                        kGemmWorkspaceBytes + (size_t{64} << 20);
+                        oneRowSplitBytes_ + decodeWorkspaceBytes_ + kGemmWorkspaceBytes +
+                        (size_t{64} << 20);
   size_t freeBytes = 0, totalBytes = 0;
   TPC_CUDA_TRY(cudaMemGetInfo(&freeBytes, &totalBytes));
   if (needed > freeBytes)
@@ -689,8 +691,7 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     const plan::Step& swiglu = *prog_.steps()->Get(swigluInto_.at(index));
     TPC_CUDA_TRY(cuda::gemvSwiglu(type, operand(s, 0, T), operand(s, 1, T),
                                   s.operands()->size() == 3 ? operand(s, 2, T) : nullptr,
-                                  w.shape()->Get(1), w.shape()->Get(0) / 2, result(swiglu, T),
-                                  st));
+                                  w.shape()->Get(1), w.shape()->Get(0) / 2, result(swiglu, T), st));
   } else if (op == "linear") {
     const plan::Weight& w = weightOf(s, 1);
     if (Error e = gemm_->linear(type, resultType(s), operand(s, 0, T), operand(s, 1, T),
@@ -701,7 +702,8 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     auto [inverse, scaling] = rope_.at(index);
     int64_t d = stepInt(s, "head_dim");
     auto fused = fusedRopeHeads_.find(index);
-    const int64_t heads = T == 1 && fused != fusedRopeHeads_.end() ? fused->second : width(s, 0) / d;
+    const int64_t heads =
+        T == 1 && fused != fusedRopeHeads_.end() ? fused->second : width(s, 0) / d;
     TPC_CUDA_TRY(cuda::rope(type, operand(s, 0, T), static_cast<const int32_t*>(operand(s, 1, T)),
                             T, heads, d, inverse, scaling, result(s, T), st));
   } else if (op == "attention") {
@@ -710,11 +712,11 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     if (decodeStep_ && T <= cuda::kDecodeMaxTokens &&
         cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads, cache.headDim)) {
       ++attention;
-      TPC_CUDA_TRY(cuda::decodeAttention(
-          type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T),
-          static_cast<const int32_t*>(operand(s, 3, T)), slotsFor(T), T, stepInt(s, "heads"),
-          static_cast<float>(stepFloat(s, "scale")), cache, decodeWorkspace_.data(),
-          result(s, T), st));
+      TPC_CUDA_TRY(cuda::decodeAttention(type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T),
+                                         static_cast<const int32_t*>(operand(s, 3, T)), slotsFor(T),
+                                         T, stepInt(s, "heads"),
+                                         static_cast<float>(stepFloat(s, "scale")), cache,
+                                         decodeWorkspace_.data(), result(s, T), st));
       return Error::success();
     }
     if (prefillChunk_ && cuda::prefillAttentionSupports(type, cache.headDim)) {

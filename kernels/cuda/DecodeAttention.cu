@@ -32,9 +32,9 @@ struct DecodeArgs {
   T* cacheV;
   int64_t heads, kvHeads, maxContext, splits;
   float scale;
-  unsigned* counters;    // [tokens][kvHeads]
-  float* partialStats;   // [tokens][heads][splits][2]: max, sum
-  float* partialAcc;     // [tokens][heads][splits][headDim]
+  unsigned* counters;   // [tokens][kvHeads]
+  float* partialStats;  // [tokens][heads][splits][2]: max, sum
+  float* partialAcc;    // [tokens][heads][splits][headDim]
   T* out;
 };
 
@@ -168,14 +168,16 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   __threadfence();
   __syncthreads();
   unsigned* counter = a.counters + t * a.kvHeads + kvHead;
-  if (threadIdx.x == 0) lastBlock = atomicAdd(counter, 1u) == static_cast<unsigned>(activeSplits - 1);
+  if (threadIdx.x == 0)
+    lastBlock = atomicAdd(counter, 1u) == static_cast<unsigned>(activeSplits - 1);
   __syncthreads();
   if (!lastBlock) return;
   __threadfence();
   for (int g = warp; g < group; g += kWarps) {
     const int64_t base = (t * a.heads + firstHead + g) * a.splits;
     float maximum = -INFINITY;
-    for (int s = 0; s < activeSplits; ++s) maximum = fmaxf(maximum, __ldcg(a.partialStats + (base + s) * 2));
+    for (int s = 0; s < activeSplits; ++s)
+      maximum = fmaxf(maximum, __ldcg(a.partialStats + (base + s) * 2));
     float total = 0.0f, acc[kDims];
 #pragma unroll
     for (int e = 0; e < kDims; ++e) acc[e] = 0.0f;
@@ -188,7 +190,8 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
     }
 #pragma unroll
     for (int e = 0; e < kDims; ++e)
-      a.out[(t * a.heads + firstHead + g) * kHeadDim + d0 + e] = detail::fromFloat<T>(acc[e] / total);
+      a.out[(t * a.heads + firstHead + g) * kHeadDim + d0 + e] =
+          detail::fromFloat<T>(acc[e] / total);
   }
   if (threadIdx.x == 0) *counter = 0;  // ready for the next step
 }
@@ -216,8 +219,7 @@ template <typename T, int kHeadDim>
 cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* positions,
                    const int32_t* slots, int64_t tokens, int64_t heads, float scale,
                    const KvCacheView& cache, void* workspace, void* out, cudaStream_t stream) {
-  const WorkspaceLayout layout =
-      layoutOf(tokens, heads, cache.kvHeads, kHeadDim, cache.maxContext);
+  const WorkspaceLayout layout = layoutOf(tokens, heads, cache.kvHeads, kHeadDim, cache.maxContext);
   auto* base = static_cast<char*>(workspace);
   DecodeArgs<T> a{static_cast<const T*>(q),
                   static_cast<const T*>(k),
@@ -243,9 +245,9 @@ cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* p
 
 template <typename T>
 cudaError_t launchFor(int64_t headDim, const void* q, const void* k, const void* v,
-                      const int32_t* positions, const int32_t* slots, int64_t tokens,
-                      int64_t heads, float scale, const KvCacheView& cache, void* workspace,
-                      void* out, cudaStream_t stream) {
+                      const int32_t* positions, const int32_t* slots, int64_t tokens, int64_t heads,
+                      float scale, const KvCacheView& cache, void* workspace, void* out,
+                      cudaStream_t stream) {
   if (headDim == 64)
     return launch<T, 64>(q, k, v, positions, slots, tokens, heads, scale, cache, workspace, out,
                          stream);
@@ -274,8 +276,8 @@ cudaError_t decodeAttention(ElementType type, const void* q, const void* k, cons
       tokens > kDecodeMaxTokens)
     return cudaErrorInvalidValue;
   if (type == ElementType::BF16)
-    return launchFor<__nv_bfloat16>(cache.headDim, q, k, v, positions, slots, tokens, heads,
-                                    scale, cache, workspace, out, stream);
+    return launchFor<__nv_bfloat16>(cache.headDim, q, k, v, positions, slots, tokens, heads, scale,
+                                    cache, workspace, out, stream);
   return launchFor<__half>(cache.headDim, q, k, v, positions, slots, tokens, heads, scale, cache,
                            workspace, out, stream);
 }

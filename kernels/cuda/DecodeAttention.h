@@ -16,9 +16,9 @@ constexpr int64_t kDecodeMaxTokens = 1024;
 // bf16 or f16, headDim 64 or 128, at most 8 query heads per KV head.
 bool decodeAttentionSupports(ElementType type, int64_t heads, int64_t kvHeads, int64_t headDim);
 
-// Workspace for up to `tokens` (<= kDecodeMaxTokens) tokens: per-chunk partial results and one counter per
-// (token, KV head). It must be zeroed once before first use; the kernel leaves the counters at
-// zero again.
+// Workspace for up to `tokens` (<= kDecodeMaxTokens) tokens: per-chunk partial results and one
+// counter per (token, KV head). It must be zeroed once before first use; the kernel leaves the
+// counters at zero again.
 size_t decodeAttentionWorkspaceBytes(int64_t tokens, int64_t heads, int64_t kvHeads,
                                      int64_t headDim, int64_t maxContext);
 

@@ -200,8 +200,8 @@ cudaError_t gemv(ElementType input, ElementType output, const void* x, const voi
   }
 }
 
-cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias,
-                       int64_t in, int64_t half, void* y, cudaStream_t stream) {
+cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias, int64_t in,
+                       int64_t half, void* y, cudaStream_t stream) {
   switch (type) {
     case ElementType::BF16:
       return launchSwiglu<__nv_bfloat16>(x, w, bias, in, half, y, stream);

@@ -22,7 +22,7 @@ cudaError_t gemv(ElementType input, ElementType output, const void* x, const voi
 // One token through a gate-and-up weight [2 * half, in] (gate rows first) straight to
 // y[half] = silu(gate) * up: the linear, split and swiglu steps of an MLP in one pass, with the
 // same roundings. gemvSupports(type, 1, in, x, w) must hold.
-cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias,
-                       int64_t in, int64_t half, void* y, cudaStream_t stream);
+cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias, int64_t in,
+                       int64_t half, void* y, cudaStream_t stream);
 
 }  // namespace tpc::cuda

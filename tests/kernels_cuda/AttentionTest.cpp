@@ -66,8 +66,8 @@ class Harness {
   // One attention call on both sides; compares the outputs and the whole caches.
   // `decode`: through cuda::decodeAttention, whose workspace (and its counters) persists across
   // steps as in the backend.
-  void step(const std::vector<int32_t>& positions, const std::vector<int32_t>& slots,
-            uint32_t seed, bool decode = false) {
+  void step(const std::vector<int32_t>& positions, const std::vector<int32_t>& slots, uint32_t seed,
+            bool decode = false) {
     const auto tokens = static_cast<int64_t>(positions.size());
     SCOPED_TRACE(describe(c_) + " tokens " + std::to_string(tokens));
     const float scale = 1.0f / std::sqrt(static_cast<float>(c_.headDim));
@@ -93,8 +93,8 @@ class Harness {
                             c_.maxContext, c_.kvHeads, c_.headDim};
     if (decode) {
       if (!decodeWorkspace_) {
-        decodeWorkspace_ = std::make_unique<DeviceBuffer>(decodeAttentionWorkspaceBytes(
-            8, c_.heads, c_.kvHeads, c_.headDim, c_.maxContext));
+        decodeWorkspace_ = std::make_unique<DeviceBuffer>(
+            decodeAttentionWorkspaceBytes(8, c_.heads, c_.kvHeads, c_.headDim, c_.maxContext));
         decodeWorkspace_->fill(0);
       }
       TPC_CUDA_OK(decodeAttention(c_.type, dQ.get(), dKIn.get(), dVIn.get(), dPos.as<int32_t>(),

@@ -47,7 +47,7 @@ TEST(CudaGemv, RefusesShapesItCannotStream) {
   alignas(16) static char buffer[64];
   EXPECT_FALSE(gemvSupports(bf16, 0, 4096, buffer, buffer));
   EXPECT_FALSE(gemvSupports(bf16, kMaxGemvTokens + 1, 4096, buffer, buffer));
-  EXPECT_FALSE(gemvSupports(bf16, 1, 4095, buffer, buffer));   // rows not whole 16-byte vectors
+  EXPECT_FALSE(gemvSupports(bf16, 1, 4095, buffer, buffer));      // rows not whole 16-byte vectors
   EXPECT_FALSE(gemvSupports(bf16, 1, 4096, buffer + 2, buffer));  // misaligned x
   EXPECT_TRUE(gemvSupports(bf16, 1, 4096, buffer, buffer));
 }
@@ -78,7 +78,8 @@ TEST(CudaGemv, SwigluPairMatchesLinearSplitSwiglu) {
                                  half, dY.get(), nullptr));
           // Gate and up may round differently after a different summation order; silu * up
           // carries that, so twice the storage tolerance.
-          EXPECT_TRUE(allClose(download(type, dY, half), toDouble(act), 2 * storageTolerance(type)));
+          EXPECT_TRUE(
+              allClose(download(type, dY, half), toDouble(act), 2 * storageTolerance(type)));
         }
 }
 
@@ -88,8 +89,8 @@ TEST(CudaArgmax, WideRowsMatchCpu) {
   for (int64_t vocab : {16384, 128256, 151936})
     for (int64_t rows : {1, 3, 64}) {
       SCOPED_TRACE("vocab " + std::to_string(vocab) + " rows " + std::to_string(rows));
-      std::vector<float> logits = randomFloats(rows * vocab, static_cast<uint32_t>(vocab + rows),
-                                               -5.0f, 5.0f);
+      std::vector<float> logits =
+          randomFloats(rows * vocab, static_cast<uint32_t>(vocab + rows), -5.0f, 5.0f);
       for (int64_t r = 0; r < rows; ++r) {
         float* row = logits.data() + r * vocab;
         const int64_t a = (r * 7919) % vocab, b = (a + vocab / 3) % vocab;

@@ -86,7 +86,7 @@ struct CaseRun {
 };
 
 CaseRun runCase(const std::string& model, const std::string& dtype, const std::string& extra,
-            const test::TempDir& tmp) {
+                const test::TempDir& tmp) {
   nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
   std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
   std::string plan = tmp.file("plan-" + dtype + ".fb"), logits = tmp.file("logits.npy");
