@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "kernels/cuda/DecodeAttention.h"
+#include "kernels/cuda/DependentLaunch.cuh"
 #include "kernels/cuda/DeviceMath.cuh"
 
 namespace tpc::cuda {
@@ -62,6 +63,7 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   __shared__ float chunkMax[kMaxGroup], chunkSum[kMaxGroup];
   __shared__ bool lastBlock;
 
+  detail::allowDependentLaunch();  // the output projection may start fetching its weights
   const int split = static_cast<int>(blockIdx.x);
   const int64_t kvHead = blockIdx.y, t = blockIdx.z;
   const int position = a.positions[t];

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/DependentLaunch.cuh"
 #include "kernels/cuda/Gemv.h"
 
 namespace tpc::cuda {
@@ -49,6 +50,7 @@ template <class T, class Out, int kTokens>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemvKernel(const T* __restrict__ x, const T* __restrict__ w, const Out* __restrict__ bias,
                int64_t in, int64_t out, Out* __restrict__ y) {
+  detail::allowDependentLaunch();
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   if (row >= out) return;
@@ -60,6 +62,21 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
 
   int64_t v = lane;
+  // The first weights are fetched before waiting for the kernel that writes x.
+  if (v + (kUnroll - 1) * 32 < vectors) {
+    uint4 wv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(wRow + v + u * 32);
+    detail::waitForPrerequisites();
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int t = 0; t < kTokens; ++t)
+        acc[t] += dot16<T>(wv[u], __ldg(xRows + t * vectors + v + u * 32));
+    v += kUnroll * 32;
+  } else {
+    detail::waitForPrerequisites();
+  }
   // The main loop keeps kUnroll weight loads in flight per lane before using any of them.
   for (; v + (kUnroll - 1) * 32 < vectors; v += kUnroll * 32) {
     uint4 wv[kUnroll];
@@ -96,6 +113,7 @@ template <class T>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemvSwigluKernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                      int64_t in, int64_t half, T* __restrict__ y) {
+  detail::allowDependentLaunch();
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   if (row >= half) return;
@@ -105,6 +123,25 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   float gate = 0.0f, up = 0.0f;
   int64_t v = lane;
+  // The first weights are fetched before waiting for the kernel that writes x.
+  if (v + (kUnroll - 1) * 32 < vectors) {
+    uint4 g[kUnroll], u[kUnroll];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      g[k] = __ldcs(gateRow + v + k * 32);
+      u[k] = __ldcs(upRow + v + k * 32);
+    }
+    detail::waitForPrerequisites();
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      const uint4 xk = __ldg(xv + v + k * 32);
+      gate += dot16<T>(g[k], xk);
+      up += dot16<T>(u[k], xk);
+    }
+    v += kUnroll * 32;
+  } else {
+    detail::waitForPrerequisites();
+  }
   for (; v + (kUnroll - 1) * 32 < vectors; v += kUnroll * 32) {
     uint4 g[kUnroll], u[kUnroll];
 #pragma unroll
@@ -146,9 +183,11 @@ cudaError_t launch(const void* x, const void* w, const void* bias, int64_t token
   auto* bp = static_cast<const Out*>(bias);
   auto* yp = static_cast<Out*>(y);
   switch (tokens) {
-#define TPC_GEMV_CASE(n)                                                        \
-  case n:                                                                       \
-    gemvKernel<T, Out, n><<<grid, block, 0, stream>>>(xp, wp, bp, in, out, yp); \
+#define TPC_GEMV_CASE(n)                                                                    \
+  case n:                                                                                   \
+    if (cudaError_t e = detail::launchDependent(gemvKernel<T, Out, n>, grid, block, stream, \
+                                                xp, wp, bp, in, out, yp))                   \
+      return e;                                                                             \
     break;
     TPC_GEMV_CASE(1)
     TPC_GEMV_CASE(2)
@@ -171,10 +210,10 @@ template <class T>
 cudaError_t launchSwiglu(const void* x, const void* w, const void* bias, int64_t in, int64_t half,
                          void* y, cudaStream_t stream) {
   dim3 grid(static_cast<unsigned>((half + kWarpsPerBlock - 1) / kWarpsPerBlock));
-  gemvSwigluKernel<T><<<grid, kWarpsPerBlock * 32, 0, stream>>>(
-      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), in, half,
-      static_cast<T*>(y));
-  return cudaGetLastError();
+  const cudaError_t launched = detail::launchDependent(
+      gemvSwigluKernel<T>, grid, dim3(kWarpsPerBlock * 32), stream, static_cast<const T*>(x),
+      static_cast<const T*>(w), static_cast<const T*>(bias), in, half, static_cast<T*>(y));
+  return launched != cudaSuccess ? launched : cudaGetLastError();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // each; narrow rows (per-head q/k norms of headDim elements) get one warp each, so a decode step's
 // few rows still spread over many SMs and a block is not wasted on 128 elements.
 #include "kernels/cuda/CudaKernels.h"
+#include "kernels/cuda/DependentLaunch.cuh"
 #include "kernels/cuda/DeviceMath.cuh"
 
 namespace tpc::cuda {
@@ -98,6 +99,7 @@ __global__ void rmsNormKernel(const T* x, const T* residual, const T* weight, in
 template <typename T, bool kAddResidual>
 __global__ void rmsNormRegistersKernel(const T* x, const T* residual, const T* weight,
                                        int64_t width, float eps, T* sum, T* out) {
+  detail::allowDependentLaunch();  // the GEMV that reads `out` may start fetching its weights
   __shared__ float scratch[detail::kWarpSize];
   constexpr int kWidth = kVecWidth<T>;
   const int64_t base = static_cast<int64_t>(blockIdx.x) * width;

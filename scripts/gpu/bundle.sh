@@ -22,7 +22,7 @@ cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests} "$out/bin/"
 strip "$out"/bin/*  # the carry to the GPU machine is size-limited
 # Shared libraries the GPU machine lacks: everything but the CUDA libraries and the C runtime.
 for b in "$out"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u |
-  grep -Ev '/(libcuda|libcudart|libcublas|libcublasLt|libnccl|libc|libm|libstdc\+\+|libgcc_s|ld-linux-x86-64|libpthread|libdl|librt)\.so' |
+  grep -Ev '/(libcuda|libcudart|libcublas|libcublasLt|libnccl|libc|libm|libstdc\+\+|libgcc_s|ld-linux-x86-64|libpthread|libdl|librt|libresolv)\.so' |
   while read -r lib; do cp -L "$lib" "$out/lib/"; done
 
 # Benchmark shapes: compiled from generated checkpoints (kept in build/bench-models between runs).
