@@ -14,6 +14,8 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 constexpr int kUnroll = 4;
+// Weight vectors per lane fetched before waiting on the previous kernel (dependent launch).
+constexpr int kPrefetch = 2 * kUnroll;
 
 __device__ __forceinline__ float toF32(float v) { return v; }
 __device__ __forceinline__ float toF32(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -63,17 +65,17 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
   int64_t v = lane;
   // The first weights are fetched before waiting for the kernel that writes x.
-  if (v + (kUnroll - 1) * 32 < vectors) {
-    uint4 wv[kUnroll];
+  if (v + (kPrefetch - 1) * 32 < vectors) {
+    uint4 wv[kPrefetch];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(wRow + v + u * 32);
+    for (int u = 0; u < kPrefetch; ++u) wv[u] = __ldcs(wRow + v + u * 32);
     detail::waitForPrerequisites();
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+    for (int u = 0; u < kPrefetch; ++u)
 #pragma unroll
       for (int t = 0; t < kTokens; ++t)
         acc[t] += dot16<T>(wv[u], __ldg(xRows + t * vectors + v + u * 32));
-    v += kUnroll * 32;
+    v += kPrefetch * 32;
   } else {
     detail::waitForPrerequisites();
   }
@@ -124,21 +126,21 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   float gate = 0.0f, up = 0.0f;
   int64_t v = lane;
   // The first weights are fetched before waiting for the kernel that writes x.
-  if (v + (kUnroll - 1) * 32 < vectors) {
-    uint4 g[kUnroll], u[kUnroll];
+  if (v + (kPrefetch - 1) * 32 < vectors) {
+    uint4 g[kPrefetch], u[kPrefetch];
 #pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
+    for (int k = 0; k < kPrefetch; ++k) {
       g[k] = __ldcs(gateRow + v + k * 32);
       u[k] = __ldcs(upRow + v + k * 32);
     }
     detail::waitForPrerequisites();
 #pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
+    for (int k = 0; k < kPrefetch; ++k) {
       const uint4 xk = __ldg(xv + v + k * 32);
       gate += dot16<T>(g[k], xk);
       up += dot16<T>(u[k], xk);
     }
-    v += kUnroll * 32;
+    v += kPrefetch * 32;
   } else {
     detail::waitForPrerequisites();
   }
@@ -183,11 +185,11 @@ cudaError_t launch(const void* x, const void* w, const void* bias, int64_t token
   auto* bp = static_cast<const Out*>(bias);
   auto* yp = static_cast<Out*>(y);
   switch (tokens) {
-#define TPC_GEMV_CASE(n)                                                                    \
-  case n:                                                                                   \
-    if (cudaError_t e = detail::launchDependent(gemvKernel<T, Out, n>, grid, block, stream, \
-                                                xp, wp, bp, in, out, yp))                   \
-      return e;                                                                             \
+#define TPC_GEMV_CASE(n)                                                                        \
+  case n:                                                                                       \
+    if (cudaError_t e = detail::launchDependent(gemvKernel<T, Out, n>, grid, block, stream, xp, \
+                                                wp, bp, in, out, yp))                           \
+      return e;                                                                                 \
     break;
     TPC_GEMV_CASE(1)
     TPC_GEMV_CASE(2)
