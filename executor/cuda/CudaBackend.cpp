@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "codegen/PlanFormat.h"
+#include "executor/OneRowFusion.h"
 #include "executor/StepAttrs.h"
 #include "executor/WeightLoader.h"
 #include "executor/cuda/CudaCheck.h"
@@ -159,8 +160,8 @@ class CudaBackend : public Backend {
     if (fixed != ioInputs_.end())
       return io_.data() + fixed->second * tokens * static_cast<int64_t>(sizeof(int32_t));
     if (tokens == 1) {
-      auto alias = oneRowAliases_.find(buffer);
-      if (alias != oneRowAliases_.end())
+      auto alias = oneRow_.views.find(buffer);
+      if (alias != oneRow_.views.end())
         return oneRowSplitSources_.data() + alias->second.first + alias->second.second;
     }
     return arena_.data() + prog_.buffers()->Get(buffer)->arena_offset() * tokens;
@@ -204,22 +205,10 @@ class CudaBackend : public Backend {
   const int32_t* slotsFor(int64_t tokens) const {
     return reinterpret_cast<const int32_t*>(io_.data()) + 2 * tokens;
   }
-  // With one token a split's results are byte ranges of its operand, so the split need not copy.
-  // The operand then lives outside the arena (where the memory plan may reuse its bytes while a
-  // result is still to be read), in oneRowSplitSources_: buffer -> (its offset there, byte offset
-  // of the range). An operand maps to itself with range offset 0. Those splits are skipped.
-  std::map<uint32_t, std::pair<int64_t, int64_t>> oneRowAliases_;
+  // One-token views and fusions (executor/OneRowFusion.h); the private block holds the split
+  // operands the views point into.
+  OneRowFusion oneRow_;
   DeviceMemory oneRowSplitSources_;
-  size_t oneRowSplitBytes_ = 0;
-  std::vector<bool> skipAtOneRow_;
-  void findOneRowAliases();
-  // One-token fusions on top of those views: a gate/up linear whose split halves feed only a
-  // swiglu writes the swiglu's result itself (linear step -> swiglu step), and a rope whose input
-  // view has no other reader rotates in place, so the q and k ropes of a layer, adjacent in the
-  // qkv buffer, run as one launch (first rope step -> heads of both).
-  std::map<uint32_t, uint32_t> swigluInto_;
-  std::map<uint32_t, int64_t> fusedRopeHeads_;
-  void findOneRowFusions();
   DeviceMemory weightMemory_, arena_, kvMemory_, workspace_, io_, gather_, tables_;
   DeviceMemory hostIoMemory_;
   int32_t* hostIo_ = nullptr;     // pinned: ids, positions, slots, picked ids
@@ -277,112 +266,9 @@ Error CudaBackend::initialize(const BackendOptions& options) {
       graphTokens_,
       std::min<int64_t>(kPrefillChunkTokens, static_cast<int64_t>(kArenaCap / perToken)));
   ioTokens_ = chunkTokens_;
-  findOneRowAliases();
-  findOneRowFusions();
+  oneRow_ = planOneRowFusion(plan_, rank_);
   if (Error e = allocate(options, device)) return e;
   return loadWeights(options);
-}
-
-// Finds the splits whose one-token form can be views (see oneRowAliases_) and lays out their
-// operands' private storage.
-void CudaBackend::findOneRowAliases() {
-  const auto& steps = *prog_.steps();
-  skipAtOneRow_.assign(steps.size(), false);
-  for (uint32_t i = 0; i < steps.size(); ++i) {
-    const plan::Step& s = *steps.Get(i);
-    if (s.op()->string_view() != "split" || s.operands()->Get(0)->kind() != plan::RefKind::Buffer)
-      continue;
-    const uint32_t source = s.operands()->Get(0)->index();
-    std::string_view name = prog_.buffers()->Get(source)->name()->string_view();
-    if (name == "token_ids" || name == "positions" || oneRowAliases_.count(source)) continue;
-    const auto base = static_cast<int64_t>(oneRowSplitBytes_);
-    oneRowSplitBytes_ +=
-        alignUp(static_cast<size_t>(prog_.buffers()->Get(source)->bytes_per_token()));
-    oneRowAliases_[source] = {base, 0};
-    int64_t offset = 0;
-    const auto elt = static_cast<int64_t>(cuda::elementBytes(bufferTypes_[source]));
-    for (uint32_t r : *s.results()) {
-      oneRowAliases_[r] = {base, offset * elt};
-      offset += widths_[r];
-    }
-    skipAtOneRow_[i] = true;
-  }
-}
-
-void CudaBackend::findOneRowFusions() {
-  const auto& steps = *prog_.steps();
-  std::vector<int> readers(prog_.buffers()->size(), 0);
-  std::vector<int64_t> producer(prog_.buffers()->size(), -1);
-  for (uint32_t i = 0; i < steps.size(); ++i) {
-    for (const plan::Ref* r : *steps.Get(i)->operands())
-      if (r->kind() == plan::RefKind::Buffer) ++readers[r->index()];
-    for (uint32_t b : *steps.Get(i)->results()) producer[b] = i;
-  }
-  auto bufferOperand = [&](const plan::Step& s, uint32_t i) -> int64_t {
-    const plan::Ref* r = s.operands()->Get(i);
-    return r->kind() == plan::RefKind::Buffer ? static_cast<int64_t>(r->index()) : -1;
-  };
-  for (uint32_t i = 0; i < steps.size(); ++i) {
-    const plan::Step& s = *steps.Get(i);
-    std::string_view op = s.op()->string_view();
-    if (op != "swiglu") continue;
-    {
-      const int64_t gate = bufferOperand(s, 0), up = bufferOperand(s, 1);
-      if (gate < 0 || up < 0 || producer[gate] < 0 || producer[gate] != producer[up]) continue;
-      const auto split = static_cast<uint32_t>(producer[gate]);
-      const plan::Step& sp = *steps.Get(split);
-      if (!skipAtOneRow_[split] || sp.results()->size() != 2 ||
-          sp.results()->Get(0) != static_cast<uint32_t>(gate) ||
-          sp.results()->Get(1) != static_cast<uint32_t>(up) || readers[gate] != 1 ||
-          readers[up] != 1)
-        continue;
-      const int64_t source = bufferOperand(sp, 0);
-      if (source < 0 || producer[source] < 0 || readers[source] != 1) continue;
-      const auto linear = static_cast<uint32_t>(producer[source]);
-      const plan::Step& ls = *steps.Get(linear);
-      if (ls.op()->string_view() != "linear" || widths_[gate] != widths_[up]) continue;
-      const plan::Weight& w = weightOf(ls, 1);
-      // The paired GEMV streams 16-byte vectors of each weight row.
-      const auto rowBytes =
-          static_cast<size_t>(w.shape()->Get(1)) * cuda::elementBytes(computeType_);
-      if (w.shape()->Get(0) != 2 * widths_[gate] || rowBytes % 16 != 0 ||
-          bufferTypes_[gate] != computeType_)
-        continue;
-      swigluInto_[linear] = i;
-      skipAtOneRow_[i] = true;  // the split is already skipped
-    }
-  }
-  // Ropes in place on their views, then adjacent pairs merged.
-  std::vector<uint32_t> inPlace;
-  for (uint32_t i = 0; i < steps.size(); ++i) {
-    const plan::Step& s = *steps.Get(i);
-    if (s.op()->string_view() != "rope") continue;
-    const int64_t x = bufferOperand(s, 0);
-    if (x < 0 || !oneRowAliases_.count(static_cast<uint32_t>(x)) || readers[x] != 1) continue;
-    oneRowAliases_[s.results()->Get(0)] = oneRowAliases_[static_cast<uint32_t>(x)];
-    inPlace.push_back(i);
-  }
-  for (size_t n = 0; n + 1 < inPlace.size(); ++n) {
-    const uint32_t first = inPlace[n], second = inPlace[n + 1];
-    if (second != first + 1 || skipAtOneRow_[first]) continue;
-    const plan::Step& a = *steps.Get(first);
-    const plan::Step& b = *steps.Get(second);
-    const auto xa = static_cast<uint32_t>(bufferOperand(a, 0));
-    const auto xb = static_cast<uint32_t>(bufferOperand(b, 0));
-    const auto [baseA, offsetA] = oneRowAliases_[xa];
-    const auto [baseB, offsetB] = oneRowAliases_[xb];
-    const auto elt = static_cast<int64_t>(cuda::elementBytes(bufferTypes_[xa]));
-    float scaleA = 1.0f, scaleB = 1.0f;
-    const bool sameRope = cpu::ropeInverseFrequencies(stepRopeParams(a), &scaleA) ==
-                              cpu::ropeInverseFrequencies(stepRopeParams(b), &scaleB) &&
-                          scaleA == scaleB && stepInt(a, "head_dim") == stepInt(b, "head_dim") &&
-                          bufferOperand(a, 1) == bufferOperand(b, 1) &&
-                          bufferTypes_[xa] == bufferTypes_[xb];
-    if (!sameRope || baseA != baseB || offsetA + widths_[xa] * elt != offsetB) continue;
-    const int64_t d = stepInt(a, "head_dim");
-    fusedRopeHeads_[first] = (widths_[xa] + widths_[xb]) / d;
-    skipAtOneRow_[second] = true;
-  }
 }
 
 Error CudaBackend::allocate(const BackendOptions& options, int device) {
@@ -420,7 +306,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
       plan_.world() > 1 ? alignUp(static_cast<size_t>(prog_.arena_bytes_per_token() * chunkTokens_))
                         : 0;
   const size_t needed = weightBytes + kvBytes + arenaBytes + gatherBytes + attentionWorkspace_ +
-                        oneRowSplitBytes_ + decodeWorkspaceBytes_ + kGemmWorkspaceBytes +
+                        oneRow_.privateBytes + decodeWorkspaceBytes_ + kGemmWorkspaceBytes +
                         (size_t{64} << 20);
   size_t freeBytes = 0, totalBytes = 0;
   TPC_CUDA_TRY(cudaMemGetInfo(&freeBytes, &totalBytes));
@@ -436,7 +322,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   TPC_CUDA_TRY(kvMemory_.allocate(kvBytes));
   TPC_CUDA_TRY(cudaMemsetAsync(kvMemory_.data(), 0, kvBytes, stream_));
   TPC_CUDA_TRY(arena_.allocate(arenaBytes));
-  TPC_CUDA_TRY(oneRowSplitSources_.allocate(oneRowSplitBytes_));
+  TPC_CUDA_TRY(oneRowSplitSources_.allocate(oneRow_.privateBytes));
   TPC_CUDA_TRY(workspace_.allocate(attentionWorkspace_));
   TPC_CUDA_TRY(decodeWorkspace_.allocate(decodeWorkspaceBytes_));
   TPC_CUDA_TRY(cudaMemsetAsync(decodeWorkspace_.data(), 0, decodeWorkspaceBytes_, stream_));
@@ -653,7 +539,7 @@ Error CudaBackend::enqueueSteps(int64_t tokens) {
   size_t attention = 0;
   for (uint32_t i = 0; i < prog_.steps()->size(); ++i) {
     const plan::Step& s = *prog_.steps()->Get(i);
-    if (tokens == 1 && skipAtOneRow_[i]) continue;
+    if (tokens == 1 && oneRow_.skip[i]) continue;
     if (Error e = enqueue(s, i, attention, tokens))
       return std::move(e).withContext(std::string(s.op()->string_view()) + ": ");
   }
@@ -686,9 +572,9 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
   } else if (op == "add") {
     TPC_CUDA_TRY(
         cuda::add(type, operand(s, 0, T), operand(s, 1, T), T * width(s, 0), result(s, T), st));
-  } else if (op == "linear" && T == 1 && swigluInto_.count(index)) {
+  } else if (op == "linear" && T == 1 && oneRow_.swigluInto.count(index)) {
     const plan::Weight& w = weightOf(s, 1);
-    const plan::Step& swiglu = *prog_.steps()->Get(swigluInto_.at(index));
+    const plan::Step& swiglu = *prog_.steps()->Get(oneRow_.swigluInto.at(index));
     TPC_CUDA_TRY(cuda::gemvSwiglu(type, operand(s, 0, T), operand(s, 1, T),
                                   s.operands()->size() == 3 ? operand(s, 2, T) : nullptr,
                                   w.shape()->Get(1), w.shape()->Get(0) / 2, result(swiglu, T), st));
@@ -701,9 +587,9 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
   } else if (op == "rope") {
     auto [inverse, scaling] = rope_.at(index);
     int64_t d = stepInt(s, "head_dim");
-    auto fused = fusedRopeHeads_.find(index);
+    auto fused = oneRow_.fusedRopeHeads.find(index);
     const int64_t heads =
-        T == 1 && fused != fusedRopeHeads_.end() ? fused->second : width(s, 0) / d;
+        T == 1 && fused != oneRow_.fusedRopeHeads.end() ? fused->second : width(s, 0) / d;
     TPC_CUDA_TRY(cuda::rope(type, operand(s, 0, T), static_cast<const int32_t*>(operand(s, 1, T)),
                             T, heads, d, inverse, scaling, result(s, T), st));
   } else if (op == "attention") {
@@ -800,64 +686,6 @@ Expected<std::unique_ptr<Backend>> createCudaBackend(const LoadedPlan& plan, uin
   auto backend = std::make_unique<CudaBackend>(p, rank, comm);
   if (Error e = backend->initialize(options)) return std::move(e).withContext("cuda: ");
   return std::unique_ptr<Backend>(std::move(backend));
-}
-
-Expected<double> measureCopyBandwidth(int device) {
-  TPC_CUDA_TRY(cudaSetDevice(device));
-  const size_t bytes = size_t{1} << 30;
-  DeviceMemory a, b;
-  TPC_CUDA_TRY(a.allocate(bytes));
-  TPC_CUDA_TRY(b.allocate(bytes));
-  cudaEvent_t start = nullptr, stop = nullptr;
-  TPC_CUDA_TRY(cudaEventCreate(&start));
-  TPC_CUDA_TRY(cudaEventCreate(&stop));
-  TPC_CUDA_TRY(cudaMemcpy(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice));  // warm-up
-  const int repeats = 20;
-  TPC_CUDA_TRY(cudaEventRecord(start));
-  for (int i = 0; i < repeats; ++i)
-    TPC_CUDA_TRY(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice));
-  TPC_CUDA_TRY(cudaEventRecord(stop));
-  TPC_CUDA_TRY(cudaEventSynchronize(stop));
-  float ms = 0;
-  TPC_CUDA_TRY(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  // A copy reads and writes every byte.
-  return 2.0 * static_cast<double>(bytes) * repeats / (ms / 1e3);
-}
-
-Expected<double> measureGemmFlops(int device) {
-  TPC_CUDA_TRY(cudaSetDevice(device));
-  const int64_t n = 8192;
-  const size_t bytes = static_cast<size_t>(n * n) * 2;
-  DeviceMemory a, b, c;
-  TPC_CUDA_TRY(a.allocate(bytes));
-  TPC_CUDA_TRY(b.allocate(bytes));
-  TPC_CUDA_TRY(c.allocate(bytes));
-  // Random data: tensor cores draw less power on zeros, which flatters the ceiling.
-  TPC_CUDA_TRY(cuda::fillUniform(ElementType::BF16, a.data(), n * n, 1.0f, 1, nullptr));
-  TPC_CUDA_TRY(cuda::fillUniform(ElementType::BF16, b.data(), n * n, 1.0f, 2, nullptr));
-  Expected<std::unique_ptr<GemmRunner>> gemm = GemmRunner::create(kGemmWorkspaceBytes);
-  if (!gemm) return gemm.takeError();
-  auto once = [&]() {
-    return (*gemm)->linear(ElementType::BF16, ElementType::BF16, a.data(), b.data(), nullptr, n, n,
-                           n, c.data(), nullptr);
-  };
-  if (Error e = once()) return e;
-  cudaEvent_t start = nullptr, stop = nullptr;
-  TPC_CUDA_TRY(cudaEventCreate(&start));
-  TPC_CUDA_TRY(cudaEventCreate(&stop));
-  const int repeats = 10;
-  TPC_CUDA_TRY(cudaEventRecord(start));
-  for (int i = 0; i < repeats; ++i)
-    if (Error e = once()) return e;
-  TPC_CUDA_TRY(cudaEventRecord(stop));
-  TPC_CUDA_TRY(cudaEventSynchronize(stop));
-  float ms = 0;
-  TPC_CUDA_TRY(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return 2.0 * static_cast<double>(n) * n * n * repeats / (ms / 1e3);
 }
 
 }  // namespace tpc

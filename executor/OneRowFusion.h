@@ -1,0 +1,33 @@
+// What a backend may fuse when a step has one token. Each row of a buffer is then contiguous,
+// so the plan's column copies and some elementwise steps can be folded into their neighbours:
+// - a split's results become byte ranges (views) of its operand, and the split is skipped; the
+//   operand then needs storage of its own outside the arena, where the memory plan might reuse
+//   its bytes while a view is still to be read;
+// - a gate/up linear whose split halves feed only a swiglu can write the swiglu's result itself;
+// - a rope whose input view has no other reader rotates in place, and the q and k ropes of a
+//   layer, adjacent in the qkv buffer, become one launch.
+// Plain host code (no CUDA), so it is tested on any machine.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "codegen/PlanReader.h"
+
+namespace tpc {
+
+struct OneRowFusion {
+  // Buffer -> (offset of its storage in the private block, byte offset of its range there).
+  // A split operand maps to its own storage at range offset 0.
+  std::map<uint32_t, std::pair<int64_t, int64_t>> views;
+  size_t privateBytes = 0;                     // the private block, each operand 256-byte aligned
+  std::vector<bool> skip;                      // per step: nothing to run at one token
+  std::map<uint32_t, uint32_t> swigluInto;     // gate/up linear step -> the swiglu step it writes
+  std::map<uint32_t, int64_t> fusedRopeHeads;  // first rope step -> heads of both ropes
+};
+
+OneRowFusion planOneRowFusion(const plan::Plan& plan, uint32_t rank);
+
+}  // namespace tpc

@@ -1,0 +1,75 @@
+// The rooflines `tpexec bench` reports against, measured on the device itself.
+#include "executor/cuda/CudaBackend.h"
+#include "executor/cuda/CudaCheck.h"
+#include "executor/cuda/DeviceMemory.h"
+#include "executor/cuda/Gemm.h"
+#include "kernels/cuda/CudaKernels.h"
+
+namespace tpc {
+namespace {
+
+using cuda::ElementType;
+
+constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
+
+}  // namespace
+
+Expected<double> measureCopyBandwidth(int device) {
+  TPC_CUDA_TRY(cudaSetDevice(device));
+  const size_t bytes = size_t{1} << 30;
+  DeviceMemory a, b;
+  TPC_CUDA_TRY(a.allocate(bytes));
+  TPC_CUDA_TRY(b.allocate(bytes));
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TPC_CUDA_TRY(cudaEventCreate(&start));
+  TPC_CUDA_TRY(cudaEventCreate(&stop));
+  TPC_CUDA_TRY(cudaMemcpy(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice));  // warm-up
+  const int repeats = 20;
+  TPC_CUDA_TRY(cudaEventRecord(start));
+  for (int i = 0; i < repeats; ++i)
+    TPC_CUDA_TRY(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice));
+  TPC_CUDA_TRY(cudaEventRecord(stop));
+  TPC_CUDA_TRY(cudaEventSynchronize(stop));
+  float ms = 0;
+  TPC_CUDA_TRY(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  // A copy reads and writes every byte.
+  return 2.0 * static_cast<double>(bytes) * repeats / (ms / 1e3);
+}
+
+Expected<double> measureGemmFlops(int device) {
+  TPC_CUDA_TRY(cudaSetDevice(device));
+  const int64_t n = 8192;
+  const size_t bytes = static_cast<size_t>(n * n) * 2;
+  DeviceMemory a, b, c;
+  TPC_CUDA_TRY(a.allocate(bytes));
+  TPC_CUDA_TRY(b.allocate(bytes));
+  TPC_CUDA_TRY(c.allocate(bytes));
+  // Random data: tensor cores draw less power on zeros, which flatters the ceiling.
+  TPC_CUDA_TRY(cuda::fillUniform(ElementType::BF16, a.data(), n * n, 1.0f, 1, nullptr));
+  TPC_CUDA_TRY(cuda::fillUniform(ElementType::BF16, b.data(), n * n, 1.0f, 2, nullptr));
+  Expected<std::unique_ptr<GemmRunner>> gemm = GemmRunner::create(kGemmWorkspaceBytes);
+  if (!gemm) return gemm.takeError();
+  auto once = [&]() {
+    return (*gemm)->linear(ElementType::BF16, ElementType::BF16, a.data(), b.data(), nullptr, n, n,
+                           n, c.data(), nullptr);
+  };
+  if (Error e = once()) return e;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TPC_CUDA_TRY(cudaEventCreate(&start));
+  TPC_CUDA_TRY(cudaEventCreate(&stop));
+  const int repeats = 10;
+  TPC_CUDA_TRY(cudaEventRecord(start));
+  for (int i = 0; i < repeats; ++i)
+    if (Error e = once()) return e;
+  TPC_CUDA_TRY(cudaEventRecord(stop));
+  TPC_CUDA_TRY(cudaEventSynchronize(stop));
+  float ms = 0;
+  TPC_CUDA_TRY(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return 2.0 * static_cast<double>(n) * n * n * repeats / (ms / 1e3);
+}
+
+}  // namespace tpc
