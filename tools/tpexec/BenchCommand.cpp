@@ -18,7 +18,7 @@ int benchFail(const std::string& message, int code = 1) {
 int runBenchCommand(int argc, char** argv) {
   using namespace tpc;
   std::string planPath, modelDir;
-  std::string backend = haveCudaBackend() ? "cuda" : "cpu";
+  std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
   BenchOptions options;
   int64_t device = -1;
   bool json = false, eager = false;
@@ -36,7 +36,7 @@ int runBenchCommand(int argc, char** argv) {
   args.flag("--synthetic-weights", &options.backend.syntheticWeights,
             "random weights made on the GPU: no checkpoint needed");
   args.choice("--backend", &backend, {"cpu", "cuda"},
-              "where to run (default cuda when this build has it)");
+              "where to run (default cuda when a GPU is visible)");
   args.option("--device", &device, "N", "GPU to use (default 0)");
   args.option("--model-dir", &modelDir, "DIR",
               "checkpoint folder (default: where the plan was compiled from)");
@@ -92,8 +92,8 @@ int runBenchCommand(int argc, char** argv) {
               r->backend.c_str(), (long long)r->batch, (long long)r->promptLength,
               (long long)r->generate);
   std::printf("prefill: %lld tokens in %.2f ms = %.0f tokens/s, %.1f TFLOP/s",
-              (long long)(r->batch * r->promptLength), r->prefillMs, r->prefillTokensPerSecond,
-              r->prefillTflops);
+              static_cast<long long>(r->batch) * r->promptLength, r->prefillMs,
+              r->prefillTokensPerSecond, r->prefillTflops);
   if (r->gemmFlopsPerSecond > 0)
     std::printf(" (%.0f%% of the %.0f TFLOP/s GEMM ceiling)", 100 * gemmFraction,
                 r->gemmFlopsPerSecond / 1e12);
