@@ -24,6 +24,9 @@ while [ $# -gt 0 ]; do
 done
 bin="$root/build/bin"
 work="$root/build/bench-models"
+# Both set-ups run the same two ranks on this host: one BLAS thread per rank in both, so the
+# "nodes" of the simulated run do not each claim every core.
+export TPC_KERNEL_THREADS=1
 model="$work/$arch-$preset"
 mkdir -p "$work"
 [ -f "$model/config.json" ] || "$bin/tpc" make-model --arch "$arch" --preset "$preset" --quiet -o "$model"

@@ -2,9 +2,19 @@
 
 #include <cblas.h>
 
+#include <cstdlib>
+
 namespace tpc::cpu {
 
-void setKernelThreads(int threads) { openblas_set_num_threads(threads < 1 ? 1 : threads); }
+// TPC_KERNEL_THREADS, when set, wins over the caller's share of the cores: several "nodes"
+// simulated on one host would otherwise each claim every core.
+void setKernelThreads(int threads) {
+  if (const char* pinned = std::getenv("TPC_KERNEL_THREADS")) {
+    const int n = std::atoi(pinned);
+    if (n > 0) threads = n;
+  }
+  openblas_set_num_threads(threads < 1 ? 1 : threads);
+}
 int kernelThreads() { return openblas_get_num_threads(); }
 
 }  // namespace tpc::cpu
