@@ -63,6 +63,7 @@ int cudaDeviceCount();
 Expected<double> deviceCopyBandwidth(int device);
 Expected<double> deviceGemmFlops(int device);
 
+// The CPU backend itself; createBackend checks rank and world before calling it.
 Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank,
                                                     Communicator& comm,
                                                     const BackendOptions& options);

@@ -36,6 +36,13 @@ Expected<std::unique_ptr<Communicator>> createNcclCommunicator(int, int, const s
 Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_t rank,
                                                  Communicator& comm,
                                                  const BackendOptions& options) {
+  // Checked once here for every backend.
+  const plan::Plan& p = plan.plan();
+  if (rank >= p.world())
+    return makeError("rank ", rank, " is outside the plan's world of ", p.world());
+  if (static_cast<uint32_t>(comm.world()) != p.world())
+    return makeError("the plan is for world ", p.world(), " but ", comm.world(),
+                     " ranks are running");
   if (options.kind == "cpu") return createCpuBackend(plan, rank, comm, options);
   if (options.kind == "cuda") {
 #ifdef TPC_HAVE_CUDA

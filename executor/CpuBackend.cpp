@@ -248,11 +248,6 @@ Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint
                                                     Communicator& comm,
                                                     const BackendOptions& options) {
   const plan::Plan& p = plan.plan();
-  if (rank >= p.world())
-    return makeError("rank ", rank, " is outside the plan's world of ", p.world());
-  if (static_cast<uint32_t>(comm.world()) != p.world())
-    return makeError("the plan is for world ", p.world(), " but ", comm.world(),
-                     " ranks are running");
   Expected<std::vector<std::vector<float>>> weights = loadRankWeights(p, rank, options);
   if (!weights) return weights.takeError();
   auto backend = std::make_unique<CpuBackend>(p, rank, comm, std::move(*weights));

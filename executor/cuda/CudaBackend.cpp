@@ -678,11 +678,6 @@ Expected<std::unique_ptr<Backend>> createCudaBackend(const LoadedPlan& plan, uin
                                                      Communicator& comm,
                                                      const BackendOptions& options) {
   const plan::Plan& p = plan.plan();
-  if (rank >= p.world())
-    return makeError("rank ", rank, " is outside the plan's world of ", p.world());
-  if (static_cast<uint32_t>(comm.world()) != p.world())
-    return makeError("the plan is for world ", p.world(), " but ", comm.world(),
-                     " ranks are running");
   auto backend = std::make_unique<CudaBackend>(p, rank, comm);
   if (Error e = backend->initialize(options)) return std::move(e).withContext("cuda: ");
   return std::unique_ptr<Backend>(std::move(backend));

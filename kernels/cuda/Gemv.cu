@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/DependentLaunch.cuh"
+#include "kernels/cuda/DeviceMath.cuh"
 #include "kernels/cuda/Gemv.h"
 
 namespace tpc::cuda {
@@ -17,24 +18,8 @@ constexpr int kUnroll = 4;
 // Weight vectors per lane fetched before waiting on the previous kernel (dependent launch).
 constexpr int kPrefetch = 2 * kUnroll;
 
-__device__ __forceinline__ float toF32(float v) { return v; }
-__device__ __forceinline__ float toF32(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float toF32(__half v) { return __half2float(v); }
-
-template <class T>
-__device__ __forceinline__ T fromF32(float v);
-template <>
-__device__ __forceinline__ float fromF32<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 fromF32<__nv_bfloat16>(float v) {
-  return __float2bfloat16(v);
-}
-template <>
-__device__ __forceinline__ __half fromF32<__half>(float v) {
-  return __float2half(v);
-}
+using detail::fromFloat;
+using detail::toFloat;
 
 // Dot product of one 16-byte vector of w with the same vector of x, in f32.
 template <class T>
@@ -44,7 +29,7 @@ __device__ __forceinline__ float dot16(const uint4& w, const uint4& x) {
   const T* xv = reinterpret_cast<const T*>(&x);
   float sum = 0.0f;
 #pragma unroll
-  for (int i = 0; i < kElems; ++i) sum = fmaf(toF32(wv[i]), toF32(xv[i]), sum);
+  for (int i = 0; i < kElems; ++i) sum = fmaf(toFloat(wv[i]), toFloat(xv[i]), sum);
   return sum;
 }
 
@@ -103,9 +88,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     acc[t] = s;
   }
   if (lane == 0) {
-    const float b = bias ? toF32(bias[row]) : 0.0f;
+    const float b = bias ? toFloat(bias[row]) : 0.0f;
 #pragma unroll
-    for (int t = 0; t < kTokens; ++t) y[t * out + row] = fromF32<Out>(acc[t] + b);
+    for (int t = 0; t < kTokens; ++t) y[t * out + row] = fromFloat<Out>(acc[t] + b);
   }
 }
 
@@ -169,9 +154,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     up += __shfl_xor_sync(0xffffffffu, up, offset);
   }
   if (lane == 0) {
-    const float g = toF32(fromF32<T>(gate + (bias ? toF32(bias[row]) : 0.0f)));
-    const float u = toF32(fromF32<T>(up + (bias ? toF32(bias[row + half]) : 0.0f)));
-    y[row] = fromF32<T>(g / (1.0f + expf(-g)) * u);
+    const float g = toFloat(fromFloat<T>(gate + (bias ? toFloat(bias[row]) : 0.0f)));
+    const float u = toFloat(fromFloat<T>(up + (bias ? toFloat(bias[row + half]) : 0.0f)));
+    y[row] = fromFloat<T>(g / (1.0f + expf(-g)) * u);
   }
 }
 
