@@ -9,35 +9,12 @@
 
 #include "executor/Npy.h"
 #include "tests/net/Cluster.h"
+#include "tests/support/GoldenCases.h"
 
 namespace tpc {
 namespace {
 
 using std::chrono::seconds;
-
-const char* kCases[] = {"llama-gqa-llama3rope", "mistral-gqa", "qwen2-bias-tied",
-                        "qwen3-qknorm-headdim", "qwen3moe",    "mixtral"};
-
-double worstRowError(const NpyArray& ours, const NpyArray& ref) {
-  double worst = 0;
-  int64_t vocab = ref.shape[1];
-  for (int64_t r = 0; r < ref.shape[0]; ++r) {
-    double num = 0, den = 0;
-    for (int64_t c = 0; c < vocab; ++c) {
-      double d = ours.data[r * vocab + c] - ref.data[r * vocab + c];
-      num += d * d;
-      den += static_cast<double>(ref.data[r * vocab + c]) * ref.data[r * vocab + c];
-    }
-    worst = std::max(worst, std::sqrt(num / den));
-  }
-  return worst;
-}
-
-std::string joined(const std::vector<int64_t>& ids) {
-  std::string s;
-  for (int64_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
-  return s;
-}
 
 std::string compile(const test::TempDir& dir, const std::string& model, int world,
                     const std::string& name, const std::string& extra = " --dtype f32") {
@@ -101,11 +78,11 @@ Outcome multiNode(const test::TempDir& dir, const std::string& plan, int workers
 
 TEST(MultiNodeGolden, HeadAndWorkersMatchWorldOneOnEveryGoldenModel) {
   test::TempDir tmp;
-  for (const char* name : kCases) {
+  for (const char* name : test::kGoldenCases) {
     std::string model = test::dataDir() + "/hf/" + name;
     nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
     std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
-    std::string flags = "--prompt-ids " + joined(prompt) + " --max-new-tokens " +
+    std::string flags = "--prompt-ids " + test::joinedIds(prompt) + " --max-new-tokens " +
                         std::to_string(want.size()) + " --ignore-eos";
     Outcome one = worldOne(tmp, compile(tmp, model, 1, "w1.fb"), flags);
     EXPECT_EQ(one.ids, want) << name;
@@ -114,7 +91,7 @@ TEST(MultiNodeGolden, HeadAndWorkersMatchWorldOneOnEveryGoldenModel) {
       Outcome mn = multiNode(tmp, compile(tmp, model, world, "mn.fb"), workers, 2, flags);
       EXPECT_EQ(mn.ids, one.ids);
       ASSERT_EQ(mn.logits.shape, one.logits.shape);
-      EXPECT_LT(worstRowError(mn.logits, one.logits), 1e-5);
+      EXPECT_LT(test::worstRowError(mn.logits, one.logits), 1e-5);
     }
   }
 }
@@ -139,7 +116,7 @@ TEST(MultiNodeGolden, AWorkerWithoutTheCheckpointGetsItsSlicesFromTheHead) {
   EXPECT_NE(logs.find("received the weight slices of ranks 2-3"), std::string::npos) << logs;
   EXPECT_EQ(mn.ids, one.ids);
   ASSERT_EQ(mn.logits.shape, one.logits.shape);
-  EXPECT_LT(worstRowError(mn.logits, one.logits), 1e-5);
+  EXPECT_LT(test::worstRowError(mn.logits, one.logits), 1e-5);
 }
 
 }  // namespace

@@ -13,13 +13,11 @@
 
 #include "executor/Backend.h"
 #include "executor/Npy.h"
+#include "tests/support/GoldenCases.h"
 #include "tests/support/TestSupport.h"
 
 namespace tpc {
 namespace {
-
-const char* kCases[] = {"llama-gqa-llama3rope", "mistral-gqa", "qwen2-bias-tied",
-                        "qwen3-qknorm-headdim", "qwen3moe",    "mixtral"};
 
 // bf16 keeps 8 bits of mantissa: every activation is rounded to a relative 2^-9 and the errors
 // of a few layers accumulate, so a logits row lands within a few percent of the fp32 reference.
@@ -28,17 +26,6 @@ constexpr double kBf16RowError = 3e-2;
 #define SKIP_WITHOUT_GPU()                                            \
   if (!haveCudaBackend()) GTEST_SKIP() << "skipped: no CUDA backend"; \
   if (cudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no GPU"
-
-double rowError(const NpyArray& ours, const NpyArray& ref, int64_t r) {
-  double num = 0, den = 0;
-  const int64_t vocab = ref.shape[1];
-  for (int64_t c = 0; c < vocab; ++c) {
-    double d = ours.data[r * vocab + c] - ref.data[r * vocab + c];
-    num += d * d;
-    den += static_cast<double>(ref.data[r * vocab + c]) * ref.data[r * vocab + c];
-  }
-  return std::sqrt(num / den);
-}
 
 double maxAbsError(const NpyArray& ours, const NpyArray& ref, int64_t r) {
   double worst = 0;
@@ -74,12 +61,6 @@ int64_t idsMustAgreeUpTo(const NpyArray& ours, const NpyArray& ref) {
   return rows;
 }
 
-std::string joined(const std::vector<int64_t>& ids) {
-  std::string s;
-  for (int64_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
-  return s;
-}
-
 struct CaseRun {
   std::vector<int64_t> ids;
   NpyArray logits;
@@ -93,10 +74,10 @@ CaseRun runCase(const std::string& model, const std::string& dtype, const std::s
   test::CommandResult c = test::runCommand(test::binPath("tpc") + " compile " + model +
                                            " --dtype " + dtype + " --quiet -o " + plan);
   EXPECT_EQ(c.exitCode, 0) << c.output;
-  test::CommandResult r =
-      test::runCommand(test::binPath("tpexec") + " " + plan + " --backend cuda --prompt-ids " +
-                       joined(prompt) + " --max-new-tokens " + std::to_string(want.size()) +
-                       " --ignore-eos --json --logits-out " + logits + " " + extra);
+  test::CommandResult r = test::runCommand(
+      test::binPath("tpexec") + " " + plan + " --backend cuda --prompt-ids " +
+      test::joinedIds(prompt) + " --max-new-tokens " + std::to_string(want.size()) +
+      " --ignore-eos --json --logits-out " + logits + " " + extra);
   EXPECT_EQ(r.exitCode, 0) << r.output;
   CaseRun out;
   if (r.exitCode != 0) return out;
@@ -112,7 +93,7 @@ CaseRun runCase(const std::string& model, const std::string& dtype, const std::s
 TEST(TpexecCudaGolden, F32MatchesTransformers) {
   SKIP_WITHOUT_GPU();
   test::TempDir tmp;
-  for (const char* name : kCases) {
+  for (const char* name : test::kGoldenCases) {
     SCOPED_TRACE(name);
     std::string model = test::dataDir() + "/hf/" + name;
     nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
@@ -121,14 +102,15 @@ TEST(TpexecCudaGolden, F32MatchesTransformers) {
     CaseRun run = runCase(model, "f32", "", tmp);
     ASSERT_EQ(run.logits.shape, ref->shape);
     EXPECT_EQ(run.ids, golden["generated_ids"].get<std::vector<int64_t>>());
-    for (int64_t r = 0; r < ref->shape[0]; ++r) EXPECT_LT(rowError(run.logits, *ref, r), 1e-4);
+    for (int64_t r = 0; r < ref->shape[0]; ++r)
+      EXPECT_LT(test::rowError(run.logits, *ref, r), 1e-4);
   }
 }
 
 TEST(TpexecCudaGolden, Bf16WithinTolerance) {
   SKIP_WITHOUT_GPU();
   test::TempDir tmp;
-  for (const char* name : kCases) {
+  for (const char* name : test::kGoldenCases) {
     SCOPED_TRACE(name);
     std::string model = test::dataDir() + "/hf/" + name;
     nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
@@ -140,10 +122,10 @@ TEST(TpexecCudaGolden, Bf16WithinTolerance) {
     int64_t agree = idsMustAgreeUpTo(run.logits, *ref);
     for (int64_t r = 0; r < agree; ++r) {
       EXPECT_EQ(run.ids[static_cast<size_t>(r)], want[static_cast<size_t>(r)]) << "step " << r;
-      EXPECT_LT(rowError(run.logits, *ref, r), kBf16RowError) << "step " << r;
+      EXPECT_LT(test::rowError(run.logits, *ref, r), kBf16RowError) << "step " << r;
     }
     // Row 0 (the prompt's last position) never depends on a generated token.
-    EXPECT_LT(rowError(run.logits, *ref, 0), kBf16RowError);
+    EXPECT_LT(test::rowError(run.logits, *ref, 0), kBf16RowError);
     std::printf("%s bf16: ids agree on the %lld of %zu steps the error bound covers\n", name,
                 static_cast<long long>(agree), want.size());
   }
@@ -152,7 +134,7 @@ TEST(TpexecCudaGolden, Bf16WithinTolerance) {
 TEST(TpexecCudaGolden, GraphReplayIsBitIdenticalToEager) {
   SKIP_WITHOUT_GPU();
   test::TempDir tmp;
-  for (const char* name : kCases) {
+  for (const char* name : test::kGoldenCases) {
     for (const char* dtype : {"f32", "bf16"}) {
       SCOPED_TRACE(std::string(name) + " " + dtype);
       std::string model = test::dataDir() + "/hf/" + name;

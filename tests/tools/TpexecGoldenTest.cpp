@@ -8,39 +8,15 @@
 #include <nlohmann/json.hpp>
 
 #include "executor/Npy.h"
+#include "tests/support/GoldenCases.h"
 #include "tests/support/TestSupport.h"
 
 namespace tpc {
 namespace {
 
-const char* kCases[] = {"llama-gqa-llama3rope", "mistral-gqa", "qwen2-bias-tied",
-                        "qwen3-qknorm-headdim", "qwen3moe",    "mixtral"};
-
-// The largest over rows of ||ours - ref|| / ||ref||.
-double worstRowError(const NpyArray& ours, const NpyArray& ref) {
-  double worst = 0;
-  int64_t vocab = ref.shape[1];
-  for (int64_t r = 0; r < ref.shape[0]; ++r) {
-    double num = 0, den = 0;
-    for (int64_t c = 0; c < vocab; ++c) {
-      double d = ours.data[r * vocab + c] - ref.data[r * vocab + c];
-      num += d * d;
-      den += static_cast<double>(ref.data[r * vocab + c]) * ref.data[r * vocab + c];
-    }
-    worst = std::max(worst, std::sqrt(num / den));
-  }
-  return worst;
-}
-
-std::string joined(const std::vector<int64_t>& ids) {
-  std::string s;
-  for (int64_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
-  return s;
-}
-
 TEST(TpexecGolden, MatchesTransformersAtEveryWorld) {
   test::TempDir tmp;
-  for (const char* name : kCases) {
+  for (const char* name : test::kGoldenCases) {
     std::string model = test::dataDir() + "/hf/" + name;
     nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
     std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
@@ -50,14 +26,18 @@ TEST(TpexecGolden, MatchesTransformersAtEveryWorld) {
     for (int world : {1, 2, 4, 8}) {
       SCOPED_TRACE(std::string(name) + " world " + std::to_string(world));
       std::string plan = tmp.file("plan.fb"), logits = tmp.file("logits.npy");
-      test::CommandResult c =
-          test::runCommand(test::binPath("tpc") + " compile " + model + " --world " +
-                           std::to_string(world) + " --dtype f32 --quiet -o " + plan);
+      std::string compile = test::binPath("tpc");
+      compile += " compile " + model;
+      compile += " --world " + std::to_string(world);
+      compile += " --dtype f32 --quiet -o " + plan;
+      test::CommandResult c = test::runCommand(compile);
       ASSERT_EQ(c.exitCode, 0) << c.output;
-      test::CommandResult r =
-          test::runCommand(test::binPath("tpexec") + " " + plan + " --prompt-ids " +
-                           joined(prompt) + " --max-new-tokens " + std::to_string(want.size()) +
-                           " --ignore-eos --json --logits-out " + logits);
+      std::string run = test::binPath("tpexec");
+      run += " " + plan;
+      run += " --prompt-ids " + test::joinedIds(prompt);
+      run += " --max-new-tokens " + std::to_string(want.size());
+      run += " --ignore-eos --json --logits-out " + logits;
+      test::CommandResult r = test::runCommand(run);
       ASSERT_EQ(r.exitCode, 0) << r.output;
       nlohmann::json out = nlohmann::json::parse(r.output);
       EXPECT_EQ(out["generated_ids"].get<std::vector<int64_t>>(), want);
@@ -66,11 +46,11 @@ TEST(TpexecGolden, MatchesTransformersAtEveryWorld) {
       Expected<NpyArray> ours = readNpyF32(logits);
       ASSERT_TRUE(ours) << ours.errorMessage();
       ASSERT_EQ(ours->shape, reference->shape);
-      EXPECT_LT(worstRowError(*ours, *reference), 1e-4);
+      EXPECT_LT(test::worstRowError(*ours, *reference), 1e-4);
       if (world == 1)
         worldOne = *ours;
       else
-        EXPECT_LT(worstRowError(*ours, *worldOne), 1e-5) << "sharding changed the logits";
+        EXPECT_LT(test::worstRowError(*ours, *worldOne), 1e-5) << "sharding changed the logits";
     }
   }
 }
