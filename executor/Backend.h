@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "codegen/PlanReader.h"
-#include "executor/Communicator.h"
+#include "executor/comm/Communicator.h"
 #include "ir/Error.h"
 
 namespace tpc {

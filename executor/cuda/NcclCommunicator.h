@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "executor/Communicator.h"
+#include "executor/comm/Communicator.h"
 
 namespace tpc {
 

@@ -6,9 +6,9 @@
 
 #include <chrono>
 
-#include "executor/Communicator.h"
-#include "executor/ProcessGroup.h"
-#include "executor/Socket.h"
+#include "executor/comm/Communicator.h"
+#include "executor/comm/Socket.h"
+#include "executor/process/ProcessGroup.h"
 
 namespace tpc::test {
 

@@ -9,9 +9,9 @@
 #include <thread>
 #include <vector>
 
-#include "executor/StoreClient.h"
-#include "executor/StoreProtocol.h"
-#include "executor/StoreServer.h"
+#include "executor/comm/StoreClient.h"
+#include "executor/comm/StoreProtocol.h"
+#include "executor/comm/StoreServer.h"
 #include "tests/executor/CommTestUtil.h"
 
 namespace tpc {

@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codegen/PlanSummary.h"
-#include "executor/Bench.h"
+#include "executor/engine/Bench.h"
 #include "tools/common/Args.h"
 
 namespace {

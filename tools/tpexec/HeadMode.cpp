@@ -7,11 +7,11 @@
 #include <random>
 
 #include "codegen/PlanFormat.h"
-#include "executor/NodeRun.h"
 #include "executor/Npy.h"
-#include "executor/StoreServer.h"
 #include "executor/WeightLoader.h"
 #include "executor/WeightSlices.h"
+#include "executor/comm/StoreServer.h"
+#include "executor/process/NodeRun.h"
 #include "net/Head.h"
 #include "tools/common/Args.h"
 #include "tools/tpexec/MultiNode.h"

@@ -6,8 +6,8 @@
 
 #include "codegen/PlanFormat.h"
 #include "codegen/PlanReader.h"
-#include "executor/LocalRun.h"
 #include "executor/Npy.h"
+#include "executor/process/LocalRun.h"
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
 #include "tools/tpexec/MultiNode.h"

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "executor/Generation.h"
+#include "executor/engine/Generation.h"
 #include "ir/Error.h"
 
 namespace tpc::tpexec {

@@ -6,9 +6,9 @@
 #include <map>
 #include <tuple>
 
-#include "executor/NodeRun.h"
 #include "executor/WeightLoader.h"
 #include "executor/WeightSlices.h"
+#include "executor/process/NodeRun.h"
 #include "net/Worker.h"
 #include "tools/common/Args.h"
 #include "tools/tpexec/MultiNode.h"

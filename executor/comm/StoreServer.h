@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include "executor/Socket.h"
+#include "executor/comm/Socket.h"
 #include "ir/Error.h"
 
 namespace tpc {

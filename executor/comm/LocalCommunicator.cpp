@@ -2,7 +2,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "executor/Communicator.h"
+#include "executor/comm/Communicator.h"
 
 namespace tpc {
 namespace {

@@ -1,11 +1,11 @@
-#include "executor/StoreClient.h"
+#include "executor/comm/StoreClient.h"
 
 #include <gloo/common/error.h>
 
 #include <algorithm>
 #include <thread>
 
-#include "executor/StoreProtocol.h"
+#include "executor/comm/StoreProtocol.h"
 
 namespace tpc {
 

@@ -11,7 +11,7 @@
 
 #include "codegen/PlanReader.h"
 #include "executor/Backend.h"
-#include "executor/Generation.h"
+#include "executor/engine/Generation.h"
 
 namespace tpc {
 

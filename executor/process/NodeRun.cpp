@@ -1,4 +1,4 @@
-#include "executor/NodeRun.h"
+#include "executor/process/NodeRun.h"
 
 #include <fcntl.h>
 #include <poll.h>

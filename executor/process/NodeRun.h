@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "executor/Backend.h"
-#include "executor/Communicator.h"
-#include "executor/Generation.h"
-#include "executor/ProcessGroup.h"
+#include "executor/comm/Communicator.h"
+#include "executor/engine/Generation.h"
+#include "executor/process/ProcessGroup.h"
 
 namespace tpc {
 

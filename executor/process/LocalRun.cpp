@@ -1,4 +1,4 @@
-#include "executor/LocalRun.h"
+#include "executor/process/LocalRun.h"
 
 #include "codegen/PlanFormat.h"
 
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <thread>
 
-#include "executor/ProcessGroup.h"
+#include "executor/process/ProcessGroup.h"
 #include "kernels/cpu/Threads.h"
 
 namespace tpc {

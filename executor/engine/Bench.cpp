@@ -1,4 +1,4 @@
-#include "executor/Bench.h"
+#include "executor/engine/Bench.h"
 
 #include <chrono>
 #include <set>

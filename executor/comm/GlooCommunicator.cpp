@@ -22,10 +22,10 @@
 #include <optional>
 #include <sstream>
 
-#include "executor/Communicator.h"
-#include "executor/GlooPeerSockets.h"
-#include "executor/StoreClient.h"
-#include "executor/StoreServer.h"
+#include "executor/comm/Communicator.h"
+#include "executor/comm/GlooPeerSockets.h"
+#include "executor/comm/StoreClient.h"
+#include "executor/comm/StoreServer.h"
 
 namespace tpc {
 namespace {

@@ -1,4 +1,4 @@
-#include "executor/GlooPeerSockets.h"
+#include "executor/comm/GlooPeerSockets.h"
 
 #include <dirent.h>
 #include <sys/socket.h>

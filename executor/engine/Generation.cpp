@@ -1,4 +1,4 @@
-#include "executor/Generation.h"
+#include "executor/engine/Generation.h"
 
 #include <algorithm>
 #include <chrono>

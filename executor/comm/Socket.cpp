@@ -1,4 +1,4 @@
-#include "executor/Socket.h"
+#include "executor/comm/Socket.h"
 
 #include <fcntl.h>
 #include <netdb.h>

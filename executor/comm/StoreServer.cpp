@@ -1,4 +1,4 @@
-#include "executor/StoreServer.h"
+#include "executor/comm/StoreServer.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "executor/StoreProtocol.h"
+#include "executor/comm/StoreProtocol.h"
 
 namespace tpc {
 namespace {

@@ -1,4 +1,4 @@
-#include "executor/ProcessGroup.h"
+#include "executor/process/ProcessGroup.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -14,7 +14,7 @@
 #include <fstream>
 #include <thread>
 
-#include "executor/Socket.h"
+#include "executor/comm/Socket.h"
 
 namespace tpc {
 namespace {

@@ -11,7 +11,7 @@
 
 #include <gloo/rendezvous/store.h>
 
-#include "executor/Socket.h"
+#include "executor/comm/Socket.h"
 #include "ir/Error.h"
 
 namespace tpc {
