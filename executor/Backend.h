@@ -14,11 +14,41 @@
 
 namespace tpc {
 
+// One iteration's tokens as every rank receives them.
 struct StepInput {
   const int32_t* tokenIds = nullptr;
   const int32_t* positions = nullptr;
-  const int32_t* slots = nullptr;  // the sequence (KV-cache slot) of each token
+  // Without block tables: the contiguous cache of one slot per sequence; the sequence (KV-cache
+  // slot) of each token. Every row's logits come back.
+  const int32_t* slots = nullptr;
   int64_t tokens = 0;
+
+  // With block tables: the paged KV cache. The tokens are grouped by sequence: sequence s owns
+  // tokens [seqStarts[s], seqStarts[s + 1]), at consecutive positions. Token t writes its key and
+  // value rows at physical slot kvSlots[t] (block * kvBlockSize + offset in the block) and
+  // attends over positions [0, positions[t]] of its sequence, whose blocks are
+  // blockTables[s * blockTableStride ...] in position order.
+  const int32_t* kvSlots = nullptr;  // [tokens]
+  int64_t sequences = 0;
+  const int32_t* seqStarts = nullptr;    // [sequences + 1]
+  const int32_t* blockTables = nullptr;  // [sequences * blockTableStride]
+  int64_t blockTableStride = 0;
+  // The rows whose logits are wanted, ascending (the last token of each sampling sequence):
+  // the lm_head runs on these rows only, and forward() returns [logitRowCount, vocab].
+  const int32_t* logitRows = nullptr;
+  int64_t logitRowCount = 0;
+
+  bool paged() const { return blockTables != nullptr; }
+};
+
+// How one logit row picks its token. `uniform` is the request's own draw in [0, 1) for this
+// token, so the pick depends only on the request's seed and its tokens, never on the batch.
+struct RowSampling {
+  float temperature = 0.0f;  // <= 0: greedy
+  int32_t topK = 0;          // 0: off
+  float topP = 1.0f;         // 1: off
+  float minP = 0.0f;         // 0: off
+  double uniform = 0.0;
 };
 
 class Backend {
@@ -31,8 +61,17 @@ class Backend {
   // One forward step and the greedy token (argmax of the logits) of every row. A backend that
   // can pick on its device returns only the ids, saving the logits' trip to the host.
   virtual Expected<std::vector<int32_t>> forwardArgmax(const StepInput& in) = 0;
+  // One forward step and a token for every logit row, row i picked with rows[i] (greedy where
+  // its temperature is <= 0). A backend that can sample on its device overrides this; the
+  // default samples on the host from forward()'s logits.
+  // `vocab` is the logits' row width (the model's vocab_size).
+  virtual Expected<std::vector<int32_t>> forwardSample(const StepInput& in, const RowSampling* rows,
+                                                       int64_t vocab);
   // Bytes this rank holds for its weights after loading.
   virtual uint64_t residentWeightBytes() const = 0;
+  // Blocks of the paged KV pool (of BackendOptions::kvBlockSize tokens each); 0 when the
+  // backend has no paged pool.
+  virtual int64_t kvBlocks() const { return 0; }
 };
 
 struct BackendOptions {
@@ -49,6 +88,12 @@ struct BackendOptions {
   // program, in plan order, with the weight's index; returns its elements as f32 laid out as
   // loadWeightsF32 would (rows of the local shape, padding included).
   std::function<Expected<std::vector<float>>(uint32_t weight)> weightSource;
+  // The paged KV pool, sized once the weights are loaded: tokens per block; on the CPU the pool's
+  // bytes per rank, on CUDA the share of the GPU's memory that weights, activations and the pool
+  // may use together.
+  int64_t kvBlockSize = 16;
+  uint64_t kvCacheBytes = 0;
+  double gpuMemoryUtilization = 0.90;
 };
 
 // The backend `options.kind` names; "cuda" is an error in a build without the CUDA toolkit.

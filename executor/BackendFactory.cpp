@@ -1,5 +1,7 @@
 #include "executor/Backend.h"
 
+#include "kernels/cpu/Kernels.h"
+
 #ifdef TPC_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -54,6 +56,25 @@ Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_
 #endif
   }
   return makeError("unknown backend '", options.kind, "' (cpu or cuda)");
+}
+
+}  // namespace tpc
+
+namespace tpc {
+
+// Greedy rows only until the engine's host sampler (temperature, top-k, top-p, min-p from a
+// given draw) takes this over.
+Expected<std::vector<int32_t>> Backend::forwardSample(const StepInput& in, const RowSampling* rows,
+                                                      int64_t vocab) {
+  Expected<const float*> logits = forward(in);
+  if (!logits) return logits.takeError();
+  const int64_t count = in.paged() ? in.logitRowCount : in.tokens;
+  std::vector<int32_t> picked;
+  for (int64_t r = 0; r < count; ++r) {
+    if (rows[r].temperature > 0.0f) return makeError("host sampling is not available yet");
+    picked.push_back(static_cast<int32_t>(cpu::argmax(*logits + r * vocab, vocab)));
+  }
+  return picked;
 }
 
 }  // namespace tpc
