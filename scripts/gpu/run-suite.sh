@@ -41,7 +41,8 @@ try:
 except Exception:
     print(f"{sys.argv[2]}: failed"); sys.exit()
 print(f"{sys.argv[2]}: decode {r['decode_ms_per_step']:.3f} ms/step, {r['achieved_gb_per_s']:.0f} GB/s = "
-      f"{100*r['fraction_of_copy_bandwidth']:.1f}% of copy {r['copy_gb_per_s']:.0f} GB/s; prefill "
+      f"{100*r['fraction_of_bandwidth_ceiling']:.1f}% of {r['bandwidth_ceiling_gb_per_s']:.0f} GB/s (read "
+      f"{r['read_gb_per_s']:.0f}, copy {r['copy_gb_per_s']:.0f}); prefill "
       f"{r['prefill_tokens_per_s']:.0f} tok/s {r['prefill_tflops']:.0f} TFLOP/s = "
       f"{100*r['prefill_fraction_of_gemm_ceiling']:.0f}% of {r['gemm_ceiling_tflops']:.0f}")
 PY
