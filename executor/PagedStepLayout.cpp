@@ -96,11 +96,13 @@ Expected<PagedStepLayout> layoutPagedStep(const StepInput& in, const KvPoolShape
   PagedStepLayout out;
   out.rowOf.reserve(static_cast<size_t>(in.tokens));
   if (Error e = in.paged() ? layoutSequences(in, pool, out) : layoutSlots(in, pool, out)) return e;
-  if (!in.logitRows) {
+  if (!in.logitRows && !in.paged()) {
     out.logitRows.resize(static_cast<size_t>(in.tokens));
     for (int64_t t = 0; t < in.tokens; ++t) out.logitRows[static_cast<size_t>(t)] = int32_t(t);
     return out;
   }
+  if (!in.logitRows && in.logitRowCount > 0)
+    return makeError("the step names ", in.logitRowCount, " logit rows but gives none");
   for (int64_t i = 0; i < in.logitRowCount; ++i) {
     const int32_t row = in.logitRows[i];
     if (row < 0 || row >= in.tokens || (i > 0 && row <= in.logitRows[i - 1]))

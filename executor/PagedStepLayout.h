@@ -26,7 +26,8 @@ struct PagedStepLayout {
   std::vector<int32_t> rowOf;  // [tokens]: the token's row of `table`
   std::vector<int32_t> table;  // [rows][blocksPerSequence]; entries past a row's last block are 0
   int64_t rows = 0;
-  // The rows whose logits are wanted, ascending; every token's when the input names none.
+  // The rows whose logits are wanted, ascending: the input's logit rows, or every token's when
+  // a slot-form input names none (a paged input that names none wants none).
   std::vector<int32_t> logitRows;
   bool allRowsSample = true;  // logitRows is 0 .. tokens - 1
 };

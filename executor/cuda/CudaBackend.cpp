@@ -15,6 +15,7 @@
 #include "ir/DType.h"
 #include "ir/Float16.h"
 #include "kernels/cuda/DecodeAttention.h"
+#include "kernels/cuda/SampleRows.h"
 
 namespace tpc {
 namespace {
@@ -190,6 +191,9 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
     ioInputs_[b] = name == "positions" ? 1 : 0;
   }
   TPC_CUDA_TRY(pickedHost_.allocateMapped(static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
+  const size_t samplingBytes = static_cast<size_t>(ioTokens_) * sizeof(cuda::SamplingRow);
+  TPC_CUDA_TRY(deviceSampling_.allocate(samplingBytes));
+  TPC_CUDA_TRY(hostSampling_.allocatePinned(samplingBytes));
   void* picked = nullptr;
   TPC_CUDA_TRY(cudaHostGetDevicePointer(&picked, pickedHost_.data(), 0));
   pickedIds_ = static_cast<int32_t*>(picked);
@@ -496,13 +500,41 @@ Expected<std::vector<int32_t>> CudaBackend::forwardArgmax(const StepInput& in) {
 
 Expected<std::vector<int32_t>> CudaBackend::forwardSample(const StepInput& in,
                                                           const RowSampling* rows, int64_t vocab) {
-  // Greedy rows pick on the device; a step with any stochastic row samples on the host from
-  // the logit rows (Backend's default).
-  const int64_t count = in.logitRows ? in.logitRowCount : in.tokens;
+  // Greedy and temperature/top-k/top-p rows pick on the device; a step with a min-p row samples
+  // on the host from the logit rows (Backend's default).
+  const int64_t count = in.paged() || in.logitRows ? in.logitRowCount : in.tokens;
   bool greedy = true;
-  for (int64_t i = 0; i < count && greedy; ++i) greedy = rows[i].temperature <= 0.0f;
+  for (int64_t i = 0; i < count; ++i) {
+    if (rows[i].minP > 0.0f) return Backend::forwardSample(in, rows, vocab);
+    greedy = greedy && rows[i].temperature <= 0.0f;
+  }
   if (greedy) return forwardArgmax(in);
-  return Backend::forwardSample(in, rows, vocab);
+  std::vector<int32_t> ids;
+  Error e = run(in, [&](const Chunk& c) -> Error {
+    if (c.first == 0) ids.resize(layout_.logitRows.size());
+    if (c.logits == 0) return Error::success();
+    // Parameters per output row; rows that do not sample stay greedy (and are not read).
+    auto* params = reinterpret_cast<cuda::SamplingRow*>(hostSampling_.data());
+    std::fill_n(params, c.outputRows, cuda::SamplingRow{});
+    for (int64_t i = 0; i < c.logits; ++i) {
+      const RowSampling& r = rows[c.logitFirst + i];
+      params[outputRow(c, i)] = {r.temperature, r.topK, r.topP, r.uniform};
+    }
+    TPC_CUDA_TRY(cudaMemcpyAsync(deviceSampling_.data(), params,
+                                 static_cast<size_t>(c.outputRows) * sizeof(cuda::SamplingRow),
+                                 cudaMemcpyHostToDevice, stream_));
+    TPC_CUDA_TRY(cuda::sampleRows(
+        reinterpret_cast<const float*>(address(prog_.outputs()->Get(0), c.deviceTokens)),
+        c.outputRows, vocab_, reinterpret_cast<const cuda::SamplingRow*>(deviceSampling_.data()),
+        pickedIds_, stream_));
+    if (Error w = wait("sampling tokens")) return w;
+    const auto* picked = reinterpret_cast<const int32_t*>(pickedHost_.data());
+    for (int64_t i = 0; i < c.logits; ++i)
+      ids[static_cast<size_t>(c.logitFirst + i)] = picked[outputRow(c, i)];
+    return Error::success();
+  });
+  if (e) return e;
+  return ids;
 }
 
 Expected<std::unique_ptr<Backend>> createCudaBackend(const LoadedPlan& plan, uint32_t rank,

@@ -136,6 +136,7 @@ class CudaBackend : public Backend {
   int32_t* hostIo_ = nullptr;     // pinned: the io block's staging copy
   DeviceMemory pickedHost_;       // mapped: argmax writes the picked ids straight to the host
   int32_t* pickedIds_ = nullptr;  // its device address
+  DeviceMemory deviceSampling_, hostSampling_;  // per output row: cuda::SamplingRow
   std::vector<void*> weights_;
   uint64_t weightBytes_ = 0;
 

@@ -24,6 +24,9 @@ if [ "$what" != bench ]; then
   timeout 240 "$bundle/bin/tpc_kernels_cuda_tests" > "$logs/kernels.log" 2>&1; rc=$?
   table+=("kernel tests (CUDA vs CPU twin): $(grep -E '^\[  (PASSED|FAILED)' "$logs/kernels.log" | tr '\n' ' ') rc=$rc")
   [ $rc -eq 0 ] || status=1
+  timeout 120 "$bundle/bin/tpc_executor_tests" --gtest_filter='CudaPaged*' > "$logs/paged.log" 2>&1; rc=$?
+  table+=("CUDA paged steps vs the CPU backend: $(grep -E '^\[  (PASSED|FAILED)' "$logs/paged.log" | tr '\n' ' ') rc=$rc")
+  [ $rc -eq 0 ] || status=1
   timeout 200 "$bundle/bin/tpc_tools_tests" --gtest_filter='TpexecCudaGolden*' > "$logs/golden.log" 2>&1; rc=$?
   table+=("golden models on CUDA: $(grep -E '^\[  (PASSED|FAILED)' "$logs/golden.log" | tr '\n' ' ') rc=$rc")
   [ $rc -eq 0 ] || status=1

@@ -2,7 +2,8 @@
 // slot form (the truth): three prompts over shuffled blocks of the pool, a step mixing whole
 // prompts with the first chunk of another, then that prompt's second chunk beside decode
 // tokens (its prefix read from the pool), then decode-only steps (a CUDA Graph of a padded
-// bucket). Only the sampling rows come back. Inputs are the reference's greedy tokens, so the
+// bucket). Only the sampling rows come back; greedy and sampled picks on the device agree with
+// the host's on the same logits. Inputs are the reference's greedy tokens, so the
 // two sides see the same sequences. Skips without a GPU.
 #include <gtest/gtest.h>
 
@@ -14,6 +15,7 @@
 
 #include "codegen/PlanFormat.h"
 #include "executor/Backend.h"
+#include "kernels/cpu/Kernels.h"
 #include "tests/support/Fixtures.h"
 
 namespace tpc {
@@ -157,6 +159,22 @@ class PagedRun {
     for (size_t i = 0; i < sampled.size(); ++i) {
       const float* row = logits.data() + static_cast<int64_t>(i) * vocab_;
       EXPECT_EQ((*picked)[i], std::max_element(row, row + vocab_) - row);
+    }
+    // Device sampling, each row with its own parameters and draw, against the CPU sampler on
+    // the same logits.
+    std::vector<RowSampling> sampling(sampled.size());
+    for (size_t i = 0; i < sampling.size(); ++i)
+      sampling[i] = {0.8f, i % 2 ? 20 : 0, i % 3 ? 0.9f : 1.0f, 0.0f, 0.13 + 0.29 * double(i)};
+    Expected<std::vector<int32_t>> drawn = cuda_.forwardSample(in, sampling.data(), vocab_);
+    ASSERT_TRUE(drawn) << drawn.errorMessage();
+    ASSERT_EQ(drawn->size(), sampled.size());
+    for (size_t i = 0; i < sampled.size(); ++i) {
+      cpu::SamplingParams p;
+      p.temperature = sampling[i].temperature;
+      p.topK = sampling[i].topK;
+      p.topP = sampling[i].topP;
+      EXPECT_EQ((*drawn)[i], cpu::sampleWithDraw(logits.data() + static_cast<int64_t>(i) * vocab_,
+                                                 vocab_, p, sampling[i].uniform));
     }
   }
 

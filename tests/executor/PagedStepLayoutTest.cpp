@@ -135,6 +135,16 @@ TEST(PagedStepLayout, BadStepsNameTheProblem) {
   s = mixedStep();
   s.logitRows = {1, 0};
   EXPECT_NE(error(s).find("logit row 0"), std::string::npos) << error(s);
+  // A paged step that names no logit rows wants none.
+  s = mixedStep();
+  s.logitRows.clear();
+  StepInput none = s.input();
+  none.logitRows = nullptr;
+  Expected<PagedStepLayout> l = layoutPagedStep(none, pool());
+  ASSERT_TRUE(l) << l.errorMessage();
+  EXPECT_TRUE(l->logitRows.empty());
+  none.logitRowCount = 2;
+  EXPECT_FALSE(layoutPagedStep(none, pool()));
   s = mixedStep();
   s.seqStarts = {0, 1, 2, 4};
   EXPECT_NE(error(s).find("do not cover"), std::string::npos) << error(s);

@@ -1,8 +1,8 @@
-// The three CUDA attention kernels reading and writing K/V through block tables, against
-// cpu::attention over the equivalent contiguous layout: sequence s of the paged pool is slot s of
-// a [slots][maxContext] CPU cache, its blocks a shuffled set of the pool's. The pool's blocks that
-// no table names stay NaN, as do the rows past each sequence's history, so a kernel that reads or
-// writes outside a token's blocks poisons its output or the pool. Block sizes 16 and 32;
+// The three CUDA attention kernels reading and writing K/V through block tables, against their
+// CPU twin cpu::pagedAttention on the same pool: sequence s owns a shuffled set of the pool's
+// blocks. The pool's blocks that no table names stay NaN, as do the rows past each sequence's
+// history, so a kernel that reads or writes outside a token's blocks poisons its output or the
+// pool (compared whole after every call). Block sizes 16 and 32;
 // generic calls mix decode tokens with prompt chunks; prefill chunks continue a cached prefix.
 #include <algorithm>
 #include <cmath>
@@ -70,9 +70,11 @@ class PagedHarness {
       std::copy(keys.begin(), keys.end(), k_.begin() + s * c.maxContext * row_);
       std::copy(values.begin(), values.end(), v_.begin() + s * c.maxContext * row_);
     }
-    view_ = {k_.data(), v_.data(), c.sequences, c.maxContext, c.kvHeads, c.headDim};
-    dK_ = std::make_unique<DeviceBuffer>(upload(c.type, toPool(k_)));
-    dV_ = std::make_unique<DeviceBuffer>(upload(c.type, toPool(v_)));
+    poolK_ = toPool(k_);
+    poolV_ = toPool(v_);
+    cpuPool_ = {poolK_.data(), poolV_.data(), poolBlocks_, c.blockSize, c.kvHeads, c.headDim};
+    dK_ = std::make_unique<DeviceBuffer>(upload(c.type, poolK_));
+    dV_ = std::make_unique<DeviceBuffer>(upload(c.type, poolV_));
     dTable_ = std::make_unique<DeviceBuffer>(uploadRaw(table_));
     decodeWorkspace_ = std::make_unique<DeviceBuffer>(
         decodeAttentionWorkspaceBytes(16, c.heads, c.kvHeads, c.headDim, c.maxContext));
@@ -91,9 +93,33 @@ class PagedHarness {
         roundTo(c_.type, randomFloats(tokens * c_.heads * c_.headDim, seed, -3.0f, 3.0f));
     const std::vector<float> k = roundTo(c_.type, randomFloats(tokens * row_, seed + 1));
     const std::vector<float> v = roundTo(c_.type, randomFloats(tokens * row_, seed + 2));
+    // The CPU twin's form: tokens grouped into runs of one sequence, each with its table row
+    // and every token's KV slot.
+    std::vector<int32_t> starts = {0}, tables, kvSlots;
+    for (int64_t t = 0; t < tokens; ++t) {
+      const int32_t s = sequences[static_cast<size_t>(t)];
+      if (t > 0 && s != sequences[static_cast<size_t>(t - 1)])
+        starts.push_back(static_cast<int32_t>(t));
+      if (t == 0 || s != sequences[static_cast<size_t>(t - 1)])
+        tables.insert(tables.end(), table_.begin() + s * perSequence_,
+                      table_.begin() + (s + 1) * perSequence_);
+      const int32_t p = positions[static_cast<size_t>(t)];
+      kvSlots.push_back(static_cast<int32_t>(
+          table_[static_cast<size_t>(s * perSequence_ + p / c_.blockSize)] * c_.blockSize +
+          p % c_.blockSize));
+    }
+    starts.push_back(static_cast<int32_t>(tokens));
+    cpu::PagedBatch batch;
+    batch.positions = positions.data();
+    batch.kvSlots = kvSlots.data();
+    batch.tokens = tokens;
+    batch.sequences = static_cast<int64_t>(starts.size()) - 1;
+    batch.seqStarts = starts.data();
+    batch.blockTables = tables.data();
+    batch.blockTableStride = perSequence_;
     std::vector<float> expected(q.size());
-    cpu::attention(q.data(), k.data(), v.data(), positions.data(), sequences.data(), tokens,
-                   c_.heads, scale, view_, expected.data());
+    cpu::pagedAttention(q.data(), k.data(), v.data(), batch, c_.heads, scale, cpuPool_,
+                        expected.data());
 
     DeviceBuffer dQ = upload(c_.type, q), dKIn = upload(c_.type, k), dVIn = upload(c_.type, v);
     DeviceBuffer dPos = uploadRaw(positions), dSeq = uploadRaw(sequences);
@@ -119,8 +145,8 @@ class PagedHarness {
     EXPECT_TRUE(allClose(download(c_.type, dOut, q.size()), toDouble(expected),
                          tolerance(c_.type, kernel == Kernel::Prefill)));
     const size_t poolSize = static_cast<size_t>(poolBlocks_ * c_.blockSize * row_);
-    EXPECT_TRUE(sameValues(download(c_.type, *dK_, poolSize), toPool(k_))) << "key pool differs";
-    EXPECT_TRUE(sameValues(download(c_.type, *dV_, poolSize), toPool(v_))) << "value pool differs";
+    EXPECT_TRUE(sameValues(download(c_.type, *dK_, poolSize), poolK_)) << "key pool differs";
+    EXPECT_TRUE(sameValues(download(c_.type, *dV_, poolSize), poolV_)) << "value pool differs";
   }
 
  private:
@@ -141,8 +167,9 @@ class PagedHarness {
   PagedCase c_;
   int64_t row_ = 0, perSequence_ = 0, poolBlocks_ = 0;
   std::vector<int32_t> table_;
-  std::vector<float> k_, v_;
-  cpu::KvCache view_;
+  std::vector<float> k_, v_;  // the history, contiguous per sequence
+  std::vector<float> poolK_, poolV_;
+  cpu::KvPool cpuPool_;
   std::unique_ptr<DeviceBuffer> dK_, dV_, dTable_, decodeWorkspace_;
 };
 
@@ -164,7 +191,7 @@ TEST(CudaPagedAttention, DecodeKernelThroughBlockTables) {
   for (const PagedCase& c : kCases) {
     const auto last = static_cast<int32_t>(c.maxContext - 1);
     // Block edges (15/16/31/32), chunk edges (63/64), position 0 and the last one.
-    const std::vector<int32_t> positions = {15, 64, 0, last, 31, 600};
+    const std::vector<int32_t> positions = {15, 64, 0, last, 31, 300};
     PagedHarness harness(c, positions, 10);
     harness.step(positions, {0, 1, 2, 3, 4, 5}, 20, Kernel::Decode);
     harness.step({positions[4] + 1, positions[0] + 1, positions[5] + 1}, {4, 0, 5}, 30,
