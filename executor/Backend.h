@@ -104,8 +104,10 @@ bool haveCudaBackend();
 // GPUs visible to this process (0 without the CUDA backend or without a driver).
 int cudaDeviceCount();
 // Rooflines of GPU `device` for benchmarks: device-to-device copy bandwidth in bytes/s (bytes
-// read + written) and the bf16 rate of a large cuBLASLt GEMM in FLOP/s.
+// read + written), read bandwidth in bytes/s (a kernel that only reads, as decode reads its
+// weights; a copy's reads come out lower) and the bf16 rate of a large cuBLASLt GEMM in FLOP/s.
 Expected<double> deviceCopyBandwidth(int device);
+Expected<double> deviceReadBandwidth(int device);
 Expected<double> deviceGemmFlops(int device);
 
 // The CPU backend itself; createBackend checks rank and world before calling it.

@@ -19,12 +19,15 @@ int cudaDeviceCount() {
 }
 Expected<double> measureCopyBandwidth(int device);
 Expected<double> measureGemmFlops(int device);
+Expected<double> measureReadBandwidth(int device);
 Expected<double> deviceCopyBandwidth(int device) { return measureCopyBandwidth(device); }
+Expected<double> deviceReadBandwidth(int device) { return measureReadBandwidth(device); }
 Expected<double> deviceGemmFlops(int device) { return measureGemmFlops(device); }
 #else
 bool haveCudaBackend() { return false; }
 int cudaDeviceCount() { return 0; }
 Expected<double> deviceCopyBandwidth(int) { return makeError("this build has no CUDA backend"); }
+Expected<double> deviceReadBandwidth(int) { return makeError("this build has no CUDA backend"); }
 Expected<double> deviceGemmFlops(int) { return makeError("this build has no CUDA backend"); }
 Expected<std::string> newNcclUniqueId() {
   return makeError("this build has no CUDA backend (configure with the CUDA toolkit and NCCL)");

@@ -1,5 +1,7 @@
 #include "executor/cuda/CudaBackend.h"
 
+#include "executor/cuda/CudaBackendImpl.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -8,19 +10,12 @@
 #include <optional>
 
 #include "codegen/PlanFormat.h"
-#include "executor/OneRowFusion.h"
 #include "executor/StepAttrs.h"
 #include "executor/WeightLoader.h"
-#include "executor/cuda/CudaCheck.h"
-#include "executor/cuda/DeviceMemory.h"
-#include "executor/cuda/Gemm.h"
-#include "executor/cuda/NcclCommunicator.h"
 #include "ir/DType.h"
 #include "ir/Float16.h"
-#include "kernels/cuda/AttentionPrefill.h"
-#include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DecodeAttention.h"
-#include "kernels/cuda/Gemv.h"
+#include "kernels/cuda/SampleRows.h"
 
 namespace tpc {
 namespace {
@@ -32,6 +27,8 @@ constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 // Prefill runs in chunks of at most this many tokens, and no chunk's arena may pass kArenaCap.
 constexpr int64_t kPrefillChunkTokens = 2048;
 constexpr size_t kArenaCap = size_t{4} << 30;
+// Left free for the CUDA Graphs and cuBLAS's own allocations.
+constexpr size_t kSlackBytes = size_t{64} << 20;
 
 size_t alignUp(size_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
 
@@ -45,17 +42,6 @@ std::optional<ElementType> elementType(uint8_t dtype) {
       return ElementType::F16;
     default:
       return std::nullopt;
-  }
-}
-
-ncclDataType_t ncclType(ElementType t) {
-  switch (t) {
-    case ElementType::BF16:
-      return ncclBfloat16;
-    case ElementType::F16:
-      return ncclFloat16;
-    default:
-      return ncclFloat32;
   }
 }
 
@@ -83,156 +69,12 @@ void convertWeight(const std::vector<float>& in, ElementType type, std::vector<u
     dst[i] = type == ElementType::BF16 ? f32ToBf16(in[i]) : f32ToF16(in[i]);
 }
 
-class CudaBackend : public Backend {
- public:
-  CudaBackend(const plan::Plan& plan, uint32_t rank, Communicator& comm)
-      : plan_(plan), prog_(*plan.ranks()->Get(rank)), rank_(rank), comm_(comm) {}
+}  // namespace
 
-  ~CudaBackend() override {
-    for (auto& [tokens, exec] : graphs_) cudaGraphExecDestroy(exec);
-    if (stream_) cudaStreamDestroy(stream_);
-  }
-
-  const char* name() const override { return "cuda"; }
-  uint64_t residentWeightBytes() const override { return weightBytes_; }
-
-  Error initialize(const BackendOptions& options);
-
-  Expected<const float*> forward(const StepInput& in) override {
-    hostLogits_.resize(static_cast<size_t>(in.tokens * vocab_));
-    // The logits buffer is [tokens, vocab] f32 in every plan; each chunk's rows are copied out
-    // before the next chunk reuses the arena.
-    Error e = run(in, [&](const Chunk& c) {
-      return cudacheck::check(cudaMemcpyAsync(hostLogits_.data() + c.first * vocab_,
-                                              address(prog_.outputs()->Get(0), c.deviceTokens),
-                                              static_cast<size_t>(c.count * vocab_) * sizeof(float),
-                                              cudaMemcpyDeviceToHost, stream_),
-                              "copying the logits");
-    });
-    if (e) return e;
-    if (Error w = wait("copying the logits")) return w;
-    return static_cast<const float*>(hostLogits_.data());
-  }
-
-  Expected<std::vector<int32_t>> forwardArgmax(const StepInput& in) override {
-    std::vector<int32_t> ids(static_cast<size_t>(in.tokens));
-    Error e = run(in, [&](const Chunk& c) -> Error {
-      // A graph replay has already picked its tokens; an eager chunk picks them here.
-      if (!c.fromGraph)
-        TPC_CUDA_TRY(cuda::argmax(
-            reinterpret_cast<const float*>(address(prog_.outputs()->Get(0), c.deviceTokens)),
-            c.count, vocab_, pickedIds_, stream_));
-      // The picked ids land in mapped host memory: no copy, just the wait.
-      if (Error w = wait("picking tokens")) return w;
-      std::memcpy(ids.data() + c.first, pickedHost_.data(),
-                  static_cast<size_t>(c.count) * sizeof(int32_t));
-      return Error::success();
-    });
-    if (e) return e;
-    return ids;
-  }
-
- private:
-  // A piece of one forward call: `count` tokens starting at `first`, run with `deviceTokens`
-  // rows (a graph bucket pads them).
-  struct Chunk {
-    int64_t first, count, deviceTokens;
-    bool fromGraph;
-  };
-
-  Error allocate(const BackendOptions& options, int device);
-  Error loadWeights(const BackendOptions& options);
-  // Runs the step in chunks; `afterChunk` enqueues what must read a chunk's results before the
-  // next chunk overwrites them.
-  Error run(const StepInput& in, const std::function<Error(const Chunk&)>& afterChunk);
-  Expected<Chunk> runChunk(const StepInput& in, int64_t first, int64_t count);
-  Error enqueueSteps(int64_t tokens);
-  Error enqueue(const plan::Step& s, uint32_t index, size_t& attention, int64_t tokens);
-  Error wait(const char* what) {
-    if (nccl_) return nccl_->waitFor(stream_, what);
-    return cudacheck::check(cudaStreamSynchronize(stream_), what);
-  }
-
-  char* address(uint32_t buffer, int64_t tokens) const {
-    // Inputs live in the io block: ids, then positions, then slots, `tokens` each, so one copy
-    // uploads a step's inputs.
-    auto fixed = ioInputs_.find(buffer);
-    if (fixed != ioInputs_.end())
-      return io_.data() + fixed->second * tokens * static_cast<int64_t>(sizeof(int32_t));
-    if (tokens == 1) {
-      auto alias = oneRow_.views.find(buffer);
-      if (alias != oneRow_.views.end())
-        return oneRowSplitSources_.data() + alias->second.first + alias->second.second;
-    }
-    return arena_.data() + prog_.buffers()->Get(buffer)->arena_offset() * tokens;
-  }
-  const void* operand(const plan::Step& s, uint32_t i, int64_t tokens) const {
-    const plan::Ref* r = s.operands()->Get(i);
-    return r->kind() == plan::RefKind::Weight ? weights_[r->index()] : address(r->index(), tokens);
-  }
-  ElementType operandType(const plan::Step& s, uint32_t i) const {
-    const plan::Ref* r = s.operands()->Get(i);
-    return r->kind() == plan::RefKind::Weight ? computeType_ : bufferTypes_[r->index()];
-  }
-  const plan::Weight& weightOf(const plan::Step& s, uint32_t i) const {
-    return *prog_.weights()->Get(s.operands()->Get(i)->index());
-  }
-  int64_t width(const plan::Step& s, uint32_t i) const {
-    return widths_[s.operands()->Get(i)->index()];
-  }
-  void* result(const plan::Step& s, int64_t tokens, uint32_t i = 0) const {
-    return address(s.results()->Get(i), tokens);
-  }
-  ElementType resultType(const plan::Step& s, uint32_t i = 0) const {
-    return bufferTypes_[s.results()->Get(i)];
-  }
-
-  const plan::Plan& plan_;
-  const plan::RankProgram& prog_;
-  uint32_t rank_;
-  Communicator& comm_;
-  NcclCommunicator* nccl_ = nullptr;
-  ElementType computeType_ = ElementType::BF16;
-  int64_t vocab_ = 0, maxBatch_ = 1, maxContext_ = 0;
-  int64_t graphTokens_ = 1, chunkTokens_ = 1, ioTokens_ = 1;
-  bool eager_ = false;
-  cudaStream_t stream_ = nullptr;
-  std::unique_ptr<GemmRunner> gemm_;
-
-  std::vector<ElementType> bufferTypes_;
-  std::vector<int64_t> widths_;
-  std::map<uint32_t, int64_t> ioInputs_;  // input buffer -> its part of the io block (0 or 1)
-  const int32_t* slotsFor(int64_t tokens) const {
-    return reinterpret_cast<const int32_t*>(io_.data()) + 2 * tokens;
-  }
-  // One-token views and fusions (executor/OneRowFusion.h); the private block holds the split
-  // operands the views point into.
-  OneRowFusion oneRow_;
-  DeviceMemory oneRowSplitSources_;
-  DeviceMemory weightMemory_, arena_, kvMemory_, workspace_, io_, gather_, tables_;
-  DeviceMemory hostIoMemory_;
-  int32_t* hostIo_ = nullptr;     // pinned: ids, positions, slots, picked ids
-  DeviceMemory pickedHost_;       // mapped: argmax writes the picked ids straight to the host
-  int32_t* pickedIds_ = nullptr;  // its device address
-  std::vector<void*> weights_;
-  uint64_t weightBytes_ = 0;
-  std::vector<cuda::KvCacheView> caches_;
-  size_t attentionWorkspace_ = 0;
-  // Decode steps (every token a different sequence) use cuda::decodeAttention, one launch per
-  // layer; its workspace holds counters that must start at zero.
-  DeviceMemory decodeWorkspace_;
-  size_t decodeWorkspaceBytes_ = 0;
-  bool decodeStep_ = false;
-  // A prefill chunk (one sequence, consecutive positions, known here on the host) uses the
-  // tensor-core cuda::prefillAttention.
-  bool prefillChunk_ = false;
-  int64_t prefillStart_ = 0;
-  int32_t prefillSlot_ = 0;
-  std::map<uint32_t, std::pair<const float*, float>> rope_;  // step: inverse freqs, scaling
-  std::map<uint32_t, const void* const*> expertPointers_;    // step: gate, up, down arrays
-  std::vector<float> hostLogits_;
-  std::map<int64_t, cudaGraphExec_t> graphs_;
-};
+CudaBackend::~CudaBackend() {
+  for (auto& [tokens, exec] : graphs_) cudaGraphExecDestroy(exec);
+  if (stream_) cudaStreamDestroy(stream_);
+}
 
 Error CudaBackend::initialize(const BackendOptions& options) {
   int devices = 0;
@@ -254,6 +96,17 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   maxBatch_ = plan_.limits()->max_batch();
   maxContext_ = plan_.limits()->max_context();
   eager_ = options.eager;
+  memoryUtilization_ = options.gpuMemoryUtilization;
+  if (options.kvBlockSize < 1 || options.kvBlockSize > 1024)
+    return makeError("the KV block size ", options.kvBlockSize, " is outside 1..1024");
+  if (!(memoryUtilization_ > 0.0 && memoryUtilization_ <= 1.0))
+    return makeError("the GPU memory utilization ", memoryUtilization_, " is outside (0, 1]");
+  pool_.blockSize = options.kvBlockSize;
+  pool_.blocksPerSequence = (maxContext_ + pool_.blockSize - 1) / pool_.blockSize;
+  pool_.maxContext = maxContext_;
+  pool_.maxBatch = maxBatch_;
+  for (uint32_t i = 0; i < prog_.steps()->size(); ++i)
+    if (prog_.steps()->Get(i)->op()->string_view() == "select_rows") selectStep_ = i;
   for (const plan::Buffer* b : *prog_.buffers()) {
     widths_.push_back(elementsPerToken(*b->shape()));
     bufferTypes_.push_back(elementType(b->dtype()).value_or(ElementType::F32));
@@ -266,6 +119,8 @@ Error CudaBackend::initialize(const BackendOptions& options) {
       graphTokens_,
       std::min<int64_t>(kPrefillChunkTokens, static_cast<int64_t>(kArenaCap / perToken)));
   ioTokens_ = chunkTokens_;
+  // Block-table rows: the sequences of one step, or a graph bucket's rows.
+  tableRows_ = std::max(graphTokens_, maxBatch_);
   oneRow_ = planOneRowFusion(plan_, rank_);
   if (Error e = allocate(options, device)) return e;
   return loadWeights(options);
@@ -277,21 +132,19 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   for (const plan::Weight* w : *prog_.weights())
     weightBytes +=
         alignUp(static_cast<size_t>(product(*w->shape(), 0)) * cuda::elementBytes(computeType_));
-  size_t kvBytes = 0;
+  // The positions a block-table row addresses: the plan's max context in whole blocks.
+  const int64_t tableContext = pool_.blocksPerSequence * pool_.blockSize;
   for (const plan::Step* s : *prog_.steps()) {
     std::string_view op = s->op()->string_view();
     if (op == "attention") {
       int64_t kvHeads = stepInt(*s, "kv_heads"), headDim = stepInt(*s, "head_dim");
-      kvBytes +=
-          2 * alignUp(static_cast<size_t>((maxBatch_ + 1) * maxContext_ * kvHeads * headDim) *
-                      cuda::elementBytes(computeType_));
       attentionWorkspace_ = std::max(
           attentionWorkspace_,
-          cuda::attentionWorkspaceBytes(chunkTokens_, stepInt(*s, "heads"), headDim, maxContext_));
-      decodeWorkspaceBytes_ =
-          std::max(decodeWorkspaceBytes_,
-                   cuda::decodeAttentionWorkspaceBytes(graphTokens_, stepInt(*s, "heads"), kvHeads,
-                                                       headDim, maxContext_));
+          cuda::attentionWorkspaceBytes(chunkTokens_, stepInt(*s, "heads"), headDim, tableContext));
+      decodeWorkspaceBytes_ = std::max(decodeWorkspaceBytes_,
+                                       cuda::decodeAttentionWorkspaceBytes(
+                                           std::max(graphTokens_, maxBatch_), stepInt(*s, "heads"),
+                                           kvHeads, headDim, tableContext));
     } else if (op == "moe_experts") {
       int64_t per = stepInt(*s, "params_per_expert");
       int64_t intermediate = weightOf(*s, static_cast<uint32_t>(3 + per - 1)).shape()->Get(1);
@@ -305,22 +158,18 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   const size_t gatherBytes =
       plan_.world() > 1 ? alignUp(static_cast<size_t>(prog_.arena_bytes_per_token() * chunkTokens_))
                         : 0;
-  const size_t needed = weightBytes + kvBytes + arenaBytes + gatherBytes + attentionWorkspace_ +
-                        oneRow_.privateBytes + decodeWorkspaceBytes_ + kGemmWorkspaceBytes +
-                        (size_t{64} << 20);
+  const size_t activationBytes = arenaBytes + gatherBytes + attentionWorkspace_ +
+                                 oneRow_.privateBytes + decodeWorkspaceBytes_ + kGemmWorkspaceBytes;
+  const size_t needed = weightBytes + activationBytes + kSlackBytes;
   size_t freeBytes = 0, totalBytes = 0;
   TPC_CUDA_TRY(cudaMemGetInfo(&freeBytes, &totalBytes));
   if (needed > freeBytes)
-    return makeError("rank ", rank_, " needs ", gib(needed), " on GPU ", device, " (weights ",
-                     gib(weightBytes), ", KV cache ", gib(kvBytes), ", activations ",
-                     gib(arenaBytes + gatherBytes + attentionWorkspace_), ") but only ",
-                     gib(freeBytes), " of ", gib(totalBytes),
-                     " is free; recompile with a smaller --max-context or --max-batch, or a "
-                     "larger --world");
+    return makeError("rank ", rank_, " needs ", gib(needed), " on GPU ", device,
+                     " before its KV cache (weights ", gib(weightBytes), ", activations ",
+                     gib(activationBytes), ") but only ", gib(freeBytes), " of ", gib(totalBytes),
+                     " is free; recompile with a smaller --max-batch, or a larger --world");
 
   TPC_CUDA_TRY(weightMemory_.allocate(weightBytes));
-  TPC_CUDA_TRY(kvMemory_.allocate(kvBytes));
-  TPC_CUDA_TRY(cudaMemsetAsync(kvMemory_.data(), 0, kvBytes, stream_));
   TPC_CUDA_TRY(arena_.allocate(arenaBytes));
   TPC_CUDA_TRY(oneRowSplitSources_.allocate(oneRow_.privateBytes));
   TPC_CUDA_TRY(workspace_.allocate(attentionWorkspace_));
@@ -331,40 +180,33 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   if (!gemm) return gemm.takeError();
   gemm_ = std::move(*gemm);
 
-  // The io block: a step's token ids, positions and slots (`tokens` each, see address()).
-  TPC_CUDA_TRY(io_.allocate(3 * static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
-  TPC_CUDA_TRY(hostIoMemory_.allocatePinned(4 * static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
+  // The io block (see blockTableFor): four parts of `tokens` each, then the block table.
+  const size_t ioBytes =
+      static_cast<size_t>(4 * ioTokens_ + tableRows_ * pool_.blocksPerSequence) * sizeof(int32_t);
+  TPC_CUDA_TRY(io_.allocate(ioBytes));
+  TPC_CUDA_TRY(hostIoMemory_.allocatePinned(ioBytes));
   hostIo_ = reinterpret_cast<int32_t*>(hostIoMemory_.data());
   for (uint32_t b : *prog_.inputs()) {
     std::string_view name = prog_.buffers()->Get(b)->name()->string_view();
     ioInputs_[b] = name == "positions" ? 1 : 0;
   }
   TPC_CUDA_TRY(pickedHost_.allocateMapped(static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
+  const size_t samplingBytes = static_cast<size_t>(ioTokens_) * sizeof(cuda::SamplingRow);
+  TPC_CUDA_TRY(deviceSampling_.allocate(samplingBytes));
+  TPC_CUDA_TRY(hostSampling_.allocatePinned(samplingBytes));
   void* picked = nullptr;
   TPC_CUDA_TRY(cudaHostGetDevicePointer(&picked, pickedHost_.data(), 0));
   pickedIds_ = static_cast<int32_t*>(picked);
 
-  char* kv = kvMemory_.data();
+  if (Error e = allocatePool(device, weightBytes + activationBytes)) return e;
+
   std::vector<float> tables;
   std::vector<std::pair<uint32_t, size_t>> ropeOffsets;
   std::vector<std::pair<uint32_t, size_t>> expertOffsets;
   for (uint32_t i = 0; i < prog_.steps()->size(); ++i) {
     const plan::Step& s = *prog_.steps()->Get(i);
     std::string_view op = s.op()->string_view();
-    if (op == "attention") {
-      cuda::KvCacheView view;
-      view.slots = maxBatch_ + 1;
-      view.maxContext = maxContext_;
-      view.kvHeads = stepInt(s, "kv_heads");
-      view.headDim = stepInt(s, "head_dim");
-      size_t bytes =
-          alignUp(static_cast<size_t>(view.slots * view.maxContext * view.kvHeads * view.headDim) *
-                  cuda::elementBytes(computeType_));
-      view.k = kv;
-      view.v = kv + bytes;
-      kv += 2 * bytes;
-      caches_.push_back(view);
-    } else if (op == "rope") {
+    if (op == "rope") {
       float scaling = 1.0f;
       std::vector<float> inv = cpu::ropeInverseFrequencies(stepRopeParams(s), &scaling);
       ropeOffsets.emplace_back(i, tables.size());
@@ -417,6 +259,64 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   return cudacheck::check(cudaStreamSynchronize(stream_), "clearing the KV cache");
 }
 
+Error CudaBackend::allocatePool(int device, size_t othersBytes) {
+  // Per block, over every layer: keys and values of blockSize tokens.
+  std::vector<size_t> layerBlockBytes;
+  for (const plan::Step* s : *prog_.steps())
+    if (s->op()->string_view() == "attention")
+      layerBlockBytes.push_back(
+          static_cast<size_t>(pool_.blockSize * stepInt(*s, "kv_heads") * stepInt(*s, "head_dim")) *
+          cuda::elementBytes(computeType_));
+  size_t blockBytes = 0;
+  for (size_t b : layerBlockBytes) blockBytes += 2 * b;
+  size_t freeBytes = 0, totalBytes = 0;
+  TPC_CUDA_TRY(cudaMemGetInfo(&freeBytes, &totalBytes));
+  // What the share allows beyond what is in use now (this rank's weights and activations, the
+  // context, anyone else on the GPU), less slack for the graphs and cuBLAS's own allocations
+  // and each layer's alignment.
+  const double share = memoryUtilization_ * static_cast<double>(totalBytes);
+  const double inUse = static_cast<double>(totalBytes - freeBytes);
+  const double budget = share - inUse - static_cast<double>(kSlackBytes) -
+                        static_cast<double>(2 * layerBlockBytes.size() * kAlignment);
+  // One block past the usable ones takes the padding rows of a graph bucket.
+  const int64_t blocks = blockBytes == 0
+                             ? pool_.blocksPerSequence
+                             : std::max<int64_t>(0, static_cast<int64_t>(budget / blockBytes) - 1);
+  if (blocks < pool_.blocksPerSequence)
+    return makeError("rank ", rank_, ": the KV cache gets ", gib(budget > 0 ? uint64_t(budget) : 0),
+                     " of GPU ", device, " (", memoryUtilization_, " of its ", gib(totalBytes),
+                     " less ", gib(uint64_t(inUse)), " in use, ", gib(othersBytes),
+                     " of them this rank's weights and activations): ", blocks, " blocks of ",
+                     pool_.blockSize, " tokens at ", blockBytes,
+                     " bytes each, but one sequence of "
+                     "the plan's max context of ",
+                     maxContext_, " tokens needs ", pool_.blocksPerSequence,
+                     " blocks; raise --gpu-memory-utilization, or "
+                     "recompile with a smaller --max-context or a larger --world");
+  pool_.blocks = blocks;
+  size_t poolBytes = 0;
+  for (size_t b : layerBlockBytes) poolBytes += 2 * alignUp(b * static_cast<size_t>(blocks + 1));
+  TPC_CUDA_TRY(kvMemory_.allocate(poolBytes));
+  TPC_CUDA_TRY(cudaMemsetAsync(kvMemory_.data(), 0, poolBytes, stream_));
+  char* next = kvMemory_.data();
+  size_t layer = 0;
+  for (const plan::Step* s : *prog_.steps()) {
+    if (s->op()->string_view() != "attention") continue;
+    cuda::KvCacheView view;
+    view.slots = tableRows_;
+    view.maxContext = pool_.blocksPerSequence * pool_.blockSize;
+    view.kvHeads = stepInt(*s, "kv_heads");
+    view.headDim = stepInt(*s, "head_dim");
+    view.blockSize = pool_.blockSize;  // the table is the chunk's, set when it runs
+    const size_t bytes = alignUp(layerBlockBytes[layer++] * static_cast<size_t>(blocks + 1));
+    view.k = next;
+    view.v = next + bytes;
+    next += 2 * bytes;
+    caches_.push_back(view);
+  }
+  return Error::success();
+}
+
 Error CudaBackend::loadWeights(const BackendOptions& options) {
   if (options.syntheticWeights) {
     for (uint32_t i = 0; i < prog_.weights()->size(); ++i) {
@@ -455,15 +355,9 @@ Error CudaBackend::loadWeights(const BackendOptions& options) {
 }
 
 Error CudaBackend::run(const StepInput& in, const std::function<Error(const Chunk&)>& afterChunk) {
-  if (in.tokens < 1) return makeError("a forward step needs at least one token");
-  for (int64_t t = 0; t < in.tokens; ++t) {
-    if (in.slots[t] < 0 || in.slots[t] >= maxBatch_)
-      return makeError("sequence slot ", in.slots[t], " is outside the plan's max batch of ",
-                       maxBatch_);
-    if (in.positions[t] < 0 || in.positions[t] >= maxContext_)
-      return makeError("position ", in.positions[t], " is outside the plan's max context of ",
-                       maxContext_);
-  }
+  Expected<PagedStepLayout> layout = layoutPagedStep(in, pool_);
+  if (!layout) return layout.takeError();
+  layout_ = std::move(*layout);
   for (int64_t first = 0; first < in.tokens; first += chunkTokens_) {
     // The pinned staging area is rewritten for every chunk: the previous upload must be done.
     if (first > 0)
@@ -478,39 +372,65 @@ Error CudaBackend::run(const StepInput& in, const std::function<Error(const Chun
 Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t first,
                                                    int64_t count) {
   // A decode step: no two tokens of one sequence, so each token's attention reads only cache
-  // rows written before this call (plus its own). Graphs are captured for decode steps only.
-  decodeStep_ = count <= graphTokens_;
-  for (int64_t t = 0; t < count && decodeStep_; ++t)
-    for (int64_t u = 0; u < t && decodeStep_; ++u)
-      decodeStep_ = in.slots[first + t] != in.slots[first + u];
-  const bool graph = !eager_ && decodeStep_;
-  prefillChunk_ = !decodeStep_;
-  for (int64_t t = 1; t < count && prefillChunk_; ++t)
-    prefillChunk_ = in.slots[first + t] == in.slots[first] &&
-                    in.positions[first + t] == in.positions[first + t - 1] + 1;
-  prefillStart_ = in.positions[first];
-  prefillSlot_ = in.slots[first];
+  // rows written before this call (plus its own). Graphs are captured for decode steps whose
+  // every row samples, so a graph's launches never depend on which rows do.
+  chunkFirst_ = first;
+  pieces_ = attentionPieces(layout_, in.positions, first, count);
+  decodeStep_ = isDecodeStep(pieces_);
+  const auto& logitRows = layout_.logitRows;
+  const auto lo = std::lower_bound(logitRows.begin(), logitRows.end(), first);
+  const auto hi = std::lower_bound(lo, logitRows.end(), first + count);
+  const int64_t logits = hi - lo;
+  const bool everyRow = logits == count;  // ascending and in range: first .. first + count - 1
+  const bool graph = !eager_ && decodeStep_ && count <= graphTokens_ && everyRow;
   int64_t rows = count;
   if (graph)
     for (rows = 1; rows < count;) rows *= 2;
-  // Padding rows decode token 0 at position 0 of the spare slot, which no sequence uses.
+  chunkLogits_ = everyRow ? rows : logits;
+  if (selectStep_ >= 0 && everyRow) {
+    const plan::Step& select = *prog_.steps()->Get(static_cast<uint32_t>(selectStep_));
+    selectAliasFrom_ = select.results()->Get(0);
+    selectAliasTo_ = select.operands()->Get(0)->index();
+  } else {
+    selectAliasFrom_ = selectAliasTo_ = UINT32_MAX;
+  }
+
+  // The io block. A graph's token t uses table row t, so its launches fit every step of its
+  // bucket; its padding rows decode token 0 at position 0 of the block past the usable ones.
+  const int64_t stride = pool_.blocksPerSequence;
+  int32_t* table = hostIo_ + 4 * rows;
   for (int64_t t = 0; t < rows; ++t) {
-    bool real = t < count;
+    const bool real = t < count;
     hostIo_[t] = real ? in.tokenIds[first + t] : 0;
     hostIo_[rows + t] = real ? in.positions[first + t] : 0;
-    hostIo_[2 * rows + t] = real ? in.slots[first + t] : static_cast<int32_t>(maxBatch_);
+    const int32_t row = real ? layout_.rowOf[static_cast<size_t>(first + t)] : 0;
+    hostIo_[2 * rows + t] = graph ? static_cast<int32_t>(t) : row;
+    if (graph && real)
+      std::copy_n(layout_.table.begin() + row * stride, stride, table + t * stride);
+    else if (graph)
+      std::fill_n(table + t * stride, stride, static_cast<int32_t>(pool_.blocks));
   }
-  TPC_CUDA_TRY(cudaMemcpyAsync(io_.data(), hostIo_, 3 * static_cast<size_t>(rows) * sizeof(int32_t),
+  for (int64_t i = 0; i < logits; ++i) hostIo_[3 * rows + i] = *(lo + i) - int32_t(first);
+  const int64_t tableRows = graph ? rows : layout_.rows;
+  if (!graph) std::copy(layout_.table.begin(), layout_.table.end(), table);
+  TPC_CUDA_TRY(cudaMemcpyAsync(io_.data(), hostIo_,
+                               static_cast<size_t>(4 * rows + tableRows * stride) * sizeof(int32_t),
                                cudaMemcpyHostToDevice, stream_));
-  Chunk chunk{first, count, rows, graph};
+  Chunk chunk{first,
+              count,
+              rows,
+              graph,
+              lo - logitRows.begin(),
+              logits,
+              selectStep_ >= 0 ? chunkLogits_ : rows};
   if (!graph) {
     if (Error e = enqueueSteps(rows)) return e;
     return chunk;
   }
   auto found = graphs_.find(rows);
   if (found == graphs_.end()) {
-    // Captured once per bucket; positions, slots and ids are read from the io block on the
-    // device, so the same graph serves every later step of this many rows.
+    // Captured once per bucket; ids, positions and block tables are read from the io block on
+    // the device, so the same graph serves every later step of this many rows.
     TPC_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     Error captured = enqueueSteps(rows);
     if (!captured)
@@ -535,144 +455,87 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
   return chunk;
 }
 
-Error CudaBackend::enqueueSteps(int64_t tokens) {
-  size_t attention = 0;
-  for (uint32_t i = 0; i < prog_.steps()->size(); ++i) {
-    const plan::Step& s = *prog_.steps()->Get(i);
-    if (tokens == 1 && oneRow_.skip[i]) continue;
-    if (Error e = enqueue(s, i, attention, tokens))
-      return std::move(e).withContext(std::string(s.op()->string_view()) + ": ");
-  }
-  return Error::success();
+Expected<const float*> CudaBackend::forward(const StepInput& in) {
+  // Each chunk's logit rows are copied out before the next chunk reuses the arena.
+  Error e = run(in, [&](const Chunk& c) -> Error {
+    if (c.first == 0) hostLogits_.resize(layout_.logitRows.size() * static_cast<size_t>(vocab_));
+    const auto* logits =
+        reinterpret_cast<const float*>(address(prog_.outputs()->Get(0), c.deviceTokens));
+    const size_t rowBytes = static_cast<size_t>(vocab_) * sizeof(float);
+    for (int64_t i = 0; i < c.logits;) {
+      int64_t run = 1;  // rows that follow each other in the output go in one copy
+      while (i + run < c.logits && outputRow(c, i + run) == outputRow(c, i) + run) ++run;
+      TPC_CUDA_TRY(cudaMemcpyAsync(hostLogits_.data() + (c.logitFirst + i) * vocab_,
+                                   logits + outputRow(c, i) * vocab_, run * rowBytes,
+                                   cudaMemcpyDeviceToHost, stream_));
+      i += run;
+    }
+    return Error::success();
+  });
+  if (e) return e;
+  if (Error w = wait("copying the logits")) return w;
+  return static_cast<const float*>(hostLogits_.data());
 }
 
-Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attention, int64_t tokens) {
-  std::string_view op = s.op()->string_view();
-  const int64_t T = tokens;
-  const ElementType type = operandType(s, 0);
-  auto eps = static_cast<float>(stepFloat(s, "eps", 1e-6));
-  cudaStream_t st = stream_;
-  if (op == "embedding") {
-    const plan::Weight& table = weightOf(s, 1);
-    const plan::WeightSlice* slice = table.slices()->Get(0);
-    int64_t firstRow = slice->dim() == 0 ? slice->start() : 0;
-    TPC_CUDA_TRY(cuda::embedding(computeType_, static_cast<const int32_t*>(operand(s, 0, T)), T,
-                                 operand(s, 1, T), table.shape()->Get(0), firstRow,
-                                 table.shape()->Get(1), result(s, T), st));
-  } else if (op == "rms_norm") {
-    TPC_CUDA_TRY(cuda::rmsNorm(type, operand(s, 0, T), operand(s, 1, T), T, width(s, 0), eps,
-                               result(s, T), st));
-  } else if (op == "add_rms_norm") {
-    TPC_CUDA_TRY(cuda::addRmsNorm(type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T), T,
-                                  width(s, 0), eps, result(s, T, 0), result(s, T, 1), st));
-  } else if (op == "head_rms_norm") {
-    int64_t d = stepInt(s, "head_dim");
-    TPC_CUDA_TRY(cuda::headRmsNorm(type, operand(s, 0, T), operand(s, 1, T), T, width(s, 0) / d, d,
-                                   eps, result(s, T), st));
-  } else if (op == "add") {
-    TPC_CUDA_TRY(
-        cuda::add(type, operand(s, 0, T), operand(s, 1, T), T * width(s, 0), result(s, T), st));
-  } else if (op == "linear" && T == 1 && oneRow_.swigluInto.count(index)) {
-    const plan::Weight& w = weightOf(s, 1);
-    const plan::Step& swiglu = *prog_.steps()->Get(oneRow_.swigluInto.at(index));
-    TPC_CUDA_TRY(cuda::gemvSwiglu(type, operand(s, 0, T), operand(s, 1, T),
-                                  s.operands()->size() == 3 ? operand(s, 2, T) : nullptr,
-                                  w.shape()->Get(1), w.shape()->Get(0) / 2, result(swiglu, T), st));
-  } else if (op == "linear") {
-    const plan::Weight& w = weightOf(s, 1);
-    if (Error e = gemm_->linear(type, resultType(s), operand(s, 0, T), operand(s, 1, T),
-                                s.operands()->size() == 3 ? operand(s, 2, T) : nullptr, T,
-                                w.shape()->Get(1), w.shape()->Get(0), result(s, T), st))
-      return e;
-  } else if (op == "rope") {
-    auto [inverse, scaling] = rope_.at(index);
-    int64_t d = stepInt(s, "head_dim");
-    auto fused = oneRow_.fusedRopeHeads.find(index);
-    const int64_t heads =
-        T == 1 && fused != oneRow_.fusedRopeHeads.end() ? fused->second : width(s, 0) / d;
-    TPC_CUDA_TRY(cuda::rope(type, operand(s, 0, T), static_cast<const int32_t*>(operand(s, 1, T)),
-                            T, heads, d, inverse, scaling, result(s, T), st));
-  } else if (op == "attention") {
-    if (attention >= caches_.size()) return makeError("more attention steps than KV caches");
-    const cuda::KvCacheView& cache = caches_[attention];
-    if (decodeStep_ && T <= cuda::kDecodeMaxTokens &&
-        cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads, cache.headDim)) {
-      ++attention;
-      TPC_CUDA_TRY(cuda::decodeAttention(type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T),
-                                         static_cast<const int32_t*>(operand(s, 3, T)), slotsFor(T),
-                                         T, stepInt(s, "heads"),
-                                         static_cast<float>(stepFloat(s, "scale")), cache,
-                                         decodeWorkspace_.data(), result(s, T), st));
-      return Error::success();
-    }
-    if (prefillChunk_ && cuda::prefillAttentionSupports(type, cache.headDim)) {
-      ++attention;
-      TPC_CUDA_TRY(cuda::prefillAttention(type, operand(s, 0, T), operand(s, 1, T),
-                                          operand(s, 2, T), T, stepInt(s, "heads"), prefillStart_,
-                                          prefillSlot_, static_cast<float>(stepFloat(s, "scale")),
-                                          cache, result(s, T), st));
-      return Error::success();
-    }
-    TPC_CUDA_TRY(cuda::attention(type, operand(s, 0, T), operand(s, 1, T), operand(s, 2, T),
-                                 static_cast<const int32_t*>(operand(s, 3, T)), slotsFor(T), T,
-                                 stepInt(s, "heads"), static_cast<float>(stepFloat(s, "scale")),
-                                 caches_[attention++], workspace_.data(), result(s, T), st));
-  } else if (op == "swiglu") {
-    TPC_CUDA_TRY(
-        cuda::swiglu(type, operand(s, 0, T), operand(s, 1, T), T * width(s, 0), result(s, T), st));
-  } else if (op == "split") {
-    int64_t in = width(s, 0), offset = 0;
-    for (uint32_t r = 0; r < s.results()->size(); ++r) {
-      int64_t w = widths_[s.results()->Get(r)];
-      TPC_CUDA_TRY(
-          cuda::copyColumns(type, operand(s, 0, T), T, in, offset, w, result(s, T, r), st));
-      offset += w;
-    }
-  } else if (op == "slice") {
-    TPC_CUDA_TRY(cuda::copyColumns(type, operand(s, 0, T), T, width(s, 0), stepInt(s, "start"),
-                                   stepInt(s, "length"), result(s, T), st));
-  } else if (op == "moe_router") {
-    const plan::Weight& gate = weightOf(s, 1);
-    TPC_CUDA_TRY(cuda::moeRouter(
-        type, operand(s, 0, T), operand(s, 1, T), T, width(s, 0), gate.shape()->Get(0),
-        stepInt(s, "top_k"), stepInt(s, "norm_topk_prob") != 0,
-        static_cast<float*>(result(s, T, 0)), static_cast<int32_t*>(result(s, T, 1)), st));
-  } else if (op == "moe_experts") {
-    int64_t experts = stepInt(s, "experts"), per = stepInt(s, "params_per_expert");
-    int64_t intermediate = weightOf(s, static_cast<uint32_t>(3 + per - 1)).shape()->Get(1);
-    int64_t hidden = width(s, 0);
-    const void* const* pointers = expertPointers_.at(index);
-    TPC_CUDA_TRY(cudaMemsetAsync(result(s, T), 0,
-                                 static_cast<size_t>(T * hidden) * cuda::elementBytes(type), st));
-    TPC_CUDA_TRY(
-        cuda::moeExperts(type, operand(s, 0, T), static_cast<const float*>(operand(s, 1, T)),
-                         static_cast<const int32_t*>(operand(s, 2, T)), T, hidden, intermediate,
-                         stepInt(s, "top_k"), pointers, per == 3 ? pointers + experts : nullptr,
-                         pointers + 2 * experts, workspace_.data(), result(s, T), st));
-  } else if (op == "all_reduce") {
-    return nccl_->allReduceDevice(operand(s, 0, T), result(s, T),
-                                  static_cast<size_t>(T * width(s, 0)), ncclType(type), st);
-  } else if (op == "all_gather") {
-    const int64_t w = width(s, 0), world = plan_.world();
-    const size_t elt = cuda::elementBytes(type);
-    if (T == 1)  // one row: rank order is already the gathered row's layout
-      return nccl_->allGatherDevice(operand(s, 0, T), result(s, T), static_cast<size_t>(w),
-                                    ncclType(type), st);
-    if (Error e = nccl_->allGatherDevice(operand(s, 0, T), gather_.data(),
-                                         static_cast<size_t>(T * w), ncclType(type), st))
-      return e;
-    for (int64_t r = 0; r < world; ++r)
-      TPC_CUDA_TRY(cudaMemcpy2DAsync(
-          static_cast<char*>(result(s, T)) + r * w * elt, static_cast<size_t>(world * w) * elt,
-          gather_.data() + r * T * w * elt, static_cast<size_t>(w) * elt,
-          static_cast<size_t>(w) * elt, static_cast<size_t>(T), cudaMemcpyDeviceToDevice, st));
-  } else {
-    return makeError("the CUDA backend has no kernel for ", op);
-  }
-  return Error::success();
+Expected<std::vector<int32_t>> CudaBackend::forwardArgmax(const StepInput& in) {
+  std::vector<int32_t> ids;
+  Error e = run(in, [&](const Chunk& c) -> Error {
+    if (c.first == 0) ids.resize(layout_.logitRows.size());
+    if (c.logits == 0) return Error::success();
+    // A graph replay has already picked its tokens; an eager chunk picks them here.
+    if (!c.fromGraph)
+      TPC_CUDA_TRY(cuda::argmax(
+          reinterpret_cast<const float*>(address(prog_.outputs()->Get(0), c.deviceTokens)),
+          c.outputRows, vocab_, pickedIds_, stream_));
+    // The picked ids land in mapped host memory: no copy, just the wait.
+    if (Error w = wait("picking tokens")) return w;
+    const auto* picked = reinterpret_cast<const int32_t*>(pickedHost_.data());
+    for (int64_t i = 0; i < c.logits; ++i)
+      ids[static_cast<size_t>(c.logitFirst + i)] = picked[outputRow(c, i)];
+    return Error::success();
+  });
+  if (e) return e;
+  return ids;
 }
 
-}  // namespace
+Expected<std::vector<int32_t>> CudaBackend::forwardSample(const StepInput& in,
+                                                          const RowSampling* rows, int64_t vocab) {
+  // Greedy and temperature/top-k/top-p rows pick on the device; a step with a min-p row samples
+  // on the host from the logit rows (Backend's default).
+  const int64_t count = in.paged() || in.logitRows ? in.logitRowCount : in.tokens;
+  bool greedy = true;
+  for (int64_t i = 0; i < count; ++i) {
+    if (rows[i].minP > 0.0f) return Backend::forwardSample(in, rows, vocab);
+    greedy = greedy && rows[i].temperature <= 0.0f;
+  }
+  if (greedy) return forwardArgmax(in);
+  std::vector<int32_t> ids;
+  Error e = run(in, [&](const Chunk& c) -> Error {
+    if (c.first == 0) ids.resize(layout_.logitRows.size());
+    if (c.logits == 0) return Error::success();
+    // Parameters per output row; rows that do not sample stay greedy (and are not read).
+    auto* params = reinterpret_cast<cuda::SamplingRow*>(hostSampling_.data());
+    std::fill_n(params, c.outputRows, cuda::SamplingRow{});
+    for (int64_t i = 0; i < c.logits; ++i) {
+      const RowSampling& r = rows[c.logitFirst + i];
+      params[outputRow(c, i)] = {r.temperature, r.topK, r.topP, r.uniform};
+    }
+    TPC_CUDA_TRY(cudaMemcpyAsync(deviceSampling_.data(), params,
+                                 static_cast<size_t>(c.outputRows) * sizeof(cuda::SamplingRow),
+                                 cudaMemcpyHostToDevice, stream_));
+    TPC_CUDA_TRY(cuda::sampleRows(
+        reinterpret_cast<const float*>(address(prog_.outputs()->Get(0), c.deviceTokens)),
+        c.outputRows, vocab_, reinterpret_cast<const cuda::SamplingRow*>(deviceSampling_.data()),
+        pickedIds_, stream_));
+    if (Error w = wait("sampling tokens")) return w;
+    const auto* picked = reinterpret_cast<const int32_t*>(pickedHost_.data());
+    for (int64_t i = 0; i < c.logits; ++i)
+      ids[static_cast<size_t>(c.logitFirst + i)] = picked[outputRow(c, i)];
+    return Error::success();
+  });
+  if (e) return e;
+  return ids;
+}
 
 Expected<std::unique_ptr<Backend>> createCudaBackend(const LoadedPlan& plan, uint32_t rank,
                                                      Communicator& comm,

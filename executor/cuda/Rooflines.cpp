@@ -38,6 +38,31 @@ Expected<double> measureCopyBandwidth(int device) {
   return 2.0 * static_cast<double>(bytes) * repeats / (ms / 1e3);
 }
 
+Expected<double> measureReadBandwidth(int device) {
+  TPC_CUDA_TRY(cudaSetDevice(device));
+  // 4 GiB, far past the 60 MB L2 of an H200, so every pass comes from memory.
+  const size_t bytes = size_t{4} << 30;
+  DeviceMemory data, sum;
+  TPC_CUDA_TRY(data.allocate(bytes));
+  TPC_CUDA_TRY(sum.allocate(sizeof(uint32_t)));
+  TPC_CUDA_TRY(cudaMemset(data.data(), 1, bytes));
+  auto* total = reinterpret_cast<uint32_t*>(sum.data());
+  TPC_CUDA_TRY(cuda::readSum(data.data(), bytes, total, nullptr));  // warm-up
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TPC_CUDA_TRY(cudaEventCreate(&start));
+  TPC_CUDA_TRY(cudaEventCreate(&stop));
+  const int repeats = 10;
+  TPC_CUDA_TRY(cudaEventRecord(start));
+  for (int i = 0; i < repeats; ++i) TPC_CUDA_TRY(cuda::readSum(data.data(), bytes, total, nullptr));
+  TPC_CUDA_TRY(cudaEventRecord(stop));
+  TPC_CUDA_TRY(cudaEventSynchronize(stop));
+  float ms = 0;
+  TPC_CUDA_TRY(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return static_cast<double>(bytes) * repeats / (ms / 1e3);
+}
+
 Expected<double> measureGemmFlops(int device) {
   TPC_CUDA_TRY(cudaSetDevice(device));
   const int64_t n = 8192;

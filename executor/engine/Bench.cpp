@@ -151,11 +151,14 @@ Expected<BenchReport> runBench(const LoadedPlan& plan, const BenchOptions& o) {
       static_cast<double>(report.bytesReadPerStep) / (report.decodeMsPerStep / 1e3);
   made->reset();  // frees the GPU before the roofline measurements allocate
   if (o.backend.kind == "cuda") {
-    stage("measuring the device's copy bandwidth and GEMM ceiling");
+    stage("measuring the device's copy and read bandwidth and GEMM ceiling");
     int device = o.backend.device >= 0 ? o.backend.device : 0;
     Expected<double> copy = deviceCopyBandwidth(device);
     if (!copy) return copy.takeError();
     report.copyBytesPerSecond = *copy;
+    Expected<double> read = deviceReadBandwidth(device);
+    if (!read) return read.takeError();
+    report.readBytesPerSecond = *read;
     Expected<double> gemm = deviceGemmFlops(device);
     if (!gemm) return gemm.takeError();
     report.gemmFlopsPerSecond = *gemm;

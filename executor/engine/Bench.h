@@ -30,6 +30,7 @@ struct BenchReport {
   uint64_t bytesReadPerStep = 0;  // weights a decode step reads + its average KV-cache reads
   double achievedBytesPerSecond = 0;
   double copyBytesPerSecond = 0;  // measured device copy bandwidth (0 when not measured)
+  double readBytesPerSecond = 0;  // measured by a kernel that only reads (0 when not measured)
   double gemmFlopsPerSecond = 0;  // measured large bf16 GEMM rate (0 when not measured)
 };
 

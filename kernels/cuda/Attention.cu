@@ -1,4 +1,5 @@
-// Causal GQA attention over the slot-paged KV cache, split over the context ("flash-decoding"):
+// Causal GQA attention over the KV cache (contiguous slots or a paged pool, KvCacheView), split
+// over the context ("flash-decoding"):
 //   1. kvWriteKernel stores every token's k and v at (slot, position), so the tokens of one
 //      prompt see each other (stream order makes this a barrier before step 2);
 //   2. attentionSplitKernel: one block per (token, KV head, context chunk) handles all query
@@ -30,10 +31,11 @@ constexpr int kMaxHeadDim = 256;
 
 template <typename T, bool kVector>
 __global__ void kvWriteKernel(const T* k, const T* v, const int32_t* positions,
-                              const int32_t* slots, int64_t maxContext, int64_t kvWidth, T* cacheK,
-                              T* cacheV) {
+                              const int32_t* slots, const int32_t* blockTable, int64_t blockSize,
+                              int64_t maxContext, int64_t kvWidth, T* cacheK, T* cacheV) {
   const int64_t t = blockIdx.x;
-  const int64_t row = (static_cast<int64_t>(slots[t]) * maxContext + positions[t]) * kvWidth;
+  const int64_t row =
+      detail::cacheRow(blockTable, blockSize, maxContext, slots[t], positions[t]) * kvWidth;
   const T* srcK = k + t * kvWidth;
   const T* srcV = v + t * kvWidth;
   int64_t scalarStart = 0;
@@ -105,6 +107,8 @@ __device__ __forceinline__ int64_t laneDim(int lane, int j) {
 struct SplitArgs {
   const int32_t* positions;
   const int32_t* slots;
+  const int32_t* blockTable;  // null: contiguous slots (KvCacheView)
+  int64_t blockSize;
   int64_t heads, kvHeads, headDim, maxContext, chunk, splits;
   float scale;
   float* partialAcc;    // [tokens][heads][splits][headDim]
@@ -136,9 +140,12 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int64_t group = a.heads / a.kvHeads, headDim = a.headDim;
   const int64_t kvWidth = a.kvHeads * headDim;
-  const int64_t slotBase = static_cast<int64_t>(a.slots[t]) * a.maxContext * kvWidth;
-  const T* keys = cacheK + slotBase + kvHead * headDim;
-  const T* values = cacheV + slotBase + kvHead * headDim;
+  const int64_t slot = a.slots[t];
+  const T* keys = cacheK + kvHead * headDim;  // + cache row * kvWidth
+  const T* values = cacheV + kvHead * headDim;
+  const auto rowOffset = [&](int64_t position) {
+    return detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, position) * kvWidth;
+  };
 
   for (int64_t firstHead = 0; firstHead < group; firstHead += kHeadBatch) {
     const int heads = static_cast<int>(detail::minI64(kHeadBatch, group - firstHead));
@@ -170,8 +177,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         if (first + r < end) {
-          loadLaneRow<T, kDims, kPacked>(keys + (first + r) * kvWidth, lane, headDim, k[r]);
-          loadLaneRow<T, kDims, kPacked>(values + (first + r) * kvWidth, lane, headDim, v[r]);
+          const int64_t offset = rowOffset(first + r);
+          loadLaneRow<T, kDims, kPacked>(keys + offset, lane, headDim, k[r]);
+          loadLaneRow<T, kDims, kPacked>(values + offset, lane, headDim, v[r]);
         } else {
 #pragma unroll
           for (int j = 0; j < kDims; ++j) k[r][j] = v[r][j] = 0.0f;
@@ -327,17 +335,19 @@ cudaError_t launchAttention(const void* q, const void* k, const void* v, const i
   const auto tokenBlocks = static_cast<unsigned>(tokens);
   if (vectorWrite)
     kvWriteKernel<T, true><<<tokenBlocks, kThreads, 0, stream>>>(
-        static_cast<const T*>(k), static_cast<const T*>(v), positions, slots, cache.maxContext,
-        kvWidth, cacheK, cacheV);
+        static_cast<const T*>(k), static_cast<const T*>(v), positions, slots, cache.blockTable,
+        cache.blockSize, cache.maxContext, kvWidth, cacheK, cacheV);
   else
     kvWriteKernel<T, false><<<tokenBlocks, kThreads, 0, stream>>>(
-        static_cast<const T*>(k), static_cast<const T*>(v), positions, slots, cache.maxContext,
-        kvWidth, cacheK, cacheV);
+        static_cast<const T*>(k), static_cast<const T*>(v), positions, slots, cache.blockTable,
+        cache.blockSize, cache.maxContext, kvWidth, cacheK, cacheV);
 
   const AttentionSplits plan = attentionSplits(tokens, cache.maxContext);
   auto* partialAcc = static_cast<float*>(workspace);
   SplitArgs args{positions,
                  slots,
+                 cache.blockTable,
+                 cache.blockSize,
                  heads,
                  kvHeads,
                  headDim,
@@ -386,7 +396,8 @@ cudaError_t attention(ElementType type, const void* q, const void* k, const void
                       float scale, const KvCacheView& cache, void* workspace, void* out,
                       cudaStream_t stream) {
   if (cache.headDim <= 0 || cache.headDim > kMaxHeadDim || cache.kvHeads <= 0 ||
-      heads % cache.kvHeads != 0 || cache.maxContext <= 0 || cache.kvHeads > 65535)
+      heads % cache.kvHeads != 0 || cache.maxContext <= 0 || cache.kvHeads > 65535 ||
+      !detail::pagingValid(cache))
     return cudaErrorInvalidValue;
   if (tokens <= 0) return cudaGetLastError();
   if (attentionPartialBytes(tokens, heads, cache.headDim, cache.maxContext) > 0 && !workspace)

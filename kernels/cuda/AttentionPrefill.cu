@@ -1,7 +1,9 @@
 // Flash-attention-2 style causal prefill on tensor cores (mma.sync m16n8k16, f32 accumulate).
 //
-// The cache write is two device-to-device copies: a chunk's rows are contiguous in the cache
-// ([slot][position][kvHead][headDim] with consecutive positions), so nothing is gained by a kernel.
+// The cache write is two device-to-device copies where a chunk's rows are contiguous in the cache
+// ([slot][position][kvHead][headDim] with consecutive positions); through a block table the rows
+// scatter over the pool's blocks and a small kernel writes them. K/V tiles are read through the
+// block table too: the cached prefix and the chunk's own keys alike.
 //
 // One block of 4 warps owns 64 query rows (16 per warp, one mma M) of one query head. It keeps
 // its Q fragments in registers and streams the slot's K/V rows of that head's KV head through
@@ -140,6 +142,8 @@ struct PrefillArgs {
   void* out;
   int64_t tokens, heads, kvHeads, group, startPosition, maxContext, slot;
   int64_t queryTiles;
+  const int32_t* blockTable;  // null: contiguous slots (KvCacheView)
+  int64_t blockSize;
   float scaleLog2;  // scale * log2(e): scores go straight into exp2
 };
 
@@ -181,8 +185,8 @@ __global__ void __launch_bounds__(kThreads, 2) prefillAttentionKernel(PrefillArg
   const int64_t queryStride = a.heads * kHeadDim, cacheStride = a.kvHeads * kHeadDim;
   const T* queryRows = static_cast<const T*>(a.q) + (firstToken * a.heads + head) * kHeadDim +
                        copyColumn;  // + row * queryStride
-  const int64_t headStart = (a.slot * a.maxContext * a.kvHeads + kvHead) * kHeadDim + copyColumn;
-  const T* keyRows = static_cast<const T*>(a.cacheK) + headStart;  // + position * cacheStride
+  const int64_t headStart = kvHead * kHeadDim + copyColumn;
+  const T* keyRows = static_cast<const T*>(a.cacheK) + headStart;  // + cache row * cacheStride
   const T* valueRows = static_cast<const T*>(a.cacheV) + headStart;
 
   // Rows past the block's last position are zero-filled (their source is a valid dummy address).
@@ -192,8 +196,9 @@ __global__ void __launch_bounds__(kThreads, 2) prefillAttentionKernel(PrefillArg
       const int64_t position =
           static_cast<int64_t>(tile) * kKeyRows + copyRow + pass * kRowsPerPass;
       const bool valid = position <= lastPosition;
-      copyAsync16(stage + copyOffset + pass * kPassBytes,
-                  valid ? rows + position * cacheStride : rows, valid);
+      const int64_t row =
+          valid ? detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, a.slot, position) : 0;
+      copyAsync16(stage + copyOffset + pass * kPassBytes, rows + row * cacheStride, valid);
     }
   };
 
@@ -364,6 +369,24 @@ __global__ void __launch_bounds__(kThreads, 2) prefillAttentionKernel(PrefillArg
   }
 }
 
+// The paged cache write: token i's k and v rows go to the pool rows of positions
+// startPosition + i of `slot`, which need not be contiguous. One block per token.
+template <typename T>
+__global__ void pagedWriteKernel(const T* k, const T* v, int64_t startPosition, int64_t slot,
+                                 const int32_t* blockTable, int64_t blockSize, int64_t maxContext,
+                                 int64_t rowVectors, T* cacheK, T* cacheV) {
+  const int64_t i = blockIdx.x;
+  const int64_t row = detail::cacheRow(blockTable, blockSize, maxContext, slot, startPosition + i);
+  const auto* srcK = reinterpret_cast<const uint4*>(k) + i * rowVectors;
+  const auto* srcV = reinterpret_cast<const uint4*>(v) + i * rowVectors;
+  auto* dstK = reinterpret_cast<uint4*>(cacheK) + row * rowVectors;
+  auto* dstV = reinterpret_cast<uint4*>(cacheV) + row * rowVectors;
+  for (int64_t c = threadIdx.x; c < rowVectors; c += blockDim.x) {
+    dstK[c] = srcK[c];
+    dstV[c] = srcV[c];
+  }
+}
+
 // ---- host side --------------------------------------------------------------------------------
 
 // The kernel needs more than the default 48 KB of dynamic shared memory, which is a per-device
@@ -411,7 +434,8 @@ cudaError_t prefillAttention(ElementType type, const void* q, const void* k, con
   const int64_t headDim = cache.headDim, kvHeads = cache.kvHeads;
   if (!prefillAttentionSupports(type, headDim) || kvHeads <= 0 || heads <= 0 ||
       heads % kvHeads != 0 || tokens < 0 || startPosition < 0 ||
-      startPosition + tokens > cache.maxContext || slot < 0 || slot >= cache.slots)
+      startPosition + tokens > cache.maxContext || slot < 0 || slot >= cache.slots ||
+      !detail::pagingValid(cache))
     return cudaErrorInvalidValue;
   for (const void* p : std::initializer_list<const void*>{q, k, v, cache.k, cache.v, out})
     if (!detail::aligned16(p)) return cudaErrorInvalidValue;
@@ -419,19 +443,43 @@ cudaError_t prefillAttention(ElementType type, const void* q, const void* k, con
   if (queryTiles * heads > INT_MAX) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaGetLastError();
 
-  // The chunk's rows are one contiguous run of the slot: [startPosition, +tokens) x kvHeads.
   const size_t rowBytes = static_cast<size_t>(kvHeads * headDim) * elementBytes(type);
-  const size_t firstRow = static_cast<size_t>(slot) * cache.maxContext + startPosition;
-  cudaError_t status = cudaMemcpyAsync(static_cast<uint8_t*>(cache.k) + firstRow * rowBytes, k,
-                                       tokens * rowBytes, cudaMemcpyDeviceToDevice, stream);
-  if (status == cudaSuccess)
-    status = cudaMemcpyAsync(static_cast<uint8_t*>(cache.v) + firstRow * rowBytes, v,
+  cudaError_t status = cudaSuccess;
+  if (cache.blockTable) {
+    // headDim 64 or 128 in 2-byte elements: rows are whole 16-byte vectors.
+    const auto rowVectors = static_cast<int64_t>(rowBytes / 16);
+    const auto threads = static_cast<unsigned>(rowVectors < 256 ? rowVectors : 256);
+    pagedWriteKernel<uint16_t><<<static_cast<unsigned>(tokens), threads, 0, stream>>>(
+        static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), startPosition, slot,
+        cache.blockTable, cache.blockSize, cache.maxContext, rowVectors,
+        static_cast<uint16_t*>(cache.k), static_cast<uint16_t*>(cache.v));
+    status = cudaGetLastError();
+  } else {
+    // The chunk's rows are one contiguous run of the slot: [startPosition, +tokens) x kvHeads.
+    const size_t firstRow = static_cast<size_t>(slot) * cache.maxContext + startPosition;
+    status = cudaMemcpyAsync(static_cast<uint8_t*>(cache.k) + firstRow * rowBytes, k,
                              tokens * rowBytes, cudaMemcpyDeviceToDevice, stream);
+    if (status == cudaSuccess)
+      status = cudaMemcpyAsync(static_cast<uint8_t*>(cache.v) + firstRow * rowBytes, v,
+                               tokens * rowBytes, cudaMemcpyDeviceToDevice, stream);
+  }
   if (status != cudaSuccess) return status;
 
-  const PrefillArgs args{q,     cache.k,    cache.v,         out,           tokens,
-                         heads, kvHeads,    heads / kvHeads, startPosition, cache.maxContext,
-                         slot,  queryTiles, scale * kLog2E};
+  const PrefillArgs args{q,
+                         cache.k,
+                         cache.v,
+                         out,
+                         tokens,
+                         heads,
+                         kvHeads,
+                         heads / kvHeads,
+                         startPosition,
+                         cache.maxContext,
+                         slot,
+                         queryTiles,
+                         cache.blockTable,
+                         cache.blockSize,
+                         scale * kLog2E};
   if (type == ElementType::BF16)
     return headDim == 64 ? launchPrefill<__nv_bfloat16, 64>(args, stream)
                          : launchPrefill<__nv_bfloat16, 128>(args, stream);

@@ -18,7 +18,9 @@ bool prefillAttentionSupports(ElementType type, int64_t headDim);
 // writes each token's k and v rows (k, v: [tokens, kvHeads * headDim]) into the cache at
 // (slot, startPosition + i), then query token i (q: [tokens, heads * headDim]) attends over
 // positions [0, startPosition + i] of that slot - positions before startPosition were written by
-// earlier chunks. Query head h uses KV head h / (heads / kvHeads). out: [tokens, heads * headDim].
+// earlier chunks (or are a cached prefix). With a block table in `cache`, `slot` is the
+// sequence's row of the table and every row, written or read, goes through it. Query head h uses
+// KV head h / (heads / kvHeads). out: [tokens, heads * headDim].
 // Same numbers as cpu::attention up to bf16 rounding and summation order. Enqueue-only, no
 // allocation, no sync (capturable); returns the launch status. Unsupported shapes, positions past
 // the cache, or pointers that are not 16-byte aligned give cudaErrorInvalidValue before anything

@@ -41,6 +41,9 @@ cudaError_t swiglu(ElementType type, const void* gate, const void* up, int64_t c
 // out[t, 0:width) = x[t, offset:offset + width) for rows of inWidth: the plan's split and slice.
 cudaError_t copyColumns(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
                         int64_t offset, int64_t width, void* out, cudaStream_t stream);
+// out[i, :] = x[rows[i], :] for i < count (rows a device array): the iteration's logit rows.
+cudaError_t selectRows(ElementType type, const void* x, const int32_t* rows, int64_t count,
+                       int64_t width, void* out, cudaStream_t stream);
 // Converts `count` elements to f32 (logits leave the GPU as f32).
 cudaError_t toFloat(ElementType type, const void* x, int64_t count, float* out,
                     cudaStream_t stream);
@@ -52,12 +55,19 @@ cudaError_t rope(ElementType type, const void* x, const int32_t* positions, int6
                  int64_t heads, int64_t headDim, const float* inverseFrequencies,
                  float attentionScaling, void* out, cudaStream_t stream);
 
-// One layer's KV cache, laid out as cpu::KvCache ([slots][maxContext][kvHeads][headDim]), in
-// the attention's element type.
+// One layer's KV cache in the attention's element type. Without a block table it is laid out as
+// cpu::KvCache ([slots][maxContext][kvHeads][headDim]). With one it is a paged pool
+// ([blocks][blockSize][kvHeads][headDim]) and a "slot" names a row of the block table (a
+// sequence): position p of sequence s lives at pool row
+// blockTable[s * (maxContext / blockSize) + p / blockSize] * blockSize + p % blockSize, where
+// maxContext is a multiple of blockSize (the positions a table row can address). The table is a
+// device array read only on the device, so a captured graph stays valid when it changes.
 struct KvCacheView {
   void* k = nullptr;
   void* v = nullptr;
   int64_t slots = 1, maxContext = 0, kvHeads = 0, headDim = 0;
+  const int32_t* blockTable = nullptr;  // [slots][maxContext / blockSize]; null: contiguous slots
+  int64_t blockSize = 0;
 };
 // Scratch bytes `attention` needs for any call with at most this many tokens (partial results
 // of the context splits; 0 when every such call uses a single chunk). The split is chosen from
@@ -98,6 +108,11 @@ size_t sampleWorkspaceBytes(int64_t rows, int64_t vocab);
 cudaError_t sample(const float* logits, int64_t rows, int64_t vocab, float temperature,
                    int64_t topK, float topP, const double* uniforms, void* workspace, int32_t* out,
                    cudaStream_t stream);
+
+// Reads `bytes` (a multiple of 16, 16-byte aligned) once with 16-byte loads and writes the
+// wrapping sum of its 32-bit words to *sum: a kernel that only reads, as decode does, to measure
+// the read bandwidth.
+cudaError_t readSum(const void* data, size_t bytes, uint32_t* sum, cudaStream_t stream);
 
 // Fills `count` elements with uniform values in [-scale, scale) from a counter-based hash of
 // (seed, index): synthetic weights for benchmarks of shapes with no checkpoint. The host can

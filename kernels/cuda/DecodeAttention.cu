@@ -29,6 +29,8 @@ struct DecodeArgs {
   const T* v;
   const int32_t* positions;
   const int32_t* slots;
+  const int32_t* blockTable;  // null: contiguous slots (KvCacheView)
+  int64_t blockSize;
   T* cacheK;
   T* cacheV;
   int64_t heads, kvHeads, maxContext, splits;
@@ -84,7 +86,8 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   const T* newValue = a.v + (t * a.kvHeads + kvHead) * kHeadDim;
   for (int i = threadIdx.x; i < rows * kVectorsPerRow; i += kThreads) {
     const int r = i / kVectorsPerRow, c = (i % kVectorsPerRow) * kVec;
-    const int64_t cached = ((slot * a.maxContext + start + r) * a.kvHeads + kvHead) * kHeadDim + c;
+    const int64_t row = detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, start + r);
+    const int64_t cached = (row * a.kvHeads + kvHead) * kHeadDim + c;
     uint4 key, value;
     if (start + r == position) {  // this token's own row: from k/v, and into the cache
       key = *reinterpret_cast<const uint4*>(newKey + c);
@@ -228,6 +231,8 @@ cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* p
                   static_cast<const T*>(v),
                   positions,
                   slots,
+                  cache.blockTable,
+                  cache.blockSize,
                   static_cast<T*>(cache.k),
                   static_cast<T*>(cache.v),
                   heads,
@@ -275,7 +280,7 @@ cudaError_t decodeAttention(ElementType type, const void* q, const void* k, cons
                             int64_t heads, float scale, const KvCacheView& cache, void* workspace,
                             void* out, cudaStream_t stream) {
   if (!decodeAttentionSupports(type, heads, cache.kvHeads, cache.headDim) || tokens < 1 ||
-      tokens > kDecodeMaxTokens)
+      tokens > kDecodeMaxTokens || !detail::pagingValid(cache))
     return cudaErrorInvalidValue;
   if (type == ElementType::BF16)
     return launchFor<__nv_bfloat16>(cache.headDim, q, k, v, positions, slots, tokens, heads, scale,

@@ -37,6 +37,20 @@ __device__ __forceinline__ __half fromFloat<__half>(float x) {
   return __float2half_rn(x);
 }
 
+// The cache row (index into [rows][kvHeads][headDim]) of `position` in `slot` (KvCacheView): the
+// slot's own run without a block table, the block table's entry with one.
+__device__ __forceinline__ int64_t cacheRow(const int32_t* blockTable, int64_t blockSize,
+                                            int64_t maxContext, int64_t slot, int64_t position) {
+  if (!blockTable) return slot * maxContext + position;
+  const int64_t block = blockTable[slot * (maxContext / blockSize) + position / blockSize];
+  return block * blockSize + position % blockSize;
+}
+
+// A KvCacheView's paging is usable: no table, or a positive block size dividing maxContext.
+inline bool pagingValid(const KvCacheView& cache) {
+  return !cache.blockTable || (cache.blockSize > 0 && cache.maxContext % cache.blockSize == 0);
+}
+
 // Elements per 16-byte vector: 4 f32 or 8 bf16/f16.
 template <typename T>
 constexpr int kVecWidth = 16 / static_cast<int>(sizeof(T));

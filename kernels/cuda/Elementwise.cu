@@ -89,6 +89,14 @@ __global__ void embeddingKernel(const int32_t* ids, const T* table, int64_t rows
   copyRow<T, kVector>(table + (outside ? 0 : row) * hidden, out + t * hidden, hidden, outside);
 }
 
+// One block per selected row.
+template <typename T>
+__global__ void selectRowsKernel(const T* x, const int32_t* rows, int64_t width, T* out) {
+  const T* src = x + static_cast<int64_t>(rows[blockIdx.x]) * width;
+  T* dst = out + static_cast<int64_t>(blockIdx.x) * width;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[i] = src[i];
+}
+
 template <typename T, bool kVector>
 __global__ void copyColumnsKernel(const T* x, int64_t inWidth, int64_t offset, int64_t width,
                                   T* out) {
@@ -194,6 +202,16 @@ cudaError_t toFloat(ElementType type, const void* x, int64_t count, float* out,
       toFloatKernel<Element, true><<<blocks, kThreads, 0, stream>>>(src, count, out);
     else
       toFloatKernel<Element, false><<<blocks, kThreads, 0, stream>>>(src, count, out);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t selectRows(ElementType type, const void* x, const int32_t* rows, int64_t count,
+                       int64_t width, void* out, cudaStream_t stream) {
+  if (count <= 0 || width <= 0) return cudaGetLastError();
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    selectRowsKernel<Element><<<static_cast<unsigned>(count), kThreads, 0, stream>>>(
+        static_cast<const Element*>(x), rows, width, static_cast<Element*>(out));
     return cudaGetLastError();
   });
 }

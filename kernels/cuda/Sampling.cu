@@ -16,6 +16,7 @@
 #include "kernels/cuda/ArgmaxWide.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DeviceMath.cuh"
+#include "kernels/cuda/SampleRows.h"
 
 namespace tpc::cuda {
 namespace {
@@ -316,13 +317,22 @@ __device__ void sortSurvivors(const Row& row, const Cut& cut, int kept, float ma
   __syncthreads();
 }
 
+// One row per block. With `perRow`, each row's parameters and draw come from it, and rows whose
+// temperature is not positive are left to the argmax already written to `out`.
 __global__ void __launch_bounds__(kThreads)
     sampleKernel(const float* logits, int64_t vocab, float temperature, int64_t topK, float topP,
-                 const double* uniforms, int32_t* out) {
+                 const double* uniforms, const SamplingRow* perRow, int32_t* out) {
   __shared__ Shared s;
   const int64_t r = blockIdx.x;
+  if (perRow) {
+    const SamplingRow p = perRow[r];
+    if (!(p.temperature > 0.0f)) return;  // uniform across the block: no barrier is skipped
+    temperature = p.temperature;
+    topK = p.topK;
+    topP = p.topP;
+  }
   const Row row{logits + r * vocab, vocab, temperature};
-  const double uniform = uniforms[r];
+  const double uniform = perRow ? perRow[r].uniform : uniforms[r];
   const float maximum = rowMax(row, s);
   const bool topKOn = topK > 0 && topK < vocab;
   const bool topPOn = topP < 1.0f;
@@ -452,8 +462,19 @@ cudaError_t sample(const float* logits, int64_t rows, int64_t vocab, float tempe
   if (temperature <= 0.0f) return argmax(logits, rows, vocab, out, stream);
   if (vocab <= 0 || vocab > INT32_MAX) return cudaErrorInvalidValue;
   if (rows <= 0) return cudaGetLastError();
-  sampleKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(logits, vocab, temperature,
-                                                                     topK, topP, uniforms, out);
+  sampleKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+      logits, vocab, temperature, topK, topP, uniforms, nullptr, out);
+  return cudaGetLastError();
+}
+
+cudaError_t sampleRows(const float* logits, int64_t rows, int64_t vocab, const SamplingRow* params,
+                       int32_t* out, cudaStream_t stream) {
+  if (vocab <= 0 || vocab > INT32_MAX) return cudaErrorInvalidValue;
+  if (rows <= 0) return cudaGetLastError();
+  const cudaError_t status = argmax(logits, rows, vocab, out, stream);
+  if (status != cudaSuccess) return status;
+  sampleKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(logits, vocab, 0.0f, 0, 1.0f,
+                                                                     nullptr, params, out);
   return cudaGetLastError();
 }
 

@@ -14,11 +14,11 @@ mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTPC_ENABLE_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90a > "$build/configure.log"
 grep -q "CUDA backend on" "$build/configure.log" || { cat "$build/configure.log"; echo "error: the CUDA backend is off" >&2; exit 1; }
-cmake --build "$build" --target tpc tpexec tpc_kernels_cuda_tests tpc_tools_tests -j"$(nproc)"
+cmake --build "$build" --target tpc tpexec tpc_kernels_cuda_tests tpc_tools_tests tpc_executor_tests -j"$(nproc)"
 
 rm -rf "$out/bin" "$out/lib" "$out/plans" "$out/payload.tar.xz"
 mkdir -p "$out/bin" "$out/lib" "$out/plans"
-cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests} "$out/bin/"
+cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests,tpc_executor_tests} "$out/bin/"
 strip "$out"/bin/*  # the carry to the GPU machine is size-limited
 # Shared libraries the GPU machine lacks: everything but the CUDA libraries and the C runtime.
 for b in "$out"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u |

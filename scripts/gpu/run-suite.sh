@@ -24,6 +24,9 @@ if [ "$what" != bench ]; then
   timeout 240 "$bundle/bin/tpc_kernels_cuda_tests" > "$logs/kernels.log" 2>&1; rc=$?
   table+=("kernel tests (CUDA vs CPU twin): $(grep -E '^\[  (PASSED|FAILED)' "$logs/kernels.log" | tr '\n' ' ') rc=$rc")
   [ $rc -eq 0 ] || status=1
+  timeout 120 "$bundle/bin/tpc_executor_tests" --gtest_filter='CudaPaged*' > "$logs/paged.log" 2>&1; rc=$?
+  table+=("CUDA paged steps vs the CPU backend: $(grep -E '^\[  (PASSED|FAILED)' "$logs/paged.log" | tr '\n' ' ') rc=$rc")
+  [ $rc -eq 0 ] || status=1
   timeout 200 "$bundle/bin/tpc_tools_tests" --gtest_filter='TpexecCudaGolden*' > "$logs/golden.log" 2>&1; rc=$?
   table+=("golden models on CUDA: $(grep -E '^\[  (PASSED|FAILED)' "$logs/golden.log" | tr '\n' ' ') rc=$rc")
   [ $rc -eq 0 ] || status=1
@@ -41,7 +44,8 @@ try:
 except Exception:
     print(f"{sys.argv[2]}: failed"); sys.exit()
 print(f"{sys.argv[2]}: decode {r['decode_ms_per_step']:.3f} ms/step, {r['achieved_gb_per_s']:.0f} GB/s = "
-      f"{100*r['fraction_of_copy_bandwidth']:.1f}% of copy {r['copy_gb_per_s']:.0f} GB/s; prefill "
+      f"{100*r['fraction_of_bandwidth_ceiling']:.1f}% of {r['bandwidth_ceiling_gb_per_s']:.0f} GB/s (read "
+      f"{r['read_gb_per_s']:.0f}, copy {r['copy_gb_per_s']:.0f}); prefill "
       f"{r['prefill_tokens_per_s']:.0f} tok/s {r['prefill_tflops']:.0f} TFLOP/s = "
       f"{100*r['prefill_fraction_of_gemm_ceiling']:.0f}% of {r['gemm_ceiling_tflops']:.0f}")
 PY

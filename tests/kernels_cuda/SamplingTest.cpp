@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/Kernels.h"
+#include "kernels/cuda/SampleRows.h"
 #include "tests/kernels_cuda/CudaTestUtil.h"
 
 namespace tpc::cuda::test {
@@ -138,6 +139,43 @@ TEST(CudaSampling, ExtremeDrawsPickTheEnds) {
   std::vector<float> sorted(logits.begin() + c.vocab, logits.end());
   std::nth_element(sorted.begin(), sorted.begin() + c.vocab / 2, sorted.end());
   EXPECT_GE(logits[c.vocab + got[1]], sorted[c.vocab / 2]);
+}
+
+// Every row with its own parameters and draw, greedy rows among them, against
+// cpu::sampleWithDraw row by row. Logits are a shuffled arithmetic sequence (no ties).
+TEST(CudaSampling, SampleRowsTakesEachRowsOwnParameters) {
+  TPC_REQUIRE_GPU();
+  for (int64_t vocab : {int64_t{4099}, int64_t{128256}}) {
+    SCOPED_TRACE("vocab " + std::to_string(vocab));
+    const std::vector<SamplingRow> params = {
+        {0.0f, 0, 1.0f, 0.5},  {0.8f, 0, 1.0f, 0.3},   {1.0f, 40, 1.0f, 0.9},
+        {0.7f, 0, 0.9f, 0.05}, {1.2f, 50, 0.8f, 0.6},  {0.0f, 40, 0.5f, 0.99},
+        {0.6f, 1, 1.0f, 0.42}, {1.0f, 0, 0.95f, 0.77},
+    };
+    const auto rows = static_cast<int64_t>(params.size());
+    std::vector<float> logits(static_cast<size_t>(rows * vocab));
+    std::mt19937 rng(77);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<float> row(static_cast<size_t>(vocab));
+      for (int64_t i = 0; i < vocab; ++i) row[i] = -8.0f + 16.0f * i / vocab;
+      std::shuffle(row.begin(), row.end(), rng);
+      std::copy(row.begin(), row.end(), logits.begin() + r * vocab);
+    }
+    std::vector<int32_t> expected;
+    for (int64_t r = 0; r < rows; ++r) {
+      cpu::SamplingParams p;
+      p.temperature = params[r].temperature;
+      p.topK = params[r].topK;
+      p.topP = params[r].topP;
+      expected.push_back(static_cast<int32_t>(
+          cpu::sampleWithDraw(&logits[r * vocab], vocab, p, params[r].uniform)));
+    }
+    DeviceBuffer dLogits = uploadRaw(logits), dParams = uploadRaw(params);
+    DeviceBuffer dOut(rows * sizeof(int32_t));
+    TPC_CUDA_OK(sampleRows(dLogits.as<float>(), rows, vocab, dParams.as<SamplingRow>(),
+                           dOut.as<int32_t>(), nullptr));
+    EXPECT_EQ(downloadRaw<int32_t>(dOut, rows), expected);
+  }
 }
 
 }  // namespace

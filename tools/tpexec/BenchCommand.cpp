@@ -1,4 +1,5 @@
 // `tpexec bench PLAN`: prefill and decode speed of a plan, with the rooflines they are judged by.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -27,7 +28,7 @@ int runBenchCommand(int argc, char** argv) {
       "Measures a world-1 plan: prefill of --batch prompts of --prompt-len tokens, then --gen\n"
       "greedy decode steps of the whole batch. Reports prefill tokens/s and TFLOP/s, decode\n"
       "ms/step, bytes read per step and the bandwidth that achieves, against the device's\n"
-      "measured copy bandwidth and GEMM ceiling.");
+      "measured read and copy bandwidth (against the higher) and GEMM ceiling.");
   args.positional("PLAN", &planPath, "a plan written by tpc compile");
   args.option("--batch", &options.batch, "B", "sequences decoded together (default 1)");
   args.option("--prompt-len", &options.promptLength, "P",
@@ -64,6 +65,10 @@ int runBenchCommand(int argc, char** argv) {
   if (!r) return benchFail(r.errorMessage());
   const double copyFraction =
       r->copyBytesPerSecond > 0 ? r->achievedBytesPerSecond / r->copyBytesPerSecond : 0;
+  // Decode is judged against the higher of the two measured bandwidths (on an H200 a copy reads
+  // about 10% slower than a read-only kernel).
+  const double ceiling = std::max(r->copyBytesPerSecond, r->readBytesPerSecond);
+  const double ceilingFraction = ceiling > 0 ? r->achievedBytesPerSecond / ceiling : 0;
   const double gemmFraction =
       r->gemmFlopsPerSecond > 0 ? r->prefillTflops * 1e12 / r->gemmFlopsPerSecond : 0;
   if (json) {
@@ -85,6 +90,9 @@ int runBenchCommand(int argc, char** argv) {
     j["achieved_gb_per_s"] = r->achievedBytesPerSecond / 1e9;
     j["copy_gb_per_s"] = r->copyBytesPerSecond / 1e9;
     j["fraction_of_copy_bandwidth"] = copyFraction;
+    j["read_gb_per_s"] = r->readBytesPerSecond / 1e9;
+    j["bandwidth_ceiling_gb_per_s"] = ceiling / 1e9;
+    j["fraction_of_bandwidth_ceiling"] = ceilingFraction;
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -100,8 +108,9 @@ int runBenchCommand(int argc, char** argv) {
   std::printf("\ndecode: %.3f ms/step, %.1f tokens/s; reads %s per step = %.0f GB/s",
               r->decodeMsPerStep, r->decodeTokensPerSecond,
               formatBytes(r->bytesReadPerStep).c_str(), r->achievedBytesPerSecond / 1e9);
-  if (r->copyBytesPerSecond > 0)
-    std::printf(" (%.1f%% of the %.0f GB/s measured copy bandwidth)", 100 * copyFraction,
+  if (ceiling > 0)
+    std::printf(" = %.1f%% of the %.0f GB/s ceiling (measured: read %.0f GB/s, copy %.0f GB/s)",
+                100 * ceilingFraction, ceiling / 1e9, r->readBytesPerSecond / 1e9,
                 r->copyBytesPerSecond / 1e9);
   std::printf("\n");
   return 0;

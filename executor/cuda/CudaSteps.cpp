@@ -1,0 +1,212 @@
+// One plan step's kernels on the CUDA backend (the class is in CudaBackendImpl.h).
+#include <string>
+
+#include "codegen/PlanFormat.h"
+#include "executor/StepAttrs.h"
+#include "executor/cuda/CudaBackendImpl.h"
+#include "kernels/cuda/AttentionPrefill.h"
+#include "kernels/cuda/DecodeAttention.h"
+#include "kernels/cuda/Gemv.h"
+
+namespace tpc {
+namespace {
+
+using cuda::ElementType;
+
+ncclDataType_t ncclType(ElementType t) {
+  switch (t) {
+    case ElementType::BF16:
+      return ncclBfloat16;
+    case ElementType::F16:
+      return ncclFloat16;
+    default:
+      return ncclFloat32;
+  }
+}
+
+}  // namespace
+
+Error CudaBackend::enqueueSteps(int64_t tokens) {
+  size_t attention = 0;
+  for (uint32_t i = 0; i < prog_.steps()->size(); ++i) {
+    const plan::Step& s = *prog_.steps()->Get(i);
+    if (tokens == 1 && oneRow_.skip[i]) continue;
+    // After the plan's select_rows only the chunk's logit rows go on (none: nothing does).
+    int64_t rows = tokens;
+    if (selectStep_ >= 0 && i >= static_cast<uint32_t>(selectStep_)) {
+      if (chunkLogits_ == 0) return Error::success();
+      rows = chunkLogits_;
+      if (i == static_cast<uint32_t>(selectStep_)) {
+        if (selectAliasFrom_ != UINT32_MAX) continue;  // every row: its result is its operand
+        TPC_CUDA_TRY(cuda::selectRows(operandType(s, 0), operand(s, 0, tokens),
+                                      logitRowsFor(tokens), rows, width(s, 0), result(s, tokens),
+                                      stream_));
+        continue;
+      }
+    }
+    if (Error e = enqueue(s, i, attention, tokens, rows))
+      return std::move(e).withContext(std::string(s.op()->string_view()) + ": ");
+  }
+  return Error::success();
+}
+
+Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attention, int64_t tokens,
+                           int64_t rows) {
+  std::string_view op = s.op()->string_view();
+  // Buffers are addressed for the chunk's `tokens` rows; the step runs on its first `rows`.
+  const int64_t A = tokens, T = rows;
+  const ElementType type = operandType(s, 0);
+  auto eps = static_cast<float>(stepFloat(s, "eps", 1e-6));
+  cudaStream_t st = stream_;
+  if (op == "embedding") {
+    const plan::Weight& table = weightOf(s, 1);
+    const plan::WeightSlice* slice = table.slices()->Get(0);
+    int64_t firstRow = slice->dim() == 0 ? slice->start() : 0;
+    TPC_CUDA_TRY(cuda::embedding(computeType_, static_cast<const int32_t*>(operand(s, 0, A)), T,
+                                 operand(s, 1, A), table.shape()->Get(0), firstRow,
+                                 table.shape()->Get(1), result(s, A), st));
+  } else if (op == "rms_norm") {
+    TPC_CUDA_TRY(cuda::rmsNorm(type, operand(s, 0, A), operand(s, 1, A), T, width(s, 0), eps,
+                               result(s, A), st));
+  } else if (op == "add_rms_norm") {
+    TPC_CUDA_TRY(cuda::addRmsNorm(type, operand(s, 0, A), operand(s, 1, A), operand(s, 2, A), T,
+                                  width(s, 0), eps, result(s, A, 0), result(s, A, 1), st));
+  } else if (op == "head_rms_norm") {
+    int64_t d = stepInt(s, "head_dim");
+    TPC_CUDA_TRY(cuda::headRmsNorm(type, operand(s, 0, A), operand(s, 1, A), T, width(s, 0) / d, d,
+                                   eps, result(s, A), st));
+  } else if (op == "add") {
+    TPC_CUDA_TRY(
+        cuda::add(type, operand(s, 0, A), operand(s, 1, A), T * width(s, 0), result(s, A), st));
+  } else if (op == "linear" && T == 1 && oneRow_.swigluInto.count(index)) {
+    const plan::Weight& w = weightOf(s, 1);
+    const plan::Step& swiglu = *prog_.steps()->Get(oneRow_.swigluInto.at(index));
+    TPC_CUDA_TRY(cuda::gemvSwiglu(type, operand(s, 0, A), operand(s, 1, A),
+                                  s.operands()->size() == 3 ? operand(s, 2, A) : nullptr,
+                                  w.shape()->Get(1), w.shape()->Get(0) / 2, result(swiglu, A), st));
+  } else if (op == "linear") {
+    const plan::Weight& w = weightOf(s, 1);
+    if (Error e = gemm_->linear(type, resultType(s), operand(s, 0, A), operand(s, 1, A),
+                                s.operands()->size() == 3 ? operand(s, 2, A) : nullptr, T,
+                                w.shape()->Get(1), w.shape()->Get(0), result(s, A), st))
+      return e;
+  } else if (op == "rope") {
+    auto [inverse, scaling] = rope_.at(index);
+    int64_t d = stepInt(s, "head_dim");
+    auto fused = oneRow_.fusedRopeHeads.find(index);
+    const int64_t heads =
+        T == 1 && fused != oneRow_.fusedRopeHeads.end() ? fused->second : width(s, 0) / d;
+    TPC_CUDA_TRY(cuda::rope(type, operand(s, 0, A), static_cast<const int32_t*>(operand(s, 1, A)),
+                            T, heads, d, inverse, scaling, result(s, A), st));
+  } else if (op == "attention") {
+    if (attention >= caches_.size()) return makeError("more attention steps than KV caches");
+    cuda::KvCacheView cache = caches_[attention++];
+    cache.blockTable = blockTableFor(A);
+    return enqueueAttention(s, cache, A);
+  } else if (op == "swiglu") {
+    TPC_CUDA_TRY(
+        cuda::swiglu(type, operand(s, 0, A), operand(s, 1, A), T * width(s, 0), result(s, A), st));
+  } else if (op == "split") {
+    int64_t in = width(s, 0), offset = 0;
+    for (uint32_t r = 0; r < s.results()->size(); ++r) {
+      int64_t w = widths_[s.results()->Get(r)];
+      TPC_CUDA_TRY(
+          cuda::copyColumns(type, operand(s, 0, A), T, in, offset, w, result(s, A, r), st));
+      offset += w;
+    }
+  } else if (op == "slice") {
+    TPC_CUDA_TRY(cuda::copyColumns(type, operand(s, 0, A), T, width(s, 0), stepInt(s, "start"),
+                                   stepInt(s, "length"), result(s, A), st));
+  } else if (op == "moe_router") {
+    const plan::Weight& gate = weightOf(s, 1);
+    TPC_CUDA_TRY(cuda::moeRouter(
+        type, operand(s, 0, A), operand(s, 1, A), T, width(s, 0), gate.shape()->Get(0),
+        stepInt(s, "top_k"), stepInt(s, "norm_topk_prob") != 0,
+        static_cast<float*>(result(s, A, 0)), static_cast<int32_t*>(result(s, A, 1)), st));
+  } else if (op == "moe_experts") {
+    int64_t experts = stepInt(s, "experts"), per = stepInt(s, "params_per_expert");
+    int64_t intermediate = weightOf(s, static_cast<uint32_t>(3 + per - 1)).shape()->Get(1);
+    int64_t hidden = width(s, 0);
+    const void* const* pointers = expertPointers_.at(index);
+    TPC_CUDA_TRY(cudaMemsetAsync(result(s, A), 0,
+                                 static_cast<size_t>(T * hidden) * cuda::elementBytes(type), st));
+    TPC_CUDA_TRY(
+        cuda::moeExperts(type, operand(s, 0, A), static_cast<const float*>(operand(s, 1, A)),
+                         static_cast<const int32_t*>(operand(s, 2, A)), T, hidden, intermediate,
+                         stepInt(s, "top_k"), pointers, per == 3 ? pointers + experts : nullptr,
+                         pointers + 2 * experts, workspace_.data(), result(s, A), st));
+  } else if (op == "all_reduce") {
+    return nccl_->allReduceDevice(operand(s, 0, A), result(s, A),
+                                  static_cast<size_t>(T * width(s, 0)), ncclType(type), st);
+  } else if (op == "all_gather") {
+    const int64_t w = width(s, 0), world = plan_.world();
+    const size_t elt = cuda::elementBytes(type);
+    if (T == 1)  // one row: rank order is already the gathered row's layout
+      return nccl_->allGatherDevice(operand(s, 0, A), result(s, A), static_cast<size_t>(w),
+                                    ncclType(type), st);
+    if (Error e = nccl_->allGatherDevice(operand(s, 0, A), gather_.data(),
+                                         static_cast<size_t>(T * w), ncclType(type), st))
+      return e;
+    for (int64_t r = 0; r < world; ++r)
+      TPC_CUDA_TRY(cudaMemcpy2DAsync(
+          static_cast<char*>(result(s, A)) + r * w * elt, static_cast<size_t>(world * w) * elt,
+          gather_.data() + r * T * w * elt, static_cast<size_t>(w) * elt,
+          static_cast<size_t>(w) * elt, static_cast<size_t>(T), cudaMemcpyDeviceToDevice, st));
+  } else {
+    return makeError("the CUDA backend has no kernel for ", op);
+  }
+  return Error::success();
+}
+
+Error CudaBackend::enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache,
+                                    int64_t tokens) {
+  const ElementType type = operandType(s, 0);
+  const int64_t heads = stepInt(s, "heads");
+  const auto scale = static_cast<float>(stepFloat(s, "scale"));
+  const bool decodeKernel =
+      cuda::decodeAttentionSupports(type, heads, cache.kvHeads, cache.headDim);
+  const bool prefillKernel = cuda::prefillAttentionSupports(type, cache.headDim);
+  const auto* q = static_cast<const char*>(operand(s, 0, tokens));
+  const auto* k = static_cast<const char*>(operand(s, 1, tokens));
+  const auto* v = static_cast<const char*>(operand(s, 2, tokens));
+  auto* out = static_cast<char*>(result(s, tokens));
+  const auto* positions = static_cast<const int32_t*>(operand(s, 3, tokens));
+  const int32_t* tableRows = tableRowsFor(tokens);
+  const auto elt = static_cast<int64_t>(cuda::elementBytes(type));
+  const int64_t qRow = width(s, 0) * elt, kRow = width(s, 1) * elt, vRow = width(s, 2) * elt;
+  const int64_t outRow = widths_[s.results()->Get(0)] * elt;
+  // Tokens [first, first + count) of the chunk: one sequence's run of a prompt, or decode tokens
+  // of distinct sequences.
+  const auto launch = [&](int64_t first, int64_t count, bool prompt, int64_t startPosition,
+                          int32_t row) -> Error {
+    const char* qi = q + first * qRow;
+    const char* ki = k + first * kRow;
+    const char* vi = v + first * vRow;
+    char* oi = out + first * outRow;
+    if (prompt && prefillKernel) {
+      TPC_CUDA_TRY(cuda::prefillAttention(type, qi, ki, vi, count, heads, startPosition, row, scale,
+                                          cache, oi, stream_));
+    } else if (!prompt && decodeKernel && count <= cuda::kDecodeMaxTokens) {
+      TPC_CUDA_TRY(cuda::decodeAttention(type, qi, ki, vi, positions + first, tableRows + first,
+                                         count, heads, scale, cache, decodeWorkspace_.data(), oi,
+                                         stream_));
+    } else {
+      TPC_CUDA_TRY(cuda::attention(type, qi, ki, vi, positions + first, tableRows + first, count,
+                                   heads, scale, cache, workspace_.data(), oi, stream_));
+    }
+    return Error::success();
+  };
+  // A decode step is one launch over every row, a graph bucket's padding included, so its
+  // launches do not depend on the step's sequences.
+  if (decodeStep_) return launch(0, tokens, false, 0, 0);
+  for (auto [begin, end] : launchGroups(pieces_)) {
+    const AttentionPiece& p = pieces_[begin];
+    const int64_t first = p.first - chunkFirst_;
+    if (Error e = p.count > 1 ? launch(first, p.count, true, p.startPosition, p.row)
+                              : launch(first, static_cast<int64_t>(end - begin), false, 0, 0))
+      return e;
+  }
+  return Error::success();
+}
+
+}  // namespace tpc
