@@ -16,7 +16,7 @@ struct PassOptions {
   int64_t world = 1;
   // Sharding rules the shard pass picks first wherever they apply ("expert-parallel" for
   // `tpc compile --expert-parallel`); the rest of the table keeps its own order.
-  std::vector<std::string> preferredRules;
+  std::vector<std::string> preferredRules = {};
 };
 
 class Pass {

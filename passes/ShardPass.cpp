@@ -84,8 +84,7 @@ class ShardPass : public Pass {
     const size_t fixed = 3;
     const int64_t per = n.attrs.getInt("params_per_expert"), experts = n.attrs.getInt("experts");
     if (experts % world_ != 0)
-      return makeError("experts ", experts, " of ", n.result()->name,
-                       " are not divisible by world ", world_,
+      return makeError("experts ", experts, " are not divisible by world ", world_,
                        ": expert parallelism places whole experts on ranks");
     const int64_t local = experts / world_;
     llvm::SmallVector<Value*, 4> operands(n.operands.begin(), n.operands.begin() + fixed);
