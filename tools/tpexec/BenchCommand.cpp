@@ -82,6 +82,7 @@ int runBenchCommand(int argc, char** argv) {
     j["decode_tokens_per_s"] = r->decodeTokensPerSecond;
     j["weight_bytes"] = r->weightBytes;
     j["bytes_read_per_step"] = r->bytesReadPerStep;
+    if (r->expertsReadPerLayer > 0) j["experts_read_per_layer"] = r->expertsReadPerLayer;
     j["achieved_gb_per_s"] = r->achievedBytesPerSecond / 1e9;
     j["copy_gb_per_s"] = r->copyBytesPerSecond / 1e9;
     j["fraction_of_copy_bandwidth"] = copyFraction;
@@ -103,6 +104,11 @@ int runBenchCommand(int argc, char** argv) {
   if (r->copyBytesPerSecond > 0)
     std::printf(" (%.1f%% of the %.0f GB/s measured copy bandwidth)", 100 * copyFraction,
                 r->copyBytesPerSecond / 1e9);
+  if (r->expertsReadPerLayer > 0)
+    std::printf(
+        "\n        of each MoE layer's experts only %.2f: the expected distinct experts "
+        "of batch %lld under uniform routing, E * (1 - (1 - k/E)^batch)",
+        r->expertsReadPerLayer, static_cast<long long>(r->batch));
   std::printf("\n");
   return 0;
 }
