@@ -27,8 +27,7 @@ class Pass {
 };
 
 std::unique_ptr<Pass> createVerifyPass();
-std::unique_ptr<Pass> createShardPass(int64_t world,
-                                      std::vector<std::string> preferredRules = {});
+std::unique_ptr<Pass> createShardPass(int64_t world, std::vector<std::string> preferredRules = {});
 std::unique_ptr<Pass> createInsertCollectivesPass();
 std::unique_ptr<Pass> createFusePass();
 std::unique_ptr<Pass> createPlanMemoryPass();
