@@ -1,5 +1,6 @@
 #include "codegen/Lowering.h"
 
+#include <algorithm>
 #include <map>
 
 #include "codegen/PlanFormat.h"
@@ -103,12 +104,36 @@ class RankLowering {
   Expected<Offset<plan::Weight>> lowerWeight(const Value& p, uint64_t& total) {
     std::vector<Offset<plan::WeightSlice>> slices;
     int64_t destRow = 0;
+    // A stack of every rank's weight (whole pieces under a split parameter): this rank's rows
+    // of the concatenation, [stackBegin, stackEnd).
+    bool stacked = p.sharding.isSplit();
+    int64_t stackRows = 0;
+    for (const WeightPiece& piece : p.pieces) {
+      stacked = stacked && piece.sharding.isReplicated();
+      stackRows += piece.shape[0].size;
+    }
+    int64_t stackBegin = 0, stackEnd = 0, pieceBegin = 0;
+    if (stacked) {
+      SliceRange mine = sliceOf(stackRows, p.sharding.parts, p.sharding.pieceOf(rank_, world_));
+      stackBegin = mine.start;
+      stackEnd = mine.start + mine.length;
+    }
     for (const WeightPiece& piece : p.pieces) {
       std::optional<size_t> file = source_.fileOf(piece.tensor);
       if (!file) return makeError("tensor \"", piece.tensor, "\" is in no checkpoint file");
       int dim = -1;
       SliceRange range{0, piece.shape[0].size, piece.shape[0].size};
-      if (piece.sharding.isSplit()) {
+      if (stacked) {
+        int64_t rows = piece.shape[0].size;
+        int64_t begin = std::max(stackBegin, pieceBegin),
+                end = std::min(stackEnd, pieceBegin + rows);
+        pieceBegin += rows;
+        if (begin >= end) continue;  // another rank's
+        if (end - begin < rows) {
+          dim = 0;
+          range = {begin - (pieceBegin - rows), end - begin, end - begin};
+        }
+      } else if (piece.sharding.isSplit()) {
         dim = piece.sharding.dim;
         range = sliceOf(piece.shape[dim].size, piece.sharding.parts,
                         piece.sharding.pieceOf(rank_, world_));

@@ -173,6 +173,12 @@ Json summaryJson(const PlanSummary& s) {
   out["all_reduce"] = s.allReduces;
   out["all_gather"] = s.allGathers;
   out["comm_bytes_per_token"] = s.commBytesPerToken;
+  if (s.experts > 0)
+    out["expert_parallel"] = Json{{"experts", s.experts},
+                                  {"experts_per_rank", s.expertsPerRank},
+                                  {"exchange", "all_reduce"},
+                                  {"exchanges", s.exchanges},
+                                  {"exchange_bytes_per_token", s.exchangeBytesPerToken}};
   return out;
 }
 

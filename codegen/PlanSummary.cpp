@@ -2,6 +2,7 @@
 
 #include "codegen/PlanFormat.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -39,8 +40,20 @@ PlanSummary summarizePlan(const plan::Plan& p) {
     s.ranks.push_back({r->rank(), r->weight_bytes(), r->kv_cache_bytes(),
                        r->arena_bytes_per_token(), r->steps()->size()});
   const plan::RankProgram* first = p.ranks()->Get(0);
+  std::vector<uint32_t> expertSums;  // buffers written by expert-parallel steps
   for (const plan::Step* step : *first->steps()) {
     std::string op = step->op()->str();
+    if (op == "moe_experts" && step->sharding()->string_view() == "expert-parallel") {
+      s.expertsPerRank = planIntAttr(step->attrs(), "experts");
+      s.experts = planIntAttr(step->attrs(), "global_experts");
+      expertSums.push_back(step->results()->Get(0));
+    }
+    if (op == "all_reduce" && step->operands()->size() == 1 &&
+        std::find(expertSums.begin(), expertSums.end(), step->operands()->Get(0)->index()) !=
+            expertSums.end()) {
+      ++s.exchanges;
+      s.exchangeBytesPerToken += step->comm_bytes_per_token();
+    }
     if (op != "all_reduce" && op != "all_gather") continue;
     const plan::Buffer* out = first->buffers()->Get(step->results()->Get(0));
     s.collectives.push_back({op, out->name()->str(), step->comm_bytes_per_token()});
@@ -64,6 +77,10 @@ std::string formatPlanSummary(const PlanSummary& s) {
   os << "collectives per step: " << s.allReduces << " all-reduce, " << s.allGathers
      << " all-gather; " << bytesText(static_cast<double>(s.commBytesPerToken))
      << " per token per rank\n";
+  if (s.experts > 0)
+    os << "expert parallel: " << s.expertsPerRank << " of " << s.experts
+       << " experts per rank; token exchange: " << s.exchanges << " all-reduce, "
+       << bytesText(static_cast<double>(s.exchangeBytesPerToken)) << " per token per rank\n";
   return os.str();
 }
 

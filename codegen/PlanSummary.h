@@ -33,6 +33,10 @@ struct PlanSummary {
   std::vector<CollectiveSummary> collectives;
   int64_t allReduces = 0, allGathers = 0;
   int64_t commBytesPerToken = 0;
+  // Expert parallelism (0 experts when the plan has none): whole experts per rank, and the
+  // token exchange: the all-reduces that sum every rank's experts' contribution.
+  int64_t experts = 0, expertsPerRank = 0;
+  int64_t exchanges = 0, exchangeBytesPerToken = 0;
 };
 
 PlanSummary summarizePlan(const plan::Plan& plan);

@@ -62,7 +62,8 @@ struct Value {
   // a step of T tokens finds the value at arenaOffset * T. -1 until planned.
   int64_t arenaOffset = -1;
   // Parameter only: the pieces, concatenated along dim 0, that make this rank's weight. One
-  // piece unless the fuse pass merged several weights into one GEMM.
+  // piece unless the fuse pass merged several weights into one GEMM. Whole pieces under a
+  // Split(0) parameter stack the weights of all ranks instead; each rank holds its rows.
   llvm::SmallVector<WeightPiece, 1> pieces;
 
   bool isParameter() const { return kind == Kind::Parameter; }

@@ -186,6 +186,16 @@ Error checkParameter(const Value* p) {
     if (!sameTail) return makeError("parameter %", p->name, ": pieces differ beyond dim 0");
     concat[0].size += local[0].size;
   }
+  // Whole pieces under a split parameter stack every rank's weight (expert parallelism): the
+  // split picks this rank's rows of the stack.
+  bool stacked = p->sharding.isSplit() && p->sharding.dim == 0;
+  for (const WeightPiece& piece : p->pieces) stacked = stacked && piece.sharding.isReplicated();
+  if (stacked) {
+    if (concat[0].size % p->sharding.parts != 0)
+      return makeError("parameter %", p->name, ": ", concat[0].size,
+                       " stacked rows do not split into ", p->sharding.parts, " parts");
+    concat[0].size /= p->sharding.parts;
+  }
   if (concat != p->shape)
     return makeError("parameter %", p->name, " is ", formatShape(p->shape), " but its pieces make ",
                      formatShape(concat));

@@ -137,6 +137,9 @@ class FusePass : public Pass {
   void fuseExpertGateUp(Graph& g) {
     for (Node* n : g.nodes()) {
       if (n->op != OpKind::MoeExperts || n->attrs.getInt("params_per_expert") != 3) continue;
+      // Stacked expert weights (expert parallelism) hold one rank's rows each: concatenating
+      // two stacks would interleave the ranks.
+      if (n->operands.size() > 3 && n->operand(3)->pieces.size() != 1) continue;
       llvm::SmallVector<Value*, 64> operands(n->operands.begin(), n->operands.begin() + 3);
       std::vector<Value*> replaced;
       for (size_t e = 3; e + 2 < n->operands.size(); e += 3) {

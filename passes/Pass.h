@@ -14,6 +14,9 @@ namespace tpc {
 
 struct PassOptions {
   int64_t world = 1;
+  // Sharding rules the shard pass picks first wherever they apply ("expert-parallel" for
+  // `tpc compile --expert-parallel`); the rest of the table keeps its own order.
+  std::vector<std::string> preferredRules = {};
 };
 
 class Pass {
@@ -24,7 +27,7 @@ class Pass {
 };
 
 std::unique_ptr<Pass> createVerifyPass();
-std::unique_ptr<Pass> createShardPass(int64_t world);
+std::unique_ptr<Pass> createShardPass(int64_t world, std::vector<std::string> preferredRules = {});
 std::unique_ptr<Pass> createInsertCollectivesPass();
 std::unique_ptr<Pass> createFusePass();
 std::unique_ptr<Pass> createPlanMemoryPass();

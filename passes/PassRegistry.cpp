@@ -9,7 +9,7 @@ std::vector<std::string> pipelinePassNames() {
 
 std::unique_ptr<Pass> createPass(const std::string& name, const PassOptions& options) {
   if (name == "verify") return createVerifyPass();
-  if (name == "shard") return createShardPass(options.world);
+  if (name == "shard") return createShardPass(options.world, options.preferredRules);
   if (name == "insert-collectives") return createInsertCollectivesPass();
   if (name == "fuse") return createFusePass();
   if (name == "plan-memory") return createPlanMemoryPass();

@@ -10,7 +10,8 @@ namespace {
 
 class ShardPass : public Pass {
  public:
-  explicit ShardPass(int64_t world) : world_(world) {}
+  ShardPass(int64_t world, std::vector<std::string> preferredRules)
+      : world_(world), preferred_(std::move(preferredRules)) {}
   const char* name() const override { return "shard"; }
 
   Error run(Graph& g) override {
@@ -22,7 +23,7 @@ class ShardPass : public Pass {
                          opName(n->op), ")");
     g.attrs.setInt("world", world_);
     for (Node* n : g.nodes())
-      if (Error e = shardNode(*n)) return e;
+      if (Error e = shardNode(g, *n)) return e;
     return Error::success();
   }
 
@@ -34,6 +35,9 @@ class ShardPass : public Pass {
         if (isReplicatedRule(*r)) return r;
     }
     char have = layoutLetter(*n.operand(0));
+    for (const std::string& name : preferred_)
+      for (const ShardingRule* r : rules)
+        if (name == r->name && operandLetter(*r, 0) == have) return r;
     for (const ShardingRule* r : rules)
       if (operandLetter(*r, 0) == have) return r;
     return rules.empty() ? nullptr : rules.front();
@@ -73,18 +77,59 @@ class ShardPass : public Pass {
     return Error::success();
   }
 
-  Error shardNode(Node& n) {
+  // Expert parallelism: rank r holds experts [r * local, (r + 1) * local) whole. Every rank runs
+  // the same graph, so local slot j's weight stacks expert j of every rank's group (expert
+  // r * local + j) and is split by rows over the world: the rows rank r holds are its own.
+  Error stackExperts(Graph& g, Node& n, const ShardingRule& rule) {
+    const size_t fixed = 3;
+    const int64_t per = n.attrs.getInt("params_per_expert"), experts = n.attrs.getInt("experts");
+    if (experts % world_ != 0)
+      return makeError("experts ", experts, " are not divisible by world ", world_,
+                       ": expert parallelism places whole experts on ranks");
+    const int64_t local = experts / world_;
+    llvm::SmallVector<Value*, 4> operands(n.operands.begin(), n.operands.begin() + fixed);
+    for (int64_t j = 0; j < local; ++j)
+      for (int64_t k = 0; k < per; ++k) {
+        llvm::SmallVector<WeightPiece, 1> pieces;
+        for (int64_t r = 0; r < world_; ++r) {
+          const Value* p = n.operand(static_cast<unsigned>(fixed + (r * local + j) * per + k));
+          if (!p->isParameter() || p->pieces.size() != 1 || !p->pieces[0].sharding.isReplicated())
+            return makeError("shard: operand %", p->name, " of ", opName(n.op),
+                             " must be one whole weight for ", rule.name);
+          pieces.push_back(p->pieces[0]);
+        }
+        // "l0.moe.local_expert1.w2.weight": the slot, and the projection's own name.
+        const Value* mine = n.operand(static_cast<unsigned>(fixed + j * per + k));
+        size_t cut = mine->name.rfind('.', mine->name.rfind('.') - 1);
+        std::string projection = cut == std::string::npos ? mine->name : mine->name.substr(cut + 1);
+        Value* stacked = g.addParameter(
+            g.uniqueName(n.result()->name + ".local_expert" + std::to_string(j) + "." + projection),
+            mine->dtype, mine->shape, pieces);
+        stacked->sharding = Sharding::split(0, world_);
+        operands.push_back(stacked);
+      }
+    std::vector<Value*> unstacked(n.operands.begin() + fixed, n.operands.end());
+    n.operands.assign(operands.begin(), operands.end());
+    for (Value* p : unstacked) g.eraseParameter(p);
+    n.attrs.setInt("experts", local);
+    n.attrs.setInt("global_experts", experts);
+    return Error::success();
+  }
+
+  Error shardNode(Graph& g, Node& n) {
     const ShardingRule* rule = chooseRule(n);
     if (!rule) return makeError("shard: no sharding rule for ", opName(n.op));
     n.attrs.setString("sharding", rule->name);
     if (world_ == 1) return Error::success();
+    if (n.operands.size() > 3 && operandLetter(*rule, 3) == 'e')
+      if (Error e = stackExperts(g, n, *rule)) return e;
 
     // Weights, and the piece count a column split gives the result.
     int64_t resultParts = n.operand(0)->sharding.isSplit() ? n.operand(0)->sharding.parts : world_;
     for (size_t i = 0; i < n.operands.size(); ++i) {
       char letter = operandLetter(*rule, i);
       Value* v = n.operands[i];
-      if (!isWeightLetter(letter) || letter == 'w') continue;
+      if (!isWeightLetter(letter) || letter == 'w' || letter == 'e') continue;
       if (!v->isParameter())
         return makeError("shard: operand %", v->name, " of ", opName(n.op), " must be a weight");
       if (letter == 'r') {
@@ -153,10 +198,13 @@ class ShardPass : public Pass {
   }
 
   int64_t world_;
+  std::vector<std::string> preferred_;
 };
 
 }  // namespace
 
-std::unique_ptr<Pass> createShardPass(int64_t world) { return std::make_unique<ShardPass>(world); }
+std::unique_ptr<Pass> createShardPass(int64_t world, std::vector<std::string> preferredRules) {
+  return std::make_unique<ShardPass>(world, std::move(preferredRules));
+}
 
 }  // namespace tpc

@@ -29,6 +29,9 @@ constexpr ShardingRule kRules[] = {
     {OpKind::MoeRouter, "replicated", "Rw", "RR", ""},
     {OpKind::MoeExperts, "expert-intermediate-parallel", "RRR[rrc]", "P", ""},
     {OpKind::MoeExperts, "replicated", "RRR[w]", "R", ""},
+    // Only when asked for (--expert-parallel): whole experts per rank, each rank's contribution
+    // for every token summed by an all_reduce (the token exchange).
+    {OpKind::MoeExperts, "expert-parallel", "RRR[e]", "P", ""},
     {OpKind::AllReduce, "all-reduce", "P", "R", ""},
     {OpKind::AllGather, "all-gather", "S", "R", ""},
     {OpKind::Slice, "replicated", "R", "R", ""},
@@ -65,7 +68,7 @@ char operandLetter(const ShardingRule& rule, size_t index) {
   return letterAt(rule.operands, index);
 }
 char resultLetter(const ShardingRule& rule, size_t index) { return letterAt(rule.results, index); }
-bool isWeightLetter(char c) { return c == 'r' || c == 'c' || c == 'w'; }
+bool isWeightLetter(char c) { return c == 'r' || c == 'c' || c == 'w' || c == 'e'; }
 
 bool isReplicatedRule(const ShardingRule& rule) {
   for (const char* c = rule.operands; *c; ++c)

@@ -15,7 +15,9 @@ struct ShardingRule {
   const char* name;  // shown in dumps: "column-parallel", "row-parallel", ...
   // One letter per operand; the trailing group in brackets repeats for variadic ops.
   //   activations: R replicated, S split along the last dim, P partial
-  //   weights:     r split by rows (dim 0), c split by columns (dim 1), w whole
+  //   weights:     r split by rows (dim 0), c split by columns (dim 1), w whole,
+  //                e one expert's weight, held whole by one rank: the group's weights are
+  //                stacked over the world so that every rank holds experts / world of them
   const char* operands;
   // One letter per result: R, S or P.
   const char* results;

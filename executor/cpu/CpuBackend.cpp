@@ -288,13 +288,23 @@ class CpuBackend : public Backend {
   Error runExperts(const plan::Step& s) {
     int64_t experts = intAttr(s, "experts"), per = intAttr(s, "params_per_expert"),
             topK = intAttr(s, "top_k");
-    std::vector<const float*> gateOrGateUp, up, down;
+    // Expert parallelism: this rank's experts are the piece of the expert stack it holds; the
+    // others stay null and the kernel skips them.
+    const int64_t global = intAttr(s, "global_experts", experts);
+    int64_t first = 0;
+    if (global != experts) {
+      const plan::Sharding& sh = *weightOf(s, 3).sharding();
+      first = (static_cast<int64_t>(prog_.rank()) / (plan_.world() / sh.parts())) * experts;
+    }
+    std::vector<const float*> gateOrGateUp(static_cast<size_t>(global)),
+        up(static_cast<size_t>(global)), down(static_cast<size_t>(global));
     int64_t intermediate = 0;
     for (int64_t e = 0; e < experts; ++e) {
       uint32_t base = static_cast<uint32_t>(3 + e * per);
-      gateOrGateUp.push_back(operand(s, base));
-      up.push_back(per == 3 ? operand(s, base + 1) : nullptr);
-      down.push_back(operand(s, base + static_cast<uint32_t>(per) - 1));
+      auto slot = static_cast<size_t>(first + e);
+      gateOrGateUp[slot] = operand(s, base);
+      up[slot] = per == 3 ? operand(s, base + 1) : nullptr;
+      down[slot] = operand(s, base + static_cast<uint32_t>(per) - 1);
       intermediate = weightOf(s, base + static_cast<uint32_t>(per) - 1).shape()->Get(1);
     }
     float* out = result(s);

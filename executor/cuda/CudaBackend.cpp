@@ -146,6 +146,11 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
                                            std::max(graphTokens_, maxBatch_), stepInt(*s, "heads"),
                                            kvHeads, headDim, tableContext));
     } else if (op == "moe_experts") {
+      // The CUDA expert kernels index one rank's pointer arrays by global expert id.
+      if (s->sharding() && s->sharding()->string_view() == "expert-parallel")
+        return makeError(
+            "expert-parallel moe_experts steps run on the CPU backend only; "
+            "compile without --expert-parallel for CUDA");
       int64_t per = stepInt(*s, "params_per_expert");
       int64_t intermediate = weightOf(*s, static_cast<uint32_t>(3 + per - 1)).shape()->Get(1);
       attentionWorkspace_ =

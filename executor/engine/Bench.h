@@ -28,6 +28,9 @@ struct BenchReport {
   double decodeMsPerStep = 0, decodeTokensPerSecond = 0;
   uint64_t weightBytes = 0;       // resident on the rank
   uint64_t bytesReadPerStep = 0;  // weights a decode step reads + its average KV-cache reads
+  // MoE: experts a decode step reads per layer, E * (1 - (1 - k/E)^batch), the expected distinct
+  // experts under uniform routing (k at batch 1); 0 for dense plans.
+  double expertsReadPerLayer = 0;
   double achievedBytesPerSecond = 0;
   double copyBytesPerSecond = 0;  // measured device copy bandwidth (0 when not measured)
   double readBytesPerSecond = 0;  // measured by a kernel that only reads (0 when not measured)

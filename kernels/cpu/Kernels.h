@@ -103,7 +103,8 @@ void moeRouter(const float* x, const float* gate, int64_t tokens, int64_t hidden
 // Per token: sum over its topK experts e of weights * down_e(silu(gate_e x) * up_e x).
 // gateUp[e] is either one [2*I, hidden] weight (gate rows then up rows) with up == nullptr, or
 // gate [I, hidden] and up [I, hidden] separately; down[e] is [hidden, I]. Accumulates into out
-// (which the caller zeroes), so a rank holding a slice of I produces a partial sum.
+// (which the caller zeroes), so a rank holding a slice of I produces a partial sum. An expert
+// whose down[e] is null lives on another rank (expert parallelism) and is skipped.
 void moeExperts(const float* x, const float* weights, const int32_t* experts, int64_t tokens,
                 int64_t hidden, int64_t intermediate, int64_t topK,
                 const float* const* gateOrGateUp, const float* const* up, const float* const* down,

@@ -86,7 +86,7 @@ void moeExperts(const float* x, const float* weights, const int32_t* experts, in
   const int64_t width = 2 * intermediate;
   for (int64_t e = 0; e < numExperts; ++e) {
     const int64_t rows = starts[e + 1] - starts[e];
-    if (rows == 0) continue;
+    if (rows == 0 || !down[e]) continue;
     const int64_t* mine = order + starts[e];
     for (int64_t r = 0; r < rows; ++r)
       std::memcpy(gathered + r * hidden, x + (mine[r] / topK) * hidden, sizeof(float) * hidden);

@@ -187,6 +187,59 @@ TEST(PlanDump, JsonHoldsEveryRankWithItsStepsWeightsAndCollectives) {
   }
 }
 
+// Expert parallelism: the summary names the experts per rank and the token exchange with its
+// bytes per token, worked out here from the spec: one all_reduce of the bf16 hidden state per
+// MoE layer.
+TEST(PlanDump, ExpertParallelShowsTheTokenExchangeAndItsBytes) {
+  ModelSpec spec = presetSpec(Family::Mixtral);
+  const int64_t experts = spec.moe.numExperts;
+  const int64_t exchangeBytes = spec.numLayers * spec.hiddenSize * 2;
+  for (int64_t world : {2, 4, 8}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    Expected<LoadedPlan> loaded = compileSpec(spec, world, {"expert-parallel"});
+    ASSERT_TRUE(loaded) << loaded.errorMessage();
+    const plan::Plan& p = loaded->plan();
+    const int64_t local = experts / world;
+    std::string text = dumpPlanText(p, std::nullopt);
+    EXPECT_TRUE(contains(
+        text, "expert parallel: " + std::to_string(local) + " of " + std::to_string(experts) +
+                  " experts per rank; token exchange: " + std::to_string(spec.numLayers) +
+                  " all-reduce, " + std::to_string(exchangeBytes) + " B per token per rank"))
+        << text.substr(text.rfind("summary:"));
+    EXPECT_EQ(countLines(text,
+                         [](const std::vector<std::string>& w, const std::string& line) {
+                           return stepRow("moe_experts")(w, line) && w[2] == "expert-parallel" &&
+                                  contains(line, "global_experts=8");
+                         }),
+              world * spec.numLayers);
+    Json doc = Json::parse(dumpPlanJson(p, std::nullopt));
+    const Json& ep = doc["summary"]["expert_parallel"];
+    EXPECT_EQ(ep["experts"], experts);
+    EXPECT_EQ(ep["experts_per_rank"], local);
+    EXPECT_EQ(ep["exchange"], "all_reduce");
+    EXPECT_EQ(ep["exchanges"], spec.numLayers);
+    EXPECT_EQ(ep["exchange_bytes_per_token"], exchangeBytes);
+    // Each rank's expert weights are whole checkpoint experts of its own group.
+    for (const Json& rank : doc["ranks"]) {
+      int64_t whole = 0;
+      for (const Json& w : rank["weights"]) {
+        std::string tensor = w["slices"][0]["tensor"];
+        size_t at = tensor.find("experts.");
+        if (at == std::string::npos) continue;
+        ASSERT_EQ(w["slices"].size(), 1u);
+        EXPECT_EQ(w["slices"][0]["dim"], -1);
+        EXPECT_EQ(std::stoll(tensor.substr(at + 8)) / local, rank["rank"].get<int64_t>());
+        ++whole;
+      }
+      EXPECT_EQ(whole, 3 * local * spec.numLayers);
+    }
+  }
+  // Tensor-parallel plans of the same model have no expert-parallel summary.
+  Json tp = Json::parse(dumpPlanJson(compile(spec, 2).plan(), std::nullopt));
+  EXPECT_FALSE(tp["summary"].contains("expert_parallel"));
+  EXPECT_FALSE(contains(dumpPlanText(compile(spec, 2).plan(), std::nullopt), "expert parallel"));
+}
+
 TEST(PlanDump, DotHasOneNodePerStepAndOneEdgePerOperand) {
   ModelSpec spec = presetSpec(Family::Llama);
   for (int64_t world : kWorlds) {

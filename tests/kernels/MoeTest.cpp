@@ -55,6 +55,73 @@ TEST(MoeRouter, MatchesReference) {
   }
 }
 
+// The logits x @ gate^T in double, the reference's starting point.
+std::vector<double> routerLogits(const std::vector<float>& x, const std::vector<float>& gate,
+                                 int64_t t, int64_t hidden, int64_t numExperts) {
+  std::vector<double> logits(numExperts);
+  for (int64_t e = 0; e < numExperts; ++e)
+    for (int64_t i = 0; i < hidden; ++i)
+      logits[e] += static_cast<double>(x[t * hidden + i]) * gate[e * hidden + i];
+  return logits;
+}
+
+// Qwen3-MoE's router at its real ratio (top-8 of 128 experts), with norm_topk_prob false (the
+// softmax probabilities of the kept experts, not summing to 1) and true (renormalised): the
+// reference sorts the logits (softmax preserves their order) and divides by a sum of exps.
+TEST(MoeRouter, SoftmaxTopKWithAndWithoutRenormalisationAtQwen3MoeRatio) {
+  const int64_t tokens = 5, hidden = 24, numExperts = 128, topK = 8;
+  const auto x = randomFloats(tokens * hidden, 120);
+  const auto gate = randomFloats(numExperts * hidden, 121);
+  for (bool norm : {false, true}) {
+    SCOPED_TRACE(norm ? "renormalised" : "plain softmax");
+    const Routing r = route(x, gate, tokens, hidden, numExperts, topK, norm);
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::vector<double> logits = routerLogits(x, gate, t, hidden, numExperts);
+      std::vector<int> order(numExperts);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return logits[a] > logits[b]; });
+      double all = 0, kept = 0;
+      for (int64_t e = 0; e < numExperts; ++e) all += std::exp(logits[e] - logits[order[0]]);
+      for (int64_t j = 0; j < topK; ++j) kept += std::exp(logits[order[j]] - logits[order[0]]);
+      double sum = 0;
+      for (int64_t j = 0; j < topK; ++j) {
+        EXPECT_EQ(r.experts[t * topK + j], order[j]) << t;
+        const double expected = std::exp(logits[order[j]] - logits[order[0]]) / (norm ? kept : all);
+        EXPECT_NEAR(r.weights[t * topK + j], expected, 1e-6) << t;
+        sum += r.weights[t * topK + j];
+      }
+      if (norm) {
+        EXPECT_NEAR(sum, 1.0, 1e-6);
+      } else {
+        EXPECT_LT(sum, 1.0);
+      }
+    }
+  }
+}
+
+// Mixtral's top-2 (MixtralSparseMoeBlock: softmax, top-2, divide by their sum) is a logistic
+// of the two largest logits' difference: w0 = 1 / (1 + exp(l1 - l0)), w1 = 1 - w0.
+TEST(MoeRouter, MixtralTopTwoIsALogisticOfTheTwoLargestLogits) {
+  const int64_t tokens = 9, hidden = 32, numExperts = 8, topK = 2;
+  const auto x = randomFloats(tokens * hidden, 130);
+  const auto gate = randomFloats(numExperts * hidden, 131);
+  const Routing r = route(x, gate, tokens, hidden, numExperts, topK, true);
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::vector<double> logits = routerLogits(x, gate, t, hidden, numExperts);
+    int first = 0, second = -1;
+    for (int e = 1; e < numExperts; ++e)
+      if (logits[e] > logits[first]) first = e;
+    for (int e = 0; e < numExperts; ++e)
+      if (e != first && (second < 0 || logits[e] > logits[second])) second = e;
+    EXPECT_EQ(r.experts[t * topK], first) << t;
+    EXPECT_EQ(r.experts[t * topK + 1], second) << t;
+    const double w0 = 1.0 / (1.0 + std::exp(logits[second] - logits[first]));
+    EXPECT_NEAR(r.weights[t * topK], w0, 1e-6) << t;
+    EXPECT_NEAR(r.weights[t * topK + 1], 1.0 - w0, 1e-6) << t;
+  }
+}
+
 TEST(MoeRouter, PicksExpertsOfAHandBuiltGate) {
   // Gate rows are unit vectors, so the logits are x itself: (0, 3, 0, 1).
   const int64_t hidden = 4, numExperts = 4;
@@ -213,6 +280,26 @@ TEST(MoeExperts, SlicesOfTheIntermediateSumToTheWhole) {
     partial = runSeparate(slice, c.x, c.routing, c.tokens, c.topK, partial);
   }
   EXPECT_TRUE(allClose(partial, test::toDouble(whole), 1e-5));
+}
+
+TEST(MoeExperts, WholeExpertsOnEachRankSumToTheDoubleReference) {
+  // Expert parallelism: each rank holds some experts whole, the others are null; the ranks'
+  // outputs summed (the all_reduce) equal every expert computed at once.
+  const MoeCase c;
+  for (int64_t ranks : {2, 4}) {
+    std::vector<float> sum(c.tokens * c.hidden, 0.0f);
+    for (int64_t rank = 0; rank < ranks; ++rank) {
+      auto gate = Experts::pointers(c.experts.gate), up = Experts::pointers(c.experts.up),
+           down = Experts::pointers(c.experts.down);
+      for (int64_t e = 0; e < c.numExperts; ++e)
+        if (e % ranks != rank) gate[e] = up[e] = down[e] = nullptr;
+      std::vector<float> mine(c.tokens * c.hidden, 0.0f);
+      moeExperts(c.x.data(), c.routing.weights.data(), c.routing.experts.data(), c.tokens, c.hidden,
+                 c.intermediate, c.topK, gate.data(), up.data(), down.data(), mine.data());
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += mine[i];
+    }
+    EXPECT_TRUE(allClose(sum, referenceExperts(c.experts, c.x, c.routing, c.tokens, c.topK), 1e-5));
+  }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "codegen/PlanFormat.h"
 #include "frontends/GraphBuilder.h"
 #include "passes/Pass.h"
 #include "tests/support/Fixtures.h"
@@ -26,14 +27,18 @@ int64_t expectedCopies(const std::string& name, const ModelSpec& spec, int64_t w
   return 1;
 }
 
-TEST(Sharding, SlicesCoverEveryWeightTheRightNumberOfTimes) {
+// Counts, from the plan's slices, how many ranks hold each element of every checkpoint
+// tensor, against expectedCopies. With expert parallelism every expert element still has one
+// holder: whole experts instead of slices of each.
+void checkCoverage(const std::vector<std::string>& preferredRules) {
   for (Family family : kAllFamilies) {
     ModelSpec spec = presetSpec(family);
+    if (!preferredRules.empty() && !spec.isMoe()) continue;
     std::map<std::string, std::vector<int64_t>> shapes;
     for (const ExpectedTensor& t : expectedTensors(spec)) shapes[t.name] = t.shape;
     for (int64_t world : kWorlds) {
       SCOPED_TRACE(std::string(familyName(family)) + " world " + std::to_string(world));
-      Expected<LoadedPlan> plan = compileSpec(spec, world);
+      Expected<LoadedPlan> plan = compileSpec(spec, world, preferredRules);
       ASSERT_TRUE(plan) << plan.errorMessage();
       std::map<std::string, std::vector<int>> copies;
       for (const auto& [name, shape] : shapes) {
@@ -64,6 +69,82 @@ TEST(Sharding, SlicesCoverEveryWeightTheRightNumberOfTimes) {
       }
     }
   }
+}
+
+TEST(Sharding, SlicesCoverEveryWeightTheRightNumberOfTimes) { checkCoverage({}); }
+
+TEST(Sharding, ExpertParallelHoldsEveryExpertElementOnExactlyOneRank) {
+  checkCoverage({"expert-parallel"});
+}
+
+// Each rank holds experts / world whole experts, the tokens' expert outputs are summed by one
+// all_reduce per MoE layer, and the attention keeps its tensor-parallel rules.
+TEST(Sharding, ExpertParallelPlacesWholeExpertsAndExchangesTokensOncePerLayer) {
+  for (Family family : {Family::Qwen3Moe, Family::Mixtral}) {
+    ModelSpec spec = presetSpec(family);
+    for (int64_t world : {2, 4, 8}) {
+      SCOPED_TRACE(std::string(familyName(family)) + " world " + std::to_string(world));
+      Expected<LoadedPlan> plan = compileSpec(spec, world, {"expert-parallel"});
+      ASSERT_TRUE(plan) << plan.errorMessage();
+      for (const plan::RankProgram* rank : *plan->plan().ranks()) {
+        std::map<std::string, int64_t> expertTensors;  // checkpoint tensor -> slices on rank
+        int64_t moeSteps = 0, exchanges = 0;
+        const auto& steps = *rank->steps();
+        for (flatbuffers::uoffset_t i = 0; i < steps.size(); ++i) {
+          const plan::Step* s = steps.Get(i);
+          std::string op = s->op()->str(), rule = s->sharding()->str();
+          if (op == "attention") {
+            EXPECT_EQ(rule, "head-parallel");
+          }
+          if (op == "moe_router") {
+            EXPECT_EQ(rule, "replicated");
+          }
+          if (op != "moe_experts") continue;
+          ++moeSteps;
+          EXPECT_EQ(rule, "expert-parallel");
+          EXPECT_EQ(planIntAttr(s->attrs(), "experts"), spec.moe.numExperts / world);
+          ASSERT_LT(i + 1, steps.size());
+          const plan::Step* next = steps.Get(i + 1);
+          if (next->op()->str() == "all_reduce" &&
+              next->operands()->Get(0)->index() == s->results()->Get(0))
+            ++exchanges;
+          for (uint32_t o = 3; o < s->operands()->size(); ++o) {
+            const plan::Weight* w = rank->weights()->Get(s->operands()->Get(o)->index());
+            ASSERT_EQ(w->slices()->size(), 1u) << w->name()->str();
+            EXPECT_EQ(w->slices()->Get(0)->dim(), -1) << "a whole expert";
+            ++expertTensors[w->slices()->Get(0)->tensor()->str()];
+          }
+        }
+        int64_t moeLayers = 0;
+        for (int64_t l = 0; l < spec.numLayers; ++l) moeLayers += spec.layerIsMoe(l) ? 1 : 0;
+        EXPECT_EQ(moeSteps, moeLayers);
+        EXPECT_EQ(exchanges, moeSteps);
+        // Rank r's experts are r * local .. r * local + local - 1 of every MoE layer.
+        int64_t local = spec.moe.numExperts / world;
+        EXPECT_EQ(static_cast<int64_t>(expertTensors.size()), 3 * local * moeLayers);
+        for (const auto& [tensor, count] : expertTensors) {
+          EXPECT_EQ(count, 1) << tensor;
+          size_t at = tensor.find("experts.") + 8;
+          int64_t expert = std::stoll(tensor.substr(at));
+          EXPECT_EQ(expert / local, static_cast<int64_t>(rank->rank())) << tensor;
+        }
+      }
+    }
+  }
+}
+
+TEST(Sharding, ExpertParallelNamesExpertsThatDoNotDivideTheWorld) {
+  ModelSpec spec = presetSpec(Family::Qwen3Moe);
+  spec.moe.numExperts = 6;
+  Graph g = test::buildSpecGraph(spec);
+  Error e = runPipeline(g, PassOptions{4, {"expert-parallel"}});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e.message(),
+            "experts 6 are not divisible by world 4: expert parallelism places whole experts on "
+            "ranks");
+  // Without expert parallelism the same model shards each expert's intermediate instead.
+  Expected<LoadedPlan> tensorParallel = compileSpec(spec, 4);
+  EXPECT_TRUE(tensorParallel) << tensorParallel.errorMessage();
 }
 
 TEST(Sharding, EveryRankRunsTheSameCollectivesAndDenseLayersHaveTwoAllReduces) {

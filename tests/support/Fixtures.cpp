@@ -37,9 +37,10 @@ Graph compiledGraph(const ModelSpec& spec, int64_t world) {
   return g;
 }
 
-Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world) {
+Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world,
+                                 const std::vector<std::string>& preferredRules) {
   Graph g = buildSpecGraph(spec);
-  if (Error e = runPipeline(g, PassOptions{world})) return e;
+  if (Error e = runPipeline(g, PassOptions{world, preferredRules})) return e;
   PlanSource source;
   source.modelDir = "model";
   source.files.push_back({"model.safetensors", 1234, 0x5eed});

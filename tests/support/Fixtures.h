@@ -19,7 +19,9 @@ ModelSpec presetSpec(Family family, const std::string& preset = "tiny", DType dt
 // The whole-model graph of `spec`, as if read from a checkpoint holding exactly its tensors.
 Graph buildSpecGraph(const ModelSpec& spec);
 // Pipeline at `world`, then lowering; every tensor is said to live in checkpoint file 0.
-Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world);
+// `preferredRules` as PassOptions has them ({"expert-parallel"} for --expert-parallel).
+Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world,
+                                 const std::vector<std::string>& preferredRules = {});
 // A checkpoint folder compiled as `tpc compile` does, in memory.
 Expected<LoadedPlan> compileModelDir(const std::string& dir, int64_t world,
                                      DType dtype = DType::F32, int64_t maxContext = 256,

@@ -55,6 +55,22 @@ TEST_F(TpcCli, UsageAndUnknownCommands) {
   expectOneLineError(runCommand(tpc() + " compile"), 2, "needs MODEL");
 }
 
+// (Experts that do not divide the world: tests/passes/ShardingTest.cpp, from a spec.)
+TEST_F(TpcCli, ExpertParallelNeedsAMoeModel) {
+  std::string plan = dir_.file("plan.fb");
+  expectOneLineError(
+      runCommand(tpc() + " compile " + model_ + " --world 2 --expert-parallel -o " + plan), 2,
+      "--expert-parallel: " + model_ + " has no experts (family llama)");
+  std::string moe = dir_.file("tiny-mixtral");
+  ASSERT_EQ(
+      runCommand(tpc() + " make-model --arch mixtral --preset tiny --quiet -o " + moe).exitCode, 0);
+  test::CommandResult ok =
+      runCommand(tpc() + " compile " + moe + " --world 2 --expert-parallel -o " + plan);
+  EXPECT_EQ(ok.exitCode, 0) << ok.output;
+  EXPECT_NE(ok.output.find("expert parallel: 4 of 8 experts per rank"), std::string::npos)
+      << ok.output;
+}
+
 TEST_F(TpcCli, MakeModelWritesAConfigAndCheckpointAndRefusesToOverwrite) {
   EXPECT_TRUE(test::fileExists(model_ + "/config.json"));
   EXPECT_TRUE(test::fileExists(model_ + "/model.safetensors"));

@@ -2,6 +2,7 @@
 // report is consistent with the plan it measured, and bad requests are one-line errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "executor/Backend.h"
@@ -58,6 +59,45 @@ TEST_F(TpexecBench, ReportIsConsistentWithThePlan) {
   uint64_t read = j["bytes_read_per_step"].get<uint64_t>();
   EXPECT_GT(read, weights - embedding);
   EXPECT_LT(read, weights + dump_["ranks"][0]["kv_cache_bytes"].get<uint64_t>());
+}
+
+// A MoE decode step reads the attention, router and norm weights, the lm_head, the KV cache
+// and, of each layer's experts, only those its tokens chose: top_k at batch 1, and at batch B
+// the expected distinct experts under uniform routing, E * (1 - (1 - k/E)^B). Worked out here
+// from config.json (f32 plan: 4 bytes per element).
+TEST(TpexecBenchMoe, StepReadsOnlyTheChosenExperts) {
+  test::TempDir dir;
+  std::string model = test::dataDir() + "/hf/mixtral", plan = dir.file("mixtral.fb");
+  test::CommandResult c =
+      runCommand(test::binPath("tpc") + " compile " + model +
+                 " --dtype f32 --max-context 64 --max-batch 4 --quiet -o " + plan);
+  ASSERT_EQ(c.exitCode, 0) << c.output;
+  nlohmann::json config = nlohmann::json::parse(test::readFile(model + "/config.json"));
+  const double hidden = config["hidden_size"], heads = config["num_attention_heads"],
+               kvHeads = config["num_key_value_heads"], layers = config["num_hidden_layers"],
+               vocab = config["vocab_size"], expertWidth = config["intermediate_size"],
+               experts = config["num_local_experts"], topK = config["num_experts_per_tok"];
+  ASSERT_FALSE(config["tie_word_embeddings"].get<bool>());
+  const double headDim = hidden / heads;
+  const double attention = 2 * hidden * heads * headDim + 2 * hidden * kvHeads * headDim;
+  const double perLayer = attention + 2 * hidden + experts * hidden;  // + norms and router
+  const double expertElements = 3 * hidden * expertWidth;
+  const double kvPerPosition = layers * 2 * kvHeads * headDim * 4;
+  const int64_t prompt = 8, gen = 5, warmup = 3;  // the bench's warm-up steps
+  for (int64_t batch : {1, 4}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    test::CommandResult r =
+        runCommand(test::binPath("tpexec") + " bench " + plan + " --backend cpu --batch " +
+                   std::to_string(batch) + " --prompt-len 8 --gen 5 --json");
+    ASSERT_EQ(r.exitCode, 0) << r.output;
+    nlohmann::json j = nlohmann::json::parse(r.output);
+    const double touched = batch == 1 ? topK : experts * (1 - std::pow(1 - topK / experts, batch));
+    EXPECT_NEAR(j["experts_read_per_layer"].get<double>(), touched, 1e-9);
+    const double weights =
+        4 * (layers * (perLayer + touched * expertElements) + hidden + vocab * hidden);
+    const double kv = static_cast<double>(batch) * (prompt + warmup + gen / 2.0) * kvPerPosition;
+    EXPECT_NEAR(j["bytes_read_per_step"].get<double>(), weights + kv, 2.0);
+  }
 }
 
 TEST_F(TpexecBench, BadRequestsAreOneLineErrors) {

@@ -55,5 +55,41 @@ TEST(TpexecGolden, MatchesTransformersAtEveryWorld) {
   }
 }
 
+// Expert parallelism on the MoE cases: whole experts per rank (8 experts: worlds 2, 4 and 8),
+// the same 1e-4 bound against transformers and the same greedy ids, over Gloo.
+TEST(TpexecGolden, ExpertParallelMatchesTransformers) {
+  test::TempDir tmp;
+  for (const char* name : {"qwen3moe", "mixtral"}) {
+    std::string model = test::dataDir() + "/hf/" + name;
+    nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+    std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
+    Expected<NpyArray> reference = readNpyF32(model + "/logits.npy");
+    ASSERT_TRUE(reference) << reference.errorMessage();
+    for (int world : {2, 4, 8}) {
+      SCOPED_TRACE(std::string(name) + " expert-parallel world " + std::to_string(world));
+      std::string plan = tmp.file("plan.fb"), logits = tmp.file("logits.npy");
+      test::CommandResult c =
+          test::runCommand(test::binPath("tpc") + " compile " + model + " --world " +
+                           std::to_string(world) + " --expert-parallel --dtype f32 -o " + plan);
+      ASSERT_EQ(c.exitCode, 0) << c.output;
+      EXPECT_NE(c.output.find("expert parallel: " + std::to_string(8 / world) + " of 8 experts"),
+                std::string::npos)
+          << c.output;
+      test::CommandResult r = test::runCommand(test::binPath("tpexec") + " " + plan +
+                                               " --prompt-ids " + test::joinedIds(prompt) +
+                                               " --max-new-tokens " + std::to_string(want.size()) +
+                                               " --ignore-eos --json --logits-out " + logits);
+      ASSERT_EQ(r.exitCode, 0) << r.output;
+      nlohmann::json out = nlohmann::json::parse(r.output);
+      EXPECT_EQ(out["generated_ids"].get<std::vector<int64_t>>(), want);
+      EXPECT_EQ(out["world"], world);
+      Expected<NpyArray> ours = readNpyF32(logits);
+      ASSERT_TRUE(ours) << ours.errorMessage();
+      ASSERT_EQ(ours->shape, reference->shape);
+      EXPECT_LT(test::worstRowError(*ours, *reference), 1e-4);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tpc

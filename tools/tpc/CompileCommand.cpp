@@ -16,7 +16,7 @@ namespace tpc::cli {
 int runCompile(int argc, char** argv) {
   std::string model, output = "plan.fb", dtype, printAfter;
   int64_t world = 1, maxContext = 0, maxBatch = 8;
-  bool quiet = false;
+  bool quiet = false, expertParallel = false;
   ArgParser args(
       "tpc compile",
       "Shards MODEL for a world of ranks and writes one plan holding a program per rank.\n"
@@ -33,6 +33,8 @@ int runCompile(int argc, char** argv) {
   std::string passNames;
   for (const std::string& p : pipelinePassNames()) passNames += (passNames.empty() ? "" : ", ") + p;
   args.option("--print-after", &printAfter, "PASS", "print the IR after a pass: " + passNames);
+  args.flag("--expert-parallel", &expertParallel,
+            "MoE: whole experts per rank (experts / world each), attention tensor-parallel");
   args.flag("--quiet", &quiet, "print nothing but errors");
   args.epilog("example:\n  tpc compile models/llama3-8b --world 8 -o llama3-8b.w8.fb");
   if (Error e = args.parse(argc, argv, 2)) return fail(e.message(), 2);
@@ -47,15 +49,20 @@ int runCompile(int argc, char** argv) {
   Expected<ModelSource> source = openModel(model);
   if (!source) return fail(source.errorMessage());
   const ModelSpec& spec = source->spec;
+  if (expertParallel && !spec.isMoe())
+    return fail("--expert-parallel: " + model + " has no experts (family " +
+                    std::string(familyName(spec.family)) + ")",
+                2);
   BuildOptions build;
   build.computeDType = dtype.empty() ? (isComputeDType(spec.dtype) ? spec.dtype : DType::BF16)
                                      : *parseIrDType(dtype);
   Expected<Graph> graph = buildGraph(spec, source->lookup(), build);
   if (!graph) return fail(graph.errorMessage());
-  Error piped =
-      runPipeline(*graph, PassOptions{world}, [&](const std::string& pass, const Graph& g) {
-        if (pass == printAfter) std::fputs(printGraph(g).c_str(), stdout);
-      });
+  PassOptions passes{world, {}};
+  if (expertParallel) passes.preferredRules.push_back("expert-parallel");
+  Error piped = runPipeline(*graph, passes, [&](const std::string& pass, const Graph& g) {
+    if (pass == printAfter) std::fputs(printGraph(g).c_str(), stdout);
+  });
   if (piped) return fail(piped.message());
 
   PlanSource planSource;

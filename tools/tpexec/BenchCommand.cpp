@@ -87,6 +87,7 @@ int runBenchCommand(int argc, char** argv) {
     j["decode_tokens_per_s"] = r->decodeTokensPerSecond;
     j["weight_bytes"] = r->weightBytes;
     j["bytes_read_per_step"] = r->bytesReadPerStep;
+    if (r->expertsReadPerLayer > 0) j["experts_read_per_layer"] = r->expertsReadPerLayer;
     j["achieved_gb_per_s"] = r->achievedBytesPerSecond / 1e9;
     j["copy_gb_per_s"] = r->copyBytesPerSecond / 1e9;
     j["fraction_of_copy_bandwidth"] = copyFraction;
@@ -112,6 +113,11 @@ int runBenchCommand(int argc, char** argv) {
     std::printf(" = %.1f%% of the %.0f GB/s ceiling (measured: read %.0f GB/s, copy %.0f GB/s)",
                 100 * ceilingFraction, ceiling / 1e9, r->readBytesPerSecond / 1e9,
                 r->copyBytesPerSecond / 1e9);
+  if (r->expertsReadPerLayer > 0)
+    std::printf(
+        "\n        of each MoE layer's experts only %.2f: the expected distinct experts "
+        "of batch %lld under uniform routing, E * (1 - (1 - k/E)^batch)",
+        r->expertsReadPerLayer, static_cast<long long>(r->batch));
   std::printf("\n");
   return 0;
 }
