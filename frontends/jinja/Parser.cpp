@@ -66,8 +66,18 @@ class Parser {
   NodePtr ifStatement(int at);
   NodePtr forStatement(int at);
   NodePtr macroStatement(int at);
-  void blockUntil(std::vector<NodePtr>& body, std::initializer_list<const char*> ends) {
-    while (!isStatement(ends)) body.push_back(any());
+  // The statements up to one of `ends`; a block that the template never closes is named by
+  // the line that opened it.
+  void blockUntil(std::vector<NodePtr>& body, std::initializer_list<const char*> ends,
+                  const char* opener, int openedAt) {
+    while (!isStatement(ends)) {
+      if (i_ >= t_.size())
+        throw TemplateError{std::string("'") + opener + "' block opened on line " +
+                                std::to_string(openedAt) + " is never closed (no {% end" +
+                                opener + " %})",
+                            openedAt};
+      body.push_back(any());
+    }
   }
   NodePtr sequence(bool primaryOnly = false);
   NodePtr expression() { return ifExpression(); }
@@ -154,7 +164,7 @@ NodePtr Parser::statement() {
     c->items = args(false);
     n->a = std::move(c);
     expect(Tok::CloseStatement, "Expected '%}'");
-    blockUntil(n->body, {"endcall"});
+    blockUntil(n->body, {"endcall"}, "call", at);
     expect(Tok::OpenStatement, "Expected '{%'");
     expectIdentifier("endcall");
     expect(Tok::CloseStatement, "Expected '%}'");
@@ -171,7 +181,7 @@ NodePtr Parser::statement() {
     if (f->kind == NodeKind::Identifier && is(Tok::OpenParen)) f = call(std::move(f));
     n->a = std::move(f);
     expect(Tok::CloseStatement, "Expected '%}'");
-    blockUntil(n->body, {"endfilter"});
+    blockUntil(n->body, {"endfilter"}, "filter", at);
     expect(Tok::OpenStatement, "Expected '{%'");
     expectIdentifier("endfilter");
     expect(Tok::CloseStatement, "Expected '%}'");
@@ -189,7 +199,7 @@ NodePtr Parser::setStatement(int at) {
     n->b = sequence();
   } else {
     expect(Tok::CloseStatement, "Expected '%}'");
-    blockUntil(n->body, {"endset"});
+    blockUntil(n->body, {"endset"}, "set", at);
     expect(Tok::OpenStatement, "Expected '{%'");
     expectIdentifier("endset");
   }
@@ -201,7 +211,7 @@ NodePtr Parser::ifStatement(int at) {
   NodePtr n = std::make_unique<Node>(NodeKind::If, at);
   n->a = expression();
   expect(Tok::CloseStatement, "Expected '%}'");
-  blockUntil(n->body, {"elif", "else", "endif"});
+  blockUntil(n->body, {"elif", "else", "endif"}, "if", at);
   if (isStatement({"elif"})) {
     int elifLine = line();
     i_ += 2;
@@ -209,7 +219,7 @@ NodePtr Parser::ifStatement(int at) {
   } else if (isStatement({"else"})) {
     i_ += 2;
     expect(Tok::CloseStatement, "Expected '%}'");
-    blockUntil(n->alternate, {"endif"});
+    blockUntil(n->alternate, {"endif"}, "if", at);
   }
   return n;
 }
@@ -221,7 +231,7 @@ NodePtr Parser::macroStatement(int at) {
   n->text = name->text;
   n->items = args(true);
   expect(Tok::CloseStatement, "Expected '%}'");
-  blockUntil(n->body, {"endmacro"});
+  blockUntil(n->body, {"endmacro"}, "macro", at);
   return n;
 }
 
@@ -246,11 +256,11 @@ NodePtr Parser::forStatement(int at) {
   ++i_;
   n->b = expression();
   expect(Tok::CloseStatement, "Expected '%}'");
-  blockUntil(n->body, {"endfor", "else"});
+  blockUntil(n->body, {"endfor", "else"}, "for", at);
   if (isStatement({"else"})) {
     i_ += 2;
     expect(Tok::CloseStatement, "Expected '%}'");
-    blockUntil(n->alternate, {"endfor"});
+    blockUntil(n->alternate, {"endfor"}, "for", at);
   }
   return n;
 }
