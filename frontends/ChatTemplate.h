@@ -32,7 +32,8 @@ const char* chatFormatName(ChatFormat format);
 // malformed, or when it raises: one line naming the template line.
 Expected<std::string> renderConversation(const TokenizerSettings& settings,
                                          const nlohmann::ordered_json& messages,
-                                         const nlohmann::ordered_json& tools, bool addGenerationPrompt);
+                                         const nlohmann::ordered_json& tools,
+                                         bool addGenerationPrompt);
 
 // The built-in format for a tokenizer: with a template, the one its markers name; without
 // one, the one its added tokens name. An error that suggests --raw when neither tells.

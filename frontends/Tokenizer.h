@@ -34,7 +34,7 @@ struct TokenizerSettings {
   // The special tokens a chat template sees (bos_token, eos_token, unk_token, pad_token), as
   // strings, only those tokenizer_config.json sets (transformers passes no null ones).
   std::vector<std::pair<std::string, std::string>> templateTokens;
-  bool legacy = true;        // LlamaTokenizer's legacy flag
+  bool legacy = true;  // LlamaTokenizer's legacy flag
 };
 
 struct DecodeOptions {

@@ -12,13 +12,13 @@ namespace tpc::jinja {
 enum class NodeKind {
   // statements
   Comment,
-  Set,        // target = value, or a block body
-  If,         // test, body, alternate
-  For,        // target, iterable, body, alternate (the else block)
+  Set,  // target = value, or a block body
+  If,   // test, body, alternate
+  For,  // target, iterable, body, alternate (the else block)
   Break,
   Continue,
-  Macro,      // name, parameters, body
-  CallBlock,  // call (a Call node), parameters (the caller's), body
+  Macro,        // name, parameters, body
+  CallBlock,    // call (a Call node), parameters (the caller's), body
   FilterBlock,  // filter (Identifier or Call), body
   // expressions
   Integer,
@@ -28,17 +28,17 @@ enum class NodeKind {
   TupleLiteral,
   ObjectLiteral,  // pairs
   Identifier,
-  Member,    // object, property; computed for [..]
-  Call,      // callee, args
-  Binary,    // op, left, right
-  Unary,     // op, operand
-  FilterExpr,  // operand, filter (Identifier or Call)
-  Test,      // operand, name; negate
-  Select,    // value, test: `a if b` without else
-  Ternary,   // test, value, otherwise
-  Slice,     // start, stop, step (any may be null)
-  KeywordArg,  // name, value
-  Spread,      // *args
+  Member,         // object, property; computed for [..]
+  Call,           // callee, args
+  Binary,         // op, left, right
+  Unary,          // op, operand
+  FilterExpr,     // operand, filter (Identifier or Call)
+  Test,           // operand, name; negate
+  Select,         // value, test: `a if b` without else
+  Ternary,        // test, value, otherwise
+  Slice,          // start, stop, step (any may be null)
+  KeywordArg,     // name, value
+  Spread,         // *args
   KeywordSpread,  // **kwargs
 };
 
@@ -50,8 +50,8 @@ struct Node {
   int line = 0;
   std::string text;  // identifier, string, operator, test or keyword name
   double number = 0;
-  bool flag = false;  // Member: computed; Test: negated
-  NodePtr a, b, c;    // operands in the order the comments above list them
+  bool flag = false;           // Member: computed; Test: negated
+  NodePtr a, b, c;             // operands in the order the comments above list them
   std::vector<NodePtr> items;  // elements, arguments, parameters
   std::vector<NodePtr> body, alternate;
   std::vector<std::pair<NodePtr, NodePtr>> pairs;

@@ -44,8 +44,8 @@ double stringToNumber(const std::string& s) {
   if (t.empty()) return 0;
   if (t == "Infinity" || t == "+Infinity") return INFINITY;
   if (t == "-Infinity") return -INFINITY;
-  if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X' || t[1] == 'o' || t[1] == 'O' ||
-                                      t[1] == 'b' || t[1] == 'B')) {
+  if (t.size() > 2 && t[0] == '0' &&
+      (t[1] == 'x' || t[1] == 'X' || t[1] == 'o' || t[1] == 'O' || t[1] == 'b' || t[1] == 'B')) {
     int base = (t[1] == 'x' || t[1] == 'X') ? 16 : (t[1] == 'o' || t[1] == 'O') ? 8 : 2;
     char* end = nullptr;
     double v = static_cast<double>(std::strtoull(t.c_str() + 2, &end, base));
@@ -90,9 +90,7 @@ std::string capitalize(const std::string& s) {
 bool startsOrEnds(const std::string& s, const std::vector<Value>& args, bool start,
                   const char* name) {
   if (args.empty()) fail(std::string(name) + "() requires at least one argument");
-  auto check = [&](const std::string& p) {
-    return start ? s.starts_with(p) : s.ends_with(p);
-  };
+  auto check = [&](const std::string& p) { return start ? s.starts_with(p) : s.ends_with(p); };
   const Value& pattern = args[0];
   if (pattern.kind == Kind::String) return check(pattern.text);
   if (pattern.isArray()) {
@@ -161,7 +159,8 @@ Value split(const std::string& s, const std::vector<Value>& args) {
 
 Value stringMethod(const std::string& s, const std::string& name) {
   auto method = [](auto body) {
-    return Value::callable([body](std::vector<Value>& args, const ScopePtr&) { return body(args); });
+    return Value::callable(
+        [body](std::vector<Value>& args, const ScopePtr&) { return body(args); });
   };
   if (name == "length") return Value::integer(static_cast<double>(utf16Length(s)));
   if (name == "upper")
@@ -263,12 +262,11 @@ Value objectMethod(const Value& object, const std::string& name) {
       if (reverse.kind != Kind::Bool) fail("reverse must be a boolean");
       Value pairs = pairsOf(*o);
       size_t index = by.text == "key" ? 0 : 1;
-      std::stable_sort(pairs.array->begin(), pairs.array->end(),
-                       [&](const Value& x, const Value& y) {
-                         int r = compareValues((*x.array)[index], (*y.array)[index],
-                                               caseSensitive.boolean);
-                         return (reverse.boolean ? -r : r) < 0;
-                       });
+      std::stable_sort(
+          pairs.array->begin(), pairs.array->end(), [&](const Value& x, const Value& y) {
+            int r = compareValues((*x.array)[index], (*y.array)[index], caseSensitive.boolean);
+            return (reverse.boolean ? -r : r) < 0;
+          });
       return pairs;
     });
   return Value();
@@ -281,9 +279,9 @@ std::string messageOf(const std::vector<Value>& args) {
 }
 
 std::string strftime(const std::string& format) {
-  static const char* longMonths[] = {"January", "February", "March",     "April",
-                                     "May",     "June",     "July",      "August",
-                                     "September", "October", "November", "December"};
+  static const char* longMonths[] = {"January",   "February", "March",    "April",
+                                     "May",       "June",     "July",     "August",
+                                     "September", "October",  "November", "December"};
   static const char* shortMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   std::time_t now = std::time(nullptr);
@@ -439,10 +437,10 @@ std::string replaceAll(const std::string& s, const std::string& from, const std:
 }
 
 bool hasTest(const std::string& name) {
-  static const char* names[] = {"boolean", "callable", "odd",     "even",    "false",
-                                "true",    "none",     "string",  "number",  "integer",
-                                "iterable", "mapping", "sequence", "lower",  "upper",
-                                "defined", "undefined", "equalto", "eq"};
+  static const char* names[] = {"boolean",  "callable",  "odd",      "even",   "false",
+                                "true",     "none",      "string",   "number", "integer",
+                                "iterable", "mapping",   "sequence", "lower",  "upper",
+                                "defined",  "undefined", "equalto",  "eq"};
   return std::any_of(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
 }
 
@@ -489,7 +487,8 @@ void installGlobals(Scope& globals) {
   globals.set("False", Value::of(false));
   globals.set("True", Value::of(true));
   globals.set("None", Value::null());
-  globals.set("raise_exception", Value::callable([](std::vector<Value>& args, const ScopePtr&) -> Value {
+  globals.set("raise_exception",
+              Value::callable([](std::vector<Value>& args, const ScopePtr&) -> Value {
                 fail(messageOf(args));
               }));
   globals.set("strftime_now", Value::callable([](std::vector<Value>& args, const ScopePtr&) {
@@ -510,40 +509,40 @@ void installGlobals(Scope& globals) {
                   out.push_back(numberValue(i));
                 return Value::list(std::move(out));
               }));
-  globals.set("namespace", Value::callable([](std::vector<Value>& args, const ScopePtr&) {
-                std::vector<Value> positional = args;
-                Object kwargs;
-                if (!positional.empty() && positional.back().kind == Kind::KwArgs) {
-                  kwargs = *positional.back().object;
-                  positional.pop_back();
-                }
-                if (positional.size() > 1)
-                  fail("namespace expected at most 1 argument, got " +
-                       std::to_string(positional.size()));
-                Object entries;
-                if (positional.size() == 1) {
-                  const Value& source = positional[0];
-                  if (source.isObject()) {
-                    for (const auto& [k, v] : source.object->entries) entries.set(k, v);
-                  } else if (source.isArray()) {
-                    for (const Value& pair : *source.array) {
-                      Array kv;
-                      if (pair.isArray()) kv = *pair.array;
-                      if (pair.kind == Kind::String)
-                        for (std::string& c : codePoints(pair.text))
-                          kv.push_back(Value::string(std::move(c)));
-                      if (kv.size() != 2)
-                        fail("namespace expected an object or an iterable of [key, value] pairs");
-                      if (kv[0].kind != Kind::String) fail("namespace keys must be strings");
-                      entries.set(kv[0].text, kv[1]);
-                    }
-                  } else {
-                    fail(std::string("'") + kindName(source.kind) + "' object is not iterable");
-                  }
-                }
-                for (const auto& [k, v] : kwargs.entries) entries.set(k, v);
-                return Value::map(std::move(entries), Kind::Namespace);
-              }));
+  globals.set(
+      "namespace", Value::callable([](std::vector<Value>& args, const ScopePtr&) {
+        std::vector<Value> positional = args;
+        Object kwargs;
+        if (!positional.empty() && positional.back().kind == Kind::KwArgs) {
+          kwargs = *positional.back().object;
+          positional.pop_back();
+        }
+        if (positional.size() > 1)
+          fail("namespace expected at most 1 argument, got " + std::to_string(positional.size()));
+        Object entries;
+        if (positional.size() == 1) {
+          const Value& source = positional[0];
+          if (source.isObject()) {
+            for (const auto& [k, v] : source.object->entries) entries.set(k, v);
+          } else if (source.isArray()) {
+            for (const Value& pair : *source.array) {
+              Array kv;
+              if (pair.isArray()) kv = *pair.array;
+              if (pair.kind == Kind::String)
+                for (std::string& c : codePoints(pair.text))
+                  kv.push_back(Value::string(std::move(c)));
+              if (kv.size() != 2)
+                fail("namespace expected an object or an iterable of [key, value] pairs");
+              if (kv[0].kind != Kind::String) fail("namespace keys must be strings");
+              entries.set(kv[0].text, kv[1]);
+            }
+          } else {
+            fail(std::string("'") + kindName(source.kind) + "' object is not iterable");
+          }
+        }
+        for (const auto& [k, v] : kwargs.entries) entries.set(k, v);
+        return Value::map(std::move(entries), Kind::Namespace);
+      }));
 }
 
 }  // namespace tpc::jinja

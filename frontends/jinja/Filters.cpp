@@ -53,7 +53,8 @@ Value attributePath(const Value& item, const std::string& path) {
   size_t start = 0;
   while (true) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (v.isAttributeContainer()) {
       const Value* next = v.object->find(part);
       if (!next) return Value();
@@ -104,7 +105,8 @@ Value jsonFilter(Interpreter& interp, const Value& operand, const Node& call,
   interp.evalArguments(call.items, scope, args, kw);
   JsonOptions o;
   Value indent = argument({}, 0, kw, "indent", Value::null());
-  if (indent.kind != Kind::Int && indent.kind != Kind::Null) fail("If set, indent must be a number");
+  if (indent.kind != Kind::Int && indent.kind != Kind::Null)
+    fail("If set, indent must be a number");
   if (indent.kind == Kind::Int) o.indent = std::max(0, static_cast<int>(indent.number));
   Value ascii = argument({}, 0, kw, "ensure_ascii", Value::of(false));
   if (ascii.kind != Kind::Bool) fail("If set, ensure_ascii must be a boolean");
@@ -189,7 +191,8 @@ Value plainFilter(const Value& operand, const std::string& name) {
     fail("Unknown NumericValue filter: " + name);
   }
   if (operand.isObject()) {
-    if (name == "length") return Value::integer(static_cast<double>(operand.object->entries.size()));
+    if (name == "length")
+      return Value::integer(static_cast<double>(operand.object->entries.size()));
     Value m = builtinMember(operand, name);
     if (m.kind == Kind::Function) {
       std::vector<Value> none;
@@ -249,8 +252,8 @@ Value arrayCallFilter(Interpreter& interp, const Value& operand, const Node& cal
       fail("attribute must be a string, integer, or null");
     auto key = [&](const Value& item) {
       if (attribute.kind == Kind::Null) return item;
-      return attributePath(item, attribute.kind == Kind::Int ? formatNumber(attribute.number)
-                                                             : attribute.text);
+      return attributePath(
+          item, attribute.kind == Kind::Int ? formatNumber(attribute.number) : attribute.text);
     };
     Array sorted = *operand.array;
     std::stable_sort(sorted.begin(), sorted.end(), [&](const Value& x, const Value& y) {
@@ -310,8 +313,8 @@ Value applyFilter(Interpreter& interp, const Value& operand, const Node& filter,
     std::vector<Value> args;
     Object kw;
     interp.evalArguments(filter.items, scope, args, kw);
-    Value fallback = argument(args, 0, kw, "default",
-                              integer ? Value::integer(0) : Value::floating(0));
+    Value fallback =
+        argument(args, 0, kw, "default", integer ? Value::integer(0) : Value::floating(0));
     if (operand.kind == Kind::String) {
       double v = parseLeadingNumber(operand.text, integer);
       if (std::isnan(v)) return fallback;

@@ -12,10 +12,13 @@ struct BreakSignal {};
 struct ContinueSignal {};
 
 bool numericLike(const Value& v) { return v.isNumber() || v.kind == Kind::Bool; }
-double numericValue(const Value& v) { return v.kind == Kind::Bool ? (v.boolean ? 1 : 0) : v.number; }
+double numericValue(const Value& v) {
+  return v.kind == Kind::Bool ? (v.boolean ? 1 : 0) : v.number;
+}
 
 // Python-style slicing of `n` items, as the oracle's utils.slice computes the indices.
-std::vector<size_t> sliceIndices(size_t n, const Value& start, const Value& stop, const Value& step) {
+std::vector<size_t> sliceIndices(size_t n, const Value& start, const Value& stop,
+                                 const Value& step) {
   double len = static_cast<double>(n);
   double st = step.kind == Kind::Undefined ? 1 : step.number;
   double a, b;
@@ -274,8 +277,7 @@ Value Interpreter::binary(const Node& node, const ScopePtr& scope) {
 Value Interpreter::unary(const Node& node, const ScopePtr& scope) {
   Value v = eval(*node.a, scope);
   if (node.text == "not") return Value::of(!truthy(v));
-  if (!numericLike(v))
-    fail("Unknown operator \"" + node.text + "\" for " + kindName(v.kind));
+  if (!numericLike(v)) fail("Unknown operator \"" + node.text + "\" for " + kindName(v.kind));
   double r = (node.text == "-" ? -1 : 1) * numericValue(v);
   return v.kind == Kind::Float ? Value::floating(r) : Value::integer(r);
 }
@@ -407,8 +409,7 @@ Value Interpreter::forLoop(const Node& node, const ScopePtr& outer) {
       fail(std::string("Too ") + (target.items.size() > current.array->size() ? "few" : "many") +
            " items to unpack");
     for (size_t j = 0; j < target.items.size(); ++j) {
-      if (target.items[j]->kind != NodeKind::Identifier)
-        fail("Cannot unpack non-identifier type");
+      if (target.items[j]->kind != NodeKind::Identifier) fail("Cannot unpack non-identifier type");
       s.set(target.items[j]->text, (*current.array)[j]);
     }
   };
@@ -537,20 +538,20 @@ Value Interpreter::macro(const Node& node, const ScopePtr& scope) {
   const Node* n = &node;
   scope->set(node.text, Value::callable([this, n, kwargs, varargs](std::vector<Value>& args,
                                                                    const ScopePtr& caller) {
-    ScopePtr macroScope = std::make_shared<Scope>(caller);
-    bindMacroArguments("'" + n->text + "'", n->items, kwargs, varargs, args, macroScope);
-    std::string out;
-    block(n->body, macroScope, out);
-    return Value::string(std::move(out));
-  }));
+               ScopePtr macroScope = std::make_shared<Scope>(caller);
+               bindMacroArguments("'" + n->text + "'", n->items, kwargs, varargs, args, macroScope);
+               std::string out;
+               block(n->body, macroScope, out);
+               return Value::string(std::move(out));
+             }));
   return Value::null();
 }
 
 Value Interpreter::callBlock(const Node& node, const ScopePtr& scope) {
   bool kwargs = bodyReads(node.body, "kwargs"), varargs = bodyReads(node.body, "varargs");
   const Node* n = &node;
-  Value caller = Value::callable(
-      [this, n, kwargs, varargs, scope](std::vector<Value>& args, const ScopePtr&) {
+  Value caller =
+      Value::callable([this, n, kwargs, varargs, scope](std::vector<Value>& args, const ScopePtr&) {
         ScopePtr callScope = std::make_shared<Scope>(scope);
         bindMacroArguments("None", n->items, kwargs, varargs, args, callScope);
         std::string out;

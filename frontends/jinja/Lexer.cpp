@@ -12,6 +12,10 @@ namespace {
 struct Source {
   std::string text;
   std::vector<int> lines;
+  explicit Source(size_t capacity) {
+    text.reserve(capacity);
+    lines.reserve(capacity);
+  }
   void push(char c, int line) {
     text += c;
     lines.push_back(line);
@@ -27,12 +31,12 @@ bool lineBreakBefore(const Source& s, size_t i) {
   if (i == 0) return true;
   char c = s.text[i - 1];
   if (c == '\n' || c == '\r') return true;
-  return i >= 3 && s.text.compare(i - 3, 2, "\xE2\x80") == 0 &&
-         (s.text[i - 1] == '\xA8' || s.text[i - 1] == '\xA9');
+  return i >= 3 && (c == '\xA8' || c == '\xA9') && s.text[i - 3] == '\xE2' &&
+         s.text[i - 2] == '\x80';
 }
 
 Source preprocess(const std::string& template_) {
-  Source s;
+  Source s(template_.size());
   int line = 1;
   for (char c : template_) {
     s.push(c, line);
@@ -44,7 +48,7 @@ Source preprocess(const std::string& template_) {
     s.lines.pop_back();
   }
   // lstrip_blocks: /^[ \t]*({[#%-])/gm -> "$1"
-  Source l;
+  Source l(s.text.size());
   for (size_t i = 0; i < s.text.size();) {
     if (lineBreakBefore(s, i)) {
       size_t j = i;
@@ -57,7 +61,7 @@ Source preprocess(const std::string& template_) {
     ++i;
   }
   // trim_blocks: /([#%-]})\n/g -> "$1"
-  Source t;
+  Source t(l.text.size());
   for (size_t i = 0; i < l.text.size(); ++i) {
     t.push(l.text[i], l.lines[i]);
     if (i + 2 < l.text.size() && std::strchr("#%-", l.text[i]) && l.text[i] != '\0' &&
@@ -67,10 +71,10 @@ Source preprocess(const std::string& template_) {
     }
   }
   // /(\s*){%(-?)\s*(?:end)?generation\s*(-?)%}(\s*)/gs -> (lstrip ? "" : $1) + (rstrip ? "" : $4)
-  Source g;
+  Source g(t.text.size());
   const std::string& x = t.text;
   for (size_t i = 0; i < x.size();) {
-    if (x.compare(i, 2, "{%") == 0) {
+    if (x[i] == '{' && i + 1 < x.size() && x[i + 1] == '%') {
       size_t j = i + 2;
       bool lstrip = j < x.size() && x[j] == '-';
       if (lstrip) ++j;
@@ -122,10 +126,17 @@ class Lexer {
     throw TemplateError{message, lineAt(pos_)};
   }
   char at(size_t i) const { return i < s_.text.size() ? s_.text[i] : '\0'; }
-  bool startsWith(const char* seq) const { return s_.text.compare(pos_, std::strlen(seq), seq) == 0; }
+  // Every sequence the lexer looks for is one to three ASCII characters.
+  bool startsWith(const char* seq) const {
+    for (size_t k = 0; seq[k]; ++k)
+      if (at(pos_ + k) != seq[k]) return false;
+    return true;
+  }
   // JavaScript's \s at `i`: ASCII and Unicode whitespace; returns its byte length or 0.
   size_t whitespaceAt(size_t i) const {
     if (i >= s_.text.size()) return 0;
+    unsigned char c = static_cast<unsigned char>(s_.text[i]);
+    if (c < 0x80) return (c == ' ' || (c >= '\t' && c <= '\r')) ? 1 : 0;
     size_t j = i;
     uint32_t cp = tok::nextCodePoint(s_.text, j);
     return tok::isJsWhitespace(cp) ? j - i : 0;
@@ -151,8 +162,8 @@ class Lexer {
   std::string consumeString(char quote);
   std::string consumeWord() {
     std::string out;
-    while (pos_ < s_.text.size() && (isalnum(static_cast<unsigned char>(s_.text[pos_])) ||
-                                     s_.text[pos_] == '_'))
+    while (pos_ < s_.text.size() &&
+           (isalnum(static_cast<unsigned char>(s_.text[pos_])) || s_.text[pos_] == '_'))
       out += s_.text[pos_++];
     return out;
   }
@@ -192,16 +203,21 @@ std::string Lexer::consumeString(char quote) {
 
 std::vector<Token> Lexer::run() {
   static const std::pair<const char*, Tok> table[] = {
-      {"{%", Tok::OpenStatement}, {"%}", Tok::CloseStatement}, {"{{", Tok::OpenExpression},
-      {"}}", Tok::CloseExpression}, {"(", Tok::OpenParen},     {")", Tok::CloseParen},
-      {"{", Tok::OpenCurly},        {"}", Tok::CloseCurly},    {"[", Tok::OpenSquare},
-      {"]", Tok::CloseSquare},      {",", Tok::Comma},         {".", Tok::Dot},
-      {":", Tok::Colon},            {"|", Tok::Pipe},          {"<=", Tok::Comparison},
-      {">=", Tok::Comparison},      {"==", Tok::Comparison},   {"!=", Tok::Comparison},
-      {"<", Tok::Comparison},       {">", Tok::Comparison},    {"+", Tok::Additive},
-      {"-", Tok::Additive},         {"~", Tok::Additive},      {"**", Tok::Power},
-      {"*", Tok::Multiplicative},   {"//", Tok::Multiplicative}, {"/", Tok::Multiplicative},
-      {"%", Tok::Multiplicative},   {"=", Tok::Equals},
+      {"{%", Tok::OpenStatement},  {"%}", Tok::CloseStatement},
+      {"{{", Tok::OpenExpression}, {"}}", Tok::CloseExpression},
+      {"(", Tok::OpenParen},       {")", Tok::CloseParen},
+      {"{", Tok::OpenCurly},       {"}", Tok::CloseCurly},
+      {"[", Tok::OpenSquare},      {"]", Tok::CloseSquare},
+      {",", Tok::Comma},           {".", Tok::Dot},
+      {":", Tok::Colon},           {"|", Tok::Pipe},
+      {"<=", Tok::Comparison},     {">=", Tok::Comparison},
+      {"==", Tok::Comparison},     {"!=", Tok::Comparison},
+      {"<", Tok::Comparison},      {">", Tok::Comparison},
+      {"+", Tok::Additive},        {"-", Tok::Additive},
+      {"~", Tok::Additive},        {"**", Tok::Power},
+      {"*", Tok::Multiplicative},  {"//", Tok::Multiplicative},
+      {"/", Tok::Multiplicative},  {"%", Tok::Multiplicative},
+      {"=", Tok::Equals},
   };
   const std::string& src = s_.text;
   int curlyDepth = 0;
@@ -210,7 +226,8 @@ std::vector<Token> Lexer::run() {
     if (last == Tok::CloseStatement || last == Tok::CloseExpression || last == Tok::Comment) {
       size_t start = pos_;
       while (pos_ < src.size() &&
-             !(src[pos_] == '{' && (at(pos_ + 1) == '%' || at(pos_ + 1) == '{' || at(pos_ + 1) == '#')))
+             !(src[pos_] == '{' &&
+               (at(pos_ + 1) == '%' || at(pos_ + 1) == '{' || at(pos_ + 1) == '#')))
         ++pos_;
       if (pos_ > start) {
         push(Tok::Text, src.substr(start, pos_ - start), start);
@@ -293,7 +310,7 @@ std::vector<Token> Lexer::run() {
         ++curlyDepth;
       else if (type == Tok::CloseCurly)
         --curlyDepth;
-      pos_ += std::strlen(seq);
+      pos_ += seq[1] ? 2 : 1;
       matched = true;
       break;
     }
@@ -321,7 +338,8 @@ std::vector<Token> Lexer::run() {
       push(Tok::Identifier, consumeWord(), start);
       continue;
     }
-    error("Unexpected character: " + src.substr(pos_, tok::utf8Length(static_cast<unsigned char>(c))));
+    error("Unexpected character: " +
+          src.substr(pos_, tok::utf8Length(static_cast<unsigned char>(c))));
   }
   return std::move(tokens_);
 }

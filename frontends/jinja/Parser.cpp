@@ -73,8 +73,8 @@ class Parser {
     while (!isStatement(ends)) {
       if (i_ >= t_.size())
         throw TemplateError{std::string("'") + opener + "' block opened on line " +
-                                std::to_string(openedAt) + " is never closed (no {% end" +
-                                opener + " %})",
+                                std::to_string(openedAt) + " is never closed (no {% end" + opener +
+                                " %})",
                             openedAt};
       body.push_back(any());
     }

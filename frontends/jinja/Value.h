@@ -24,7 +24,7 @@ enum class Kind {
   Float,
   String,
   Array,
-  Tuple,      // an array made by `(a, b)`: iterable but not JSON-serialisable, as in the oracle
+  Tuple,  // an array made by `(a, b)`: iterable but not JSON-serialisable, as in the oracle
   Object,
   KwArgs,     // keyword arguments of a call, passed as the last argument
   Namespace,  // namespace(): assignable attributes, no methods

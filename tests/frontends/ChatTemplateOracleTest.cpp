@@ -48,8 +48,8 @@ TEST(ChatTemplateOracle, EveryConversationMatchesHuggingFaceJinja) {
     for (const Conversation& chat : chats)
       for (bool prompt : {true, false}) {
         cases.push_back({dir, chat.messages, chat.tools, prompt});
-        labels.push_back(std::filesystem::path(dir).lexically_normal().string() + " " +
-                         chat.name + (prompt ? " +prompt" : ""));
+        labels.push_back(std::filesystem::path(dir).lexically_normal().string() + " " + chat.name +
+                         (prompt ? " +prompt" : ""));
         settings.push_back(*s);
       }
   }
@@ -57,8 +57,8 @@ TEST(ChatTemplateOracle, EveryConversationMatchesHuggingFaceJinja) {
   ASSERT_EQ(oracle.size(), cases.size());
   size_t rendered = 0, raised = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
-    Expected<std::string> ours = renderConversation(settings[i], cases[i].messages,
-                                                    cases[i].tools, cases[i].addGenerationPrompt);
+    Expected<std::string> ours = renderConversation(settings[i], cases[i].messages, cases[i].tools,
+                                                    cases[i].addGenerationPrompt);
     if (oracle[i].contains("error")) {
       ++raised;
       EXPECT_FALSE(ours) << labels[i] << ": the oracle raised '"
@@ -80,7 +80,8 @@ TEST(ChatTemplateOracle, EveryConversationMatchesHuggingFaceJinja) {
 
 // The message of a failure comes from the template: raise_exception's text, on its line.
 TEST(ChatTemplateOracle, RaiseExceptionNamesTheTemplateLine) {
-  Expected<TokenizerSettings> s = Tokenizer::loadSettings(test::dataDir() + "/chat/templates/mistral-strict");
+  Expected<TokenizerSettings> s =
+      Tokenizer::loadSettings(test::dataDir() + "/chat/templates/mistral-strict");
   ASSERT_TRUE(s) << s.errorMessage();
   nlohmann::ordered_json messages = nlohmann::ordered_json::parse(
       R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])");

@@ -35,8 +35,8 @@ TEST(Jinja, NumbersPrintAsJavaScriptDoes) {
 }
 
 TEST(Jinja, TojsonSpacingAndKeyOrder) {
-  nlohmann::ordered_json vars = nlohmann::ordered_json::parse(
-      R"({"x": {"b": [1, 2.5, "é\n\"", null, true], "a": {}}})");
+  nlohmann::ordered_json vars =
+      nlohmann::ordered_json::parse(R"({"x": {"b": [1, 2.5, "é\n\"", null, true], "a": {}}})");
   EXPECT_EQ(render("{{ x }}|{{ x | tojson }}", vars),
             "{\"b\": [1, 2.5, \"é\\n\\\"\", null, true], \"a\": {}}|"
             "{\"b\": [1, 2.5, \"é\\n\\\"\", null, true], \"a\": {}}");

