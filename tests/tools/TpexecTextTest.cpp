@@ -68,6 +68,7 @@ TEST_F(TpexecText, StreamedTextIsTheDecodedIds) {
       << streamed.output;
 }
 
+// The tiny tokenizer's chat_template is ChatML's; --chat renders it with the Jinja interpreter.
 TEST_F(TpexecText, ChatUsesTheTokenizersTemplate) {
   nlohmann::json j = runJson("--prompt Hi --chat --system \"Be brief\" --max-new-tokens 2");
   std::string chatml =
@@ -88,8 +89,11 @@ TEST_F(TpexecText, BadTextFlagsGiveOneLineErrors) {
   oneLine(runCommand(run + " --prompt hi --system x"), 2, "--system needs --chat");
   oneLine(runCommand(run + " --chat"), 2, "go with --prompt");
   oneLine(runCommand(run + " --prompt hi --tokenizer " + dir_.file("none")), 1, "--tokenizer:");
-  // A tokenizer without a chat template: --chat says to use --raw.
-  test::writeFile(dir_.file("tokenizer.json"), test::readFile(tinyTokenizer() + "/tokenizer.json"));
+  // A tokenizer with neither a chat template nor the added tokens of a built-in format: --chat
+  // says to use --raw. (The tiny tokenizer alone, without its tokenizer_config.json, now gets
+  // the built-in ChatML format that its <|im_start|> token names.)
+  test::writeFile(dir_.file("tokenizer.json"),
+                  R"({"model": {"type": "BPE", "vocab": {"h": 0, "i": 1}, "merges": []}})");
   oneLine(runCommand(run + " --prompt hi --chat --tokenizer " + dir_.file("tokenizer.json")), 1,
           "--raw");
 }

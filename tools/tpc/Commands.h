@@ -6,6 +6,7 @@
 
 namespace tpc::cli {
 
+int runChatTemplate(int argc, char** argv);
 int runCompile(int argc, char** argv);
 int runDump(int argc, char** argv);
 int runInspect(int argc, char** argv);

@@ -22,6 +22,7 @@ const char* kUsage =
     "tpc compiles a Hugging Face checkpoint into a tensor-parallel plan for tpexec.\n"
     "\n"
     "commands:\n"
+    "  chat-template TOKENIZER --messages F a conversation through the tokenizer's chat template\n"
     "  compile MODEL --world N -o plan.fb   shard a model for N ranks and write the plan\n"
     "  dump PLAN [--rank R] [--format F]     show what each rank of a plan does\n"
     "  inspect MODEL                         architecture, parameters and bytes of a checkpoint\n"
@@ -43,13 +44,15 @@ int runTpc(int argc, char** argv) {
     return 0;
   }
   std::string command = argv[1];
+  if (command == "chat-template") return runChatTemplate(argc, argv);
   if (command == "compile") return runCompile(argc, argv);
   if (command == "dump") return runDump(argc, argv);
   if (command == "inspect") return runInspect(argc, argv);
   if (command == "make-model") return runMakeModel(argc, argv);
   if (command == "tokenize") return runTokenize(argc, argv);
   return fail("unknown command '" + command +
-                  "' (commands: compile, dump, inspect, make-model, tokenize; see tpc --help)",
+                  "' (commands: chat-template, compile, dump, inspect, make-model, tokenize; see "
+                  "tpc --help)",
               2);
 }
 

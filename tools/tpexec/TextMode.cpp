@@ -1,6 +1,7 @@
 #include "tools/tpexec/TextMode.h"
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "frontends/ChatTemplate.h"
 
@@ -35,6 +36,17 @@ Expected<std::unique_ptr<Tokenizer>> loadRunTokenizer(const std::string& tokeniz
 
 Expected<std::vector<int32_t>> encodePrompt(Tokenizer& tokenizer, const TextOptions& options) {
   if (!options.chat) return tokenizer.encode(options.prompt, !options.raw);
+  if (!tokenizer.settings().chatTemplate.empty()) {
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!options.system.empty())
+      messages.push_back({{"role", "system"}, {"content", options.system}});
+    messages.push_back({{"role", "user"}, {"content", options.prompt}});
+    Expected<std::string> text =
+        renderConversation(tokenizer.settings(), messages, nullptr, /*addGenerationPrompt=*/true);
+    if (!text) return std::move(text.takeError()).withContext("--chat: ");
+    return tokenizer.encode(*text, false);
+  }
+  // No template: the built-in format its added tokens name.
   Expected<ChatFormat> format = detectChatFormat(tokenizer);
   if (!format) return std::move(format.takeError()).withContext("--chat: ");
   std::vector<ChatMessage> messages;
