@@ -47,7 +47,8 @@ TEST_F(TpexecBench, ReportIsConsistentWithThePlan) {
   EXPECT_NEAR(j["decode_tokens_per_s"].get<double>(), 2 * 1000.0 / ms, 1e-6 * 2000 / ms);
   EXPECT_GT(j["prefill_tokens_per_s"].get<double>(), 0.0);
   // A decode step reads every weight but the embedding table, plus the KV cache: more than
-  // the weights without the table, less than all weights plus the whole cache.
+  // the weights without the table, less than all weights plus a cache of max batch x max
+  // context tokens.
   uint64_t weights = 0, embedding = 0;
   for (const auto& w : dump_["ranks"][0]["weights"]) {
     weights += w["bytes"].get<uint64_t>();
@@ -57,7 +58,11 @@ TEST_F(TpexecBench, ReportIsConsistentWithThePlan) {
   ASSERT_GT(embedding, 0u);
   uint64_t read = j["bytes_read_per_step"].get<uint64_t>();
   EXPECT_GT(read, weights - embedding);
-  EXPECT_LT(read, weights + dump_["ranks"][0]["kv_cache_bytes"].get<uint64_t>());
+  const uint64_t wholeCache = dump_["ranks"][0]["kv_bytes_per_token"].get<uint64_t>() *
+                              dump_["limits"]["max_context"].get<uint64_t>() *
+                              dump_["limits"]["max_batch"].get<uint64_t>();
+  EXPECT_GT(wholeCache, 0u);
+  EXPECT_LT(read, weights + wholeCache);
 }
 
 TEST_F(TpexecBench, BadRequestsAreOneLineErrors) {
