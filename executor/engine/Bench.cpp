@@ -6,6 +6,7 @@
 
 #include "codegen/PlanFormat.h"
 #include "executor/StepAttrs.h"
+#include "executor/engine/Traffic.h"
 #include "ir/DType.h"
 
 namespace tpc {
@@ -15,60 +16,6 @@ using Clock = std::chrono::steady_clock;
 
 double millisSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-int64_t elementCount(const plan::Weight& w) {
-  int64_t n = 1;
-  for (int64_t d : *w.shape()) n *= d;
-  return n;
-}
-
-// What one decode step reads from memory, and the multiply-adds per token of the linear steps.
-struct StepTraffic {
-  uint64_t weightBytes = 0;         // every weight but the embedding table (a step reads few rows)
-  uint64_t kvBytesPerPosition = 0;  // per sequence, summed over layers, keys and values
-  uint64_t linearMacsPerToken = 0;
-  double expertsReadPerLayer = 0;
-};
-
-StepTraffic trafficOf(const plan::Plan& p, int64_t batch) {
-  const plan::RankProgram& prog = *p.ranks()->Get(0);
-  const uint64_t elt = (bitWidth(static_cast<DType>(p.compute_dtype())) + 7) / 8;
-  std::set<uint32_t> embeddingOnly, readWhole;
-  StepTraffic out;
-  for (const plan::Step* s : *prog.steps()) {
-    std::string_view op = s->op()->string_view();
-    if (op == "moe_experts") {
-      // Only the experts the step's tokens chose are read: the expected distinct experts of
-      // `batch` tokens routed uniformly, each picking top_k of E (top_k exactly at batch 1).
-      const uint32_t first = 3;
-      const int64_t experts = stepInt(*s, "experts");
-      const double k = static_cast<double>(stepInt(*s, "top_k"));
-      const double e = static_cast<double>(experts);
-      uint64_t allExperts = 0;
-      for (uint32_t i = first; i < s->operands()->size(); ++i)
-        allExperts += static_cast<uint64_t>(
-                          elementCount(*prog.weights()->Get(s->operands()->Get(i)->index()))) *
-                      elt;
-      const double touched = e * (1.0 - std::pow(1.0 - k / e, static_cast<double>(batch)));
-      out.expertsReadPerLayer = touched;
-      out.weightBytes += static_cast<uint64_t>(static_cast<double>(allExperts) * touched / e);
-    }
-    for (uint32_t i = 0; i < s->operands()->size(); ++i) {
-      const plan::Ref* r = s->operands()->Get(i);
-      if (r->kind() != plan::RefKind::Weight || (op == "moe_experts" && i >= 3)) continue;
-      (op == "embedding" ? embeddingOnly : readWhole).insert(r->index());
-      if (op == "linear" && i == 1)
-        out.linearMacsPerToken +=
-            static_cast<uint64_t>(elementCount(*prog.weights()->Get(r->index())));
-    }
-    if (op == "attention")
-      out.kvBytesPerPosition +=
-          2 * static_cast<uint64_t>(stepInt(*s, "kv_heads") * stepInt(*s, "head_dim")) * elt;
-  }
-  for (uint32_t w : readWhole)
-    out.weightBytes += static_cast<uint64_t>(elementCount(*prog.weights()->Get(w))) * elt;
-  return out;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // greedy and seeded; bad requests fail alone with a clear message.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -135,6 +136,50 @@ TEST_F(TpexecRequests, EngineFlagsAreChecked) {
       runCommand(tpexec() + " " + plan + " --requests " + requests + " --kv-cache-memory 1KiB");
   EXPECT_EQ(r.exitCode, 1);
   EXPECT_NE(r.output.find("--kv-cache-memory"), std::string::npos) << r.output;
+}
+
+// A rank that dies or freezes while the engine runs a request ends the run within the rank
+// timeout (5 s) with an error, and leaves no rank behind.
+TEST_F(TpexecRequests, AKilledOrFrozenRankEndsTheRunWithin5Seconds) {
+  std::string plan = dir_.file("long.fb");
+  ASSERT_EQ(
+      runCommand(tpc() + " compile " + model_ + " --world 2 --max-context 8192 --quiet -o " + plan)
+          .exitCode,
+      0);
+  std::string requests = writeRequests(
+      {{{"prompt_ids", {1, 2, 3}}, {"max_new_tokens", 100000}, {"ignore_eos", true}}});
+  for (const char* signal : {"KILL", "STOP"}) {
+    SCOPED_TRACE(signal);
+    std::string script = dir_.file("fault.sh"), log = dir_.file("tpexec.log");
+    test::writeFile(script,
+                    "#!/bin/bash\n\"" + tpexec() + "\" \"" + plan + "\" --requests \"" + requests +
+                        "\" > \"$1\" 2>&1 &\n"
+                        "pid=$!\n"
+                        "for i in $(seq 100); do [ \"$(pgrep -P $pid | wc -l)\" -ge 2 ] && break; "
+                        "sleep 0.05; done\n"
+                        "ranks=$(pgrep -P $pid | sort -n)\n"
+                        "sleep 1\n"
+                        "victim=$(echo \"$ranks\" | sed -n 2p)\n"
+                        "start=$(date +%s%N)\n"
+                        "kill -" +
+                        signal +
+                        " $victim\n"
+                        "wait $pid; rc=$?\n"
+                        "end=$(date +%s%N)\n"
+                        "alive=0; for p in $ranks; do kill -0 $p 2>/dev/null && "
+                        "alive=$((alive+1)); done\n"
+                        "echo \"rc=$rc ms=$(( (end-start)/1000000 )) alive=$alive\"\n");
+    test::CommandResult r = runCommand("bash " + script + " " + log, 60);
+    ASSERT_EQ(r.exitCode, 0) << r.output;
+    int rc = -1, ms = -1, alive = -1;
+    ASSERT_EQ(std::sscanf(r.output.c_str(), "rc=%d ms=%d alive=%d", &rc, &ms, &alive), 3)
+        << r.output;
+    std::string errors = test::readFile(log);
+    EXPECT_EQ(rc, 1) << errors;
+    EXPECT_LT(ms, 5000 + 1000) << errors;  // the rank timeout and the kill grace's start
+    EXPECT_EQ(alive, 0) << errors;
+    EXPECT_NE(errors.find("rank 1"), std::string::npos) << errors;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,22 @@
+// What a plan's steps read and compute per token, for the benchmarks' rooflines.
+#pragma once
+
+#include <cstdint>
+
+#include "codegen/PlanFormat.h"
+
+namespace tpc {
+
+struct StepTraffic {
+  uint64_t weightBytes = 0;         // every weight but the embedding table (a step reads few rows)
+  uint64_t kvBytesPerPosition = 0;  // per sequence, summed over layers, keys and values
+  uint64_t linearMacsPerToken = 0;
+  double expertsReadPerLayer = 0;  // MoE: the experts a step of `batch` tokens reads per layer
+};
+
+// Rank 0's program, in the plan's compute dtype, for a step of `batch` tokens: a MoE layer
+// reads only the experts its tokens chose, the expected distinct experts of `batch` tokens
+// routed uniformly, each picking top_k of E (top_k exactly at batch 1).
+StepTraffic trafficOf(const plan::Plan& p, int64_t batch = 1);
+
+}  // namespace tpc
