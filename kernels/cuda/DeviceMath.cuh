@@ -39,9 +39,16 @@ __device__ __forceinline__ __half fromFloat<__half>(float x) {
 
 // The cache row (index into [rows][kvHeads][headDim]) of `position` in `slot` (KvCacheView): the
 // slot's own run without a block table, the block table's entry with one.
+// A power-of-2 block size (16, 32: the usual) takes shifts and masks: this runs once per K/V row
+// a kernel loads, where 64-bit divisions would cost more than the table lookup itself.
 __device__ __forceinline__ int64_t cacheRow(const int32_t* blockTable, int64_t blockSize,
                                             int64_t maxContext, int64_t slot, int64_t position) {
   if (!blockTable) return slot * maxContext + position;
+  if ((blockSize & (blockSize - 1)) == 0) {
+    const int shift = __ffsll(blockSize) - 1;
+    const int64_t block = blockTable[slot * (maxContext >> shift) + (position >> shift)];
+    return block * blockSize + (position & (blockSize - 1));
+  }
   const int64_t block = blockTable[slot * (maxContext / blockSize) + position / blockSize];
   return block * blockSize + position % blockSize;
 }

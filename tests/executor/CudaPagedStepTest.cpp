@@ -9,13 +9,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <vector>
 
+#include "codegen/Lowering.h"
 #include "codegen/PlanFormat.h"
 #include "executor/Backend.h"
+#include "frontends/GraphBuilder.h"
 #include "kernels/cpu/Kernels.h"
+#include "passes/Pass.h"
 #include "tests/support/Fixtures.h"
 
 namespace tpc {
@@ -40,6 +45,28 @@ std::function<Expected<std::vector<float>>(uint32_t)> weightsFor(const LoadedPla
     for (float& v : values) v = vector ? 1.0f + 0.1f * u(rng) : scale * u(rng);
     return values;
   };
+}
+
+// As test::compileSpec at world 1, with activations in `compute` (compileSpec's are bf16).
+Expected<LoadedPlan> compileWithCompute(const ModelSpec& spec, DType compute) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const ExpectedTensor& t : expectedTensors(spec)) shapes[t.name] = t.shape;
+  TensorLookup lookup = [&](const std::string& name) -> std::optional<TensorMeta> {
+    auto it = shapes.find(name);
+    if (it == shapes.end()) return std::nullopt;
+    return TensorMeta{spec.dtype, it->second};
+  };
+  Expected<Graph> g = buildGraph(spec, lookup, BuildOptions{compute});
+  if (!g) return g.takeError();
+  if (Error e = runPipeline(*g, PassOptions{1})) return e;
+  PlanSource source;
+  source.modelDir = "model";
+  source.files.push_back({"model.safetensors", 1234, 0x5eed});
+  source.fileOf = [](const std::string&) -> std::optional<size_t> { return 0; };
+  // Max context 256, max batch 4: three sequences decode in a graph bucket of 4.
+  Expected<std::vector<uint8_t>> bytes = lowerToPlan(*g, source, PlanLimits{256, 4});
+  if (!bytes) return bytes.takeError();
+  return LoadedPlan::fromBytes(std::move(*bytes), "test-plan.fb");
 }
 
 // Largest difference over the row, relative to the row's largest reference magnitude.
@@ -188,8 +215,9 @@ class PagedRun {
 void runCase(DType dtype, const std::string& preset, int64_t blockSize, double tolerance) {
   SCOPED_TRACE(preset + " block " + std::to_string(blockSize));
   ModelSpec spec = test::presetSpec(Family::Llama, preset, dtype);
-  Expected<LoadedPlan> plan = test::compileSpec(spec, 1);
+  Expected<LoadedPlan> plan = compileWithCompute(spec, dtype);
   ASSERT_TRUE(plan) << plan.errorMessage();
+  ASSERT_EQ(static_cast<DType>(plan->plan().compute_dtype()), dtype);
   std::unique_ptr<Communicator> comm = createLocalCommunicator();
   BackendOptions cpuOptions;
   cpuOptions.weightSource = weightsFor(*plan);
