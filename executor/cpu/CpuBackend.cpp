@@ -296,6 +296,9 @@ class CpuBackend : public Backend {
       const plan::Sharding& sh = *weightOf(s, 3).sharding();
       first = (static_cast<int64_t>(prog_.rank()) / (plan_.world() / sh.parts())) * experts;
     }
+    if (experts < 1 || first + experts > global)
+      return makeError("moe_experts: experts ", first, "..", first + experts - 1,
+                       " of this rank are outside global_experts ", global);
     std::vector<const float*> gateOrGateUp(static_cast<size_t>(global)),
         up(static_cast<size_t>(global)), down(static_cast<size_t>(global));
     int64_t intermediate = 0;

@@ -68,17 +68,21 @@ TEST(TpexecGolden, ExpertParallelMatchesTransformers) {
     for (int world : {2, 4, 8}) {
       SCOPED_TRACE(std::string(name) + " expert-parallel world " + std::to_string(world));
       std::string plan = tmp.file("plan.fb"), logits = tmp.file("logits.npy");
-      test::CommandResult c =
-          test::runCommand(test::binPath("tpc") + " compile " + model + " --world " +
-                           std::to_string(world) + " --expert-parallel --dtype f32 -o " + plan);
+      std::string compile = test::binPath("tpc");
+      compile += " compile " + model;
+      compile += " --world " + std::to_string(world);
+      compile += " --expert-parallel --dtype f32 -o " + plan;
+      test::CommandResult c = test::runCommand(compile);
       ASSERT_EQ(c.exitCode, 0) << c.output;
       EXPECT_NE(c.output.find("expert parallel: " + std::to_string(8 / world) + " of 8 experts"),
                 std::string::npos)
           << c.output;
-      test::CommandResult r = test::runCommand(test::binPath("tpexec") + " " + plan +
-                                               " --prompt-ids " + test::joinedIds(prompt) +
-                                               " --max-new-tokens " + std::to_string(want.size()) +
-                                               " --ignore-eos --json --logits-out " + logits);
+      std::string run = test::binPath("tpexec");
+      run += " " + plan;
+      run += " --prompt-ids " + test::joinedIds(prompt);
+      run += " --max-new-tokens " + std::to_string(want.size());
+      run += " --ignore-eos --json --logits-out " + logits;
+      test::CommandResult r = test::runCommand(run);
       ASSERT_EQ(r.exitCode, 0) << r.output;
       nlohmann::json out = nlohmann::json::parse(r.output);
       EXPECT_EQ(out["generated_ids"].get<std::vector<int64_t>>(), want);
