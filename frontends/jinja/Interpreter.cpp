@@ -538,6 +538,13 @@ Value Interpreter::macro(const Node& node, const ScopePtr& scope) {
   const Node* n = &node;
   scope->set(node.text, Value::callable([this, n, kwargs, varargs](std::vector<Value>& args,
                                                                    const ScopePtr& caller) {
+               // Recursion is bounded so that it fails instead of overflowing the stack.
+               if (callDepth_ >= 200) fail("macro '" + n->text + "' recurses too deeply");
+               ++callDepth_;
+               struct Leave {
+                 int& depth;
+                 ~Leave() { --depth; }
+               } leave{callDepth_};
                ScopePtr macroScope = std::make_shared<Scope>(caller);
                bindMacroArguments("'" + n->text + "'", n->items, kwargs, varargs, args, macroScope);
                std::string out;

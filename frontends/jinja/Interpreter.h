@@ -63,6 +63,8 @@ class Interpreter {
   void bindMacroArguments(const std::string& displayName, const std::vector<NodePtr>& parameters,
                           bool usesKwargs, bool usesVarargs, std::vector<Value> args,
                           const ScopePtr& scope);
+  // Macro calls in progress; recursion is bounded so that it fails instead of overflowing.
+  int callDepth_ = 0;
 };
 
 // Filters (Filters.cpp) and tests, methods and globals (Builtins.cpp).

@@ -21,6 +21,16 @@ class Parser {
  private:
   const std::vector<Token>& t_;
   size_t i_ = 0;
+  int depth_ = 0;
+
+  // Nesting is bounded so that a hostile template fails with a message, not a stack overflow.
+  struct Nesting {
+    Parser& p;
+    explicit Nesting(Parser& parser) : p(parser) {
+      if (++p.depth_ > 400) p.error("the template nests too deeply");
+    }
+    ~Nesting() { --p.depth_; }
+  };
 
   int line() const {
     if (t_.empty()) return 1;
@@ -80,7 +90,10 @@ class Parser {
     }
   }
   NodePtr sequence(bool primaryOnly = false);
-  NodePtr expression() { return ifExpression(); }
+  NodePtr expression() {
+    Nesting guard(*this);
+    return ifExpression();
+  }
   NodePtr ifExpression();
   NodePtr logicalOr();
   NodePtr logicalAnd();
@@ -101,6 +114,7 @@ class Parser {
 };
 
 NodePtr Parser::any() {
+  Nesting guard(*this);
   const Token& tok = peek();
   switch (tok.type) {
     case Tok::Comment: {
@@ -312,6 +326,7 @@ NodePtr Parser::logicalAnd() {
 
 NodePtr Parser::logicalNot() {
   if (!isIdentifier("not")) return comparison();
+  Nesting guard(*this);
   NodePtr n = node(NodeKind::Unary);
   n->text = "not";
   ++i_;
@@ -400,6 +415,7 @@ NodePtr Parser::filter() {
 
 NodePtr Parser::unarySign() {
   if ((is(Tok::Unary) || is(Tok::Additive)) && (peek().value == "-" || peek().value == "+")) {
+    Nesting guard(*this);
     NodePtr n = node(NodeKind::Unary);
     n->text = next().value;
     n->a = unarySign();

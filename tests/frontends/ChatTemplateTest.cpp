@@ -1,5 +1,7 @@
-// Chat prompts against the Jinja rendering of transformers.js: Llama-3's own template, ChatML
-// (Qwen's format), and Mistral's [INST] template.
+// The built-in chat formats against the Jinja rendering of transformers.js: Llama-3's own
+// template, ChatML (Qwen's format), and Mistral's [INST] template. --chat now renders a
+// tokenizer's template itself (frontends/jinja, checked in ChatTemplateOracleTest); these
+// formats remain for tokenizers that carry none, so they are still held to the templates.
 #include "frontends/ChatTemplate.h"
 
 #include <gtest/gtest.h>
@@ -75,6 +77,18 @@ TEST(ChatTemplate, MistralRefusesASystemTurn) {
   Expected<std::string> r = renderChat(ChatFormat::Mistral, {{"system", "x"}, {"user", "y"}}, {});
   ASSERT_FALSE(r);
   EXPECT_NE(r.errorMessage().find("alternation"), std::string::npos) << r.errorMessage();
+}
+
+// Without a template, the built-in format comes from the added tokens.
+TEST(ChatTemplate, NoTemplateFallsBackToTheFormatItsTokensName) {
+  const char* json =
+      R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+          "added_tokens": [{"id": 1, "content": "<|im_start|>", "special": true}]})";
+  Expected<std::unique_ptr<Tokenizer>> t = Tokenizer::fromJson(json, "", "t.json");
+  ASSERT_TRUE(t) << t.errorMessage();
+  Expected<ChatFormat> format = detectChatFormat(**t);
+  ASSERT_TRUE(format) << format.errorMessage();
+  EXPECT_EQ(*format, ChatFormat::ChatML);
 }
 
 TEST(ChatTemplate, MissingOrUnknownTemplateSuggestsRaw) {

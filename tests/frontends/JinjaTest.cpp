@@ -161,6 +161,14 @@ TEST(Jinja, MalformedTemplatesNameTheLine) {
   }
 }
 
+TEST(Jinja, RunawayNestingAndRecursionFail) {
+  EXPECT_NE(render("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}")
+                .find("nests too deeply"),
+            std::string::npos);
+  EXPECT_NE(render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}\n{{ f(0) }}").find("recurses"),
+            std::string::npos);
+}
+
 TEST(Jinja, RaiseExceptionAndStrftime) {
   EXPECT_EQ(render("a\n{{ raise_exception('bad ' ~ 2) }}"), "ERROR line 2: bad 2");
   std::string year = render("{{ strftime_now('%Y') }}");
