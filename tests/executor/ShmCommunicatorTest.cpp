@@ -249,5 +249,66 @@ TEST(ShmCommunicator, RankMissingFromRendezvousIsNamed) {
       << result.failure->message;
 }
 
+// A decode-like loop at world 4 (many small all-reduces); rank 2 gets `signal` at step 50. The
+// whole group must end within 5 s of it, blaming rank 2, with no process left.
+ProcessGroupResult faultyDecode(int signal, double* took) {
+  auto segment = ShmSegment::create(4);
+  EXPECT_TRUE(segment);
+  ShmOptions shm;
+  shm.timeout = milliseconds(4000);
+  ProcessGroupOptions options;
+  options.heartbeatTimeout = milliseconds(2000);
+  options.killGrace = milliseconds(500);
+  auto start = std::chrono::steady_clock::now();
+  auto result = runLocalRanksDetailed(
+      4,
+      [&](int rank, RankContext& ctx) {
+        auto comm = createShmCommunicator(rank, *segment, shm);
+        if (!comm) return ctx.fail(comm.errorMessage());
+        std::vector<float> data(128, 1.0f);
+        for (int step = 0; step < 1000000; ++step) {
+          ctx.heartbeat();
+          if (rank == 2 && step == 50) raise(signal);
+          if (Error e = (*comm)->allReduceSum(data.data(), data.size()))
+            return ctx.fail(e.message());
+          std::fill(data.begin(), data.end(), 1.0f);
+        }
+        return 0;
+      },
+      options);
+  *took = test::secondsSince(start);
+  return result;
+}
+
+TEST(ShmProcessGroup, RankKilledMidDecodeEndsEveryRankWithin5Seconds) {
+  double took = 0;
+  ProcessGroupResult result = faultyDecode(SIGKILL, &took);
+  ASSERT_TRUE(result.failure);
+  EXPECT_EQ(result.failure->rank, 2) << result.failure->message;
+  EXPECT_EQ(result.failure->message.rfind("rank 2 was killed by signal 9", 0), 0u)
+      << result.failure->message;
+  EXPECT_LT(took, 5.0);
+  for (pid_t pid : result.pids) EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " is left";
+  // The peers name the dead rank themselves, not only the parent.
+  bool named = false;
+  for (const RankFailure& f : result.otherFailures)
+    named |= f.message.find("(peer rank 2): rank 2 exited") != std::string::npos;
+  EXPECT_TRUE(named) << "no peer named rank 2";
+  std::printf("[ timing   ] SIGKILLed rank over shared memory: run ended after %.2f s\n", took);
+}
+
+TEST(ShmProcessGroup, RankStoppedMidDecodeEndsEveryRankWithin5Seconds) {
+  double took = 0;
+  ProcessGroupResult result = faultyDecode(SIGSTOP, &took);
+  ASSERT_TRUE(result.failure);
+  EXPECT_EQ(result.failure->rank, 2) << result.failure->message;
+  EXPECT_NE(result.failure->message.find("(process stopped)"), std::string::npos)
+      << result.failure->message;
+  EXPECT_LT(took, 5.0);
+  for (pid_t pid : result.pids) EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " is left";
+  std::printf("[ timing   ] SIGSTOPped rank over shared memory: run ended after %.2f s (%s)\n",
+              took, result.failure->message.c_str());
+}
+
 }  // namespace
 }  // namespace tpc

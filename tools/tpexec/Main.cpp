@@ -37,7 +37,7 @@ int runTpexec(int argc, char** argv) {
   if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
   if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
   if (tpexec::wantsCurveKeygen(argc, argv)) return tpexec::runCurveKeygen(argc, argv);
-  std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
+  std::string planPath, promptIds, backend = "cpu", comm = "auto", logitsOut, modelDir;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false, eager = false;
@@ -64,6 +64,9 @@ int runTpexec(int argc, char** argv) {
   args.option("--seed", &seed, "S", "sampling seed (default 0)");
   args.flag("--ignore-eos", &ignoreEos, "keep generating past end-of-sequence tokens");
   args.choice("--backend", &backend, {"cpu", "cuda"}, "where to run (default cpu)");
+  args.choice("--comm", &comm, {"auto", "shm", "gloo", "nccl"},
+              "how the ranks talk: cpu shm or gloo, cuda nccl (default auto: shm on cpu, nccl "
+              "on cuda)");
   args.flag("--eager", &eager, "cuda: run every step eagerly, without CUDA Graphs");
   args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
   args.option("--model-dir", &modelDir, "DIR",
@@ -100,6 +103,7 @@ int runTpexec(int argc, char** argv) {
   LocalRunOptions options;
   options.localWorld = localWorld;
   options.backend.kind = backend;
+  options.comm = comm;
   options.backend.eager = eager;
   options.backend.modelDir = modelDir;
   options.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
@@ -162,6 +166,7 @@ int runTpexec(int argc, char** argv) {
       j["stop_reason"] = g.stopReason;
       j["world"] = r.world;
       j["backend"] = r.backend;
+      j["communicator"] = r.communicator;
       j["timings"] = {{"prefill_ms", g.prefillMs}, {"decode_ms_per_token", g.decodeMsPerToken}};
       j["weight_bytes_per_rank"] = r.weightBytesPerRank;
       if (tokenizer) {
@@ -174,18 +179,20 @@ int runTpexec(int argc, char** argv) {
       streamer->finish();
       if (streamer->error()) return streamer->error();
       std::fprintf(stderr,
-                   "world %lld (%s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, %zu "
+                   "world %lld (%s, %s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, %zu "
                    "tokens, stopped by %s\n",
-                   (long long)r.world, r.backend.c_str(), options.request.promptIds.size(),
-                   g.prefillMs, g.decodeMsPerToken, g.generatedIds.size(), g.stopReason.c_str());
+                   (long long)r.world, r.backend.c_str(), r.communicator.c_str(),
+                   options.request.promptIds.size(), g.prefillMs, g.decodeMsPerToken,
+                   g.generatedIds.size(), g.stopReason.c_str());
     } else {
       std::string text;
       for (int32_t id : g.generatedIds) text += (text.empty() ? "" : ",") + std::to_string(id);
       std::printf("generated: %s\n", text.c_str());
       std::printf(
-          "world %lld (%s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, stopped by %s\n",
-          (long long)r.world, r.backend.c_str(), options.request.promptIds.size(), g.prefillMs,
-          g.decodeMsPerToken, g.stopReason.c_str());
+          "world %lld (%s, %s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, stopped by "
+          "%s\n",
+          (long long)r.world, r.backend.c_str(), r.communicator.c_str(),
+          options.request.promptIds.size(), g.prefillMs, g.decodeMsPerToken, g.stopReason.c_str());
     }
     std::fflush(stdout);
     return Error::success();
