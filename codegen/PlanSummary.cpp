@@ -41,10 +41,12 @@ PlanSummary summarizePlan(const plan::Plan& p) {
   const plan::RankProgram* first = p.ranks()->Get(0);
   for (const plan::Step* step : *first->steps()) {
     std::string op = step->op()->str();
-    if (op != "all_reduce" && op != "all_gather") continue;
+    // The fused all-reduce + add + RMSNorm still sends an all-reduce's bytes.
+    const bool reduce = op == "all_reduce" || op == "all_reduce_add_rms_norm";
+    if (!reduce && op != "all_gather") continue;
     const plan::Buffer* out = first->buffers()->Get(step->results()->Get(0));
     s.collectives.push_back({op, out->name()->str(), step->comm_bytes_per_token()});
-    (op == "all_reduce" ? s.allReduces : s.allGathers)++;
+    (reduce ? s.allReduces : s.allGathers)++;
     s.commBytesPerToken += step->comm_bytes_per_token();
   }
   return s;

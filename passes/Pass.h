@@ -14,6 +14,9 @@ namespace tpc {
 
 struct PassOptions {
   int64_t world = 1;
+  // fuse: an all-reduce feeding add_rms_norm becomes one all_reduce_add_rms_norm step. Off
+  // keeps the two steps, to compare the fused step against them.
+  bool fuseAllReduce = true;
 };
 
 class Pass {
@@ -26,7 +29,7 @@ class Pass {
 std::unique_ptr<Pass> createVerifyPass();
 std::unique_ptr<Pass> createShardPass(int64_t world);
 std::unique_ptr<Pass> createInsertCollectivesPass();
-std::unique_ptr<Pass> createFusePass();
+std::unique_ptr<Pass> createFusePass(bool fuseAllReduce = true);
 std::unique_ptr<Pass> createPlanMemoryPass();
 
 // The compile pipeline in order: verify, shard, insert-collectives, fuse, plan-memory.

@@ -30,6 +30,7 @@ constexpr ShardingRule kRules[] = {
     {OpKind::MoeExperts, "expert-intermediate-parallel", "RRR[rrc]", "P", ""},
     {OpKind::MoeExperts, "replicated", "RRR[w]", "R", ""},
     {OpKind::AllReduce, "all-reduce", "P", "R", ""},
+    {OpKind::AllReduceAddRmsNorm, "all-reduce", "PRw", "RR", ""},
     {OpKind::AllGather, "all-gather", "S", "R", ""},
     {OpKind::Slice, "replicated", "R", "R", ""},
 };

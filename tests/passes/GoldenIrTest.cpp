@@ -1,7 +1,8 @@
 // The sharded IR of the tiny llama preset at worlds 1, 2 and 8, compared with checked-in text
-// that was read and checked by hand: column/row splits, KV heads per rank, one all-reduce after
-// o_proj and after down_proj, the vocab-parallel embedding's all-reduce, the logits gather and
-// the slice that drops vocab padding (500 rows over 8 ranks pad to 504).
+// that was read and checked by hand: column/row splits, KV heads per rank, the all-reduce after
+// o_proj and after down_proj fused with the add_rms_norm that follows (all_reduce_add_rms_norm),
+// the vocab-parallel embedding's all-reduce, the logits gather and the slice that drops vocab
+// padding (500 rows over 8 ranks pad to 504).
 #include <gtest/gtest.h>
 
 #include "ir/Parser.h"

@@ -76,6 +76,34 @@ TEST_F(Tpexec, CommunicatorIsChosenReportedAndChangesNoBit) {
   EXPECT_NE(wrong.output.find("--comm nccl"), std::string::npos) << wrong.output;
 }
 
+// The fused all-reduce + add + RMSNorm step (what `tpc dump` shows) gives the logits of the two
+// steps it replaces, bit for bit: the CPU twin reduces in rank order, then adds and normalises.
+TEST_F(Tpexec, FusedAllReduceAddRmsNormEqualsTheUnfusedSteps) {
+  for (int world : {2, 4, 8}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    std::string fused = compile(world);
+    std::string unfused = dir_.file("unfused.fb");
+    ASSERT_EQ(runCommand(tpc() + " compile " + model_ + " --quiet --unfused-all-reduce --world " +
+                         std::to_string(world) + " -o " + unfused)
+                  .exitCode,
+              0);
+    test::CommandResult dump = runCommand(tpc() + " dump " + fused);
+    ASSERT_EQ(dump.exitCode, 0) << dump.output;
+    EXPECT_NE(dump.output.find("all_reduce_add_rms_norm"), std::string::npos) << dump.output;
+    test::CommandResult plain = runCommand(tpc() + " dump " + unfused);
+    EXPECT_EQ(plain.output.find("all_reduce_add_rms_norm"), std::string::npos);
+    std::string a = dir_.file("fused.npy"), b = dir_.file("unfused.npy");
+    for (auto [plan, logits] : {std::pair{fused, a}, std::pair{unfused, b}}) {
+      test::CommandResult r = runCommand(tpexec() + " " + plan +
+                                         " --prompt-ids 5,6,7,8 --max-new-tokens 5 --ignore-eos"
+                                         " --logits-out " +
+                                         logits);
+      ASSERT_EQ(r.exitCode, 0) << r.output;
+    }
+    EXPECT_EQ(test::readFile(a), test::readFile(b)) << "the fused step changed the logits";
+  }
+}
+
 TEST_F(Tpexec, SamplingIsSeededAndTopKOneIsGreedy) {
   std::string plan = compile(2);
   auto ids = [&](const std::string& flags) {
