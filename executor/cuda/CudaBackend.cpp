@@ -14,6 +14,7 @@
 #include "executor/cuda/CudaCheck.h"
 #include "executor/cuda/DeviceMemory.h"
 #include "executor/cuda/Gemm.h"
+#include "executor/cuda/IpcCommunicator.h"
 #include "executor/cuda/NcclCommunicator.h"
 #include "ir/DType.h"
 #include "ir/Float16.h"
@@ -150,6 +151,7 @@ class CudaBackend : public Backend {
   Error enqueue(const plan::Step& s, uint32_t index, size_t& attention, int64_t tokens);
   Error wait(const char* what) {
     if (nccl_) return nccl_->waitFor(stream_, what);
+    if (ipc_) return ipc_->waitFor(stream_, what);
     return cudacheck::check(cudaStreamSynchronize(stream_), what);
   }
 
@@ -192,6 +194,7 @@ class CudaBackend : public Backend {
   uint32_t rank_;
   Communicator& comm_;
   NcclCommunicator* nccl_ = nullptr;
+  IpcCommunicator* ipc_ = nullptr;  // the one-node communicator, instead of NCCL
   ElementType computeType_ = ElementType::BF16;
   int64_t vocab_ = 0, maxBatch_ = 1, maxContext_ = 0;
   int64_t graphTokens_ = 1, chunkTokens_ = 1, ioTokens_ = 1;
@@ -245,7 +248,9 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   TPC_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   if (plan_.world() > 1) {
     nccl_ = dynamic_cast<NcclCommunicator*>(&comm_);
-    if (!nccl_) return makeError("the CUDA backend needs an NCCL communicator at world > 1");
+    ipc_ = dynamic_cast<IpcCommunicator*>(&comm_);
+    if (!nccl_ && !ipc_)
+      return makeError("the CUDA backend needs an NCCL or IPC communicator at world > 1");
   }
   std::optional<ElementType> compute = elementType(plan_.compute_dtype());
   if (!compute) return makeError("the plan's compute dtype is not f32, f16 or bf16");
@@ -649,6 +654,23 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
                          static_cast<const int32_t*>(operand(s, 2, T)), T, hidden, intermediate,
                          stepInt(s, "top_k"), pointers, per == 3 ? pointers + experts : nullptr,
                          pointers + 2 * experts, workspace_.data(), result(s, T), st));
+  } else if (op == "all_reduce" && ipc_) {
+    return ipc_->allReduceDevice(type, operand(s, 0, T), T, width(s, 0), result(s, T), st);
+  } else if (op == "all_reduce_add_rms_norm" && ipc_) {
+    // One kernel: peers' partial rows summed in rank order, the residual added, the row normed.
+    return ipc_->allReduceAddRmsNormDevice(type, operand(s, 0, T), operand(s, 1, T),
+                                           operand(s, 2, T), T, width(s, 0), eps, result(s, T, 0),
+                                           result(s, T, 1), st);
+  } else if (op == "all_reduce_add_rms_norm") {
+    // NCCL has no fused form: reduce into the gather scratch (room for any activation), then the
+    // add_rms_norm kernel the unfused plan would have run.
+    if (Error e = nccl_->allReduceDevice(operand(s, 0, T), gather_.data(),
+                                         static_cast<size_t>(T * width(s, 0)), ncclType(type), st))
+      return e;
+    TPC_CUDA_TRY(cuda::addRmsNorm(type, operand(s, 1, T), gather_.data(), operand(s, 2, T), T,
+                                  width(s, 0), eps, result(s, T, 0), result(s, T, 1), st));
+  } else if (op == "all_gather" && ipc_) {
+    return ipc_->allGatherDevice(type, operand(s, 0, T), T, width(s, 0), result(s, T), st);
   } else if (op == "all_reduce") {
     return nccl_->allReduceDevice(operand(s, 0, T), result(s, T),
                                   static_cast<size_t>(T * width(s, 0)), ncclType(type), st);

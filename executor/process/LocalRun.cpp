@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <tuple>
@@ -93,12 +94,19 @@ Expected<std::pair<int, int>> listenOnLoopback() {
 }  // namespace
 
 Expected<std::string> chooseLocalCommunicator(const std::string& backendKind,
-                                              const std::string& requested, int world) {
+                                              const std::string& requested, int world, int gpus) {
   const bool cuda = backendKind == "cuda";
   if (cuda) {
-    if (requested != "auto" && requested != "nccl")
-      return makeError("--comm ", requested, ": the CUDA backend's ranks talk through nccl");
-    return std::string("nccl");
+    if (requested != "auto" && requested != "nccl" && requested != "ipc")
+      return makeError("--comm ", requested,
+                       ": the CUDA backend's ranks talk through nccl or ipc (shm and gloo are for "
+                       "cpu)");
+    if (world == 1) return std::string("nccl");  // one rank: the same path as a multi-GPU run
+    if (requested == "nccl" && world > gpus)
+      return makeError("--comm nccl: ", world, " ranks on ", gpus,
+                       " GPU(s) share a GPU, which NCCL refuses; use --comm ipc");
+    if (requested == "auto") return std::string(world > gpus ? "ipc" : "nccl");
+    return requested;
   }
   if (requested != "auto" && requested != "shm" && requested != "gloo")
     return makeError("--comm ", requested,
@@ -113,11 +121,14 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
   if (options.localWorld != 0 && options.localWorld != world)
     return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
                      world, " (spreading ranks over several nodes needs the control plane)");
+  const bool cuda = options.backend.kind == "cuda";
+  const int gpus = cuda ? cudaDeviceCount() : 0;
+  if (cuda && gpus == 0) return makeError("--backend cuda: no CUDA device is visible on this host");
   Expected<std::string> commName =
-      chooseLocalCommunicator(options.backend.kind, options.comm, world);
+      chooseLocalCommunicator(options.backend.kind, options.comm, world, gpus);
   if (!commName) return commName.takeError();
-  if (options.backend.kind == "cuda" && cudaDeviceCount() == 0)
-    return makeError("--backend cuda: no CUDA device is visible on this host");
+  // NVLink SHARP multicast stays off in every rank this run starts.
+  if (cuda) ::setenv("NCCL_NVLS_ENABLE", "0", 1);
   if (world == 1) {
     std::unique_ptr<Communicator> comm = createLocalCommunicator();
     if (options.backend.kind == "cuda") {
@@ -168,7 +179,13 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
         }
         if (!comm) return ctx.fail(comm.errorMessage());
         ctx.heartbeat();
-        if (options.backend.kind == "cuda") {
+        if (*commName == "ipc") {
+          // Local rank r on GPU r mod the visible GPUs, as the backend picks it.
+          int device = options.backend.device >= 0 ? options.backend.device : rank % gpus;
+          comm = createIpcCommunicator(std::move(*comm), device, options.rankTimeout);
+          if (!comm) return ctx.fail(comm.errorMessage());
+          ctx.heartbeat();
+        } else if (options.backend.kind == "cuda") {
           // GPUs talk through NCCL; shared memory only carries rank 0's NCCL id to the others.
           Expected<std::unique_ptr<Communicator>> nccl =
               ncclOver(**comm, rank, world, options.rankTimeout);

@@ -1,6 +1,9 @@
 // tpexec: runs a plan written by `tpc compile`. One process per rank on this host; rank 0
 // drives generation and prints the result.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +21,20 @@ namespace {
 int fail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "error: %s\n", message.c_str());
   return code;
+}
+
+// Ranks sharing a GPU run concurrently only under the MPS daemon; without it their contexts
+// time-slice and every exchange between them waits a slice (milliseconds). One line says how.
+void noteMpsIfRanksShareAGpu(int64_t world, const std::string& comm) {
+  int gpus = tpc::cudaDeviceCount();
+  if (gpus == 0 || world <= gpus || comm == "nccl") return;
+  const char* dir = std::getenv("CUDA_MPS_PIPE_DIRECTORY");
+  std::string control = std::string(dir && *dir ? dir : "/tmp/nvidia-mps") + "/control";
+  if (access(control.c_str(), F_OK) == 0) return;  // a daemon is running: the ranks join it
+  std::fprintf(stderr,
+               "note: %lld ranks share %d GPU(s); for speed start the MPS daemon first: "
+               "nvidia-cuda-mps-control -d\n",
+               static_cast<long long>(world), gpus);
 }
 
 std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
@@ -64,9 +81,9 @@ int runTpexec(int argc, char** argv) {
   args.option("--seed", &seed, "S", "sampling seed (default 0)");
   args.flag("--ignore-eos", &ignoreEos, "keep generating past end-of-sequence tokens");
   args.choice("--backend", &backend, {"cpu", "cuda"}, "where to run (default cpu)");
-  args.choice("--comm", &comm, {"auto", "shm", "gloo", "nccl"},
-              "how the ranks talk: cpu shm or gloo, cuda nccl (default auto: shm on cpu, nccl "
-              "on cuda)");
+  args.choice("--comm", &comm, {"auto", "shm", "gloo", "nccl", "ipc"},
+              "how the ranks talk: cpu shm or gloo; cuda nccl or ipc (one node, ranks may share "
+              "a GPU). Default auto: shm on cpu; on cuda ipc when ranks share a GPU, else nccl");
   args.flag("--eager", &eager, "cuda: run every step eagerly, without CUDA Graphs");
   args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
   args.option("--model-dir", &modelDir, "DIR",
@@ -100,6 +117,7 @@ int runTpexec(int argc, char** argv) {
 
   Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
   if (!plan) return fail(plan.errorMessage());
+  if (backend == "cuda") noteMpsIfRanksShareAGpu(plan->plan().world(), comm);
   LocalRunOptions options;
   options.localWorld = localWorld;
   options.backend.kind = backend;
