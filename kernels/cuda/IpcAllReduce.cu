@@ -42,12 +42,16 @@ __device__ __forceinline__ T* slotOf(const IpcPeers& peers, int rank, uint32_t e
   return reinterpret_cast<T*>(base + row * rowStride(width, sizeof(T)));
 }
 
-// Publishes this block's row to every peer and waits for theirs. Returns the call's epoch.
+// Publishes this block's row to every peer and waits for theirs. Returns the call's epoch; sets
+// `failed` when a wait gave up (the peer may be gone, and its memory with it: nothing is read).
 template <typename T>
-__device__ uint32_t exchangeRow(const IpcPeers& peers, const T* in, int64_t width) {
+__device__ uint32_t exchangeRow(const IpcPeers& peers, const T* in, int64_t width, int* failed) {
   __shared__ uint32_t epoch;
   const int64_t row = blockIdx.x;
-  if (threadIdx.x == 0) epoch = *reinterpret_cast<volatile uint32_t*>(peers.epoch) + 1;
+  if (threadIdx.x == 0) {
+    epoch = *reinterpret_cast<volatile uint32_t*>(peers.epoch) + 1;
+    *failed = 0;
+  }
   __syncthreads();
   const uint32_t e = epoch;
   T* mine = slotOf<T>(peers, peers.rank, e, row, width);
@@ -61,9 +65,13 @@ __device__ uint32_t exchangeRow(const IpcPeers& peers, const T* in, int64_t widt
     auto* arrived = reinterpret_cast<volatile uint32_t*>(peers.flags[peers.rank]);
     const uint64_t start = globalNs();
     while (static_cast<int32_t>(arrived[row * kIpcMaxRanks + p] - e) < 0) {
-      if (*reinterpret_cast<const volatile uint32_t*>(peers.abort) != 0) break;
+      if (*reinterpret_cast<const volatile uint32_t*>(peers.abort) != 0) {
+        *failed = 1;
+        break;
+      }
       if (globalNs() - start > peers.timeoutNs) {
         atomicCAS(peers.error, 0u, static_cast<uint32_t>(p + 1));
+        *failed = 1;
         break;
       }
     }
@@ -90,9 +98,12 @@ __global__ void __launch_bounds__(kThreads)
     ipcKernel(IpcPeers peers, const T* in, const T* residual, const T* weight, int64_t width,
               float eps, T* sum, T* out) {
   __shared__ float scratch[detail::kWarpSize];
-  const uint32_t e = exchangeRow(peers, in, width);
+  __shared__ int failed;
+  const uint32_t e = exchangeRow(peers, in, width, &failed);
   const int64_t row = blockIdx.x, base = row * width;
-  if constexpr (kMode == Mode::kGather) {
+  if (failed) {
+    // The host reports the error; the epoch still advances so this rank's count stays in step.
+  } else if constexpr (kMode == Mode::kGather) {
     for (int r = 0; r < peers.world; ++r) {
       const T* src = slotOf<T>(peers, r, e, row, width);
       T* dst = out + (row * peers.world + r) * width;
