@@ -33,6 +33,7 @@ constexpr ShardingRule kRules[] = {
     {OpKind::AllReduceAddRmsNorm, "all-reduce", "PRw", "RR", ""},
     {OpKind::AllGather, "all-gather", "S", "R", ""},
     {OpKind::Slice, "replicated", "R", "R", ""},
+    {OpKind::SelectRows, "replicated", "R", "R", ""},
 };
 
 // Expands "RRR[rrc]" so index 5 reads 'c': letters past the bracket group cycle through it.

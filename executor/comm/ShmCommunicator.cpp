@@ -176,6 +176,28 @@ class ShmCommunicator final : public Communicator {
     return Error::success();
   }
 
+  // Rank `root`'s bytes replace everyone's: first their size, then the bytes a slot at a time,
+  // each read from the root's slot.
+  Error broadcast(std::string& bytes, int root) override {
+    const char* op = "broadcast";
+    if (Error e = guard(op)) return e;
+    if (root < 0 || root >= world_)
+      return makeError("rank ", rank_, ": broadcast from rank ", root,
+                       ", not a rank of a world of ", world_);
+    const bool sending = rank_ == root;
+    uint64_t size = bytes.size();
+    if (Error e = phaseBytes(op, sending ? &size : nullptr, sizeof size)) return e;
+    std::memcpy(&size, slot(root, seq_ & 1), sizeof size);
+    if (!sending) bytes.resize(size);
+    const size_t capacity = layout_.slotFloats * sizeof(float);
+    for (size_t start = 0; start < size; start += capacity) {
+      size_t n = std::min(capacity, static_cast<size_t>(size) - start);
+      if (Error e = phaseBytes(op, sending ? bytes.data() + start : nullptr, n)) return e;
+      if (!sending) std::memcpy(bytes.data() + start, slot(root, seq_ & 1), n);
+    }
+    return Error::success();
+  }
+
   Error barrier() override {
     if (Error e = guard("barrier")) return e;
     return phase("barrier", nullptr, 0);
@@ -208,8 +230,13 @@ class ShmCommunicator final : public Communicator {
 
   // One collective phase: contribute `n` floats (none for a barrier), then wait for all peers.
   Error phase(const char* op, const float* contribution, size_t n) {
+    return phaseBytes(op, contribution, n * sizeof(float));
+  }
+
+  // The same in bytes; a null `contribution` leaves this rank's slot as it is.
+  Error phaseBytes(const char* op, const void* contribution, size_t bytes) {
     const uint32_t next = seq_ + 1;
-    if (n) std::memcpy(slot(rank_, next & 1), contribution, n * sizeof(float));
+    if (contribution && bytes) std::memcpy(slot(rank_, next & 1), contribution, bytes);
     arrive(rank_).store(next, std::memory_order_seq_cst);
     if (sleepers(rank_).load(std::memory_order_seq_cst) != 0) futexWakeAll(&arrive(rank_));
     seq_ = next;

@@ -100,6 +100,9 @@ Error IpcCommunicator::allGather(const float* in, size_t countPerRank, float* ou
   return host_->allGather(in, countPerRank, out);
 }
 Error IpcCommunicator::barrier() { return host_->barrier(); }
+Error IpcCommunicator::broadcast(std::string& bytes, int root) {
+  return host_->broadcast(bytes, root);
+}
 
 void IpcCommunicator::abort() {
   aborted_ = true;

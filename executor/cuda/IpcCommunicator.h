@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "executor/comm/Communicator.h"
@@ -33,6 +34,7 @@ class IpcCommunicator : public Communicator {
   Error allReduceSum(float* data, size_t count) override;
   Error allGather(const float* in, size_t countPerRank, float* out) override;
   Error barrier() override;
+  Error broadcast(std::string& bytes, int root) override;
   void abort() override;
 
   // Device collectives on `stream` over rows × width elements; longer inputs take several calls.

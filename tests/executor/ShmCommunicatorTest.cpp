@@ -69,6 +69,19 @@ int runCollectives(int rank, int world, RankContext& ctx, std::shared_ptr<ShmSeg
           return mismatch(ctx, "in-place allGather", r * size + i, out[r * size + i],
                           valueOf(r + 100, i));
   }
+  // Broadcasts of no bytes, a few, and more than one slot holds, from the first and last rank.
+  for (size_t length : {size_t(0), size_t(10), size_t(3000)}) {
+    for (int root : {0, world - 1}) {
+      std::string want(length, '\0');
+      for (size_t i = 0; i < length; ++i) want[i] = static_cast<char>('a' + (i * 7 + root) % 26);
+      std::string bytes = rank == root ? want : std::string("stale");
+      if (Error e = (*comm)->broadcast(bytes, root)) return ctx.fail(e.message());
+      if (bytes != want)
+        return ctx.fail("broadcast of " + std::to_string(length) + " bytes from rank " +
+                        std::to_string(root) + " arrived as " + std::to_string(bytes.size()) +
+                        " different bytes");
+    }
+  }
   // Many back-to-back phases: the two slots per rank must never be overwritten early.
   for (int step = 0; step < 2000; ++step) {
     float x = static_cast<float>(rank + step);
