@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <bit>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -33,7 +35,8 @@ int mismatch(RankContext& ctx, const std::string& what, size_t i, float got, flo
                   ", expected " + std::to_string(want));
 }
 
-int runCollectives(int rank, int world, RankContext& ctx, std::shared_ptr<ShmSegment> segment) {
+int runCollectives(int rank, int world, RankContext& ctx,
+                   const std::shared_ptr<ShmSegment>& segment) {
   auto comm = createShmCommunicator(rank, segment);
   if (!comm) return ctx.fail(comm.errorMessage());
   if ((*comm)->rank() != rank || (*comm)->world() != world) return ctx.fail("wrong rank/world");
@@ -48,7 +51,7 @@ int runCollectives(int rank, int world, RankContext& ctx, std::shared_ptr<ShmSeg
     }
     if (Error e = (*comm)->allReduceSum(data.data(), size)) return ctx.fail(e.message());
     for (size_t i = 0; i < size; ++i)
-      if (std::memcmp(&data[i], &want[i], sizeof(float)) != 0)
+      if (std::bit_cast<uint32_t>(data[i]) != std::bit_cast<uint32_t>(want[i]))
         return mismatch(ctx, "allReduceSum of " + std::to_string(size), i, data[i], want[i]);
 
     std::vector<float> in(size), out(size * world, -1.0f);
@@ -86,7 +89,8 @@ int runCollectives(int rank, int world, RankContext& ctx, std::shared_ptr<ShmSeg
   for (int step = 0; step < 2000; ++step) {
     float x = static_cast<float>(rank + step);
     if (Error e = (*comm)->allReduceSum(&x, 1)) return ctx.fail(e.message());
-    float expect = static_cast<float>(world * step + world * (world - 1) / 2);
+    const int sum = world * step + world * (world - 1) / 2;  // an integer: exact in f32
+    float expect = static_cast<float>(sum);
     if (x != expect) return mismatch(ctx, "step " + std::to_string(step), 0, x, expect);
   }
   if (Error e = (*comm)->barrier()) return ctx.fail(e.message());

@@ -94,10 +94,9 @@ TEST_F(Tpexec, FusedAllReduceAddRmsNormEqualsTheUnfusedSteps) {
     EXPECT_EQ(plain.output.find("all_reduce_add_rms_norm"), std::string::npos);
     std::string a = dir_.file("fused.npy"), b = dir_.file("unfused.npy");
     for (auto [plan, logits] : {std::pair{fused, a}, std::pair{unfused, b}}) {
-      test::CommandResult r = runCommand(tpexec() + " " + plan +
-                                         " --prompt-ids 5,6,7,8 --max-new-tokens 5 --ignore-eos"
-                                         " --logits-out " +
-                                         logits);
+      std::string command = tpexec() + " " + plan;
+      command += " --prompt-ids 5,6,7,8 --max-new-tokens 5 --ignore-eos --logits-out " + logits;
+      test::CommandResult r = runCommand(command);
       ASSERT_EQ(r.exitCode, 0) << r.output;
     }
     EXPECT_EQ(test::readFile(a), test::readFile(b)) << "the fused step changed the logits";
@@ -188,7 +187,9 @@ TEST_F(Tpexec, AKilledOrFrozenRankEndsTheRunInBoundedTimeNamingIt) {
     SCOPED_TRACE(std::string(signal) + " over " + comm);
     std::string script = dir_.file("fault.sh"), log = dir_.file("tpexec.log");
     test::writeFile(script, faultScript(plan, signal, comm));
-    test::CommandResult r = runCommand("bash " + script + " " + log, 60);
+    std::string command = "bash " + script;
+    command += " " + log;
+    test::CommandResult r = runCommand(command, 60);
     ASSERT_EQ(r.exitCode, 0) << r.output;
     int rc = -1, ms = -1, alive = -1;
     ASSERT_EQ(std::sscanf(r.output.c_str(), "rc=%d ms=%d alive=%d", &rc, &ms, &alive), 3)
