@@ -1,16 +1,14 @@
-#!/ usr / bin / env bash
-#CPU decode speed : a generated preset(default llama small, ~21M parameters) compiled for each
-#world and run with tpexec, greedy, 128 new tokens after a 16 - token prompt.Prints decode
-#tokens / s per world and communicator(shared memory, Gloo), measured in the same run, and each
-#world 's time per token over world 1' s.
-#bench / cpu - decode.sh[--preset small][--arch llama][--worlds "1 2"][--comms "shm gloo"]
-#[-- tokens 128]
-set - euo pipefail root = $(cd "$(dirname " $0 ")/.." && pwd) arch = llama;
-preset = small;
-worlds = "1 2";
-comms = "shm gloo";
-tokens = 128 while[$ # - gt 0];
-do
+#!/usr/bin/env bash
+# CPU decode speed: a generated preset (default llama small, ~21M parameters) compiled for each
+# world and run with tpexec, greedy, 128 new tokens after a 16-token prompt. Prints decode
+# tokens/s per world and communicator (shared memory, Gloo), measured in the same run, and each
+# world's time per token over world 1's.
+#   bench/cpu-decode.sh [--preset small] [--arch llama] [--worlds "1 2"] [--comms "shm gloo"]
+#                       [--tokens 128]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+arch=llama; preset=small; worlds="1 2"; comms="shm gloo"; tokens=128
+while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch=$2; shift ;;
     --preset) preset=$2; shift ;;
