@@ -77,7 +77,8 @@ class RankLowering {
       std::vector<uint32_t> results;
       for (const Value* r : n->results) results.push_back(index_[r].second);
       int64_t comm = 0;
-      if (n->op == OpKind::AllReduce || n->op == OpKind::AllGather)
+      if (n->op == OpKind::AllReduce || n->op == OpKind::AllGather ||
+          n->op == OpKind::AllReduceAddRmsNorm)
         comm = static_cast<int64_t>(
             byteSize(n->result()->dtype, staticElementCount(n->result()->shape)).value_or(0));
       if (n->op == OpKind::Attention) {

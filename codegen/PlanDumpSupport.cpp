@@ -117,14 +117,14 @@ std::vector<const plan::RankProgram*> selectRanks(const plan::Plan& plan,
 
 bool isCollective(const plan::Step& step) {
   std::string_view op = step.op()->string_view();
-  return op == "all_reduce" || op == "all_gather";
+  return op == "all_reduce" || op == "all_reduce_add_rms_norm" || op == "all_gather";
 }
 
 CollectiveCounts countCollectives(const plan::RankProgram& program) {
   CollectiveCounts c;
   for (const plan::Step* step : *program.steps()) {
     std::string_view op = step->op()->string_view();
-    if (op == "all_reduce")
+    if (op == "all_reduce" || op == "all_reduce_add_rms_norm")
       ++c.allReduces;
     else if (op == "all_gather")
       ++c.allGathers;

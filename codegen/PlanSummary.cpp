@@ -43,21 +43,22 @@ PlanSummary summarizePlan(const plan::Plan& p) {
   std::vector<uint32_t> expertSums;  // buffers written by expert-parallel steps
   for (const plan::Step* step : *first->steps()) {
     std::string op = step->op()->str();
+    // The fused all-reduce + add + RMSNorm still sends an all-reduce's bytes.
+    const bool reduce = op == "all_reduce" || op == "all_reduce_add_rms_norm";
     if (op == "moe_experts" && step->sharding()->string_view() == "expert-parallel") {
       s.expertsPerRank = planIntAttr(step->attrs(), "experts");
       s.experts = planIntAttr(step->attrs(), "global_experts");
       expertSums.push_back(step->results()->Get(0));
     }
-    if (op == "all_reduce" && step->operands()->size() == 1 &&
-        std::find(expertSums.begin(), expertSums.end(), step->operands()->Get(0)->index()) !=
-            expertSums.end()) {
+    if (reduce && std::find(expertSums.begin(), expertSums.end(),
+                            step->operands()->Get(0)->index()) != expertSums.end()) {
       ++s.exchanges;
       s.exchangeBytesPerToken += step->comm_bytes_per_token();
     }
-    if (op != "all_reduce" && op != "all_gather") continue;
+    if (!reduce && op != "all_gather") continue;
     const plan::Buffer* out = first->buffers()->Get(step->results()->Get(0));
     s.collectives.push_back({op, out->name()->str(), step->comm_bytes_per_token()});
-    (op == "all_reduce" ? s.allReduces : s.allGathers)++;
+    (reduce ? s.allReduces : s.allGathers)++;
     s.commBytesPerToken += step->comm_bytes_per_token();
   }
   return s;

@@ -19,7 +19,7 @@ struct RankSummary {
 };
 
 struct CollectiveSummary {
-  std::string op;     // all_reduce, all_gather
+  std::string op;     // all_reduce, all_reduce_add_rms_norm, all_gather
   std::string value;  // the buffer it produces
   int64_t bytesPerToken = 0;
 };

@@ -36,6 +36,10 @@ Expected<std::unique_ptr<Communicator>> createNcclCommunicator(int, int, const s
                                                                std::chrono::milliseconds) {
   return makeError("this build has no CUDA backend (configure with the CUDA toolkit and NCCL)");
 }
+Expected<std::unique_ptr<Communicator>> createIpcCommunicator(std::unique_ptr<Communicator>, int,
+                                                              std::chrono::milliseconds) {
+  return makeError("this build has no CUDA backend (configure with the CUDA toolkit)");
+}
 #endif
 
 Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_t rank,

@@ -46,12 +46,13 @@ class NodeChecker {
         return expectWidth(n_.result(), table->shape[1].size);
       }
       case OpKind::RmsNorm:
-      case OpKind::AddRmsNorm: {
+      case OpKind::AddRmsNorm:
+      case OpKind::AllReduceAddRmsNorm: {
         int64_t h = rowWidth(n_.operand(0));
         if (h < 0) return bad("x must be [tokens, hidden]");
         const Value* w = n_.operands.back();
         if (!isStaticShape(w, {h})) return bad("weight must be [" + std::to_string(h) + "]");
-        if (n_.op == OpKind::AddRmsNorm) {
+        if (n_.op != OpKind::RmsNorm) {
           if (rowWidth(n_.operand(1)) != h) return bad("residual width differs from x");
           if (Error e = expectWidth(n_.result(1), h)) return e;
         }

@@ -1,7 +1,9 @@
 // fuse: fewer, larger steps for the same arithmetic. Column-parallel linears that read the same
 // input (q/k/v, gate/up) become one GEMM over a weight concatenated per rank, followed by a
 // split; each expert's gate and up weights are concatenated the same way; a residual add that
-// feeds an RMSNorm becomes one add_rms_norm.
+// feeds an RMSNorm becomes one add_rms_norm; an all-reduce whose only use is that add_rms_norm
+// joins it as one all_reduce_add_rms_norm, so a backend can reduce, add and normalise in one
+// pass over the row (and, on one node, read its peers' partial sums directly).
 #include <algorithm>
 #include <map>
 
@@ -39,12 +41,14 @@ std::string fusedName(const std::vector<std::string>& names) {
 
 class FusePass : public Pass {
  public:
+  explicit FusePass(bool fuseAllReduce) : fuseAllReduce_(fuseAllReduce) {}
   const char* name() const override { return "fuse"; }
 
   Error run(Graph& g) override {
     fuseLinearGroups(g);
     fuseExpertGateUp(g);
     fuseAddRmsNorm(g);
+    if (fuseAllReduce_) fuseAllReduceAddRmsNorm(g);
     return Error::success();
   }
 
@@ -188,10 +192,60 @@ class FusePass : public Pass {
       g.rename(fused->result(1), normedName);
     }
   }
+
+  // add_rms_norm(residual, all_reduce(partial), w) -> all_reduce_add_rms_norm(partial,
+  // residual, w), when nothing else reads the all-reduced value. Addition commutes bit for bit,
+  // so which add operand was reduced does not matter.
+  void fuseAllReduceAddRmsNorm(Graph& g) {
+    std::vector<Node*> norms;
+    for (Node* n : g.nodes())
+      if (n->op == OpKind::AddRmsNorm) norms.push_back(n);
+    for (Node* norm : norms) {
+      int reduced = -1;
+      for (int i : {1, 0}) {
+        Node* producer = norm->operand(i)->producer;
+        if (producer && producer->op == OpKind::AllReduce &&
+            g.users(norm->operand(i)).size() == 1 && !isOutput(g, norm->operand(i))) {
+          reduced = i;
+          break;
+        }
+      }
+      if (reduced < 0) continue;
+      Node* reduce = norm->operand(static_cast<unsigned>(reduced))->producer;
+      Value* residual = norm->operand(static_cast<unsigned>(1 - reduced));
+      Value* sum = norm->result(0);
+      Value* normed = norm->result(1);
+      std::string sumName = sum->name, normedName = normed->name;
+      Attributes attrs = norm->attrs;
+      attrs.setString("sharding", "all-reduce");
+      Node* fused = g.insertBefore(
+          norm, OpKind::AllReduceAddRmsNorm, {reduce->operand(0), residual, norm->operand(2)},
+          {ResultSpec{g.uniqueName(sumName + ".fused"), sum->dtype, sum->shape, sum->sharding},
+           ResultSpec{g.uniqueName(normedName + ".fused"), normed->dtype, normed->shape,
+                      normed->sharding}},
+          attrs);
+      for (unsigned r = 0; r < 2; ++r) {
+        g.replaceAllUsesWith(norm->result(r), fused->result(r));
+        g.replaceOutput(norm->result(r), fused->result(r));
+      }
+      g.erase(norm);
+      g.erase(reduce);
+      g.rename(fused->result(0), sumName);
+      g.rename(fused->result(1), normedName);
+    }
+  }
+
+  static bool isOutput(const Graph& g, const Value* v) {
+    return std::find(g.outputs().begin(), g.outputs().end(), v) != g.outputs().end();
+  }
+
+  bool fuseAllReduce_;
 };
 
 }  // namespace
 
-std::unique_ptr<Pass> createFusePass() { return std::make_unique<FusePass>(); }
+std::unique_ptr<Pass> createFusePass(bool fuseAllReduce) {
+  return std::make_unique<FusePass>(fuseAllReduce);
+}
 
 }  // namespace tpc

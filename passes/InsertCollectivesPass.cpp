@@ -15,7 +15,8 @@ class InsertCollectivesPass : public Pass {
 
   Error run(Graph& g) override {
     for (const Node* n : g.nodes())
-      if (n->op == OpKind::AllReduce || n->op == OpKind::AllGather)
+      if (n->op == OpKind::AllReduce || n->op == OpKind::AllGather ||
+          n->op == OpKind::AllReduceAddRmsNorm)
         return makeError("insert-collectives: the graph already has collectives");
     std::vector<Node*> order(g.nodes().begin(), g.nodes().end());
     for (Node* n : order) {

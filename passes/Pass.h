@@ -17,6 +17,9 @@ struct PassOptions {
   // Sharding rules the shard pass picks first wherever they apply ("expert-parallel" for
   // `tpc compile --expert-parallel`); the rest of the table keeps its own order.
   std::vector<std::string> preferredRules = {};
+  // fuse: an all-reduce feeding add_rms_norm becomes one all_reduce_add_rms_norm step. Off
+  // keeps the two steps, to compare the fused step against them.
+  bool fuseAllReduce = true;
 };
 
 class Pass {
@@ -29,7 +32,7 @@ class Pass {
 std::unique_ptr<Pass> createVerifyPass();
 std::unique_ptr<Pass> createShardPass(int64_t world, std::vector<std::string> preferredRules = {});
 std::unique_ptr<Pass> createInsertCollectivesPass();
-std::unique_ptr<Pass> createFusePass();
+std::unique_ptr<Pass> createFusePass(bool fuseAllReduce = true);
 std::unique_ptr<Pass> createPlanMemoryPass();
 
 // The compile pipeline in order: verify, shard, insert-collectives, fuse, plan-memory.

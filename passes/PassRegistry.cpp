@@ -11,7 +11,7 @@ std::unique_ptr<Pass> createPass(const std::string& name, const PassOptions& opt
   if (name == "verify") return createVerifyPass();
   if (name == "shard") return createShardPass(options.world, options.preferredRules);
   if (name == "insert-collectives") return createInsertCollectivesPass();
-  if (name == "fuse") return createFusePass();
+  if (name == "fuse") return createFusePass(options.fuseAllReduce);
   if (name == "plan-memory") return createPlanMemoryPass();
   return nullptr;
 }

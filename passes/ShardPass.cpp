@@ -18,7 +18,8 @@ class ShardPass : public Pass {
     if (Error e = checkWorld(world_)) return e;
     if (g.attrs.getInt("world", 1) != 1) return makeError("shard: the graph is already sharded");
     for (const Node* n : g.nodes())
-      if (n->op == OpKind::Split || n->op == OpKind::AllReduce || n->op == OpKind::AllGather)
+      if (n->op == OpKind::Split || n->op == OpKind::AllReduce || n->op == OpKind::AllGather ||
+          n->op == OpKind::AllReduceAddRmsNorm)
         return makeError("shard: must run before fuse and insert-collectives (found ",
                          opName(n->op), ")");
     g.attrs.setInt("world", world_);

@@ -33,6 +33,7 @@ constexpr ShardingRule kRules[] = {
     // for every token summed by an all_reduce (the token exchange).
     {OpKind::MoeExperts, "expert-parallel", "RRR[e]", "P", ""},
     {OpKind::AllReduce, "all-reduce", "P", "R", ""},
+    {OpKind::AllReduceAddRmsNorm, "all-reduce", "PRw", "RR", ""},
     {OpKind::AllGather, "all-gather", "S", "R", ""},
     {OpKind::Slice, "replicated", "R", "R", ""},
     {OpKind::SelectRows, "replicated", "R", "R", ""},

@@ -15,7 +15,8 @@ class VerifyPass : public Pass {
     bool sharded = !g.nodes().empty() && g.nodes().front()->attrs.has("sharding");
     bool hasCollectives = false;
     for (const Node* n : g.nodes())
-      hasCollectives |= n->op == OpKind::AllReduce || n->op == OpKind::AllGather;
+      hasCollectives |= n->op == OpKind::AllReduce || n->op == OpKind::AllGather ||
+                        n->op == OpKind::AllReduceAddRmsNorm;
     if (sharded && (hasCollectives || g.attrs.getInt("world", 1) == 1))
       return checkShardingConsistency(g);
     return Error::success();

@@ -71,4 +71,11 @@ Expected<std::unique_ptr<Communicator>> createNcclCommunicator(
     int rank, int world, const std::string& uniqueId, int device,
     std::chrono::milliseconds initTimeout);
 
+// The one-node CUDA communicator (executor/cuda/IpcCommunicator.h), in builds with the CUDA
+// backend: `host` (shared memory between the node's ranks) carries the memory handles and the
+// host-value collectives; `device` is this rank's GPU, which other ranks may share.
+Expected<std::unique_ptr<Communicator>> createIpcCommunicator(std::unique_ptr<Communicator> host,
+                                                              int device,
+                                                              std::chrono::milliseconds timeout);
+
 }  // namespace tpc

@@ -191,6 +191,13 @@ class CpuBackend : public Backend {
     } else if (op == "all_reduce") {
       std::memcpy(result(s), operand(s, 0), static_cast<size_t>(T * width(s, 0)) * 4);
       return comm_.allReduceSum(result(s), static_cast<size_t>(T * width(s, 0)));
+    } else if (op == "all_reduce_add_rms_norm") {
+      // The twin of all_reduce then add_rms_norm: the same sums in the same order.
+      const size_t n = static_cast<size_t>(T * width(s, 0));
+      reduced_.assign(operand(s, 0), operand(s, 0) + n);
+      if (Error e = comm_.allReduceSum(reduced_.data(), n)) return e;
+      cpu::addRmsNorm(operand(s, 1), reduced_.data(), operand(s, 2), T, width(s, 0), eps,
+                      result(s, 0), result(s, 1));
     } else if (op == "all_gather") {
       int64_t w = width(s, 0), world = comm_.world();
       gathered_.resize(static_cast<size_t>(world * T * w));
@@ -326,7 +333,7 @@ class CpuBackend : public Backend {
   uint64_t weightBytes_ = 0;
   std::vector<int64_t> widths_;
   int64_t scale_ = 1;
-  std::vector<float> arena_, gathered_;
+  std::vector<float> arena_, gathered_, reduced_;
   struct FreeDeleter {
     void operator()(float* p) const { std::free(p); }
   };

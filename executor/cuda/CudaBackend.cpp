@@ -87,7 +87,9 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   TPC_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   if (plan_.world() > 1) {
     nccl_ = dynamic_cast<NcclCommunicator*>(&comm_);
-    if (!nccl_) return makeError("the CUDA backend needs an NCCL communicator at world > 1");
+    ipc_ = dynamic_cast<IpcCommunicator*>(&comm_);
+    if (!nccl_ && !ipc_)
+      return makeError("the CUDA backend needs an NCCL or IPC communicator at world > 1");
   }
   std::optional<ElementType> compute = elementType(plan_.compute_dtype());
   if (!compute) return makeError("the plan's compute dtype is not f32, f16 or bf16");

@@ -13,6 +13,7 @@
 #include "executor/cuda/CudaCheck.h"
 #include "executor/cuda/DeviceMemory.h"
 #include "executor/cuda/Gemm.h"
+#include "executor/cuda/IpcCommunicator.h"
 #include "executor/cuda/NcclCommunicator.h"
 #include "kernels/cuda/CudaKernels.h"
 
@@ -58,6 +59,7 @@ class CudaBackend : public Backend {
   Error enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache, int64_t tokens);
   Error wait(const char* what) {
     if (nccl_) return nccl_->waitFor(stream_, what);
+    if (ipc_) return ipc_->waitFor(stream_, what);
     return cudacheck::check(cudaStreamSynchronize(stream_), what);
   }
   // The output row of a chunk's i-th logit row: the plan selected the logit rows itself, or its
@@ -116,6 +118,7 @@ class CudaBackend : public Backend {
   uint32_t rank_;
   Communicator& comm_;
   NcclCommunicator* nccl_ = nullptr;
+  IpcCommunicator* ipc_ = nullptr;  // the one-node communicator, instead of NCCL
   cuda::ElementType computeType_ = cuda::ElementType::BF16;
   int64_t vocab_ = 0, maxBatch_ = 1, maxContext_ = 0;
   int64_t graphTokens_ = 1, chunkTokens_ = 1, ioTokens_ = 1, tableRows_ = 1;

@@ -135,6 +135,23 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
                          static_cast<const int32_t*>(operand(s, 2, A)), T, hidden, intermediate,
                          stepInt(s, "top_k"), pointers, per == 3 ? pointers + experts : nullptr,
                          pointers + 2 * experts, workspace_.data(), result(s, A), st));
+  } else if (op == "all_reduce" && ipc_) {
+    return ipc_->allReduceDevice(type, operand(s, 0, A), T, width(s, 0), result(s, A), st);
+  } else if (op == "all_reduce_add_rms_norm" && ipc_) {
+    // One kernel: peers' partial rows summed in rank order, the residual added, the row normed.
+    return ipc_->allReduceAddRmsNormDevice(type, operand(s, 0, A), operand(s, 1, A),
+                                           operand(s, 2, A), T, width(s, 0), eps, result(s, A, 0),
+                                           result(s, A, 1), st);
+  } else if (op == "all_reduce_add_rms_norm") {
+    // NCCL has no fused form: reduce into the gather scratch (room for any activation), then the
+    // add_rms_norm kernel the unfused plan would have run.
+    if (Error e = nccl_->allReduceDevice(operand(s, 0, A), gather_.data(),
+                                         static_cast<size_t>(T * width(s, 0)), ncclType(type), st))
+      return e;
+    TPC_CUDA_TRY(cuda::addRmsNorm(type, operand(s, 1, A), gather_.data(), operand(s, 2, A), T,
+                                  width(s, 0), eps, result(s, A, 0), result(s, A, 1), st));
+  } else if (op == "all_gather" && ipc_) {
+    return ipc_->allGatherDevice(type, operand(s, 0, A), T, width(s, 0), result(s, A), st);
   } else if (op == "all_reduce") {
     return nccl_->allReduceDevice(operand(s, 0, A), result(s, A),
                                   static_cast<size_t>(T * width(s, 0)), ncclType(type), st);

@@ -1,15 +1,9 @@
 #include "executor/engine/EngineRun.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <thread>
 
 #include "codegen/PlanFormat.h"
+#include "executor/comm/ShmCommunicator.h"
 #include "executor/engine/EngineCore.h"
 #include "executor/engine/RankRunners.h"
 #include "executor/process/ProcessGroup.h"
@@ -92,25 +86,8 @@ Error followEngine(const LoadedPlan& plan, uint32_t rank, Communicator& comm, Co
                           heartbeat);
 }
 
-// As LocalRun.cpp: the store's port is bound before the ranks fork, so none races for it.
-Expected<std::pair<int, int>> listenOnLoopback() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return makeError("cannot create the rendezvous socket: ", std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1024) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::string why = std::strerror(errno);
-    ::close(fd);
-    return makeError("cannot listen for the rendezvous store: ", why);
-  }
-  return std::make_pair(fd, static_cast<int>(ntohs(addr.sin_port)));
-}
-
-// Rank 0's NCCL unique id, shared over the Gloo mesh (the engine's messages stay on Gloo).
-Expected<std::unique_ptr<Communicator>> ncclBeside(Communicator& gloo, int rank, int world,
+// Rank 0's NCCL unique id, shared over the control mesh (the engine's messages stay on it).
+Expected<std::unique_ptr<Communicator>> ncclBeside(Communicator& control, int rank, int world,
                                                    std::chrono::milliseconds timeout) {
   std::string id;
   if (rank == 0) {
@@ -118,7 +95,7 @@ Expected<std::unique_ptr<Communicator>> ncclBeside(Communicator& gloo, int rank,
     if (!made) return made.takeError();
     id = *made;
   }
-  if (Error e = gloo.broadcast(id, 0)) return e;
+  if (Error e = control.broadcast(id, 0)) return e;
   return createNcclCommunicator(rank, world, id, -1, timeout);
 }
 
@@ -145,22 +122,21 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
     }
     return hostEngine(plan, comm ? *comm : *local, *local, options, driver, {});
   }
-  Expected<std::pair<int, int>> listener = listenOnLoopback();
-  if (!listener) return listener.takeError();
-  auto [fd, port] = *listener;
+  // The ranks' control mesh (iterations, host values) is shared memory, mapped before the fork.
+  Expected<std::shared_ptr<ShmSegment>> segment = ShmSegment::create(world);
+  if (!segment) return segment.takeError();
   ProcessGroupOptions group;
   group.heartbeatTimeout = options.rankTimeout;
   Error e = runLocalRanks(
       world,
-      [&, fd = fd, port = port](int rank, RankContext& ctx) {
+      [&](int rank, RankContext& ctx) {
         unsigned cores = std::thread::hardware_concurrency();
         cpu::setKernelThreads(cores > static_cast<unsigned>(world) ? static_cast<int>(cores) / world
                                                                    : 1);
-        GlooOptions gloo;
-        gloo.storePort = port;
-        gloo.storeListenFd = fd;
-        gloo.timeout = options.rankTimeout;
-        Expected<std::unique_ptr<Communicator>> control = createGlooCommunicator(rank, world, gloo);
+        ShmOptions shm;
+        shm.timeout = options.rankTimeout;
+        Expected<std::unique_ptr<Communicator>> control =
+            createShmCommunicator(rank, *segment, shm);
         if (!control) return ctx.fail(control.errorMessage());
         ctx.heartbeat();
         std::unique_ptr<Communicator> nccl;
@@ -184,7 +160,6 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
         return 0;
       },
       group);
-  ::close(fd);
   return e;
 }
 

@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <tuple>
 
+#include "executor/comm/ShmCommunicator.h"
 #include "executor/process/ProcessGroup.h"
 #include "kernels/cpu/Threads.h"
 
@@ -19,7 +22,8 @@ namespace {
 
 // Generation on one rank; every rank runs it, rank 0 reports.
 Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
-              const LocalRunOptions& options, const std::function<void()>& heartbeat,
+              const std::string& commName, const LocalRunOptions& options,
+              const std::function<void()>& heartbeat,
               const std::function<Error(const RunReport&)>& report) {
   BackendOptions backendOptions = options.backend;
   backendOptions.onProgress = [&] {
@@ -45,6 +49,7 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
   RunReport out;
   out.world = p.world();
   out.backend = (*backend)->name();
+  out.communicator = commName;
   out.result = std::move(*result);
   for (uint32_t r = 0; r < p.world(); ++r)
     out.weightBytesPerRank.push_back((static_cast<uint64_t>(all[2 * r]) << 24) +
@@ -52,9 +57,9 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
   return report(out);
 }
 
-// Rank 0's NCCL unique id, shared over the Gloo mesh one byte per float (exact in f32).
-Expected<std::unique_ptr<Communicator>> ncclOverGloo(Communicator& gloo, int rank, int world,
-                                                     std::chrono::milliseconds timeout) {
+// Rank 0's NCCL unique id, shared over the host's communicator one byte per float (exact in f32).
+Expected<std::unique_ptr<Communicator>> ncclOver(Communicator& carrier, int rank, int world,
+                                                 std::chrono::milliseconds timeout) {
   std::string id(128, '\0');
   if (rank == 0) {
     Expected<std::string> made = newNcclUniqueId();
@@ -63,7 +68,7 @@ Expected<std::unique_ptr<Communicator>> ncclOverGloo(Communicator& gloo, int ran
   }
   std::vector<float> mine(id.size()), all(id.size() * static_cast<size_t>(world));
   for (size_t i = 0; i < id.size(); ++i) mine[i] = static_cast<unsigned char>(id[i]);
-  if (Error e = gloo.allGather(mine.data(), mine.size(), all.data())) return e;
+  if (Error e = carrier.allGather(mine.data(), mine.size(), all.data())) return e;
   for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<char>(static_cast<int>(all[i]));
   return createNcclCommunicator(rank, world, id, -1, timeout);
 }
@@ -88,14 +93,42 @@ Expected<std::pair<int, int>> listenOnLoopback() {
 
 }  // namespace
 
+Expected<std::string> chooseLocalCommunicator(const std::string& backendKind,
+                                              const std::string& requested, int world, int gpus) {
+  const bool cuda = backendKind == "cuda";
+  if (cuda) {
+    if (requested != "auto" && requested != "nccl" && requested != "ipc")
+      return makeError("--comm ", requested,
+                       ": the CUDA backend's ranks talk through nccl or ipc (shm and gloo are for "
+                       "cpu)");
+    if (world == 1) return std::string("nccl");  // one rank: the same path as a multi-GPU run
+    if (requested == "nccl" && world > gpus)
+      return makeError("--comm nccl: ", world, " ranks on ", gpus,
+                       " GPU(s) share a GPU, which NCCL refuses; use --comm ipc");
+    if (requested == "auto") return std::string(world > gpus ? "ipc" : "nccl");
+    return requested;
+  }
+  if (requested != "auto" && requested != "shm" && requested != "gloo")
+    return makeError("--comm ", requested,
+                     ": the CPU backend's ranks talk through shm or gloo (nccl is for cuda)");
+  if (world == 1) return std::string("local");
+  return requested == "auto" ? std::string("shm") : requested;
+}
+
 Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
                      const std::function<Error(const RunReport&)>& report) {
   const int world = static_cast<int>(plan.plan().world());
   if (options.localWorld != 0 && options.localWorld != world)
     return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
                      world, " (spreading ranks over several nodes needs the control plane)");
-  if (options.backend.kind == "cuda" && cudaDeviceCount() == 0)
-    return makeError("--backend cuda: no CUDA device is visible on this host");
+  const bool cuda = options.backend.kind == "cuda";
+  const int gpus = cuda ? cudaDeviceCount() : 0;
+  if (cuda && gpus == 0) return makeError("--backend cuda: no CUDA device is visible on this host");
+  Expected<std::string> commName =
+      chooseLocalCommunicator(options.backend.kind, options.comm, world, gpus);
+  if (!commName) return commName.takeError();
+  // NVLink SHARP multicast stays off in every rank this run starts.
+  if (cuda) ::setenv("NCCL_NVLS_ENABLE", "0", 1);
   if (world == 1) {
     std::unique_ptr<Communicator> comm = createLocalCommunicator();
     if (options.backend.kind == "cuda") {
@@ -107,37 +140,62 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
       if (!nccl) return nccl.takeError();
       comm = std::move(*nccl);
     }
-    return runRank(plan, 0, *comm, options, {}, report);
+    return runRank(plan, 0, *comm, *commName, options, {}, report);
   }
-  Expected<std::pair<int, int>> listener = listenOnLoopback();
-  if (!listener) return listener.takeError();
-  auto [fd, port] = *listener;
+  // Shared memory carries the collectives of CPU ranks and rank 0's NCCL id for GPU ranks;
+  // Gloo, when asked for, rendezvouses through a store on a socket bound before the fork.
+  const bool useGloo = *commName == "gloo";
+  std::shared_ptr<ShmSegment> segment;
+  int fd = -1, port = 0;
+  if (useGloo) {
+    Expected<std::pair<int, int>> listener = listenOnLoopback();
+    if (!listener) return listener.takeError();
+    std::tie(fd, port) = *listener;
+  } else {
+    Expected<std::shared_ptr<ShmSegment>> made = ShmSegment::create(world);
+    if (!made) return made.takeError();
+    segment = std::move(*made);
+  }
   ProcessGroupOptions group;
   group.heartbeatTimeout = options.rankTimeout;
   Error e = runLocalRanks(
       world,
-      [&, fd = fd, port = port](int rank, RankContext& ctx) {
+      [&](int rank, RankContext& ctx) {
         // The ranks share this host's cores; OpenBLAS would give each of them all of them.
         unsigned cores = std::thread::hardware_concurrency();
         cpu::setKernelThreads(cores > static_cast<unsigned>(world) ? static_cast<int>(cores) / world
                                                                    : 1);
-        GlooOptions gloo;
-        gloo.storePort = port;
-        gloo.storeListenFd = fd;
-        gloo.timeout = options.rankTimeout;
-        Expected<std::unique_ptr<Communicator>> comm = createGlooCommunicator(rank, world, gloo);
+        Expected<std::unique_ptr<Communicator>> comm = makeError("no communicator");
+        if (useGloo) {
+          GlooOptions gloo;
+          gloo.storePort = port;
+          gloo.storeListenFd = fd;
+          gloo.timeout = options.rankTimeout;
+          comm = createGlooCommunicator(rank, world, gloo);
+        } else {
+          ShmOptions shm;
+          shm.timeout = options.rankTimeout;
+          comm = createShmCommunicator(rank, segment, shm);
+        }
         if (!comm) return ctx.fail(comm.errorMessage());
         ctx.heartbeat();
-        if (options.backend.kind == "cuda") {
-          // GPUs talk through NCCL; the Gloo mesh only carries rank 0's NCCL id to the others.
+        if (*commName == "ipc") {
+          // Local rank r on GPU r mod the visible GPUs, as the backend picks it.
+          int device = options.backend.device >= 0 ? options.backend.device : rank % gpus;
+          comm = createIpcCommunicator(std::move(*comm), device, options.rankTimeout);
+          if (!comm) return ctx.fail(comm.errorMessage());
+          ctx.heartbeat();
+        } else if (options.backend.kind == "cuda") {
+          // GPUs talk through NCCL; shared memory only carries rank 0's NCCL id to the others.
           Expected<std::unique_ptr<Communicator>> nccl =
-              ncclOverGloo(**comm, rank, world, options.rankTimeout);
+              ncclOver(**comm, rank, world, options.rankTimeout);
           if (!nccl) return ctx.fail(nccl.errorMessage());
           comm = std::move(nccl);
           ctx.heartbeat();
         }
         Error failed = runRank(
-            plan, static_cast<uint32_t>(rank), **comm, options, [&] { ctx.heartbeat(); }, report);
+            plan, static_cast<uint32_t>(rank), **comm, *commName, options, [&] { ctx.heartbeat(); },
+            report);
         if (failed) {
           (*comm)->abort();
           return ctx.fail(failed.message());
@@ -145,7 +203,7 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
         return 0;
       },
       group);
-  ::close(fd);
+  if (fd >= 0) ::close(fd);
   return e;
 }
 

@@ -1,6 +1,6 @@
-// Runs a plan on this host: one process per rank (in-process for world 1), Gloo collectives
-// with rank 0 serving the rendezvous store, rank 0 reporting. Any rank that dies or hangs ends
-// the run with an error naming it; no process is left behind.
+// Runs a plan on this host: one process per rank (in-process for world 1), collectives over
+// shared memory (or Gloo, with rank 0 serving the rendezvous store), rank 0 reporting. Any rank
+// that dies or hangs ends the run with an error naming it; no process is left behind.
 #pragma once
 
 #include <chrono>
@@ -20,14 +20,23 @@ struct LocalRunOptions {
   BackendOptions backend;
   GenerationRequest request;
   std::chrono::milliseconds rankTimeout{5000};  // a rank silent this long counts as hung
+  // The communicator between ranks: cpu: auto (shm), shm, gloo; cuda: auto, nccl, ipc (auto:
+  // ipc when ranks share a GPU, which NCCL refuses, else nccl).
+  std::string comm = "auto";
 };
 
 struct RunReport {
   int64_t world = 1;
   std::string backend;
+  std::string communicator;  // local (world 1), shm, gloo, nccl, ipc
   GenerationResult result;
   std::vector<uint64_t> weightBytesPerRank;
 };
+
+// The communicator `requested` resolves to for `backendKind` at `world` with `gpus` visible, or
+// why it cannot run.
+Expected<std::string> chooseLocalCommunicator(const std::string& backendKind,
+                                              const std::string& requested, int world, int gpus);
 
 // `report` runs in rank 0's process once generation is done.
 Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,

@@ -122,6 +122,10 @@ class Monitor {
       auto now = Clock::now();
       if (phase == Phase::kWatching && !candidates_.empty()) {
         bool startup = candidates_.front().priority < 0;
+        // A peer that fails fast because this rank is stopped must not take the blame for it.
+        for (size_t r = 0; r < children_.size(); ++r)
+          if (children_[r].running && isStopped(children_[r].pid))
+            record(r, 0, "rank " + std::to_string(r) + " was stopped (process stopped)");
         phase = Phase::kSettling;
         phaseEnd = startup ? now : now + kSettle;
       }

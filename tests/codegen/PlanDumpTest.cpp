@@ -113,12 +113,19 @@ TEST(PlanDump, TextShowsEveryStepWeightAndCollective) {
                 std::string::npos);
       // One table row per step: its index, then its op.
       EXPECT_EQ(countLines(text, stepRow()), static_cast<int64_t>(rank->steps()->size()));
+      // The embedding's all-reduce stands alone; fuse joins the others to their add_rms_norm.
       EXPECT_EQ(countLines(text,
                            [](const auto& w, const std::string& line) {
                              return stepRow("all_reduce")(w, line) &&
                                     contains(line, "comm 256 B/token");
                            }),
-                2 * spec.numLayers + 1);
+                1);
+      EXPECT_EQ(countLines(text,
+                           [](const auto& w, const std::string& line) {
+                             return stepRow("all_reduce_add_rms_norm")(w, line) &&
+                                    contains(line, "comm 256 B/token");
+                           }),
+                2 * spec.numLayers);
       EXPECT_EQ(countLines(text, stepRow("all_gather")), 1);
       std::string totals = "collectives per step: " + std::to_string(2 * spec.numLayers + 1) +
                            " all_reduce, 1 all_gather";
@@ -160,7 +167,7 @@ TEST(PlanDump, JsonHoldsEveryRankWithItsStepsWeightsAndCollectives) {
         const Json& step = rank["steps"][i];
         EXPECT_EQ(step["op"], prog.steps()->Get(static_cast<uint32_t>(i))->op()->str());
         EXPECT_EQ(step["results"][0]["shape"][0], "tokens") << "activations are [tokens, ...]";
-        reduces += step["op"] == "all_reduce";
+        reduces += step["op"] == "all_reduce" || step["op"] == "all_reduce_add_rms_norm";
       }
       EXPECT_EQ(reduces, 2 * spec.numLayers + 1);
       EXPECT_EQ(rank["steps"][0]["operands"][0], (Json{{"kind", "buffer"}, {"name", "token_ids"}}));
@@ -253,7 +260,8 @@ TEST(PlanDump, DotHasOneNodePerStepAndOneEdgePerOperand) {
       EXPECT_EQ(countLines(dot, dotNode('s', "[label=")),
                 static_cast<int64_t>(prog.steps()->size()));
       EXPECT_EQ(countLines(dot, dotNode('s', "fillcolor=orange")),
-                countOp(prog, "all_reduce") + countOp(prog, "all_gather"));
+                countOp(prog, "all_reduce") + countOp(prog, "all_reduce_add_rms_norm") +
+                    countOp(prog, "all_gather"));
       int64_t bufferOperands = 0, weightOperands = 0;
       for (const plan::Step* s : *prog.steps())
         for (const plan::Ref* ref : *s->operands())

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "passes/Pass.h"
 #include "tests/support/Fixtures.h"
 
 namespace tpc {
@@ -21,7 +22,10 @@ TEST(Fuse, OneGemmForQkvAndOneForGateUpPerLayer) {
     int64_t L = spec.numLayers;
     EXPECT_EQ(ops[OpKind::Linear], 4 * L + 1) << "qkv, o, gate_up, down per layer, and lm_head";
     EXPECT_EQ(ops[OpKind::Split], 2 * L);
-    EXPECT_EQ(ops[OpKind::AddRmsNorm], 2 * L) << "every residual add feeds a norm";
+    // Every residual add feeds a norm; past world 1 the all-reduce before it joins them.
+    EXPECT_EQ(ops[OpKind::AddRmsNorm] + ops[OpKind::AllReduceAddRmsNorm], 2 * L);
+    EXPECT_EQ(ops[OpKind::AllReduceAddRmsNorm], world == 1 ? 0 : 2 * L);
+    EXPECT_EQ(ops[OpKind::AllReduce], world == 1 ? 0 : 1) << "only the embedding's stands alone";
     EXPECT_EQ(ops[OpKind::Add], 0);
     EXPECT_EQ(ops[OpKind::RmsNorm], 1) << "only layer 0's input norm has no add before it";
     const Value* qkv = g.findValue("model.layers.0.self_attn.qkv_proj.weight");
@@ -29,6 +33,33 @@ TEST(Fuse, OneGemmForQkvAndOneForGateUpPerLayer) {
     ASSERT_EQ(qkv->pieces.size(), 3u);
     EXPECT_EQ(qkv->pieces[1].tensor, "model.layers.0.self_attn.k_proj.weight");
     ASSERT_NE(g.findValue("model.layers.0.mlp.gate_up_proj.weight"), nullptr);
+  }
+}
+
+// The fused step reads what the all-reduce read (the row-parallel partial sums) and the residual
+// the add read; turned off, the pipeline keeps the two steps.
+TEST(Fuse, AllReduceJoinsTheAddRmsNormItFeeds) {
+  for (Family family : test::kAllFamilies) {
+    SCOPED_TRACE(familyName(family));
+    ModelSpec spec = test::presetSpec(family);
+    Graph g = test::compiledGraph(spec, 4);
+    int fused = 0;
+    for (const Node* n : g.nodes()) {
+      if (n->op != OpKind::AllReduceAddRmsNorm) continue;
+      ++fused;
+      EXPECT_TRUE(n->operand(0)->sharding.isPartial()) << n->operand(0)->name;
+      EXPECT_TRUE(n->operand(1)->sharding.isReplicated()) << n->operand(1)->name;
+      EXPECT_EQ(n->attrs.getString("sharding"), "all-reduce");
+      EXPECT_TRUE(n->attrs.has("eps"));
+    }
+    EXPECT_EQ(fused, 2 * spec.numLayers);
+
+    Graph unfused = test::buildSpecGraph(spec);
+    ASSERT_FALSE(runPipeline(unfused, PassOptions{4, {}, false}));
+    std::map<OpKind, int> ops = countOps(unfused);
+    EXPECT_EQ(ops[OpKind::AllReduceAddRmsNorm], 0);
+    EXPECT_EQ(ops[OpKind::AllReduce], 2 * spec.numLayers + 1);
+    EXPECT_EQ(ops[OpKind::AddRmsNorm], 2 * spec.numLayers);
   }
 }
 

@@ -64,15 +64,17 @@ int64_t idsMustAgreeUpTo(const NpyArray& ours, const NpyArray& ref) {
 struct CaseRun {
   std::vector<int64_t> ids;
   NpyArray logits;
+  std::string communicator;
 };
 
 CaseRun runCase(const std::string& model, const std::string& dtype, const std::string& extra,
-                const test::TempDir& tmp) {
+                const test::TempDir& tmp, int world = 1) {
   nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
   std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
   std::string plan = tmp.file("plan-" + dtype + ".fb"), logits = tmp.file("logits.npy");
-  test::CommandResult c = test::runCommand(test::binPath("tpc") + " compile " + model +
-                                           " --dtype " + dtype + " --quiet -o " + plan);
+  test::CommandResult c =
+      test::runCommand(test::binPath("tpc") + " compile " + model + " --dtype " + dtype +
+                       " --world " + std::to_string(world) + " --quiet -o " + plan);
   EXPECT_EQ(c.exitCode, 0) << c.output;
   test::CommandResult r = test::runCommand(
       test::binPath("tpexec") + " " + plan + " --backend cuda --prompt-ids " +
@@ -84,6 +86,7 @@ CaseRun runCase(const std::string& model, const std::string& dtype, const std::s
   nlohmann::json j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["backend"], "cuda");
   out.ids = j["generated_ids"].get<std::vector<int64_t>>();
+  out.communicator = j["communicator"].get<std::string>();
   Expected<NpyArray> read = readNpyF32(logits);
   EXPECT_TRUE(read) << read.errorMessage();
   if (read) out.logits = std::move(*read);
@@ -144,6 +147,41 @@ TEST(TpexecCudaGolden, GraphReplayIsBitIdenticalToEager) {
       ASSERT_EQ(graph.logits.data.size(), eager.logits.data.size());
       EXPECT_EQ(0, std::memcmp(graph.logits.data.data(), eager.logits.data.data(),
                                graph.logits.data.size() * sizeof(float)));
+    }
+  }
+}
+
+// Worlds 2, 4 and 8 with the ranks sharing the GPUs there are (one H200: all of them on it), over
+// the one-node IPC communicator and its fused all-reduce + add + RMSNorm kernel: f32 as close to
+// transformers as world 1, bf16 within tolerance, graph replay bit-identical to eager.
+TEST(TpexecCudaGolden, RanksSharingAGpuOverIpcMatchTransformers) {
+  SKIP_WITHOUT_GPU();
+  test::TempDir tmp;
+  for (const char* name : test::kGoldenCases) {
+    std::string model = test::dataDir() + "/hf/" + name;
+    nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+    std::vector<int64_t> want = golden["generated_ids"];
+    Expected<NpyArray> ref = readNpyF32(model + "/logits.npy");
+    ASSERT_TRUE(ref) << ref.errorMessage();
+    for (int world : {2, 4, 8}) {
+      SCOPED_TRACE(std::string(name) + " world " + std::to_string(world));
+      CaseRun f32 = runCase(model, "f32", "--comm ipc", tmp, world);
+      ASSERT_EQ(f32.logits.shape, ref->shape);
+      EXPECT_EQ(f32.communicator, "ipc");
+      EXPECT_EQ(f32.ids, want);
+      for (int64_t r = 0; r < ref->shape[0]; ++r)
+        EXPECT_LT(test::rowError(f32.logits, *ref, r), 1e-4);
+      CaseRun bf16 = runCase(model, "bf16", "--comm ipc", tmp, world);
+      ASSERT_EQ(bf16.logits.shape, ref->shape);
+      int64_t agree = idsMustAgreeUpTo(bf16.logits, *ref);
+      for (int64_t r = 0; r < agree; ++r)
+        EXPECT_EQ(bf16.ids[static_cast<size_t>(r)], want[static_cast<size_t>(r)]) << "step " << r;
+      EXPECT_LT(test::rowError(bf16.logits, *ref, 0), kBf16RowError);
+      CaseRun eager = runCase(model, "bf16", "--comm ipc --eager", tmp, world);
+      ASSERT_EQ(eager.logits.data.size(), bf16.logits.data.size());
+      EXPECT_EQ(0, std::memcmp(eager.logits.data.data(), bf16.logits.data.data(),
+                               bf16.logits.data.size() * sizeof(float)))
+          << "graph replay differs from eager";
     }
   }
 }

@@ -16,7 +16,7 @@ namespace tpc::cli {
 int runCompile(int argc, char** argv) {
   std::string model, output = "plan.fb", dtype, printAfter;
   int64_t world = 1, maxContext = 0, maxBatch = 8;
-  bool quiet = false, expertParallel = false;
+  bool quiet = false, expertParallel = false, unfusedAllReduce = false;
   ArgParser args(
       "tpc compile",
       "Shards MODEL for a world of ranks and writes one plan holding a program per rank.\n"
@@ -35,6 +35,9 @@ int runCompile(int argc, char** argv) {
   args.option("--print-after", &printAfter, "PASS", "print the IR after a pass: " + passNames);
   args.flag("--expert-parallel", &expertParallel,
             "MoE: whole experts per rank (experts / world each), attention tensor-parallel");
+  args.flag("--unfused-all-reduce", &unfusedAllReduce,
+            "keep each all_reduce apart from the add_rms_norm it feeds (to compare with the "
+            "fused step)");
   args.flag("--quiet", &quiet, "print nothing but errors");
   args.epilog("example:\n  tpc compile models/llama3-8b --world 8 -o llama3-8b.w8.fb");
   if (Error e = args.parse(argc, argv, 2)) return fail(e.message(), 2);
@@ -58,7 +61,7 @@ int runCompile(int argc, char** argv) {
                                      : *parseIrDType(dtype);
   Expected<Graph> graph = buildGraph(spec, source->lookup(), build);
   if (!graph) return fail(graph.errorMessage());
-  PassOptions passes{world, {}};
+  PassOptions passes{world, {}, !unfusedAllReduce};
   if (expertParallel) passes.preferredRules.push_back("expert-parallel");
   Error piped = runPipeline(*graph, passes, [&](const std::string& pass, const Graph& g) {
     if (pass == printAfter) std::fputs(printGraph(g).c_str(), stdout);

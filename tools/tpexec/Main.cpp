@@ -1,6 +1,9 @@
 // tpexec: runs a plan written by `tpc compile`. One process per rank on this host; rank 0
 // drives generation and prints the result.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -22,6 +25,20 @@ int fail(const std::string& message, int code = 1) {
   return code;
 }
 
+// Ranks sharing a GPU run concurrently only under the MPS daemon; without it their contexts
+// time-slice and every exchange between them waits a slice (milliseconds). One line says how.
+void noteMpsIfRanksShareAGpu(int64_t world, const std::string& comm) {
+  int gpus = tpc::cudaDeviceCount();
+  if (gpus == 0 || world <= gpus || comm == "nccl") return;
+  const char* dir = std::getenv("CUDA_MPS_PIPE_DIRECTORY");
+  std::string control = std::string(dir && *dir ? dir : "/tmp/nvidia-mps") + "/control";
+  if (access(control.c_str(), F_OK) == 0) return;  // a daemon is running: the ranks join it
+  std::fprintf(stderr,
+               "note: %lld ranks share %d GPU(s); for speed start the MPS daemon first: "
+               "nvidia-cuda-mps-control -d\n",
+               static_cast<long long>(world), gpus);
+}
+
 std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
   const tpc::plan::Attr* eos = tpc::findPlanAttr(p.model(), "eos_token_ids");
   if (eos && eos->ints()) return {eos->ints()->begin(), eos->ints()->end()};
@@ -39,7 +56,8 @@ int runTpexec(int argc, char** argv) {
   if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
   if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
   if (tpexec::wantsCurveKeygen(argc, argv)) return tpexec::runCurveKeygen(argc, argv);
-  std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir, requestsPath;
+  std::string planPath, promptIds, backend = "cpu", comm = "auto", logitsOut, modelDir,
+                                   requestsPath;
   tpexec::EngineFlags engineFlags;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
@@ -73,6 +91,9 @@ int runTpexec(int argc, char** argv) {
   args.option("--seed", &seed, "S", "sampling seed (default 0)");
   args.flag("--ignore-eos", &ignoreEos, "keep generating past end-of-sequence tokens");
   args.choice("--backend", &backend, {"cpu", "cuda"}, "where to run (default cpu)");
+  args.choice("--comm", &comm, {"auto", "shm", "gloo", "nccl", "ipc"},
+              "how the ranks talk: cpu shm or gloo; cuda nccl or ipc (one node, ranks may share "
+              "a GPU). Default auto: shm on cpu; on cuda ipc when ranks share a GPU, else nccl");
   args.flag("--eager", &eager, "cuda: run every step eagerly, without CUDA Graphs");
   args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
   args.option("--model-dir", &modelDir, "DIR",
@@ -115,9 +136,11 @@ int runTpexec(int argc, char** argv) {
 
   Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
   if (!plan) return fail(plan.errorMessage());
+  if (backend == "cuda") noteMpsIfRanksShareAGpu(plan->plan().world(), comm);
   LocalRunOptions options;
   options.localWorld = localWorld;
   options.backend.kind = backend;
+  options.comm = comm;
   options.backend.eager = eager;
   options.backend.modelDir = modelDir;
   options.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
@@ -193,6 +216,7 @@ int runTpexec(int argc, char** argv) {
       j["stop_reason"] = g.stopReason;
       j["world"] = r.world;
       j["backend"] = r.backend;
+      j["communicator"] = r.communicator;
       j["timings"] = {{"prefill_ms", g.prefillMs}, {"decode_ms_per_token", g.decodeMsPerToken}};
       j["weight_bytes_per_rank"] = r.weightBytesPerRank;
       if (tokenizer) {
@@ -205,18 +229,20 @@ int runTpexec(int argc, char** argv) {
       streamer->finish();
       if (streamer->error()) return streamer->error();
       std::fprintf(stderr,
-                   "world %lld (%s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, %zu "
+                   "world %lld (%s, %s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, %zu "
                    "tokens, stopped by %s\n",
-                   (long long)r.world, r.backend.c_str(), options.request.promptIds.size(),
-                   g.prefillMs, g.decodeMsPerToken, g.generatedIds.size(), g.stopReason.c_str());
+                   (long long)r.world, r.backend.c_str(), r.communicator.c_str(),
+                   options.request.promptIds.size(), g.prefillMs, g.decodeMsPerToken,
+                   g.generatedIds.size(), g.stopReason.c_str());
     } else {
       std::string text;
       for (int32_t id : g.generatedIds) text += (text.empty() ? "" : ",") + std::to_string(id);
       std::printf("generated: %s\n", text.c_str());
       std::printf(
-          "world %lld (%s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, stopped by %s\n",
-          (long long)r.world, r.backend.c_str(), options.request.promptIds.size(), g.prefillMs,
-          g.decodeMsPerToken, g.stopReason.c_str());
+          "world %lld (%s, %s): prefill %zu tokens in %.2f ms, decode %.2f ms/token, stopped by "
+          "%s\n",
+          (long long)r.world, r.backend.c_str(), r.communicator.c_str(),
+          options.request.promptIds.size(), g.prefillMs, g.decodeMsPerToken, g.stopReason.c_str());
     }
     std::fflush(stdout);
     return Error::success();

@@ -1,0 +1,188 @@
+// One-shot collectives over peers' device memory; the protocol is described in IpcAllReduce.h.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/DeviceMath.cuh"
+#include "kernels/cuda/IpcAllReduce.h"
+
+namespace tpc::cuda {
+namespace {
+
+using detail::fromFloat;
+using detail::toFloat;
+
+constexpr int kThreads = 256;
+constexpr int64_t kRowAlign = 16;
+
+enum class Mode { kSum, kSumAddRmsNorm, kGather };
+
+__device__ __forceinline__ uint64_t globalNs() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// Peers' rows are read past L1: the same addresses held an older epoch's row two calls ago.
+__device__ __forceinline__ float loadPeer(const float* p) { return __ldcv(p); }
+__device__ __forceinline__ float loadPeer(const __nv_bfloat16* p) {
+  return __bfloat162float(__ushort_as_bfloat16(__ldcv(reinterpret_cast<const unsigned short*>(p))));
+}
+__device__ __forceinline__ float loadPeer(const __half* p) {
+  return __half2float(__ushort_as_half(__ldcv(reinterpret_cast<const unsigned short*>(p))));
+}
+
+__device__ __forceinline__ int64_t rowStride(int64_t width, int64_t elementBytes) {
+  return (width * elementBytes + kRowAlign - 1) / kRowAlign * kRowAlign;
+}
+
+template <typename T>
+__device__ __forceinline__ T* slotOf(const IpcPeers& peers, int rank, uint32_t epoch, int64_t row,
+                                     int64_t width) {
+  char* base = static_cast<char*>(peers.staging[rank]) + (epoch & 1) * peers.halfBytes;
+  return reinterpret_cast<T*>(base + row * rowStride(width, sizeof(T)));
+}
+
+// Publishes this block's row to every peer and waits for theirs. Returns the call's epoch; sets
+// `failed` when a wait gave up (the peer may be gone, and its memory with it: nothing is read).
+template <typename T>
+__device__ uint32_t exchangeRow(const IpcPeers& peers, const T* in, int64_t width, int* failed) {
+  __shared__ uint32_t epoch;
+  const int64_t row = blockIdx.x;
+  if (threadIdx.x == 0) {
+    epoch = *reinterpret_cast<volatile uint32_t*>(peers.epoch) + 1;
+    *failed = 0;
+  }
+  __syncthreads();
+  const uint32_t e = epoch;
+  T* mine = slotOf<T>(peers, peers.rank, e, row, width);
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) mine[i] = in[row * width + i];
+  __threadfence_system();
+  __syncthreads();
+  const int p = threadIdx.x;
+  if (p < peers.world) {
+    auto* theirs = reinterpret_cast<volatile uint32_t*>(peers.flags[p]);
+    theirs[row * kIpcMaxRanks + peers.rank] = e;
+    auto* arrived = reinterpret_cast<volatile uint32_t*>(peers.flags[peers.rank]);
+    const uint64_t start = globalNs();
+    while (static_cast<int32_t>(arrived[row * kIpcMaxRanks + p] - e) < 0) {
+      if (*reinterpret_cast<const volatile uint32_t*>(peers.abort) != 0) {
+        *failed = 1;
+        break;
+      }
+      if (globalNs() - start > peers.timeoutNs) {
+        atomicCAS(peers.error, 0u, static_cast<uint32_t>(p + 1));
+        *failed = 1;
+        break;
+      }
+    }
+    __threadfence_system();
+  }
+  __syncthreads();
+  return e;
+}
+
+// The last block to finish advances the epoch, after every block has read it.
+__device__ void finishCall(const IpcPeers& peers, uint32_t e) {
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  __threadfence();
+  if (atomicAdd(peers.epoch + 1, 1u) == gridDim.x - 1) {
+    peers.epoch[1] = 0;
+    *reinterpret_cast<volatile uint32_t*>(peers.epoch) = e;
+    __threadfence();
+  }
+}
+
+template <typename T, Mode kMode>
+__global__ void __launch_bounds__(kThreads)
+    ipcKernel(IpcPeers peers, const T* in, const T* residual, const T* weight, int64_t width,
+              float eps, T* sum, T* out) {
+  __shared__ float scratch[detail::kWarpSize];
+  __shared__ int failed;
+  const uint32_t e = exchangeRow(peers, in, width, &failed);
+  const int64_t row = blockIdx.x, base = row * width;
+  if (failed) {
+    // The host reports the error; the epoch still advances so this rank's count stays in step.
+  } else if constexpr (kMode == Mode::kGather) {
+    for (int r = 0; r < peers.world; ++r) {
+      const T* src = slotOf<T>(peers, r, e, row, width);
+      T* dst = out + (row * peers.world + r) * width;
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+        dst[i] = fromFloat<T>(loadPeer(src + i));
+    }
+  } else {
+    float squares = 0.0f;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+      float acc = 0.0f;
+      for (int r = 0; r < peers.world; ++r) acc += loadPeer(slotOf<T>(peers, r, e, row, width) + i);
+      const T reduced = fromFloat<T>(acc);
+      if constexpr (kMode == Mode::kSum) {
+        out[base + i] = reduced;
+      } else {
+        const T rounded = fromFloat<T>(toFloat(residual[base + i]) + toFloat(reduced));
+        sum[base + i] = rounded;
+        const float value = toFloat(rounded);
+        squares += value * value;
+      }
+    }
+    if constexpr (kMode == Mode::kSumAddRmsNorm) {
+      const float variance = detail::blockSum(squares, scratch) / static_cast<float>(width);
+      const float inverseRms = 1.0f / sqrtf(variance + eps);
+      // The same thread reads back what it stored above.
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+        out[base + i] = fromFloat<T>(toFloat(weight[i]) * (toFloat(sum[base + i]) * inverseRms));
+    }
+  }
+  finishCall(peers, e);
+}
+
+template <typename T, Mode kMode>
+cudaError_t launch(const IpcPeers& peers, const void* in, const void* residual, const void* weight,
+                   int64_t rows, int64_t width, float eps, void* sum, void* out,
+                   cudaStream_t stream) {
+  if (rows <= 0 || width <= 0) return cudaSuccess;
+  if (rows > kIpcMaxRows || peers.world < 1 || peers.world > kIpcMaxRanks ||
+      ipcRowsPerCall(peers.halfBytes, width * static_cast<int64_t>(sizeof(T))) < rows)
+    return cudaErrorInvalidValue;
+  ipcKernel<T, kMode><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+      peers, static_cast<const T*>(in), static_cast<const T*>(residual),
+      static_cast<const T*>(weight), width, eps, static_cast<T*>(sum), static_cast<T*>(out));
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes) {
+  if (rowBytes <= 0) return kIpcMaxRows;
+  const int64_t stride = (rowBytes + kRowAlign - 1) / kRowAlign * kRowAlign;
+  const int64_t rows = halfBytes / stride;
+  return rows < kIpcMaxRows ? rows : kIpcMaxRows;
+}
+
+cudaError_t ipcAllReduce(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,
+                         int64_t width, void* out, cudaStream_t stream) {
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    return launch<Element, Mode::kSum>(peers, in, nullptr, nullptr, rows, width, 0.0f, nullptr, out,
+                                       stream);
+  });
+}
+
+cudaError_t ipcAllReduceAddRmsNorm(ElementType type, const IpcPeers& peers, const void* partial,
+                                   const void* residual, const void* weight, int64_t rows,
+                                   int64_t width, float eps, void* sum, void* out,
+                                   cudaStream_t stream) {
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    return launch<Element, Mode::kSumAddRmsNorm>(peers, partial, residual, weight, rows, width, eps,
+                                                 sum, out, stream);
+  });
+}
+
+cudaError_t ipcAllGather(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,
+                         int64_t width, void* out, cudaStream_t stream) {
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    return launch<Element, Mode::kGather>(peers, in, nullptr, nullptr, rows, width, 0.0f, nullptr,
+                                          out, stream);
+  });
+}
+
+}  // namespace tpc::cuda

@@ -1,0 +1,61 @@
+// Collectives between the ranks of one node that read each other's device memory directly (CUDA
+// IPC, or plain pointers when the "ranks" share one process, as in the tests). One block per row:
+// block b copies row b into this rank's staging slot, tells every peer so through a flag in the
+// peer's memory, waits for every peer's flag, then reads row b of every rank's slot and sums the
+// rows in rank order, in f32, so every rank gets the same bits (one-shot: suited to decode rows).
+//
+// A call's epoch comes from a counter in device memory that the call itself advances, so a CUDA
+// Graph that captured the calls replays them with fresh epochs and no host work. Staging alternates
+// between two halves by epoch parity: a peer that signalled epoch e has finished epoch e - 1 (its
+// calls run in stream order), so the half of epoch e + 1 is free once epoch e is complete. Waits
+// give up after `timeoutNs` (recording the peer in `error`) or when `abort` is set; the host turns
+// either into an Error after the stream finishes (see executor/cuda/IpcCommunicator).
+//
+// Host-compilable, like CudaKernels.h.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/CudaKernels.h"
+
+namespace tpc::cuda {
+
+constexpr int kIpcMaxRanks = 8;
+// Rows (blocks) per call; longer inputs are split into several calls by the caller.
+constexpr int64_t kIpcMaxRows = 256;
+
+struct IpcPeers {
+  // Every rank's staging area (two halves of `halfBytes`) and flag words ([kIpcMaxRows] rows of
+  // kIpcMaxRanks epochs: flags[r][row * kIpcMaxRanks + p] is the epoch at which rank p's row
+  // reached rank r).
+  void* staging[kIpcMaxRanks] = {};
+  uint32_t* flags[kIpcMaxRanks] = {};
+  uint32_t* epoch = nullptr;        // this rank's call counter and block-done counter, 2 words
+  uint32_t* error = nullptr;        // mapped host word: 0, or 1 + the rank a wait gave up on
+  const uint32_t* abort = nullptr;  // mapped host word: non-zero ends every wait at once
+  int rank = 0, world = 1;
+  int64_t halfBytes = 0;
+  uint64_t timeoutNs = 5'000'000'000ull;
+};
+
+// Bytes of one rank's flag words.
+constexpr size_t ipcFlagBytes() { return kIpcMaxRows * kIpcMaxRanks * sizeof(uint32_t); }
+// Rows of `rowBytes` that one call may carry with `halfBytes` of staging.
+int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes);
+
+// out[t] = sum over ranks of in[t] (rows × width). `out` may alias `in`.
+cudaError_t ipcAllReduce(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,
+                         int64_t width, void* out, cudaStream_t stream);
+// sum = residual + allReduce(partial), rounded to `type` at each of the two steps as the unfused
+// all_reduce and add_rms_norm would; out = rmsNorm(sum) * weight, as cuda::addRmsNorm.
+cudaError_t ipcAllReduceAddRmsNorm(ElementType type, const IpcPeers& peers, const void* partial,
+                                   const void* residual, const void* weight, int64_t rows,
+                                   int64_t width, float eps, void* sum, void* out,
+                                   cudaStream_t stream);
+// out[t] = [in_0[t], in_1[t], ...]: rows of world × width, in rank order.
+cudaError_t ipcAllGather(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,
+                         int64_t width, void* out, cudaStream_t stream);
+
+}  // namespace tpc::cuda
