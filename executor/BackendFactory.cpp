@@ -62,17 +62,20 @@ Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_
 
 namespace tpc {
 
-// Greedy rows only until the engine's host sampler (temperature, top-k, top-p, min-p from a
-// given draw) takes this over.
+// The host sampler: the logits come back and each row is picked as cpu::sampleWithDraw would,
+// with the row's own draw, so a device sampler and this one agree token for token.
 Expected<std::vector<int32_t>> Backend::forwardSample(const StepInput& in, const RowSampling* rows,
                                                       int64_t vocab) {
   Expected<const float*> logits = forward(in);
   if (!logits) return logits.takeError();
   const int64_t count = in.paged() ? in.logitRowCount : in.tokens;
   std::vector<int32_t> picked;
+  picked.reserve(static_cast<size_t>(count));
   for (int64_t r = 0; r < count; ++r) {
-    if (rows[r].temperature > 0.0f) return makeError("host sampling is not available yet");
-    picked.push_back(static_cast<int32_t>(cpu::argmax(*logits + r * vocab, vocab)));
+    cpu::SamplingParams p{rows[r].temperature, rows[r].topK, rows[r].topP};
+    p.minP = rows[r].minP;
+    picked.push_back(
+        static_cast<int32_t>(cpu::sampleWithDraw(*logits + r * vocab, vocab, p, rows[r].uniform)));
   }
   return picked;
 }

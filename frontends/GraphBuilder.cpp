@@ -69,6 +69,10 @@ class DecoderBuilder {
     Value* h = node(OpKind::Embedding, {ids_, embed}, "embed", act_, spec_.hiddenSize, embedAttrs);
     for (int64_t l = 0; l < spec_.numLayers; ++l) h = layer(l, h);
     Value* norm = rmsNorm(h, "model.norm.weight", "final_norm");
+    // The lm_head runs only on the rows that sample (one per sequence, not a whole prefill
+    // chunk). Selected after the final norm, so the last residual add and the norm still fuse
+    // into one add_rms_norm; the norm of the other rows costs little beside the lm_head.
+    norm = node(OpKind::SelectRows, {norm}, "logit_rows", act_, spec_.hiddenSize);
     Value* head = spec_.tieWordEmbeddings
                       ? embed
                       : param("lm_head.weight", {spec_.vocabSize, spec_.hiddenSize});

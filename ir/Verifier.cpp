@@ -136,6 +136,9 @@ class NodeChecker {
       case OpKind::AllReduce:
         if (n_.operand(0)->shape != n_.result()->shape) return bad("result shape must equal input");
         return Error::success();
+      case OpKind::SelectRows:
+        if (n_.operand(0)->shape != n_.result()->shape) return bad("result shape must equal input");
+        return Error::success();
       case OpKind::AllGather:
       case OpKind::Slice: {
         int64_t dim = n_.attrs.getInt("dim", -1);

@@ -32,6 +32,7 @@ constexpr ShardingRule kRules[] = {
     {OpKind::AllReduce, "all-reduce", "P", "R", ""},
     {OpKind::AllGather, "all-gather", "S", "R", ""},
     {OpKind::Slice, "replicated", "R", "R", ""},
+    {OpKind::SelectRows, "replicated", "R", "R", ""},
 };
 
 // Expands "RRR[rrc]" so index 5 reads 'c': letters past the bracket group cycle through it.

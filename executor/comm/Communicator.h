@@ -1,4 +1,4 @@
-// Collectives between the ranks of one plan. The executor only ever needs these three, so a
+// Collectives between the ranks of one plan. The executor only ever needs these few, so a
 // backend (local, Gloo, NCCL) is small and every failure comes back as an Error naming the rank.
 #pragma once
 
@@ -24,6 +24,14 @@ class Communicator {
   // rank's own slot of `out`; otherwise the two must not overlap.
   virtual Error allGather(const float* in, size_t countPerRank, float* out) = 0;
   virtual Error barrier() = 0;
+  // Rank `root`'s bytes replace every other rank's `bytes` (any length: the size travels
+  // first). The engine sends each iteration's description this way. A communicator that only
+  // carries device collectives (NCCL) keeps this default and the host mesh beside it does it.
+  virtual Error broadcast(std::string& bytes, int root) {
+    (void)bytes;
+    (void)root;
+    return makeError("this communicator cannot broadcast host bytes");
+  }
   // Makes any pending and every later collective fail quickly. Safe to call from another
   // thread, e.g. the control plane when it learns that a peer died.
   virtual void abort() = 0;

@@ -8,6 +8,7 @@
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
+#include <gloo/broadcast.h>
 #include <gloo/common/error.h>
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
@@ -140,6 +141,27 @@ class GlooCommunicator final : public Communicator {
       gloo::BarrierOptions opts(context_);
       opts.setTag(tag);
       gloo::barrier(opts);
+    });
+  }
+
+  Error broadcast(std::string& bytes, int root) override {
+    uint64_t size = bytes.size();
+    if (Error e = run("broadcast", [&](uint32_t tag) {
+          gloo::BroadcastOptions opts(context_);
+          opts.setOutput(&size, 1);
+          opts.setRoot(root);
+          opts.setTag(tag);
+          gloo::broadcast(opts);
+        }))
+      return e;
+    bytes.resize(size);
+    if (size == 0) return Error::success();
+    return run("broadcast", [&](uint32_t tag) {
+      gloo::BroadcastOptions opts(context_);
+      opts.setOutput(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size());
+      opts.setRoot(root);
+      opts.setTag(tag);
+      gloo::broadcast(opts);
     });
   }
 

@@ -2,6 +2,9 @@
 // Activations live in one arena laid out by the plan's memory plan. Offsets are planned in
 // bytes per token for the plan's dtypes; every fp32 value fits in `scale_` times its planned
 // bytes, so scaling every offset by `scale_` keeps the plan's non-overlap guarantees.
+// Two KV caches: the paged pool the engine addresses through block tables (sized from
+// BackendOptions::kvCacheBytes, all layers together) and, for the slot form of StepInput, one
+// contiguous cache of max batch x max context per layer in untouched zero pages.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +20,10 @@
 namespace tpc {
 namespace {
 
+// The paged pool of a CPU rank when --kv-cache-memory is not given: room for a few thousand
+// tokens of the small models the CPU runs, small enough for any test machine.
+constexpr uint64_t kDefaultKvCacheBytes = uint64_t{64} << 20;
+
 int64_t intAttr(const plan::Step& s, std::string_view key, int64_t fallback = 0) {
   return stepInt(s, key, fallback);
 }
@@ -27,7 +34,7 @@ double floatAttr(const plan::Step& s, std::string_view key, double fallback = 0.
 class CpuBackend : public Backend {
  public:
   CpuBackend(const plan::Plan& plan, uint32_t rank, Communicator& comm,
-             std::vector<std::vector<float>> weights)
+             std::vector<std::vector<float>> weights, const BackendOptions& options)
       : plan_(plan), prog_(*plan.ranks()->Get(rank)), comm_(comm), weights_(std::move(weights)) {
     for (const plan::Buffer* b : *prog_.buffers()) {
       int64_t width = elementsPerToken(*b->shape());
@@ -56,12 +63,14 @@ class CpuBackend : public Backend {
       cache.v = cache.k + n;
       caches_.push_back(cache);
     }
+    allocatePool(options);
   }
 
   const char* name() const override { return "cpu"; }
   // Bytes of KV cache that could not be allocated (0 when all is well).
   uint64_t kvBytesMissing() const { return kvBytesMissing_; }
   uint64_t residentWeightBytes() const override { return weightBytes_; }
+  int64_t kvBlocks() const override { return poolBlocks_; }
 
   Expected<const float*> forward(const StepInput& in) override {
     tokens_ = in.tokens;
@@ -73,6 +82,10 @@ class CpuBackend : public Backend {
       std::memcpy(buffer(b), src, static_cast<size_t>(in.tokens) * sizeof(int32_t));
     }
     slots_ = in.slots;
+    rows_ = in.tokens;
+    input_ = &in;
+    if (in.paged())
+      if (Error e = checkPaged(in)) return e;
     size_t attention = 0;
     for (const plan::Step* s : *prog_.steps())
       if (Error e = run(*s, attention))
@@ -85,7 +98,7 @@ class CpuBackend : public Backend {
     if (!logits) return logits.takeError();
     const int64_t vocab = planIntAttr(plan_.model(), "vocab_size");
     std::vector<int32_t> ids;
-    for (int64_t t = 0; t < in.tokens; ++t)
+    for (int64_t t = 0; t < rows_; ++t)
       ids.push_back(static_cast<int32_t>(cpu::argmax(*logits + t * vocab, vocab)));
     return ids;
   }
@@ -109,7 +122,7 @@ class CpuBackend : public Backend {
 
   Error run(const plan::Step& s, size_t& attention) {
     std::string_view op = s.op()->string_view();
-    const int64_t T = tokens_;
+    const int64_t T = rows_;
     auto eps = static_cast<float>(floatAttr(s, "eps", 1e-6));
     if (op == "embedding") {
       const plan::Weight& table = weightOf(s, 1);
@@ -135,6 +148,21 @@ class CpuBackend : public Backend {
       cpu::RopeParams p = stepRopeParams(s);
       cpu::rope(operand(s, 0), reinterpret_cast<const int32_t*>(operand(s, 1)), T,
                 width(s, 0) / p.headDim, p, result(s));
+    } else if (op == "attention" && input_->paged()) {
+      if (attention >= pools_.size()) return makeError("more attention steps than KV pools");
+      const StepInput& in = *input_;
+      cpu::PagedBatch batch{reinterpret_cast<const int32_t*>(operand(s, 3)),
+                            in.kvSlots,
+                            T,
+                            in.sequences,
+                            in.seqStarts,
+                            in.blockTables,
+                            in.blockTableStride};
+      cpu::pagedAttention(operand(s, 0), operand(s, 1), operand(s, 2), batch, intAttr(s, "heads"),
+                          static_cast<float>(floatAttr(s, "scale")), pools_[attention++],
+                          result(s));
+    } else if (op == "select_rows") {
+      selectRows(s);
     } else if (op == "attention") {
       if (attention >= caches_.size()) return makeError("more attention steps than KV caches");
       cpu::attention(operand(s, 0), operand(s, 1), operand(s, 2),
@@ -185,6 +213,78 @@ class CpuBackend : public Backend {
     return Error::success();
   }
 
+  // Keeps the logit rows (all rows when the step names none); the steps after it run on those
+  // rows only. Rows ascend, so row i moves down or stays: a forward copy is safe.
+  void selectRows(const plan::Step& s) {
+    const int64_t w = width(s, 0);
+    const float* x = operand(s, 0);
+    float* out = result(s);
+    const StepInput& in = *input_;
+    if (!in.logitRows) {
+      if (out != x) std::memmove(out, x, static_cast<size_t>(rows_ * w) * 4);
+      return;
+    }
+    for (int64_t i = 0; i < in.logitRowCount; ++i)
+      std::memmove(out + i * w, x + in.logitRows[i] * w, static_cast<size_t>(w) * 4);
+    rows_ = in.logitRowCount;
+  }
+
+  // A paged step names only blocks and slots of this pool and rows of this step; anything else
+  // is a malformed iteration (a bug upstream or a bad message), refused before any kernel runs.
+  Error checkPaged(const StepInput& in) const {
+    const int64_t slots = poolBlocks_ * poolBlockSize_;
+    if (in.sequences < 1 || !in.seqStarts || in.seqStarts[0] != 0 ||
+        in.seqStarts[in.sequences] != in.tokens)
+      return makeError("paged step: seq starts do not cover the step's ", in.tokens, " tokens");
+    for (int64_t t = 0; t < in.tokens; ++t)
+      if (in.kvSlots[t] < 0 || in.kvSlots[t] >= slots)
+        return makeError("paged step: KV slot ", in.kvSlots[t], " is outside the pool of ", slots);
+    for (int64_t s = 0; s < in.sequences; ++s) {
+      if (in.seqStarts[s + 1] < in.seqStarts[s])
+        return makeError("paged step: seq starts must not decrease");
+      for (int64_t t = in.seqStarts[s]; t < in.seqStarts[s + 1]; ++t) {
+        const int64_t needed = in.positions[t] / poolBlockSize_ + 1;
+        if (in.positions[t] < 0 || needed > in.blockTableStride)
+          return makeError("paged step: position ", in.positions[t],
+                           " is past its sequence's block table");
+        for (int64_t b = 0; b < needed; ++b) {
+          const int32_t block = in.blockTables[s * in.blockTableStride + b];
+          if (block < 0 || block >= poolBlocks_)
+            return makeError("paged step: block ", block, " is outside the pool of ", poolBlocks_);
+        }
+      }
+    }
+    if (in.logitRows)
+      for (int64_t i = 0; i < in.logitRowCount; ++i)
+        if (in.logitRows[i] < 0 || in.logitRows[i] >= in.tokens ||
+            (i > 0 && in.logitRows[i] <= in.logitRows[i - 1]))
+          return makeError("paged step: logit rows must ascend within the step's tokens");
+    return Error::success();
+  }
+
+  // The paged pool: every layer gets the same number of blocks, as many as kvCacheBytes holds
+  // for all layers in fp32 (the CPU keeps K/V in fp32 whatever the plan's dtype).
+  void allocatePool(const BackendOptions& options) {
+    poolBlockSize_ = std::max<int64_t>(options.kvBlockSize, 1);
+    const uint64_t budget = options.kvCacheBytes ? options.kvCacheBytes : kDefaultKvCacheBytes;
+    uint64_t bytesPerBlock = 0;
+    for (const cpu::KvCache& c : caches_)
+      bytesPerBlock += 2 * static_cast<uint64_t>(poolBlockSize_ * c.kvHeads * c.headDim) * 4;
+    if (bytesPerBlock == 0) return;
+    poolBlocks_ = static_cast<int64_t>(budget / bytesPerBlock);
+    if (poolBlocks_ == 0) return;
+    for (const cpu::KvCache& c : caches_) {
+      auto n = static_cast<size_t>(poolBlocks_ * poolBlockSize_ * c.kvHeads * c.headDim);
+      kvStorage_.emplace_back(static_cast<float*>(std::calloc(2 * n, sizeof(float))));
+      if (!kvStorage_.back()) {
+        kvBytesMissing_ += 2 * n * sizeof(float);
+        continue;
+      }
+      pools_.push_back({kvStorage_.back().get(), kvStorage_.back().get() + n, poolBlocks_,
+                        poolBlockSize_, c.kvHeads, c.headDim});
+    }
+  }
+
   Error runExperts(const plan::Step& s) {
     int64_t experts = intAttr(s, "experts"), per = intAttr(s, "params_per_expert"),
             topK = intAttr(s, "top_k");
@@ -199,9 +299,9 @@ class CpuBackend : public Backend {
     }
     float* out = result(s);
     int64_t hidden = width(s, 0);
-    std::fill(out, out + tokens_ * hidden, 0.0f);
+    std::fill(out, out + rows_ * hidden, 0.0f);
     cpu::moeExperts(operand(s, 0), operand(s, 1), reinterpret_cast<const int32_t*>(operand(s, 2)),
-                    tokens_, hidden, intermediate, topK, gateOrGateUp.data(),
+                    rows_, hidden, intermediate, topK, gateOrGateUp.data(),
                     per == 3 ? up.data() : nullptr, down.data(), out);
     return Error::success();
   }
@@ -220,7 +320,11 @@ class CpuBackend : public Backend {
   std::vector<std::unique_ptr<float, FreeDeleter>> kvStorage_;
   uint64_t kvBytesMissing_ = 0;
   std::vector<cpu::KvCache> caches_;
-  int64_t tokens_ = 0;
+  std::vector<cpu::KvPool> pools_;
+  int64_t poolBlocks_ = 0, poolBlockSize_ = 16;
+  int64_t tokens_ = 0;  // rows the arena is laid out for
+  int64_t rows_ = 0;    // rows the current step runs on (fewer after select_rows)
+  const StepInput* input_ = nullptr;
   const int32_t* slots_ = nullptr;
 };
 
@@ -250,10 +354,12 @@ Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint
   const plan::Plan& p = plan.plan();
   Expected<std::vector<std::vector<float>>> weights = loadRankWeights(p, rank, options);
   if (!weights) return weights.takeError();
-  auto backend = std::make_unique<CpuBackend>(p, rank, comm, std::move(*weights));
+  auto backend = std::make_unique<CpuBackend>(p, rank, comm, std::move(*weights), options);
   if (backend->kvBytesMissing())
     return makeError("cannot allocate ", backend->kvBytesMissing(), " bytes of KV cache on rank ",
-                     rank, " (recompile with a smaller --max-context or --max-batch)");
+                     rank,
+                     " (recompile with a smaller --max-context or --max-batch, or give a smaller "
+                     "--kv-cache-memory)");
   return std::unique_ptr<Backend>(std::move(backend));
 }
 

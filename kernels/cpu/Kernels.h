@@ -67,6 +67,31 @@ void attention(const float* q, const float* k, const float* v, const int32_t* po
                const int32_t* slots, int64_t tokens, int64_t heads, float scale, KvCache& cache,
                float* out);
 
+// One layer's paged KV pool: [blocks][blockSize][kvHeads][headDim] for keys and for values.
+// Physical slot `block * blockSize + offset` holds one token's row.
+struct KvPool {
+  float* k = nullptr;
+  float* v = nullptr;
+  int64_t blocks = 0, blockSize = 16, kvHeads = 0, headDim = 0;
+};
+// One iteration's tokens grouped by sequence (StepInput's paged form): sequence s owns tokens
+// [seqStarts[s], seqStarts[s + 1]) at consecutive positions, and its blocks, in position order,
+// are blockTables[s * blockTableStride ...].
+struct PagedBatch {
+  const int32_t* positions = nullptr;  // [tokens]
+  const int32_t* kvSlots = nullptr;    // [tokens]: where each token's k and v are written
+  int64_t tokens = 0;
+  int64_t sequences = 0;
+  const int32_t* seqStarts = nullptr;    // [sequences + 1]
+  const int32_t* blockTables = nullptr;  // [sequences * blockTableStride]
+  int64_t blockTableStride = 0;
+};
+// attention() over a paged pool: writes every token's k and v at its kvSlots entry first, then
+// each token t attends over positions [0, positions[t]] of its sequence through the sequence's
+// block table. Shapes of q, k, v and out as for attention().
+void pagedAttention(const float* q, const float* k, const float* v, const PagedBatch& batch,
+                    int64_t heads, float scale, KvPool& pool, float* out);
+
 // out = silu(gate) * up.
 void swiglu(const float* gate, const float* up, int64_t count, float* out);
 
@@ -87,18 +112,24 @@ void moeExperts(const float* x, const float* weights, const int32_t* experts, in
 // Index of the largest logit (ties: the lowest index).
 int64_t argmax(const float* logits, int64_t vocab);
 
-// Temperature, top-k (0: off), top-p (1: off) sampling with a caller-owned RNG state.
-// temperature <= 0 means greedy. Deterministic for a given state. As in transformers, top-k
+// Temperature, top-k (0: off), top-p (1: off), min-p (0: off) sampling with a caller-owned RNG
+// state. temperature <= 0 means greedy. Deterministic for a given state. As in transformers, top-k
 // keeps every token tied with the k-th logit; top-p keeps the smallest highest-first prefix
 // whose probability reaches p (at least one token).
 struct SamplingParams {
   float temperature = 0.0f;
   int64_t topK = 0;
   float topP = 1.0f;
+  float minP = 0.0f;  // 0: off
 };
 int64_t sample(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t& rngState);
 // The draw in [0, 1) that sample takes from rngState (splitmix64, top 53 bits), advancing it: a
 // GPU sampler fed this value picks what sample would. sample draws only when temperature > 0.
 double drawUniform(uint64_t& state);
+// sample() with its draw given: `uniform` in [0, 1) picks among the tokens that survive
+// temperature, top-k, top-p and min-p (in that order, as transformers' warpers). The engine
+// gives each request's n-th token a draw that depends only on its seed and n; a GPU sampler is
+// tested against this.
+int64_t sampleWithDraw(const float* logits, int64_t vocab, const SamplingParams& p, double uniform);
 
 }  // namespace tpc::cpu

@@ -1,5 +1,5 @@
 // Greedy and stochastic token choice. The filters follow transformers' logits warpers in their
-// order (temperature, top-k, top-p); the draw uses splitmix64 so a request's state, a single
+// order (temperature, top-k, top-p, min-p); the draw uses splitmix64 so a request's state, a single
 // uint64, makes its tokens reproducible on every backend.
 #include <algorithm>
 #include <cassert>
@@ -44,6 +44,12 @@ int64_t argmax(const float* logits, int64_t vocab) {
 
 int64_t sample(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t& rngState) {
   if (p.temperature <= 0.0f) return argmax(logits, vocab);
+  return sampleWithDraw(logits, vocab, p, drawUniform(rngState));
+}
+
+int64_t sampleWithDraw(const float* logits, int64_t vocab, const SamplingParams& p,
+                       double uniform) {
+  if (p.temperature <= 0.0f) return argmax(logits, vocab);
   auto* candidates = detail::scratch<Candidate>(vocab);
   for (int64_t i = 0; i < vocab; ++i) candidates[i] = {logits[i] / p.temperature, i};
 
@@ -82,8 +88,21 @@ int64_t sample(const float* logits, int64_t vocab, const SamplingParams& p, uint
     total = 0.0;
     for (int64_t i = 0; i < kept; ++i) total += probs[i];
   }
+  if (p.minP > 0.0f) {
+    // Like HF's MinPLogitsWarper: keep tokens at least minP times as likely as the most likely
+    // survivor (probs are relative to the maximum, which is 1), in their current order.
+    int64_t survivors = 0;
+    total = 0.0;
+    for (int64_t i = 0; i < kept; ++i)
+      if (probs[i] >= static_cast<double>(p.minP)) {
+        candidates[survivors] = candidates[i];
+        probs[survivors++] = probs[i];
+        total += probs[i];
+      }
+    kept = survivors;  // the maximum itself always survives (minP <= 1)
+  }
 
-  double target = drawUniform(rngState) * total;
+  double target = uniform * total;
   for (int64_t i = 0; i < kept - 1; ++i) {
     target -= probs[i];
     if (target < 0.0) return candidates[i].token;

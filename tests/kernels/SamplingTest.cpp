@@ -143,5 +143,43 @@ TEST(Sample, TopPAfterTopKOnALargeVocabulary) {
   EXPECT_EQ(drawn, nucleus);
 }
 
+TEST(Sample, MinPDropsTokensLessThanMinPTimesTheMost) {
+  // Probabilities 0.5, 0.3, 0.15, 0.05; min-p 0.4 keeps those >= 0.2: the first two, 5/8 and 3/8.
+  const auto logits = logitsOf({0.15, 0.5, 0.05, 0.3});
+  SamplingParams p{1.0f, 0, 1.0f};
+  p.minP = 0.4f;
+  const auto seen = frequencies(logits, p, 12, 20000);
+  EXPECT_EQ(seen[0], 0.0);
+  EXPECT_EQ(seen[2], 0.0);
+  EXPECT_NEAR(seen[1], 0.625, 0.02);
+  EXPECT_NEAR(seen[3], 0.375, 0.02);
+}
+
+TEST(SampleWithDraw, PicksWhatSamplePicksFromTheSameState) {
+  const auto logits = randomFloats(1001, 155, -3.0f, 3.0f);
+  for (SamplingParams p : {SamplingParams{1.0f, 0, 1.0f}, SamplingParams{0.7f, 50, 0.9f},
+                           SamplingParams{1.3f, 0, 0.8f}, SamplingParams{0.0f, 0, 1.0f}}) {
+    p.minP = p.topK == 50 ? 0.05f : 0.0f;
+    uint64_t state = 99, copy = 99;
+    for (int i = 0; i < 200; ++i) {
+      const double draw = p.temperature > 0 ? drawUniform(copy) : 0.0;
+      ASSERT_EQ(sampleWithDraw(logits.data(), 1001, p, draw),
+                sample(logits.data(), 1001, p, state));
+    }
+  }
+}
+
+TEST(SampleWithDraw, TheDrawWalksTheCumulativeDistribution) {
+  // Probabilities 0.1, 0.2, 0.3, 0.4 in token order (no sort without top-k or top-p): draws
+  // just below and above each cumulative boundary land on either side of it.
+  const auto logits = logitsOf({0.1, 0.2, 0.3, 0.4});
+  const SamplingParams p{1.0f, 0, 1.0f};
+  EXPECT_EQ(sampleWithDraw(logits.data(), 4, p, 0.05), 0);
+  EXPECT_EQ(sampleWithDraw(logits.data(), 4, p, 0.15), 1);
+  EXPECT_EQ(sampleWithDraw(logits.data(), 4, p, 0.55), 2);
+  EXPECT_EQ(sampleWithDraw(logits.data(), 4, p, 0.65), 3);
+  EXPECT_EQ(sampleWithDraw(logits.data(), 4, p, 0.999), 3);
+}
+
 }  // namespace
 }  // namespace tpc::cpu

@@ -1,7 +1,8 @@
 // The sharded IR of the tiny llama preset at worlds 1, 2 and 8, compared with checked-in text
 // that was read and checked by hand: column/row splits, KV heads per rank, one all-reduce after
 // o_proj and after down_proj, the vocab-parallel embedding's all-reduce, the logits gather and
-// the slice that drops vocab padding (500 rows over 8 ranks pad to 504).
+// the slice that drops vocab padding (500 rows over 8 ranks pad to 504), and the select_rows that
+// keeps only the logit rows before the lm_head.
 #include <gtest/gtest.h>
 
 #include "ir/Parser.h"

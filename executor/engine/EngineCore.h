@@ -1,0 +1,96 @@
+// The Engine on rank 0: requests queue in submit(), and run() turns them into iterations on the
+// calling thread (the rank's own) until shutdown(): schedule, hand the iteration to every rank
+// through an IterationRunner, pick each sampling row's token, send the events.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "executor/engine/Engine.h"
+#include "executor/engine/Iteration.h"
+#include "executor/engine/KvBlockPool.h"
+#include "executor/engine/PrefixCache.h"
+#include "executor/engine/Scheduler.h"
+
+namespace tpc {
+
+// Runs an iteration on every rank; rank 0's side.
+class IterationRunner {
+ public:
+  virtual ~IterationRunner() = default;
+  // Forward: the logit rows' logits, [rows, vocab]; valid until the next call.
+  virtual Expected<const float*> forward(const Iteration& it) = 0;
+  // Sample: the logit rows' tokens.
+  virtual Expected<std::vector<int32_t>> sample(const Iteration& it) = 0;
+  // Nothing to run for a while: keep the other ranks and the process group informed.
+  virtual Error idle() = 0;
+};
+
+struct EngineModel {
+  int64_t maxContext = 0, vocabSize = 0;
+  int64_t maxBatch = 8;  // the plan's max batch: the default of EngineConfig::maxSeqs
+  std::vector<int64_t> eosIds;
+};
+
+class EngineCore final : public Engine {
+ public:
+  EngineCore(EngineModel model, EngineConfig config);
+  ~EngineCore() override = default;
+
+  Expected<EngineRequestId> submit(EngineRequest request, EngineEventSink sink) override;
+  void cancel(EngineRequestId id) override;
+  EngineCounters counters() const override;
+  EngineState state() const override;
+  std::string failure() const override;
+  int64_t maxContext() const override { return model_.maxContext; }
+  int64_t vocabSize() const override { return model_.vocabSize; }
+  std::vector<int64_t> eosIds() const override { return model_.eosIds; }
+
+  // Iterations until shutdown() (Ok) or a failed iteration (its Error, after every open
+  // request got a Failed event). `kvBlocks`: the pool every rank holds.
+  Error run(IterationRunner& runner, int64_t kvBlocks);
+  // Thread-safe: run() returns after the current iteration; open requests fail with "the
+  // engine stopped".
+  void shutdown();
+  // The ranks could not start (e.g. a weight failed to load): Failed, open requests failed.
+  void fail(const std::string& why);
+
+ private:
+  Error validate(const EngineRequest& r) const;
+  void takeInbox(std::vector<std::unique_ptr<Sequence>>& fresh,
+                 std::vector<EngineRequestId>& cancels, bool& stop);
+  Error runIteration(IterationRunner& runner);
+  void emitToken(Sequence& seq, int32_t token, const float* logits);
+  void finish(Sequence& seq, const std::string& reason);
+  void failAll(const std::string& why);
+  void publishCounters();
+
+  const EngineModel model_;
+  const EngineConfig config_;
+
+  mutable std::mutex mutex_;  // guards everything below up to the engine thread's own state
+  std::condition_variable wake_;
+  EngineState state_ = EngineState::Loading;
+  std::string failure_;
+  EngineCounters counters_;
+  std::vector<std::unique_ptr<Sequence>> inbox_;
+  std::vector<EngineRequestId> cancels_;
+  bool stopRequested_ = false;
+  EngineRequestId nextId_ = 1;
+  int64_t poolBlocks_ = 0;
+
+  // The engine thread's own.
+  std::unique_ptr<KvBlockPool> pool_;
+  std::unique_ptr<PrefixCache> prefix_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::map<EngineRequestId, std::unique_ptr<Sequence>> sequences_;
+  int64_t promptTokens_ = 0, generationTokens_ = 0, iterations_ = 0, finished_ = 0;
+  std::vector<float> rowScratch_;
+};
+
+}  // namespace tpc

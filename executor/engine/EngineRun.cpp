@@ -1,0 +1,190 @@
+#include "executor/engine/EngineRun.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "codegen/PlanFormat.h"
+#include "executor/engine/EngineCore.h"
+#include "executor/engine/RankRunners.h"
+#include "executor/process/ProcessGroup.h"
+#include "kernels/cpu/Threads.h"
+
+namespace tpc {
+namespace {
+
+EngineModel modelOf(const plan::Plan& p) {
+  EngineModel m;
+  m.maxContext = p.limits()->max_context();
+  m.maxBatch = p.limits()->max_batch();
+  m.vocabSize = planIntAttr(p.model(), "vocab_size");
+  const plan::Attr* eos = findPlanAttr(p.model(), "eos_token_ids");
+  if (eos && eos->ints()) m.eosIds.assign(eos->ints()->begin(), eos->ints()->end());
+  return m;
+}
+
+BackendOptions backendOptionsOf(const EngineRunOptions& o, const std::function<void()>& beat,
+                                bool reportProgress) {
+  BackendOptions b = o.backend;
+  b.kvBlockSize = o.engine.kvBlockSize;
+  b.kvCacheBytes = o.engine.kvCacheBytes;
+  b.gpuMemoryUtilization = o.engine.gpuMemoryUtilization;
+  b.onProgress = [beat, reportProgress, outer = o.backend.onProgress] {
+    if (beat) beat();
+    if (reportProgress && outer) outer();
+  };
+  return b;
+}
+
+// Rank 0: the engine on this thread, the driver on its own.
+Error hostEngine(const LoadedPlan& plan, Communicator& comm, Communicator& control,
+                 const EngineRunOptions& options, const std::function<Error(Engine&)>& driver,
+                 const std::function<void()>& heartbeat) {
+  const plan::Plan& p = plan.plan();
+  EngineCore engine(modelOf(p), options.engine);
+  Error driverError = Error::success();
+  std::thread driverThread([&] {
+    driverError = driver(engine);
+    engine.shutdown();
+  });
+  auto finish = [&](Error e) -> Error {
+    driverThread.join();
+    if (e) return e;
+    return std::move(driverError);
+  };
+  Expected<std::unique_ptr<Backend>> backend =
+      createBackend(plan, 0, comm, backendOptionsOf(options, heartbeat, true));
+  if (!backend) {
+    engine.fail(backend.errorMessage());
+    return finish(backend.takeError());
+  }
+  if ((*backend)->kvBlocks() == 0) {
+    Error e = makeError("the KV cache holds no block of ", options.engine.kvBlockSize,
+                        " tokens (give a larger --kv-cache-memory)");
+    engine.fail(e.message());
+    return finish(std::move(e));
+  }
+  // Every rank has its weights before the engine says Ready.
+  if (control.world() > 1)
+    if (Error e = control.barrier()) {
+      engine.fail(e.message());
+      return finish(std::move(e));
+    }
+  LeaderRunner runner(**backend, control, modelOf(p).vocabSize, heartbeat);
+  Error e = engine.run(runner, (*backend)->kvBlocks());
+  if (!e) e = runner.stop();
+  return finish(std::move(e));
+}
+
+Error followEngine(const LoadedPlan& plan, uint32_t rank, Communicator& comm, Communicator& control,
+                   const EngineRunOptions& options, const std::function<void()>& heartbeat) {
+  Expected<std::unique_ptr<Backend>> backend =
+      createBackend(plan, rank, comm, backendOptionsOf(options, heartbeat, false));
+  if (!backend) return backend.takeError();
+  if (Error e = control.barrier()) return e;
+  return followIterations(**backend, control, planIntAttr(plan.plan().model(), "vocab_size"),
+                          heartbeat);
+}
+
+// As LocalRun.cpp: the store's port is bound before the ranks fork, so none races for it.
+Expected<std::pair<int, int>> listenOnLoopback() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return makeError("cannot create the rendezvous socket: ", std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1024) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    return makeError("cannot listen for the rendezvous store: ", why);
+  }
+  return std::make_pair(fd, static_cast<int>(ntohs(addr.sin_port)));
+}
+
+// Rank 0's NCCL unique id, shared over the Gloo mesh (the engine's messages stay on Gloo).
+Expected<std::unique_ptr<Communicator>> ncclBeside(Communicator& gloo, int rank, int world,
+                                                   std::chrono::milliseconds timeout) {
+  std::string id;
+  if (rank == 0) {
+    Expected<std::string> made = newNcclUniqueId();
+    if (!made) return made.takeError();
+    id = *made;
+  }
+  if (Error e = gloo.broadcast(id, 0)) return e;
+  return createNcclCommunicator(rank, world, id, -1, timeout);
+}
+
+}  // namespace
+
+Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
+                       const std::function<Error(Engine&)>& driver) {
+  const int world = static_cast<int>(plan.plan().world());
+  if (options.localWorld != 0 && options.localWorld != world)
+    return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
+                     world, " (spreading ranks over several nodes needs the control plane)");
+  if (options.backend.kind == "cuda" && cudaDeviceCount() == 0)
+    return makeError("--backend cuda: no CUDA device is visible on this host");
+  if (world == 1) {
+    std::unique_ptr<Communicator> local = createLocalCommunicator();
+    std::unique_ptr<Communicator> comm;
+    if (options.backend.kind == "cuda") {
+      Expected<std::string> id = newNcclUniqueId();
+      if (!id) return id.takeError();
+      Expected<std::unique_ptr<Communicator>> nccl =
+          createNcclCommunicator(0, 1, *id, options.backend.device, options.rankTimeout);
+      if (!nccl) return nccl.takeError();
+      comm = std::move(*nccl);
+    }
+    return hostEngine(plan, comm ? *comm : *local, *local, options, driver, {});
+  }
+  Expected<std::pair<int, int>> listener = listenOnLoopback();
+  if (!listener) return listener.takeError();
+  auto [fd, port] = *listener;
+  ProcessGroupOptions group;
+  group.heartbeatTimeout = options.rankTimeout;
+  Error e = runLocalRanks(
+      world,
+      [&, fd = fd, port = port](int rank, RankContext& ctx) {
+        unsigned cores = std::thread::hardware_concurrency();
+        cpu::setKernelThreads(cores > static_cast<unsigned>(world) ? static_cast<int>(cores) / world
+                                                                   : 1);
+        GlooOptions gloo;
+        gloo.storePort = port;
+        gloo.storeListenFd = fd;
+        gloo.timeout = options.rankTimeout;
+        Expected<std::unique_ptr<Communicator>> control = createGlooCommunicator(rank, world, gloo);
+        if (!control) return ctx.fail(control.errorMessage());
+        ctx.heartbeat();
+        std::unique_ptr<Communicator> nccl;
+        if (options.backend.kind == "cuda") {
+          Expected<std::unique_ptr<Communicator>> made =
+              ncclBeside(**control, rank, world, options.rankTimeout);
+          if (!made) return ctx.fail(made.errorMessage());
+          nccl = std::move(*made);
+          ctx.heartbeat();
+        }
+        Communicator& comm = nccl ? *nccl : **control;
+        auto beat = [&] { ctx.heartbeat(); };
+        Error failed = rank == 0 ? hostEngine(plan, comm, **control, options, driver, beat)
+                                 : followEngine(plan, static_cast<uint32_t>(rank), comm, **control,
+                                                options, beat);
+        if (failed) {
+          (*control)->abort();
+          if (nccl) nccl->abort();
+          return ctx.fail(failed.message());
+        }
+        return 0;
+      },
+      group);
+  ::close(fd);
+  return e;
+}
+
+}  // namespace tpc

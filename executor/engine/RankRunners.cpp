@@ -1,0 +1,67 @@
+#include "executor/engine/RankRunners.h"
+
+namespace tpc {
+
+LeaderRunner::LeaderRunner(Backend& backend, Communicator& control, int64_t vocab,
+                           std::function<void()> heartbeat)
+    : backend_(backend), control_(control), vocab_(vocab), heartbeat_(std::move(heartbeat)) {}
+
+Error LeaderRunner::send(const Iteration& it) {
+  if (control_.world() == 1) return Error::success();
+  std::string bytes = it.encode();
+  return control_.broadcast(bytes, 0);
+}
+
+Expected<const float*> LeaderRunner::forward(const Iteration& it) {
+  if (Error e = send(it)) return e;
+  Expected<const float*> logits = backend_.forward(it.stepInput());
+  if (heartbeat_) heartbeat_();
+  return logits;
+}
+
+Expected<std::vector<int32_t>> LeaderRunner::sample(const Iteration& it) {
+  if (Error e = send(it)) return e;
+  Expected<std::vector<int32_t>> ids =
+      backend_.forwardSample(it.stepInput(), it.sampling.data(), vocab_);
+  if (heartbeat_) heartbeat_();
+  return ids;
+}
+
+Error LeaderRunner::idle() {
+  Iteration it;
+  it.kind = Iteration::Kind::Idle;
+  if (Error e = send(it)) return e;
+  if (heartbeat_) heartbeat_();
+  return Error::success();
+}
+
+Error LeaderRunner::stop() {
+  Iteration it;
+  it.kind = Iteration::Kind::Stop;
+  return send(it);
+}
+
+Error followIterations(Backend& backend, Communicator& control, int64_t vocab,
+                       const std::function<void()>& heartbeat) {
+  while (true) {
+    std::string bytes;
+    if (Error e = control.broadcast(bytes, 0)) return e;
+    Expected<Iteration> it = Iteration::decode(bytes);
+    if (!it) return it.takeError();
+    if (it->kind == Iteration::Kind::Stop) return Error::success();
+    if (it->kind == Iteration::Kind::Forward) {
+      Expected<const float*> logits = backend.forward(it->stepInput());
+      if (!logits) return logits.takeError();
+    } else if (it->kind == Iteration::Kind::Sample) {
+      if (it->sampling.size() != it->logitRows.size())
+        return makeError("iteration message: ", it->sampling.size(), " row samplings for ",
+                         it->logitRows.size(), " logit rows");
+      Expected<std::vector<int32_t>> ids =
+          backend.forwardSample(it->stepInput(), it->sampling.data(), vocab);
+      if (!ids) return ids.takeError();
+    }
+    if (heartbeat) heartbeat();
+  }
+}
+
+}  // namespace tpc
