@@ -28,6 +28,7 @@ struct ServerOptions {
   // arrived requestTimeout after its first byte (slowloris), is closed.
   std::chrono::milliseconds idleTimeout{60000}, requestTimeout{30000};
   std::chrono::milliseconds writeTimeout{30000};  // a client that reads nothing this long
+  bool stopOnSignals = false;  // SIGINT and SIGTERM end run() cleanly (the tpexec serve process)
 };
 
 struct Reply {

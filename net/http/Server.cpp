@@ -3,6 +3,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <csignal>
 #include <optional>
 
 namespace tpc::http {
@@ -18,6 +19,7 @@ struct HttpServer::Impl {
       : ioc(std::make_shared<asio::io_context>(1)),
         acceptor(*ioc),
         watchdog(*ioc),
+        signals(*ioc),
         options(std::move(o)),
         state(engine, tokenizer, options.modelName) {}
   ~Impl();
@@ -31,6 +33,7 @@ struct HttpServer::Impl {
   std::shared_ptr<asio::io_context> ioc;
   tcp::acceptor acceptor;
   asio::steady_timer watchdog;
+  asio::signal_set signals;
   ServerOptions options;
   ServerState state;
   Error failure = Error::success();
@@ -331,6 +334,17 @@ Expected<std::unique_ptr<HttpServer>> HttpServer::create(Engine& engine, Tokeniz
 int HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
 
 Error HttpServer::run() {
+  if (impl_->options.stopOnSignals) {
+    impl_->signals.add(SIGINT);
+    impl_->signals.add(SIGTERM);
+    impl_->signals.async_wait([impl = impl_.get()](error_code ec, int) {
+      if (ec) return;
+      error_code ignored;
+      impl->acceptor.close(ignored);
+      impl->watchdog.cancel();
+      impl->ioc->stop();
+    });
+  }
   impl_->accept();
   impl_->watch();
   impl_->ioc->run();

@@ -29,15 +29,18 @@ std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
 }  // namespace
 
 int runBenchCommand(int argc, char** argv);
+int runServeCommand(int argc, char** argv);
 
 int runTpexec(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "bench") return runBenchCommand(argc, argv);
+  if (argc > 1 && std::string_view(argv[1]) == "serve") return runServeCommand(argc, argv);
   using namespace tpc;
   // Multi-node roles have flags of their own (tools/tpexec/HeadMode.cpp, WorkerMode.cpp).
   if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
   if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
   if (tpexec::wantsCurveKeygen(argc, argv)) return tpexec::runCurveKeygen(argc, argv);
-  std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
+  std::string planPath, promptIds, logitsOut, modelDir;
+  std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false, eager = false;
@@ -63,7 +66,8 @@ int runTpexec(int argc, char** argv) {
               "sample from the smallest set with probability >= P (default 1)");
   args.option("--seed", &seed, "S", "sampling seed (default 0)");
   args.flag("--ignore-eos", &ignoreEos, "keep generating past end-of-sequence tokens");
-  args.choice("--backend", &backend, {"cpu", "cuda"}, "where to run (default cpu)");
+  args.choice("--backend", &backend, {"cpu", "cuda"},
+              "where to run (default cuda when a GPU is visible)");
   args.flag("--eager", &eager, "cuda: run every step eagerly, without CUDA Graphs");
   args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
   args.option("--model-dir", &modelDir, "DIR",
@@ -75,7 +79,8 @@ int runTpexec(int argc, char** argv) {
   args.flag("--json", &json, "print one JSON object instead of text");
   args.epilog(
       "example:\n  tpexec tiny.w8.fb --prompt-ids 1,17,42 --max-new-tokens 8\n"
-      "benchmark:\n  tpexec bench PLAN --help");
+      "benchmark:\n  tpexec bench PLAN --help\n"
+      "server:\n  tpexec serve PLAN|MODEL_DIR --help");
   if (Error e = args.parse(argc, argv)) return fail(e.message(), 2);
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
   const bool textMode = args.seen("--prompt");
