@@ -43,6 +43,19 @@ tpc_install_oracle() {
     || { echo "setup: npm ci failed in tests/tokenizer-oracle; the tokenizer tests need it"; return 1; }
 }
 
+# The server tests run OpenAI's official Node SDK (npm openai, pinned by
+# tests/openai-client/package-lock.json) against tpexec serve. Needs npm (tpc_install_oracle
+# installs it).
+tpc_install_openai_client() {
+  local dir="$TPC_ROOT/tests/openai-client"
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  echo "setup: installing the OpenAI client (npm ci in tests/openai-client)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+    || { echo "setup: npm ci failed in tests/openai-client; the server tests need it"; return 1; }
+}
+
 # tpc_build BUILD_DIR [extra cmake args...]
 tpc_build() {
   local dir=$1; shift

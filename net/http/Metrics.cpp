@@ -1,6 +1,7 @@
 #include "net/http/Metrics.h"
 
 #include <cstdio>
+#include <ctime>
 
 namespace tpc::http {
 
@@ -76,6 +77,12 @@ std::string ServerMetrics::render(const EngineCounters& e, const std::string& mo
          static_cast<double>(e.generationTokens));
   metric(out, "counter", "tpc:iterations_total", "Engine iterations run.", model,
          static_cast<double>(e.iterations));
+  // render() runs on the I/O thread, so this is the HTTP side's own CPU time.
+  timespec cpu{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+  metric(out, "counter", "tpc:http_cpu_seconds_total",
+         "CPU time of the server's I/O thread (HTTP, JSON, detokenization).", model,
+         static_cast<double>(cpu.tv_sec) + cpu.tv_nsec * 1e-9);
   metric(out, "counter", "tpc:request_rejected_total", "Requests refused with 429 (queue full).",
          model, static_cast<double>(rejectedQueueFull));
   out +=

@@ -30,10 +30,12 @@ std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
 
 int runBenchCommand(int argc, char** argv);
 int runServeCommand(int argc, char** argv);
+int runServeBench(int argc, char** argv);
 
 int runTpexec(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "bench") return runBenchCommand(argc, argv);
   if (argc > 1 && std::string_view(argv[1]) == "serve") return runServeCommand(argc, argv);
+  if (argc > 1 && std::string_view(argv[1]) == "serve-bench") return runServeBench(argc, argv);
   using namespace tpc;
   // Multi-node roles have flags of their own (tools/tpexec/HeadMode.cpp, WorkerMode.cpp).
   if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
