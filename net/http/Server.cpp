@@ -4,6 +4,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <csignal>
+#include <map>
 #include <optional>
 
 namespace tpc::http {
@@ -39,6 +40,10 @@ struct HttpServer::Impl {
   Error failure = Error::success();
   bool failing = false;
   std::optional<std::chrono::steady_clock::time_point> drainedAt;
+  // Every open connection, to close them all when run() ends (a stopped context would leave
+  // their clients waiting forever).
+  std::map<uint64_t, std::function<void()>> closers;
+  uint64_t nextSession = 0;
 };
 
 namespace {
@@ -47,7 +52,13 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl& server)
       : stream_(std::move(socket)), server_(server), requestTimer_(*server.ioc) {}
-  void start() { waitForRequest(); }
+  void start() {
+    id_ = ++server_.nextSession;
+    server_.closers[id_] = [weak = weak_from_this()] {
+      if (auto s = weak.lock()) s->close();
+    };
+    waitForRequest();
+  }
 
  private:
   // Idle: nothing of a request yet. A pipelined request may already be in the buffer.
@@ -250,6 +261,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void close() {
     if (closed_) return;
     closed_ = true;
+    server_.closers.erase(id_);
     error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
@@ -264,6 +276,7 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::steady_timer requestTimer_;
   bool timedOut_ = false;
   uint64_t turn_ = 0;  // which request the disconnect watch belongs to
+  uint64_t id_ = 0;
   std::string pending_, inflight_;
 };
 
@@ -348,6 +361,11 @@ Error HttpServer::run() {
   impl_->accept();
   impl_->watch();
   impl_->ioc->run();
+  error_code ignored;
+  impl_->acceptor.close(ignored);
+  std::map<uint64_t, std::function<void()>> open;
+  open.swap(impl_->closers);
+  for (auto& [id, closeIt] : open) closeIt();
   return std::move(impl_->failure);
 }
 

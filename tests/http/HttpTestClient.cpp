@@ -1,12 +1,9 @@
 #include "tests/http/HttpTestClient.h"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <deque>
+#include <functional>
 
 namespace tpc::test {
 
@@ -17,19 +14,35 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-void boundReads(tcp::socket& socket, int seconds) {
-  timeval tv{seconds, 0};
-  setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+// Asio's blocking calls poll without a time limit (a socket timeout does not reach them), so
+// every operation here is asynchronous and the context runs for a bounded time.
+constexpr auto kLimit = std::chrono::seconds(10);
+
+// Runs `ioc` until `done` or `limit`; false on timeout (the socket is then closed).
+bool runBounded(asio::io_context& ioc, tcp::socket& socket, const bool& done,
+                std::chrono::steady_clock::duration limit = kLimit) {
+  ioc.restart();
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!done && std::chrono::steady_clock::now() < until)
+    if (ioc.run_one_until(until) == 0) break;
+  if (done) return true;
+  beast::error_code ignored;
+  socket.close(ignored);
+  ioc.restart();
+  ioc.run_for(std::chrono::seconds(1));  // let the aborted handlers finish
+  return false;
 }
 
-bool connect(tcp::socket& socket, int port) {
-  beast::error_code ec;
-  socket.connect(
-      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)), ec);
-  if (ec) return false;
-  boundReads(socket, 10);
-  return true;
+bool connect(asio::io_context& ioc, tcp::socket& socket, int port) {
+  bool done = false;
+  beast::error_code result;
+  socket.async_connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)),
+      [&](beast::error_code ec) {
+        result = ec;
+        done = true;
+      });
+  return runBounded(ioc, socket, done) && !result;
 }
 
 bhttp::request<bhttp::string_body> makeRequest(const std::string& method, const std::string& target,
@@ -56,15 +69,25 @@ HttpReply httpRequest(int port, const std::string& method, const std::string& ta
   asio::io_context ioc;
   tcp::socket socket(ioc);
   HttpReply out;
-  beast::error_code ec;
-  if (!connect(socket, port)) return out;
-  bhttp::write(socket, makeRequest(method, target, body, headers), ec);
-  if (ec) return out;
+  if (!connect(ioc, socket, port)) return out;
+  auto req = makeRequest(method, target, body, headers);
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(uint64_t{1} << 30);
-  bhttp::read(socket, buffer, parser, ec);
-  if (ec) return out;
+  bool done = false;
+  beast::error_code result;
+  bhttp::async_write(socket, req, [&](beast::error_code ec, size_t) {
+    if (ec) {
+      result = ec;
+      done = true;
+      return;
+    }
+    bhttp::async_read(socket, buffer, parser, [&](beast::error_code ec2, size_t) {
+      result = ec2;
+      done = true;
+    });
+  });
+  if (!runBounded(ioc, socket, done) || result) return out;
   auto& res = parser.get();
   out.status = static_cast<int>(res.result_int());
   out.body = res.body();
@@ -76,17 +99,28 @@ HttpReply httpRequest(int port, const std::string& method, const std::string& ta
 std::string rawExchange(int port, const std::string& bytes, int seconds) {
   asio::io_context ioc;
   tcp::socket socket(ioc);
-  if (!connect(socket, port)) return {};
-  boundReads(socket, seconds);
-  beast::error_code ec;
-  asio::write(socket, asio::buffer(bytes), ec);
+  if (!connect(ioc, socket, port)) return {};
   std::string out;
-  char buffer[4096];
-  while (true) {
-    size_t n = socket.read_some(asio::buffer(buffer), ec);
-    if (ec || n == 0) break;
-    out.append(buffer, n);
-  }
+  char chunk[4096];
+  bool done = false;
+  std::function<void()> readMore = [&] {
+    socket.async_read_some(asio::buffer(chunk), [&](beast::error_code ec, size_t n) {
+      out.append(chunk, n);
+      if (ec) {
+        done = true;
+        return;
+      }
+      readMore();
+    });
+  };
+  asio::async_write(socket, asio::buffer(bytes), [&](beast::error_code ec, size_t) {
+    if (ec) {
+      done = true;
+      return;
+    }
+    readMore();
+  });
+  runBounded(ioc, socket, done, std::chrono::seconds(seconds));
   return out;
 }
 
@@ -102,10 +136,16 @@ struct SseStream::Impl {
 
 SseStream::SseStream(int port, const std::string& target, const nlohmann::json& body)
     : impl_(new Impl) {
-  if (!connect(impl_->socket, port)) return;
+  Impl& m = *impl_;
+  if (!connect(m.ioc, m.socket, port)) return;
+  auto req = makeRequest("POST", target, body.dump(), {});
+  bool done = false;
   beast::error_code ec;
-  bhttp::write(impl_->socket, makeRequest("POST", target, body.dump(), {}), ec);
-  if (ec) return;
+  bhttp::async_write(m.socket, req, [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!runBounded(m.ioc, m.socket, done) || ec) return;
   impl_->parser.body_limit(uint64_t{1} << 30);
   // The parser keeps a reference to the callback: it lives in Impl.
   impl_->onChunk = [impl = impl_](uint64_t, beast::string_view data, beast::error_code&) {
@@ -113,13 +153,22 @@ SseStream::SseStream(int port, const std::string& target, const nlohmann::json& 
     return data.size();
   };
   impl_->parser.on_chunk_body(impl_->onChunk);
-  bhttp::read_header(impl_->socket, impl_->buffer, impl_->parser, ec);
-  if (ec) return;
+  done = false;
+  bhttp::async_read_header(m.socket, m.buffer, m.parser, [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!runBounded(m.ioc, m.socket, done) || ec) return;
   status_ = static_cast<int>(impl_->parser.get().result_int());
   if (status_ != 200) {
     // An error is a plain JSON body, not a stream.
     bhttp::response_parser<bhttp::string_body> whole(std::move(impl_->parser));
-    bhttp::read(impl_->socket, impl_->buffer, whole, ec);
+    done = false;
+    bhttp::async_read(m.socket, m.buffer, whole, [&](beast::error_code e, size_t) {
+      ec = e;
+      done = true;
+    });
+    runBounded(m.ioc, m.socket, done);
     errorBody_ = whole.get().body();
     impl_->closed = true;
   }
@@ -137,9 +186,14 @@ std::optional<std::string> SseStream::next() {
       return event;
     }
     if (impl_->closed || impl_->parser.is_done()) return std::nullopt;
+    bool done = false;
     beast::error_code ec;
-    bhttp::read_some(impl_->socket, impl_->buffer, impl_->parser, ec);
-    if (ec) {
+    bhttp::async_read_some(impl_->socket, impl_->buffer, impl_->parser,
+                           [&](beast::error_code e, size_t) {
+                             ec = e;
+                             done = true;
+                           });
+    if (!runBounded(impl_->ioc, impl_->socket, done) || ec) {
       impl_->closed = true;
       return std::nullopt;
     }
