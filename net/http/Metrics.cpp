@@ -88,9 +88,15 @@ std::string ServerMetrics::render(const EngineCounters& e, const std::string& mo
   out +=
       "# HELP tpc:request_success_total Requests finished, by finish reason.\n"
       "# TYPE tpc:request_success_total counter\n";
-  for (const auto& [reason, count] : finished)
-    out += "tpc:request_success_total{model_name=\"" + modelName + "\",finished_reason=\"" +
-           reason + "\"} " + std::to_string(count) + "\n";
+  for (const auto& [reason, count] : finished) {
+    out += "tpc:request_success_total{model_name=\"";
+    out += modelName;
+    out += "\",finished_reason=\"";
+    out += reason;
+    out += "\"} ";
+    out += std::to_string(count);
+    out += "\n";
+  }
   timeToFirstToken.render("tpc:time_to_first_token_seconds", "Time to first token.", out);
   interTokenLatency.render("tpc:inter_token_latency_seconds", "Time between two tokens.", out);
   endToEndLatency.render("tpc:e2e_request_latency_seconds", "Request latency, end to end.", out);

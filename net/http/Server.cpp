@@ -121,7 +121,7 @@ class Session : public std::enable_shared_from_this<Session> {
           if (auto s = weak.lock())
             s->sendReply(Reply{status, std::move(body), "application/json", {}});
         },
-        [weak](std::string data) {
+        [weak](const std::string& data) {
           if (auto s = weak.lock()) s->sendEvent(data);
         },
         [weak] {
@@ -317,12 +317,16 @@ void HttpServer::Impl::watch() {
 HttpServer::Impl::~Impl() {
   // Requests still in the engine are cancelled, and their last events drained, so that no
   // engine callback outlives the state it refers to.
-  std::vector<Completion*> open(state.live.begin(), state.live.end());
-  for (Completion* c : open) c->clientGone();
-  ioc->restart();
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (state.open > 0 && std::chrono::steady_clock::now() < until)
-    ioc->run_one_for(std::chrono::milliseconds(50));
+  try {
+    std::vector<Completion*> open(state.live.begin(), state.live.end());
+    for (Completion* c : open) c->clientGone();
+    ioc->restart();
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (state.open > 0 && std::chrono::steady_clock::now() < until)
+      ioc->run_one_for(std::chrono::milliseconds(50));
+  } catch (...) {
+    // Out of memory while shutting down: nothing left to save.
+  }
 }
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -99,8 +99,10 @@ TEST(ServeCli, GreedyTokenIdCompletionsEqualTpexecPromptIdsOnTheGoldenModels) {
     json golden = json::parse(readFile(model + "/golden.json"));
     std::vector<int64_t> prompt = golden["prompt_ids"];
     const int64_t n = 6;
-    CommandResult c = runCommand(binPath("tpc") + " compile " + model +
-                                 " --world 2 --dtype f32 --quiet -o " + plan);
+    std::string compile = binPath("tpc") + " compile " + model;
+    compile += " --world 2 --dtype f32 --quiet -o ";
+    compile += plan;
+    CommandResult c = runCommand(compile);
     ASSERT_EQ(c.exitCode, 0) << c.output;
     CommandResult alone = runCommand(
         binPath("tpexec") + " " + plan + " --backend cpu --prompt-ids " + joinedIds(prompt) +
