@@ -11,6 +11,7 @@
 #include "net/http/Server.h"
 #include "tools/common/Args.h"
 #include "tools/common/CompileModel.h"
+#include "tools/tpexec/EngineFlags.h"
 
 namespace {
 
@@ -64,11 +65,10 @@ int runServeCommand(int argc, char** argv) {
   using namespace tpc;
   std::string target, modelDir, tokenizerPath;
   std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
-  int64_t port = 8000, maxQueued = 1024, maxSeqs = 0, maxBodyBytes = int64_t{4} << 20;
+  int64_t port = 8000, maxQueued = 1024, maxBodyBytes = int64_t{4} << 20;
   int64_t world = 0, localWorld = 0, maxContext = 0, maxBatch = 8, rankTimeoutMs = 5000;
-  int64_t kvBlockSize = 16, maxBatchedTokens = 2048, kvCacheMiB = 0;
-  double gpuMemoryUtilization = 0.90;
-  bool noPrefixCaching = false, eager = false;
+  bool eager = false;
+  tpexec::EngineFlags engineFlags;
   http::ServerOptions server;
   cli::ArgParser args("tpexec serve",
                       "Serves a plan (or a checkpoint folder, compiled in memory) with OpenAI's\n"
@@ -85,8 +85,6 @@ int runServeCommand(int argc, char** argv) {
   args.option("--api-key", &server.apiKey, "KEY", "require Authorization: Bearer KEY on /v1");
   args.option("--max-queued", &maxQueued, "N",
               "requests waiting for their first token at most; past it, 429 (default 1024)");
-  args.option("--max-seqs", &maxSeqs, "N",
-              "sequences in one iteration (default: the plan's max batch)");
   args.option("--max-body-bytes", &maxBodyBytes, "N", "largest request body (default 4 MiB)");
   args.option("--world", &world, "N",
               "MODEL_DIR: compile for N ranks (default: the GPUs visible, 1 without a GPU)");
@@ -98,13 +96,7 @@ int runServeCommand(int argc, char** argv) {
   args.option("--tokenizer", &tokenizerPath, "PATH",
               "tokenizer.json or its folder (default: the checkpoint folder's; without one,\n"
               "only prompts of token ids are served)");
-  args.option("--kv-block-size", &kvBlockSize, "N", "tokens per KV block (default 16)");
-  args.option("--max-batched-tokens", &maxBatchedTokens, "N",
-              "tokens in one iteration (default 2048)");
-  args.option("--kv-cache-memory", &kvCacheMiB, "MIB", "cpu: KV pool per rank in MiB");
-  args.option("--gpu-memory-utilization", &gpuMemoryUtilization, "F",
-              "cuda: share of the GPU's memory to use (default 0.90)");
-  args.flag("--no-prefix-caching", &noPrefixCaching, "do not reuse cached prompt blocks");
+  tpexec::addEngineFlags(args, engineFlags);
   args.flag("--eager", &eager, "cuda: never use CUDA Graphs");
   args.option("--rank-timeout-ms", &rankTimeoutMs, "MS",
               "a rank silent this long counts as hung (default 5000)");
@@ -115,13 +107,10 @@ int runServeCommand(int argc, char** argv) {
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
   if (port < 0 || port > 65535) return serveFail("--port must be in 0..65535", 2);
   if (maxQueued < 1) return serveFail("--max-queued must be at least 1", 2);
-  if (maxSeqs < 0) return serveFail("--max-seqs must not be negative", 2);
   if (maxBodyBytes < 1024) return serveFail("--max-body-bytes must be at least 1024", 2);
   if (world < 0 || (world & (world - 1)) != 0) return serveFail("--world must be a power of 2", 2);
-  if (kvBlockSize < 1) return serveFail("--kv-block-size must be at least 1", 2);
-  if (maxBatchedTokens < 1) return serveFail("--max-batched-tokens must be at least 1", 2);
-  if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1))
-    return serveFail("--gpu-memory-utilization must be in (0, 1]", 2);
+  Expected<EngineConfig> engineConfig = tpexec::engineConfigOf(engineFlags);
+  if (!engineConfig) return serveFail(engineConfig.errorMessage(), 2);
   if (rankTimeoutMs < 100) return serveFail("--rank-timeout-ms must be at least 100", 2);
   if (backend == "cuda" && !haveCudaBackend())
     return serveFail("--backend cuda: this build has no CUDA backend (use --backend cpu)", 2);
@@ -160,12 +149,7 @@ int runServeCommand(int argc, char** argv) {
   run.backend.kind = backend;
   run.backend.eager = eager;
   run.backend.modelDir = modelDir;
-  run.engine.kvBlockSize = kvBlockSize;
-  run.engine.maxSeqs = maxSeqs;
-  run.engine.maxBatchedTokens = maxBatchedTokens;
-  run.engine.kvCacheBytes = static_cast<uint64_t>(kvCacheMiB) << 20;
-  run.engine.gpuMemoryUtilization = gpuMemoryUtilization;
-  run.engine.prefixCaching = !noPrefixCaching;
+  run.engine = *engineConfig;
   run.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
   const int64_t planWorld = plan->plan().world();
   Error e = runEngineLocally(*plan, run, [&](Engine& engine) -> Error {
