@@ -15,6 +15,8 @@ target_link_libraries(tpc_llvm INTERFACE ${TPC_LLVM_SUPPORT_STATIC} ZLIB::ZLIB $
 
 # --- The rest of the chosen stack, all from Debian packages.
 find_package(nlohmann_json 3.10 REQUIRED)
+# Boost.Beast and Asio for the HTTP server: header-only (Debian's libboost-dev).
+find_package(Boost 1.74 REQUIRED)
 find_package(FlatBuffers REQUIRED)
 find_program(TPC_FLATC NAMES flatc REQUIRED)
 find_package(PkgConfig REQUIRED)

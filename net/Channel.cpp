@@ -230,6 +230,9 @@ std::optional<Incoming> Channel::readHandshakeEvent() {
   std::memcpy(&value, frames[0].data() + 2, 4);
   Incoming in;
   in.handshakeFailed = true;
+  // Which event a node sees for one refused handshake depends on which side notices first
+  // (the head may drop the connection before the node reads the head's greeting), so on the
+  // node every failure starts alike and names both likely causes; the event only adds detail.
   std::string what;
   if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
     what = router_
@@ -238,14 +241,16 @@ std::optional<Incoming> Channel::readHandshakeEvent() {
   else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
            value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
     what = router_ ? "a peer's security mechanism does not match (CURVE on one side only)"
-                   : "the head's security mechanism does not match this node's (CURVE on one side "
-                     "only: check --curve-keys)";
+                   : "the security mechanisms do not match (CURVE on one side only)";
   else
     what = (router_ ? std::string("a connection failed the ZeroMQ handshake (not a tpc node, or "
                                   "the wrong CURVE keys;")
-                    : std::string("the head ended the ZeroMQ handshake (a CURVE key it does not "
-                                  "accept, CURVE on one side only, or not a tpc head;")) +
+                    : std::string("the head ended it (ZeroMQ")) +
            " event " + std::to_string(event) + ", code " + std::to_string(value) + ")";
+  if (!router_)
+    what = "the ZeroMQ handshake with the head failed: " + what +
+           "; check --curve-keys on both sides (a CURVE key the head does not accept, CURVE on "
+           "one side only, or not a tpc head)";
   in.message = makeError(what);
   return in;
 }

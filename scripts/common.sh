@@ -6,7 +6,7 @@ TPC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TPC_APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3 procps iproute2 zlib1g-dev libncurses-dev
   libflatbuffers-dev flatbuffers-compiler libzmq3-dev cppzmq-dev nlohmann-json3-dev
-  libopenblas-dev libgloo-dev llvm-14-dev libgtest-dev libpcre2-dev libicu-dev
+  libopenblas-dev libgloo-dev llvm-14-dev libgtest-dev libpcre2-dev libicu-dev libboost-dev
   clang-format clang-tidy
 )
 
@@ -55,6 +55,19 @@ tpc_install_jinja_oracle() {
   echo "setup: installing the Jinja oracle (npm ci in tests/jinja-oracle)"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
     || { echo "setup: npm ci failed in tests/jinja-oracle; the chat-template tests need it"; return 1; }
+}
+
+# The server tests run OpenAI's official Node SDK (npm openai, pinned by
+# tests/openai-client/package-lock.json) against tpexec serve. Needs npm (tpc_install_oracle
+# installs it).
+tpc_install_openai_client() {
+  local dir="$TPC_ROOT/tests/openai-client"
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  echo "setup: installing the OpenAI client (npm ci in tests/openai-client)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+    || { echo "setup: npm ci failed in tests/openai-client; the server tests need it"; return 1; }
 }
 
 # tpc_build BUILD_DIR [extra cmake args...]

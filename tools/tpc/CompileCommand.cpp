@@ -9,6 +9,7 @@
 #include "ir/Printer.h"
 #include "passes/Pass.h"
 #include "tools/common/Args.h"
+#include "tools/common/CompileModel.h"
 #include "tools/tpc/Commands.h"
 
 namespace tpc::cli {
@@ -49,50 +50,36 @@ int runCompile(int argc, char** argv) {
     return fail("--max-context must be at least 1", 2);
   if (maxBatch < 1) return fail("--max-batch must be at least 1", 2);
 
-  Expected<ModelSource> source = openModel(model);
-  if (!source) return fail(source.errorMessage());
-  const ModelSpec& spec = source->spec;
-  if (expertParallel && !spec.isMoe())
-    return fail("--expert-parallel: " + model + " has no experts (family " +
-                    std::string(familyName(spec.family)) + ")",
-                2);
-  BuildOptions build;
-  build.computeDType = dtype.empty() ? (isComputeDType(spec.dtype) ? spec.dtype : DType::BF16)
-                                     : *parseIrDType(dtype);
-  Expected<Graph> graph = buildGraph(spec, source->lookup(), build);
-  if (!graph) return fail(graph.errorMessage());
-  PassOptions passes{world, {}, !unfusedAllReduce};
-  if (expertParallel) passes.preferredRules.push_back("expert-parallel");
-  Error piped = runPipeline(*graph, passes, [&](const std::string& pass, const Graph& g) {
+  if (expertParallel) {
+    // A usage error, before any compiling: the flag needs experts to place.
+    Expected<ModelSource> source = openModel(model);
+    if (!source) return fail(source.errorMessage());
+    if (!source->spec.isMoe())
+      return fail("--expert-parallel: " + model + " has no experts (family " +
+                      std::string(familyName(source->spec.family)) + ")",
+                  2);
+  }
+  CompileSettings settings;
+  settings.world = world;
+  settings.dtype = dtype;
+  settings.maxContext = args.seen("--max-context") ? maxContext : 0;
+  settings.maxBatch = maxBatch;
+  settings.expertParallel = expertParallel;
+  settings.fuseAllReduce = !unfusedAllReduce;
+  settings.afterPass = [&](const std::string& pass, const Graph& g) {
     if (pass == printAfter) std::fputs(printGraph(g).c_str(), stdout);
-  });
-  if (piped) return fail(piped.message());
-
-  PlanSource planSource;
-  planSource.modelDir = source->directory;
-  for (const SafetensorsFile& f : source->checkpoint.files())
-    planSource.files.push_back(
-        {std::filesystem::path(f.path()).filename().string(), f.fileSize(), f.headerHash()});
-  planSource.fileOf = [&](const std::string& tensor) -> std::optional<size_t> {
-    const Checkpoint::Entry* e = source->checkpoint.find(tensor);
-    if (!e) return std::nullopt;
-    return e->file;
   };
-  PlanLimits limits;
-  limits.maxBatch = maxBatch;
-  int64_t modelMax = spec.maxPositionEmbeddings > 0 ? spec.maxPositionEmbeddings : 8192;
-  limits.maxContext = args.seen("--max-context") ? maxContext : std::min<int64_t>(modelMax, 8192);
-  Expected<std::vector<uint8_t>> bytes = lowerToPlan(*graph, planSource, limits);
-  if (!bytes) return fail(bytes.errorMessage());
-  // Read the plan back exactly as tpexec will: a plan this build cannot load is never written.
+  Expected<CompiledModel> compiled = compileModel(model, settings);
+  if (!compiled) return fail(compiled.errorMessage());
+  std::vector<uint8_t>* bytes = &compiled->bytes;
   Expected<LoadedPlan> check = LoadedPlan::fromBytes(*bytes, output);
-  if (!check) return fail("internal: the compiled plan does not verify: " + check.errorMessage());
+  if (!check) return fail(check.errorMessage());
   if (Error e = writeFileAtomically(
           output, std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size())))
     return fail(e.message());
   if (!quiet)
-    std::printf("wrote %s (%s, %s)\n%s", output.c_str(),
-                std::string(familyName(spec.family)).c_str(), formatBytes(bytes->size()).c_str(),
+    std::printf("wrote %s (%s, %s)\n%s", output.c_str(), compiled->family.c_str(),
+                formatBytes(bytes->size()).c_str(),
                 formatPlanSummary(summarizePlan(check->plan())).c_str());
   return 0;
 }

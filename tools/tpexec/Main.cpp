@@ -48,16 +48,20 @@ std::vector<int64_t> eosOf(const tpc::plan::Plan& p) {
 }  // namespace
 
 int runBenchCommand(int argc, char** argv);
+int runServeCommand(int argc, char** argv);
+int runServeBench(int argc, char** argv);
 
 int runTpexec(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "bench") return runBenchCommand(argc, argv);
+  if (argc > 1 && std::string_view(argv[1]) == "serve") return runServeCommand(argc, argv);
+  if (argc > 1 && std::string_view(argv[1]) == "serve-bench") return runServeBench(argc, argv);
   using namespace tpc;
   // Multi-node roles have flags of their own (tools/tpexec/HeadMode.cpp, WorkerMode.cpp).
   if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
   if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
   if (tpexec::wantsCurveKeygen(argc, argv)) return tpexec::runCurveKeygen(argc, argv);
-  std::string planPath, promptIds, backend = "cpu", comm = "auto", logitsOut, modelDir,
-                                   requestsPath;
+  std::string planPath, promptIds, logitsOut, modelDir, requestsPath, comm = "auto";
+  std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
   tpexec::EngineFlags engineFlags;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
@@ -90,7 +94,8 @@ int runTpexec(int argc, char** argv) {
               "sample from the smallest set with probability >= P (default 1)");
   args.option("--seed", &seed, "S", "sampling seed (default 0)");
   args.flag("--ignore-eos", &ignoreEos, "keep generating past end-of-sequence tokens");
-  args.choice("--backend", &backend, {"cpu", "cuda"}, "where to run (default cpu)");
+  args.choice("--backend", &backend, {"cpu", "cuda"},
+              "where to run (default cuda when a GPU is visible)");
   args.choice("--comm", &comm, {"auto", "shm", "gloo", "nccl", "ipc"},
               "how the ranks talk: cpu shm or gloo; cuda nccl or ipc (one node, ranks may share "
               "a GPU). Default auto: shm on cpu; on cuda ipc when ranks share a GPU, else nccl");
@@ -106,7 +111,8 @@ int runTpexec(int argc, char** argv) {
   tpexec::addEngineFlags(args, engineFlags);
   args.epilog(
       "example:\n  tpexec tiny.w8.fb --prompt-ids 1,17,42 --max-new-tokens 8\n"
-      "benchmark:\n  tpexec bench PLAN --help");
+      "benchmark:\n  tpexec bench PLAN --help\n"
+      "server:\n  tpexec serve PLAN|MODEL_DIR --help");
   if (Error e = args.parse(argc, argv)) return fail(e.message(), 2);
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
   const bool textMode = args.seen("--prompt");

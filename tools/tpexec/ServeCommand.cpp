@@ -1,0 +1,167 @@
+// `tpexec serve PLAN|MODEL_DIR`: the engine on this host's ranks and the OpenAI-compatible
+// HTTP server (net/http) on rank 0. A checkpoint folder is compiled in memory first, for as
+// many ranks as there are GPUs (the largest power of 2 the model allows).
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+
+#include "codegen/PlanFormat.h"
+#include "codegen/PlanReader.h"
+#include "executor/engine/EngineRun.h"
+#include "net/http/Server.h"
+#include "tools/common/Args.h"
+#include "tools/common/CompileModel.h"
+#include "tools/tpexec/EngineFlags.h"
+
+namespace {
+
+int serveFail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  return code;
+}
+
+// The plan to serve: a plan file as it is, or a checkpoint folder compiled for `world` ranks
+// (0: the largest power of 2 <= the GPUs visible that the model's dimensions allow).
+tpc::Expected<tpc::LoadedPlan> planToServe(const std::string& path, int64_t world,
+                                           int64_t maxContext, int64_t maxBatch, bool cuda) {
+  using namespace tpc;
+  if (!std::filesystem::is_directory(path)) return LoadedPlan::readFile(path);
+  cli::CompileSettings settings;
+  settings.maxContext = maxContext;
+  settings.maxBatch = maxBatch;
+  const int gpus = cuda ? cudaDeviceCount() : 0;
+  int64_t tryWorld = world;
+  if (tryWorld == 0) {
+    tryWorld = 1;
+    while (tryWorld * 2 <= gpus) tryWorld *= 2;
+  }
+  while (true) {
+    settings.world = tryWorld;
+    Expected<cli::CompiledModel> compiled = cli::compileModel(path, settings);
+    if (compiled) {
+      std::fprintf(stderr, "tpexec serve: compiled %s (%s) for world %lld (%s)\n", path.c_str(),
+                   compiled->family.c_str(), static_cast<long long>(tryWorld),
+                   world > 0  ? "--world"
+                   : gpus > 0 ? (std::to_string(gpus) +
+                                 " GPUs visible; the largest power of 2 the model allows")
+                                    .c_str()
+                              : "no GPU visible: one CPU rank");
+      return LoadedPlan::fromBytes(std::move(compiled->bytes), path);
+    }
+    // A world the dimensions do not split into is tried smaller; other failures are final.
+    if (world > 0 || tryWorld == 1) return compiled.takeError();
+    tryWorld /= 2;
+  }
+}
+
+std::string modelFolderOf(const tpc::LoadedPlan& plan, const std::string& modelDir) {
+  if (!modelDir.empty()) return modelDir;
+  return plan.plan().model_dir() ? plan.plan().model_dir()->str() : std::string();
+}
+
+}  // namespace
+
+int runServeCommand(int argc, char** argv) {
+  using namespace tpc;
+  std::string target, modelDir, tokenizerPath;
+  std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
+  int64_t port = 8000, maxQueued = 1024, maxBodyBytes = int64_t{4} << 20;
+  int64_t world = 0, localWorld = 0, maxContext = 0, maxBatch = 8, rankTimeoutMs = 5000;
+  bool eager = false;
+  tpexec::EngineFlags engineFlags;
+  http::ServerOptions server;
+  cli::ArgParser args("tpexec serve",
+                      "Serves a plan (or a checkpoint folder, compiled in memory) with OpenAI's\n"
+                      "HTTP API: /v1/completions, /v1/chat/completions, /v1/models, /health,\n"
+                      "/metrics, /tokenize, /detokenize. Requests are batched continuously by the\n"
+                      "engine on every rank of this host.");
+  args.positional("PLAN|MODEL_DIR", &target, "a plan from tpc compile, or a checkpoint folder");
+  args.option("--host", &server.host, "ADDR", "address to listen on (default 127.0.0.1)");
+  args.option("--port", &port, "N", "port to listen on; 0 picks a free one (default 8000)");
+  args.choice("--backend", &backend, {"cpu", "cuda"},
+              "where to run (default cuda when a GPU is visible)");
+  args.option("--served-model-name", &server.modelName, "NAME",
+              "the model's name in the API (default: the checkpoint folder's name)");
+  args.option("--api-key", &server.apiKey, "KEY", "require Authorization: Bearer KEY on /v1");
+  args.option("--max-queued", &maxQueued, "N",
+              "requests waiting for their first token at most; past it, 429 (default 1024)");
+  args.option("--max-body-bytes", &maxBodyBytes, "N", "largest request body (default 4 MiB)");
+  args.option("--world", &world, "N",
+              "MODEL_DIR: compile for N ranks (default: the GPUs visible, 1 without a GPU)");
+  args.option("--max-context", &maxContext, "N", "MODEL_DIR: longest sequence (as tpc compile)");
+  args.option("--max-batch", &maxBatch, "N", "MODEL_DIR: most sequences per step (default 8)");
+  args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
+  args.option("--model-dir", &modelDir, "DIR",
+              "checkpoint folder (default: where the plan was compiled from)");
+  args.option("--tokenizer", &tokenizerPath, "PATH",
+              "tokenizer.json or its folder (default: the checkpoint folder's; without one,\n"
+              "only prompts of token ids are served)");
+  tpexec::addEngineFlags(args, engineFlags);
+  args.flag("--eager", &eager, "cuda: never use CUDA Graphs");
+  args.option("--rank-timeout-ms", &rankTimeoutMs, "MS",
+              "a rank silent this long counts as hung (default 5000)");
+  args.epilog(
+      "example:\n  tpexec serve models/llama3-8b --port 8000\n"
+      "  curl localhost:8000/v1/completions -d '{\"prompt\": \"Hello\", \"max_tokens\": 16}'");
+  if (Error e = args.parse(argc, argv, 2)) return serveFail(e.message(), 2);
+  if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
+  if (port < 0 || port > 65535) return serveFail("--port must be in 0..65535", 2);
+  if (maxQueued < 1) return serveFail("--max-queued must be at least 1", 2);
+  if (maxBodyBytes < 1024) return serveFail("--max-body-bytes must be at least 1024", 2);
+  if (world < 0 || (world & (world - 1)) != 0) return serveFail("--world must be a power of 2", 2);
+  Expected<EngineConfig> engineConfig = tpexec::engineConfigOf(engineFlags);
+  if (!engineConfig) return serveFail(engineConfig.errorMessage(), 2);
+  if (rankTimeoutMs < 100) return serveFail("--rank-timeout-ms must be at least 100", 2);
+  if (backend == "cuda" && !haveCudaBackend())
+    return serveFail("--backend cuda: this build has no CUDA backend (use --backend cpu)", 2);
+  server.port = static_cast<int>(port);
+  server.maxQueued = maxQueued;
+  server.maxBodyBytes = static_cast<uint64_t>(maxBodyBytes);
+  server.stopOnSignals = true;
+
+  Expected<LoadedPlan> plan = planToServe(target, world, maxContext, maxBatch, backend == "cuda");
+  if (!plan) return serveFail(plan.errorMessage());
+  std::string folder = modelFolderOf(*plan, modelDir);
+  if (server.modelName.empty())
+    server.modelName = std::filesystem::path(folder.empty() ? target : folder)
+                           .lexically_normal()
+                           .filename()
+                           .string();
+  if (server.modelName.empty()) server.modelName = "model";
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string tokenizerAt = tokenizerPath.empty() ? folder : tokenizerPath;
+  bool haveTokenizerFile =
+      !tokenizerAt.empty() &&
+      (std::filesystem::is_regular_file(tokenizerAt) ||
+       std::filesystem::exists(std::filesystem::path(tokenizerAt) / "tokenizer.json"));
+  if (haveTokenizerFile || !tokenizerPath.empty()) {
+    Expected<std::unique_ptr<Tokenizer>> loaded = Tokenizer::load(tokenizerAt);
+    if (!loaded) return serveFail(loaded.errorMessage());
+    tokenizer = std::move(*loaded);
+  } else {
+    std::fprintf(stderr,
+                 "tpexec serve: no tokenizer.json beside the model: serving prompts of token ids "
+                 "only\n");
+  }
+
+  EngineRunOptions run;
+  run.localWorld = localWorld;
+  run.backend.kind = backend;
+  run.backend.eager = eager;
+  run.backend.modelDir = modelDir;
+  run.engine = *engineConfig;
+  run.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
+  const int64_t planWorld = plan->plan().world();
+  Error e = runEngineLocally(*plan, run, [&](Engine& engine) -> Error {
+    Expected<std::unique_ptr<http::HttpServer>> s =
+        http::HttpServer::create(engine, tokenizer.get(), server);
+    if (!s) return s.takeError();
+    std::printf("tpexec serve: listening on http://%s:%d (model %s, world %lld, %s)\n",
+                server.host.c_str(), (*s)->port(), server.modelName.c_str(),
+                static_cast<long long>(planWorld), backend.c_str());
+    std::fflush(stdout);
+    return (*s)->run();
+  });
+  if (e) return serveFail(e.message());
+  return 0;
+}
