@@ -78,7 +78,9 @@ Error runEngineBench(const LoadedPlan& plan, const EngineBenchOptions& o,
         if (!id) return makeError("benchmark request: ", id.errorMessage());
       }
       if (!progress->changed.wait_for(lock, std::chrono::minutes(10), [&] {
-            return progress->inFlight < concurrency ||
+            // Room for another request, or the end: waking for room with nothing left to
+            // submit would spin while holding the lock the requests' events need.
+            return (submitted < o.requests && progress->inFlight < concurrency) ||
                    progress->finished + progress->failed == o.requests;
           }))
         return makeError("the benchmark made no progress for 10 minutes");

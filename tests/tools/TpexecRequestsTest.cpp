@@ -65,6 +65,7 @@ TEST_F(TpexecRequests, ConcurrentRequestsGiveWhatEachGivesAlone) {
     nlohmann::json j;
     j["id"] = "r" + std::to_string(i);
     std::vector<int> prompt;
+    prompt.reserve(3 + 5 * static_cast<size_t>(i));
     for (int k = 0; k < 3 + 5 * i; ++k) prompt.push_back((i * 31 + k * 7 + 1) % 400);
     j["prompt_ids"] = prompt;
     j["max_new_tokens"] = 4 + i;
@@ -124,8 +125,11 @@ TEST_F(TpexecRequests, EngineFlagsAreChecked) {
   std::string requests = writeRequests({{{"prompt_ids", {1}}}});
   for (const char* bad : {"--kv-cache-memory 12XB", "--kv-block-size 0", "--max-batched-tokens 0",
                           "--gpu-memory-utilization 1.5"}) {
-    test::CommandResult r =
-        runCommand(tpexec() + " " + plan + " --requests " + requests + " " + bad);
+    std::string command = tpexec();
+    for (const std::string& part : {std::string(" "), plan, std::string(" --requests "), requests,
+                                    std::string(" "), std::string(bad)})
+      command += part;
+    test::CommandResult r = runCommand(command);
     EXPECT_EQ(r.exitCode, 2) << bad << ": " << r.output;
     EXPECT_NE(r.output.find(std::string(bad).substr(0, std::string(bad).find(' '))),
               std::string::npos)
@@ -151,8 +155,12 @@ TEST_F(TpexecRequests, AKilledOrFrozenRankEndsTheRunWithin5Seconds) {
   for (const char* signal : {"KILL", "STOP"}) {
     SCOPED_TRACE(signal);
     std::string script = dir_.file("fault.sh"), log = dir_.file("tpexec.log");
+    std::string text = "#!/bin/bash\n\"" + tpexec();
+    for (const std::string& part :
+         {std::string("\" \""), plan, std::string("\" --requests \""), requests})
+      text += part;
     test::writeFile(script,
-                    "#!/bin/bash\n\"" + tpexec() + "\" \"" + plan + "\" --requests \"" + requests +
+                    text +
                         "\" > \"$1\" 2>&1 &\n"
                         "pid=$!\n"
                         "for i in $(seq 100); do [ \"$(pgrep -P $pid | wc -l)\" -ge 2 ] && break; "
@@ -169,7 +177,10 @@ TEST_F(TpexecRequests, AKilledOrFrozenRankEndsTheRunWithin5Seconds) {
                         "alive=0; for p in $ranks; do kill -0 $p 2>/dev/null && "
                         "alive=$((alive+1)); done\n"
                         "echo \"rc=$rc ms=$(( (end-start)/1000000 )) alive=$alive\"\n");
-    test::CommandResult r = runCommand("bash " + script + " " + log, 60);
+    std::string command = "bash " + script;
+    command += " ";
+    command += log;
+    test::CommandResult r = runCommand(command, 60);
     ASSERT_EQ(r.exitCode, 0) << r.output;
     int rc = -1, ms = -1, alive = -1;
     ASSERT_EQ(std::sscanf(r.output.c_str(), "rc=%d ms=%d alive=%d", &rc, &ms, &alive), 3)
