@@ -80,16 +80,17 @@ class RankLowering {
         comm = static_cast<int64_t>(
             byteSize(n->result()->dtype, staticElementCount(n->result()->shape)).value_or(0));
       if (n->op == OpKind::Attention) {
-        // K and V for every local KV head at every position of every sequence.
+        // K and V of one token for every local KV head: the paged pool is sized at run time
+        // from the memory left, so the plan says only what a token costs.
         uint64_t perPosition = 2 * n->attrs.getInt("kv_heads") * n->attrs.getInt("head_dim");
-        kvBytes += byteSize(n->operand(1)->dtype, perPosition).value_or(0) * limits_.maxContext *
-                   limits_.maxBatch;
+        kvBytes += byteSize(n->operand(1)->dtype, perPosition).value_or(0);
       }
       steps.push_back(plan::CreateStep(
           fb_, fb_.CreateString(opName(n->op)), fb_.CreateString(n->attrs.getString("sharding")),
           fb_.CreateVectorOfStructs(operands), fb_.CreateVector(results),
           encodeAttrs(fb_, n->attrs, "sharding"), comm));
     }
+    kvBytesPerToken_ = kvBytes;
     std::vector<uint32_t> inputs, outputs;
     for (const Value* v : g_.inputs()) inputs.push_back(index_[v].second);
     for (const Value* v : g_.outputs()) outputs.push_back(index_[v].second);
@@ -128,12 +129,17 @@ class RankLowering {
                               bytes);
   }
 
+ public:
+  uint64_t kvBytesPerToken() const { return kvBytesPerToken_; }
+
+ private:
   FlatBufferBuilder& fb_;
   const Graph& g_;
   const PlanSource& source_;
   const PlanLimits& limits_;
   int64_t rank_, world_;
   std::map<const Value*, std::pair<plan::RefKind, uint32_t>> index_;
+  uint64_t kvBytesPerToken_ = 0;
 };
 
 }  // namespace
@@ -147,21 +153,23 @@ Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& sou
     return makeError("max context and max batch must be positive");
   FlatBufferBuilder fb(1 << 16);
   std::vector<Offset<plan::RankProgram>> ranks;
+  uint64_t kvBytesPerToken = 0;
   for (int64_t r = 0; r < world; ++r) {
-    Expected<Offset<plan::RankProgram>> program =
-        RankLowering(fb, g, source, limits, r, world).lower();
+    RankLowering lowering(fb, g, source, limits, r, world);
+    Expected<Offset<plan::RankProgram>> program = lowering.lower();
     if (!program) return program.takeError();
     ranks.push_back(*program);
+    kvBytesPerToken = std::max(kvBytesPerToken, lowering.kvBytesPerToken());
   }
   std::vector<Offset<plan::CheckpointFile>> files;
   for (const CheckpointFileInfo& f : source.files)
     files.push_back(plan::CreateCheckpointFile(fb, fb.CreateString(f.name), f.size, f.headerHash));
   DType compute = parseIrDType(g.attrs.getString("compute_dtype", "f32")).value_or(DType::F32);
-  auto root = plan::CreatePlan(fb, kPlanSchemaVersion, fb.CreateString(kPlanProducer),
-                               encodeAttrs(fb, g.attrs), fb.CreateString(source.modelDir),
-                               static_cast<uint32_t>(world), static_cast<uint8_t>(compute),
-                               plan::CreateLimits(fb, limits.maxContext, limits.maxBatch),
-                               fb.CreateVector(files), fb.CreateVector(ranks));
+  auto root = plan::CreatePlan(
+      fb, kPlanSchemaVersion, fb.CreateString(kPlanProducer), encodeAttrs(fb, g.attrs),
+      fb.CreateString(source.modelDir), static_cast<uint32_t>(world), static_cast<uint8_t>(compute),
+      plan::CreateLimits(fb, limits.maxContext, limits.maxBatch, kvBytesPerToken),
+      fb.CreateVector(files), fb.CreateVector(ranks));
   plan::FinishPlanBuffer(fb, root);
   return std::vector<uint8_t>(fb.GetBufferPointer(), fb.GetBufferPointer() + fb.GetSize());
 }

@@ -130,7 +130,7 @@ Json rankJson(const plan::Plan& p, const plan::RankProgram& prog) {
   Json out;
   out["rank"] = prog.rank();
   out["weight_bytes"] = prog.weight_bytes();
-  out["kv_cache_bytes"] = prog.kv_cache_bytes();
+  out["kv_bytes_per_token"] = prog.kv_bytes_per_token();
   out["arena_bytes_per_token"] = prog.arena_bytes_per_token();
   std::optional<uint64_t> atBatch =
       bytesAtBatch(prog.arena_bytes_per_token(), p.limits()->max_batch());
@@ -161,7 +161,7 @@ Json summaryJson(const PlanSummary& s) {
   for (const RankSummary& r : s.ranks)
     ranks.push_back(Json{{"rank", r.rank},
                          {"weight_bytes", r.weightBytes},
-                         {"kv_cache_bytes", r.kvCacheBytes},
+                         {"kv_bytes_per_token", r.kvBytesPerToken},
                          {"arena_bytes_per_token", r.arenaBytesPerToken},
                          {"steps", r.steps}});
   out["ranks"] = std::move(ranks);
@@ -187,8 +187,9 @@ std::string dumpPlanJson(const plan::Plan& p, std::optional<uint32_t> rank) {
   doc["model_dir"] = raw(p.model_dir());
   doc["world"] = p.world();
   doc["compute_dtype"] = dtypeText(p.compute_dtype());
-  doc["limits"] =
-      Json{{"max_context", p.limits()->max_context()}, {"max_batch", p.limits()->max_batch()}};
+  doc["limits"] = Json{{"max_context", p.limits()->max_context()},
+                       {"max_batch", p.limits()->max_batch()},
+                       {"kv_bytes_per_token", p.limits()->kv_bytes_per_token()}};
   Json files = Json::array();
   for (const plan::CheckpointFile* f : *p.checkpoint()) {
     char hash[24];

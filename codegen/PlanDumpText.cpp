@@ -88,7 +88,8 @@ void printHeader(std::ostream& os, const plan::Plan& p) {
   os << "world       " << p.world() << (p.world() == 1 ? " rank" : " ranks") << "\n";
   os << "compute     " << dtypeText(p.compute_dtype()) << "\n";
   os << "limits      max context " << p.limits()->max_context() << ", max batch "
-     << p.limits()->max_batch() << "\n";
+     << p.limits()->max_batch() << ", KV " << bytesText(p.limits()->kv_bytes_per_token())
+     << "/token per rank\n";
   os << "checkpoint  " << p.checkpoint()->size()
      << (p.checkpoint()->size() == 1 ? " file" : " files") << "\n";
   Table files("  ");
@@ -205,8 +206,9 @@ std::string namesText(const plan::RankProgram& prog, const flatbuffers::Vector<u
 void printRank(std::ostream& os, const plan::Plan& p, const plan::RankProgram& prog) {
   int64_t batch = p.limits()->max_batch();
   std::optional<uint64_t> atBatch = bytesAtBatch(prog.arena_bytes_per_token(), batch);
-  os << "\nrank " << prog.rank() << ": weights " << bytesText(prog.weight_bytes()) << ", KV cache "
-     << bytesText(prog.kv_cache_bytes()) << ", arena "
+  os << "\nrank " << prog.rank() << ": weights " << bytesText(prog.weight_bytes()) << ", KV "
+     << bytesText(prog.kv_bytes_per_token()) << "/token"
+     << ", arena "
      << bytesText(static_cast<uint64_t>(std::max<int64_t>(prog.arena_bytes_per_token(), 0)))
      << "/token, " << (atBatch ? bytesText(*atBatch) : std::string("(too large)")) << " at batch "
      << batch << "\n";

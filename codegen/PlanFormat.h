@@ -10,7 +10,7 @@
 namespace tpc {
 
 // Version 1: the first plan format. A reader refuses plans written by a newer schema.
-constexpr uint32_t kPlanSchemaVersion = 1;
+constexpr uint32_t kPlanSchemaVersion = 2;
 constexpr const char* kPlanProducer = "tpc 0.1.0";
 
 // How symbolic dims are stored in plan shapes.

@@ -36,7 +36,7 @@ PlanSummary summarizePlan(const plan::Plan& p) {
       family && family->string_value())
     s.family = family->string_value()->str();
   for (const plan::RankProgram* r : *p.ranks())
-    s.ranks.push_back({r->rank(), r->weight_bytes(), r->kv_cache_bytes(),
+    s.ranks.push_back({r->rank(), r->weight_bytes(), r->kv_bytes_per_token(),
                        r->arena_bytes_per_token(), r->steps()->size()});
   const plan::RankProgram* first = p.ranks()->Get(0);
   for (const plan::Step* step : *first->steps()) {
@@ -56,7 +56,7 @@ std::string formatPlanSummary(const PlanSummary& s) {
      << "\n";
   for (const RankSummary& r : s.ranks) {
     os << "  rank " << r.rank << ": weights " << bytesText(static_cast<double>(r.weightBytes))
-       << ", KV cache " << bytesText(static_cast<double>(r.kvCacheBytes)) << ", activations "
+       << ", KV " << bytesText(static_cast<double>(r.kvBytesPerToken)) << "/token, activations "
        << bytesText(static_cast<double>(r.arenaBytesPerToken)) << "/token ("
        << bytesText(static_cast<double>(r.arenaBytesPerToken) * static_cast<double>(s.maxBatch))
        << " at batch " << s.maxBatch << "), " << r.steps << " steps\n";

@@ -13,7 +13,7 @@ namespace tpc {
 struct RankSummary {
   uint32_t rank = 0;
   uint64_t weightBytes = 0;
-  uint64_t kvCacheBytes = 0;
+  uint64_t kvBytesPerToken = 0;  // K and V of one token, all layers of the rank
   int64_t arenaBytesPerToken = 0;
   size_t steps = 0;
 };

@@ -205,6 +205,9 @@ Error EngineCore::run(IterationRunner& runner, int64_t kvBlocks) {
 Error EngineCore::runIteration(IterationRunner& runner) {
   std::vector<ScheduledChunk> chunks = scheduler_->schedule();
   if (chunks.empty()) return runner.idle();  // nothing fits yet (cannot last: see submit)
+  const auto started = Clock::now();
+  IterationStats stats;
+  stats.sequences = static_cast<int64_t>(chunks.size());
   Iteration it;
   it.seqStarts.push_back(0);
   int64_t stride = 0;
@@ -223,6 +226,10 @@ Error EngineCore::runIteration(IterationRunner& runner) {
           static_cast<int32_t>(block * config_.kvBlockSize + p % config_.kvBlockSize));
       if (p < seq.promptLength) ++promptTokens_;
     }
+    const bool decode = c.count == 1 && c.start + 1 == static_cast<int64_t>(seq.tokens.size()) &&
+                        seq.generated > 0 && c.start >= seq.promptLength;
+    (decode ? stats.decodeTokens : stats.prefillTokens) += c.count;
+    stats.kvTokensRead += c.start + c.count;
     it.seqStarts.push_back(static_cast<int32_t>(it.tokenIds.size()));
     it.blockTables.insert(it.blockTables.end(), seq.blocks.begin(), seq.blocks.end());
     // Rows of `stride` entries; the unused tail of a shorter table is never read.
@@ -254,6 +261,10 @@ Error EngineCore::runIteration(IterationRunner& runner) {
                        " rows");
   }
   ++iterations_;
+  if (onIteration_) {
+    stats.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    onIteration_(stats);
+  }
   scheduler_->completed(chunks);
   for (size_t r = 0; r < sampling.size(); ++r) {
     Sequence& seq = *sampling[r];

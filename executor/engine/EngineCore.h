@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,15 @@ class IterationRunner {
   virtual Expected<std::vector<int32_t>> sample(const Iteration& it) = 0;
   // Nothing to run for a while: keep the other ranks and the process group informed.
   virtual Error idle() = 0;
+};
+
+// What one iteration computed and how long it took (benchmarks).
+struct IterationStats {
+  int64_t sequences = 0;
+  int64_t prefillTokens = 0;  // tokens of prompt chunks (recomputed ones included)
+  int64_t decodeTokens = 0;   // one per sequence that was already fully computed
+  int64_t kvTokensRead = 0;   // positions whose K/V the attention reads, over all sequences
+  double ms = 0;
 };
 
 struct EngineModel {
@@ -59,6 +69,8 @@ class EngineCore final : public Engine {
   void shutdown();
   // The ranks could not start (e.g. a weight failed to load): Failed, open requests failed.
   void fail(const std::string& why);
+  // Called on the engine thread after every iteration; set before run().
+  void onIteration(std::function<void(const IterationStats&)> f) { onIteration_ = std::move(f); }
 
  private:
   Error validate(const EngineRequest& r) const;
@@ -91,6 +103,7 @@ class EngineCore final : public Engine {
   std::map<EngineRequestId, std::unique_ptr<Sequence>> sequences_;
   int64_t promptTokens_ = 0, generationTokens_ = 0, iterations_ = 0, finished_ = 0;
   std::vector<float> rowScratch_;
+  std::function<void(const IterationStats&)> onIteration_;
 };
 
 }  // namespace tpc

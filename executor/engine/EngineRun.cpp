@@ -47,6 +47,7 @@ Error hostEngine(const LoadedPlan& plan, Communicator& comm, Communicator& contr
                  const std::function<void()>& heartbeat) {
   const plan::Plan& p = plan.plan();
   EngineCore engine(modelOf(p), options.engine);
+  engine.onIteration(options.onIteration);
   Error driverError = Error::success();
   std::thread driverThread([&] {
     driverError = driver(engine);

@@ -12,6 +12,7 @@
 #include "codegen/PlanReader.h"
 #include "executor/Backend.h"
 #include "executor/engine/Engine.h"
+#include "executor/engine/EngineCore.h"
 
 namespace tpc {
 
@@ -22,6 +23,8 @@ struct EngineRunOptions {
   BackendOptions backend;
   EngineConfig engine;
   std::chrono::milliseconds rankTimeout{5000};  // a rank silent this long counts as hung
+  // Called in rank 0's process, on the engine thread, after every iteration.
+  std::function<void(const IterationStats&)> onIteration;
 };
 
 // The driver's Error, or the failure of a rank. The driver must return once the engine is

@@ -1,10 +1,12 @@
 #include "tests/support/Fixtures.h"
 
+#include <filesystem>
 #include <map>
 #include <stdexcept>
 
 #include "codegen/Lowering.h"
 #include "frontends/GraphBuilder.h"
+#include "frontends/ModelSource.h"
 #include "frontends/Presets.h"
 #include "passes/Pass.h"
 
@@ -45,6 +47,31 @@ Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world) {
   Expected<std::vector<uint8_t>> bytes = lowerToPlan(g, source, PlanLimits{256, 4});
   if (!bytes) return bytes.takeError();
   return LoadedPlan::fromBytes(std::move(*bytes), "test-plan.fb");
+}
+
+Expected<LoadedPlan> compileModelDir(const std::string& dir, int64_t world, DType dtype,
+                                     int64_t maxContext, int64_t maxBatch) {
+  Expected<ModelSource> source = openModel(dir);
+  if (!source) return source.takeError();
+  BuildOptions build;
+  build.computeDType = dtype;
+  Expected<Graph> graph = buildGraph(source->spec, source->lookup(), build);
+  if (!graph) return graph.takeError();
+  if (Error e = runPipeline(*graph, PassOptions{world})) return e;
+  PlanSource planSource;
+  planSource.modelDir = source->directory;
+  for (const SafetensorsFile& f : source->checkpoint.files())
+    planSource.files.push_back(
+        {std::filesystem::path(f.path()).filename().string(), f.fileSize(), f.headerHash()});
+  planSource.fileOf = [&](const std::string& tensor) -> std::optional<size_t> {
+    const Checkpoint::Entry* e = source->checkpoint.find(tensor);
+    if (!e) return std::nullopt;
+    return e->file;
+  };
+  Expected<std::vector<uint8_t>> bytes =
+      lowerToPlan(*graph, planSource, PlanLimits{maxContext, maxBatch});
+  if (!bytes) return bytes.takeError();
+  return LoadedPlan::fromBytes(std::move(*bytes), dir + "/plan.fb");
 }
 
 }  // namespace tpc::test

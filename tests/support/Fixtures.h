@@ -20,6 +20,10 @@ ModelSpec presetSpec(Family family, const std::string& preset = "tiny", DType dt
 Graph buildSpecGraph(const ModelSpec& spec);
 // Pipeline at `world`, then lowering; every tensor is said to live in checkpoint file 0.
 Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world);
+// A checkpoint folder compiled as `tpc compile` does, in memory.
+Expected<LoadedPlan> compileModelDir(const std::string& dir, int64_t world,
+                                     DType dtype = DType::F32, int64_t maxContext = 256,
+                                     int64_t maxBatch = 16);
 // The graph after the whole pipeline.
 Graph compiledGraph(const ModelSpec& spec, int64_t world);
 

@@ -47,7 +47,8 @@ TEST_F(TpexecBench, ReportIsConsistentWithThePlan) {
   EXPECT_NEAR(j["decode_tokens_per_s"].get<double>(), 2 * 1000.0 / ms, 1e-6 * 2000 / ms);
   EXPECT_GT(j["prefill_tokens_per_s"].get<double>(), 0.0);
   // A decode step reads every weight but the embedding table, plus the KV cache: more than
-  // the weights without the table, less than all weights plus the whole cache.
+  // the weights without the table, less than all weights plus a cache of max batch x max
+  // context tokens.
   uint64_t weights = 0, embedding = 0;
   for (const auto& w : dump_["ranks"][0]["weights"]) {
     weights += w["bytes"].get<uint64_t>();
@@ -57,12 +58,46 @@ TEST_F(TpexecBench, ReportIsConsistentWithThePlan) {
   ASSERT_GT(embedding, 0u);
   uint64_t read = j["bytes_read_per_step"].get<uint64_t>();
   EXPECT_GT(read, weights - embedding);
-  EXPECT_LT(read, weights + dump_["ranks"][0]["kv_cache_bytes"].get<uint64_t>());
+  const uint64_t wholeCache = dump_["ranks"][0]["kv_bytes_per_token"].get<uint64_t>() *
+                              dump_["limits"]["max_context"].get<uint64_t>() *
+                              dump_["limits"]["max_batch"].get<uint64_t>();
+  EXPECT_GT(wholeCache, 0u);
+  EXPECT_LT(read, weights + wholeCache);
+}
+
+TEST_F(TpexecBench, EngineModeReportsThroughputOfTheRequestsItServed) {
+  // 6 requests of 8 prompt and 4 generated tokens, 3 at a time: every figure follows from
+  // those counts and the measured seconds.
+  test::CommandResult r =
+      bench("--requests 6 --input-len 8 --output-len 4 --concurrency 3 --kv-block-size 4 --json");
+  ASSERT_EQ(r.exitCode, 0) << r.output;
+  nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["mode"], "engine");
+  EXPECT_EQ(j["backend"], "cpu");
+  EXPECT_EQ(j["concurrency"], 3);
+  const double seconds = j["seconds"].get<double>();
+  ASSERT_GT(seconds, 0.0);
+  EXPECT_NEAR(j["requests_per_s"].get<double>() * seconds, 6.0, 1e-6);
+  EXPECT_NEAR(j["output_tokens_per_s"].get<double>() * seconds, 24.0, 1e-6);
+  EXPECT_NEAR(j["total_tokens_per_s"].get<double>() * seconds, 72.0, 1e-6);
+  // Each request computes its 8 prompt tokens, then 3 decode tokens (the 4th is never fed).
+  EXPECT_NEAR(j["prefill_token_share"].get<double>(), 8.0 / 11.0, 1e-9);
+  // At most 3 sequences share an iteration: at least 6 * 4 / 3 of them, at most 6 * 4.
+  const int64_t iterations = j["iterations"].get<int64_t>();
+  EXPECT_GE(iterations, 8);
+  EXPECT_LE(iterations, 24);
+  EXPECT_GE(j["p99_iteration_ms"].get<double>(), j["mean_iteration_ms"].get<double>() * 0.999);
+  EXPECT_NEAR(j["prefill_time_share"].get<double>() + j["decode_time_share"].get<double>(), 1.0,
+              1e-9);
+  EXPECT_EQ(j["preemptions"], 0);
+  EXPECT_EQ(j["compute_roofline_s"], 0.0) << "no GPU, no ceilings measured";
 }
 
 TEST_F(TpexecBench, BadRequestsAreOneLineErrors) {
   for (const char* flags :
-       {"--batch 5", "--batch 0", "--prompt-len 60 --gen 10", "--synthetic-weights", "--gen x"}) {
+       {"--batch 5", "--batch 0", "--prompt-len 60 --gen 10", "--synthetic-weights", "--gen x",
+        "--requests 0", "--requests 2 --input-len 60 --output-len 10",
+        "--requests 2 --kv-block-size 0"}) {
     SCOPED_TRACE(flags);
     test::CommandResult r = bench(flags);
     EXPECT_NE(r.exitCode, 0);

@@ -5,13 +5,68 @@
 
 #include "codegen/PlanSummary.h"
 #include "executor/engine/Bench.h"
+#include "executor/engine/EngineBench.h"
 #include "tools/common/Args.h"
+#include "tools/tpexec/EngineFlags.h"
 
 namespace {
 
 int benchFail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "error: %s\n", message.c_str());
   return code;
+}
+
+int printEngineReport(const std::string& planPath, const tpc::EngineBenchReport& r, bool json) {
+  if (json) {
+    nlohmann::ordered_json j;
+    j["plan"] = planPath;
+    j["mode"] = "engine";
+    j["backend"] = r.backend;
+    j["world"] = r.world;
+    j["requests"] = r.requests;
+    j["input_len"] = r.inputLength;
+    j["output_len"] = r.outputLength;
+    j["concurrency"] = r.concurrency;
+    j["seconds"] = r.seconds;
+    j["requests_per_s"] = r.requestsPerSecond;
+    j["output_tokens_per_s"] = r.outputTokensPerSecond;
+    j["total_tokens_per_s"] = r.totalTokensPerSecond;
+    j["iterations"] = r.iterations;
+    j["mean_iteration_ms"] = r.meanIterationMs;
+    j["p99_iteration_ms"] = r.p99IterationMs;
+    j["prefill_token_share"] = r.prefillTokenShare;
+    j["prefill_time_share"] = r.prefillTimeShare;
+    j["decode_time_share"] = r.decodeTimeShare;
+    j["prefix_cache_hit_tokens"] = r.prefixCacheHitTokens;
+    j["preemptions"] = r.preemptions;
+    j["linear_flops"] = r.linearFlops;
+    j["bytes_read"] = r.bytesRead;
+    j["gemm_ceiling_tflops"] = r.gemmFlopsPerSecond / 1e12;
+    j["read_gb_per_s"] = r.readBytesPerSecond / 1e9;
+    j["compute_roofline_s"] = r.computeRooflineSeconds;
+    j["memory_roofline_s"] = r.memoryRooflineSeconds;
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%s: %s world %lld, %lld requests x %lld in / %lld out, %lld in flight\n",
+              planPath.c_str(), r.backend.c_str(), (long long)r.world, (long long)r.requests,
+              (long long)r.inputLength, (long long)r.outputLength, (long long)r.concurrency);
+  std::printf("%.2f s: %.2f requests/s, %.1f output tokens/s, %.1f total tokens/s\n", r.seconds,
+              r.requestsPerSecond, r.outputTokensPerSecond, r.totalTokensPerSecond);
+  std::printf(
+      "%lld iterations: mean %.3f ms, p99 %.3f ms; prefill %.0f%% of tokens, %.0f%% of time\n",
+      (long long)r.iterations, r.meanIterationMs, r.p99IterationMs, 100 * r.prefillTokenShare,
+      100 * r.prefillTimeShare);
+  if (r.gemmFlopsPerSecond > 0) {
+    const double bound = std::max(r.computeRooflineSeconds, r.memoryRooflineSeconds);
+    std::printf(
+        "rooflines: compute %.3f s (%.1f TFLOP at %.0f TFLOP/s), memory %.3f s (%.1f GB at %.0f "
+        "GB/s); the run took %.2fx the larger\n",
+        r.computeRooflineSeconds, r.linearFlops / 1e12, r.gemmFlopsPerSecond / 1e12,
+        r.memoryRooflineSeconds, r.bytesRead / 1e9, r.readBytesPerSecond / 1e9,
+        bound > 0 ? r.seconds / bound : 0.0);
+  }
+  return 0;
 }
 
 }  // namespace
@@ -23,17 +78,34 @@ int runBenchCommand(int argc, char** argv) {
   BenchOptions options;
   int64_t device = -1;
   bool json = false, eager = false;
+  EngineBenchOptions engineBench;
+  tpexec::EngineFlags engineFlags;
+  int64_t localWorld = 0;
   cli::ArgParser args(
       "tpexec bench",
       "Measures a world-1 plan: prefill of --batch prompts of --prompt-len tokens, then --gen\n"
       "greedy decode steps of the whole batch. Reports prefill tokens/s and TFLOP/s, decode\n"
       "ms/step, bytes read per step and the bandwidth that achieves, against the device's\n"
-      "measured read and copy bandwidth (against the higher) and GEMM ceiling.");
+      "measured read and copy bandwidth (against the higher) and GEMM ceiling.\n"
+      "With --requests N: offline throughput through the engine instead, at any world: N\n"
+      "requests of --input-len prompt and --output-len generated tokens, --concurrency at\n"
+      "once; requests/s, tokens/s, iteration times and (on a GPU) the run's rooflines.");
   args.positional("PLAN", &planPath, "a plan written by tpc compile");
   args.option("--batch", &options.batch, "B", "sequences decoded together (default 1)");
   args.option("--prompt-len", &options.promptLength, "P",
               "prompt tokens per sequence (default 512)");
   args.option("--gen", &options.generate, "G", "timed decode steps (default 128)");
+  args.option("--requests", &engineBench.requests, "N",
+              "engine mode: requests to serve (default 64 when --requests is given)");
+  args.option("--input-len", &engineBench.inputLength, "I",
+              "engine mode: prompt tokens per request (default 128)");
+  args.option("--output-len", &engineBench.outputLength, "O",
+              "engine mode: generated tokens per request (default 32)");
+  args.option("--concurrency", &engineBench.concurrency, "C",
+              "engine mode: requests in flight at once (default: all)");
+  args.option("--local-world", &localWorld, "N",
+              "engine mode: ranks on this host (default: the plan's world)");
+  tpexec::addEngineFlags(args, engineFlags);
   args.flag("--synthetic-weights", &options.backend.syntheticWeights,
             "random weights made on the GPU: no checkpoint needed");
   args.choice("--backend", &backend, {"cpu", "cuda"},
@@ -61,6 +133,20 @@ int runBenchCommand(int argc, char** argv) {
 
   Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
   if (!plan) return benchFail(plan.errorMessage());
+  if (args.seen("--requests")) {
+    Expected<EngineConfig> config = tpexec::engineConfigOf(engineFlags);
+    if (!config) return benchFail(config.errorMessage(), 2);
+    engineBench.run.engine = *config;
+    engineBench.run.backend = options.backend;
+    engineBench.run.localWorld = localWorld;
+    Error e = runEngineBench(*plan, engineBench, [&](const EngineBenchReport& r) -> Error {
+      printEngineReport(planPath, r, json);
+      std::fflush(stdout);
+      return Error::success();
+    });
+    if (e) return benchFail(e.message());
+    return 0;
+  }
   Expected<BenchReport> r = runBench(*plan, options);
   if (!r) return benchFail(r.errorMessage());
   const double copyFraction =

@@ -373,6 +373,10 @@ int runHeadMode(int argc, char** argv) {
   const int64_t maxContext = p.limits()->max_context();
   for (const NamedRequest& r : requests) {
     std::string where = f.requestsPath.empty() ? "" : "request " + r.id + ": ";
+    if (!r.engineOnlyFields.empty())
+      return printError(where + "\"" + r.engineOnlyFields[0] +
+                        "\" is not supported across nodes yet (run on a single node)");
+    if (r.request.maxNewTokens < 1) return printError(where + "max_new_tokens must be at least 1");
     if (r.request.promptIds.size() > net::kMaxPromptTokens)
       return printError(where + "the prompt has more than " +
                         std::to_string(net::kMaxPromptTokens) + " tokens");

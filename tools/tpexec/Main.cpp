@@ -10,7 +10,9 @@
 #include "executor/process/LocalRun.h"
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
+#include "tools/tpexec/EngineFlags.h"
 #include "tools/tpexec/MultiNode.h"
+#include "tools/tpexec/RequestsMode.h"
 #include "tools/tpexec/TextMode.h"
 
 namespace {
@@ -37,7 +39,8 @@ int runTpexec(int argc, char** argv) {
   if (tpexec::wantsWorkerMode(argc, argv)) return tpexec::runWorkerMode(argc, argv);
   if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
   if (tpexec::wantsCurveKeygen(argc, argv)) return tpexec::runCurveKeygen(argc, argv);
-  std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir;
+  std::string planPath, promptIds, backend = "cpu", logitsOut, modelDir, requestsPath;
+  tpexec::EngineFlags engineFlags;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false, eager = false;
@@ -48,6 +51,12 @@ int runTpexec(int argc, char** argv) {
       "plan's world (one process each). Rank 0 prints the generated ids.");
   args.positional("PLAN", &planPath, "a plan written by tpc compile");
   args.option("--prompt-ids", &promptIds, "IDS", "prompt token ids, comma-separated (e.g. 1,2,3)");
+  args.option("--requests", &requestsPath, "FILE.jsonl",
+              "run every request of the file concurrently through the engine; one JSON line\n"
+              "per request, in input order (fields: id, prompt_ids, max_new_tokens,\n"
+              "temperature, top_k, top_p, min_p, seed, ignore_eos, stop_token_ids,\n"
+              "presence_penalty, frequency_penalty, repetition_penalty, logprobs,\n"
+              "cancel_after_ms)");
   args.option("--prompt", &textOptions.prompt, "TEXT",
               "prompt text; the output is streamed as text while it is generated");
   args.flag("--chat", &textOptions.chat, "wrap --prompt in the tokenizer's chat template");
@@ -73,16 +82,25 @@ int runTpexec(int argc, char** argv) {
   args.option("--rank-timeout-ms", &rankTimeoutMs, "MS",
               "a rank silent this long counts as hung (default 5000)");
   args.flag("--json", &json, "print one JSON object instead of text");
+  tpexec::addEngineFlags(args, engineFlags);
   args.epilog(
       "example:\n  tpexec tiny.w8.fb --prompt-ids 1,17,42 --max-new-tokens 8\n"
       "benchmark:\n  tpexec bench PLAN --help");
   if (Error e = args.parse(argc, argv)) return fail(e.message(), 2);
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
   const bool textMode = args.seen("--prompt");
-  if (Error e = cli::checkTextFlags(args, promptIds.empty(), textOptions))
+  if (!requestsPath.empty()) {
+    if (!promptIds.empty() || textMode)
+      return fail("give either --requests or --prompt-ids/--prompt", 2);
+    if (!logitsOut.empty()) return fail("--logits-out goes with --prompt-ids, not --requests", 2);
+  }
+  if (Error e = cli::checkTextFlags(args, promptIds.empty() && requestsPath.empty(), textOptions))
     return fail(e.message(), 2);
-  Expected<std::vector<int64_t>> ids =
-      textMode ? std::vector<int64_t>{} : cli::parseIntList(promptIds, "--prompt-ids");
+  Expected<EngineConfig> engineConfig = tpexec::engineConfigOf(engineFlags);
+  if (!engineConfig) return fail(engineConfig.errorMessage(), 2);
+  Expected<std::vector<int64_t>> ids = textMode || !requestsPath.empty()
+                                           ? std::vector<int64_t>{}
+                                           : cli::parseIntList(promptIds, "--prompt-ids");
   if (!ids) return fail(ids.errorMessage(), 2);
   if (maxNew < 1) return fail("--max-new-tokens must be at least 1", 2);
   if (topK < 0) return fail("--top-k must not be negative", 2);
@@ -126,6 +144,19 @@ int runTpexec(int argc, char** argv) {
   options.request.seed = static_cast<uint64_t>(seed);
   if (!ignoreEos) options.request.eosIds = eosOf(plan->plan());
   options.request.keepLogits = !logitsOut.empty();
+  if (!requestsPath.empty()) {
+    GenerationRequest defaults = options.request;
+    Expected<std::vector<tpexec::NamedRequest>> requests =
+        tpexec::readRequestsFile(requestsPath, defaults, eosOf(plan->plan()));
+    if (!requests) return fail(requests.errorMessage(), 2);
+    EngineRunOptions run;
+    run.localWorld = localWorld;
+    run.backend = options.backend;
+    run.engine = *engineConfig;
+    run.rankTimeout = options.rankTimeout;
+    if (Error e = tpexec::runRequests(*plan, *requests, run)) return fail(e.message());
+    return 0;
+  }
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<cli::TextStreamer> streamer;
   if (textMode || args.seen("--tokenizer")) {

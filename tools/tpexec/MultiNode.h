@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "executor/engine/Engine.h"
 #include "executor/engine/Generation.h"
 #include "ir/Error.h"
 
@@ -20,12 +21,18 @@ int runWorkerMode(int argc, char** argv);
 struct NamedRequest {
   std::string id;
   GenerationRequest request;
-  int64_t cancelAfterMs = -1;  // the head cancels the request this long after sending it
+  int64_t cancelAfterMs = -1;  // the request is cancelled this long after it was sent
+  // The same request for the engine, with the fields only it knows (min_p, penalties, stop
+  // token ids, logprobs), which `engineOnlyFields` names when the line had them.
+  EngineRequest engine;
+  std::vector<std::string> engineOnlyFields;
 };
 
 // One request per line: {"id", "prompt_ids", "max_new_tokens", "temperature", "top_k",
-// "top_p", "seed", "ignore_eos", "cancel_after_ms"}; missing fields take `defaults`. Errors
-// name FILE:LINE.
+// "top_p", "min_p", "seed", "ignore_eos", "stop_token_ids", "presence_penalty",
+// "frequency_penalty", "repetition_penalty", "logprobs", "cancel_after_ms"}; missing fields
+// take `defaults`. Errors name FILE:LINE. Values a request can be refused for (max tokens below
+// 1, ids outside the vocab, sampling ranges) are left to whoever runs it.
 Expected<std::vector<NamedRequest>> readRequestsFile(const std::string& path,
                                                      const GenerationRequest& defaults,
                                                      const std::vector<int64_t>& planEos);

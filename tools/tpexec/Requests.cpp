@@ -1,5 +1,6 @@
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -28,6 +29,45 @@ int printError(const std::string& message, int code) {
 
 namespace {
 
+// A float field checked for type; ranges are the engine's to judge (it fails that request only).
+Error readFloat(const nlohmann::json& value, const std::string& key, float& out) {
+  if (!value.is_number()) return makeError("\"", key, "\" must be a number");
+  out = value.get<float>();
+  return Error::success();
+}
+
+Error readIds(const nlohmann::json& value, const std::string& key, std::vector<int32_t>& out) {
+  if (!value.is_array()) return makeError("\"", key, "\" must be an array of token ids");
+  for (const auto& id : value) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+      return makeError("\"", key, "\" holds ", id.dump(), ", not a token id");
+    out.push_back(static_cast<int32_t>(id.get<int64_t>()));
+  }
+  return Error::success();
+}
+
+// The fields only the engine (a single node) knows; the multi-node head refuses them.
+Error parseEngineField(const std::string& key, const nlohmann::json& value, NamedRequest& r) {
+  EngineRequest& e = r.engine;
+  if (key == "min_p") return readFloat(value, key, e.minP);
+  if (key == "presence_penalty") return readFloat(value, key, e.presencePenalty);
+  if (key == "frequency_penalty") return readFloat(value, key, e.frequencyPenalty);
+  if (key == "repetition_penalty") return readFloat(value, key, e.repetitionPenalty);
+  if (key == "stop_token_ids") return readIds(value, key, e.stopTokenIds);
+  if (key == "logprobs") {
+    if (!value.is_number_integer() || value.get<int64_t>() < 0)
+      return makeError("\"logprobs\" must be an integer >= 0 (alternatives per token)");
+    e.topLogprobs = static_cast<int>(std::min<int64_t>(value.get<int64_t>(), INT32_MAX));
+    return Error::success();
+  }
+  return makeError("unknown field \"", key, "\"");
+}
+
+bool isEngineField(const std::string& key) {
+  return key == "min_p" || key == "presence_penalty" || key == "frequency_penalty" ||
+         key == "repetition_penalty" || key == "stop_token_ids" || key == "logprobs";
+}
+
 Expected<NamedRequest> parseLine(const std::string& line, const GenerationRequest& defaults,
                                  const std::vector<int64_t>& planEos) {
   nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
@@ -48,8 +88,8 @@ Expected<NamedRequest> parseLine(const std::string& line, const GenerationReques
         r.request.promptIds.push_back(static_cast<int32_t>(id.get<int64_t>()));
       }
     } else if (key == "max_new_tokens") {
-      if (!value.is_number_integer() || value.get<int64_t>() < 1)
-        return makeError("\"max_new_tokens\" must be an integer >= 1");
+      // Below 1 is the engine's to refuse (that request fails, the others run).
+      if (!value.is_number_integer()) return makeError("\"max_new_tokens\" must be an integer");
       r.request.maxNewTokens = value.get<int64_t>();
     } else if (key == "temperature" || key == "top_p") {
       if (!value.is_number()) return makeError("\"", key, "\" must be a number");
@@ -72,12 +112,23 @@ Expected<NamedRequest> parseLine(const std::string& line, const GenerationReques
     } else if (key == "ignore_eos") {
       if (!value.is_boolean()) return makeError("\"ignore_eos\" must be true or false");
       ignoreEos = value.get<bool>();
+    } else if (isEngineField(key)) {
+      if (Error e = parseEngineField(key, value, r)) return e;
+      r.engineOnlyFields.push_back(key);
     } else {
       return makeError("unknown field \"", key, "\"");
     }
   }
   if (r.request.promptIds.empty()) return makeError("\"prompt_ids\" is missing");
   r.request.eosIds = ignoreEos ? std::vector<int64_t>{} : planEos;
+  EngineRequest& e = r.engine;
+  e.promptIds = r.request.promptIds;
+  e.maxTokens = r.request.maxNewTokens;
+  e.temperature = r.request.sampling.temperature;
+  e.topK = r.request.sampling.topK;
+  e.topP = r.request.sampling.topP;
+  e.seed = r.request.seed;
+  e.ignoreEos = ignoreEos;
   return r;
 }
 

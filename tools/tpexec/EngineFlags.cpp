@@ -1,0 +1,75 @@
+#include "tools/tpexec/EngineFlags.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+namespace tpc::tpexec {
+
+void addEngineFlags(cli::ArgParser& args, EngineFlags& f) {
+  args.option("--max-seqs", &f.maxSeqs, "N",
+              "most sequences in one iteration (default: the plan's --max-batch)");
+  args.option("--max-batched-tokens", &f.maxBatchedTokens, "N",
+              "most tokens in one iteration, decode tokens and prompt chunks (default 2048)");
+  args.option("--kv-block-size", &f.kvBlockSize, "N", "tokens per KV block (default 16)");
+  args.option("--kv-cache-memory", &f.kvCacheMemory, "BYTES",
+              "cpu: the KV pool per rank, e.g. 256MiB (default 64MiB)");
+  args.option("--gpu-memory-utilization", &f.gpuMemoryUtilization, "F",
+              "cuda: the share of GPU memory for weights, activations and the KV pool "
+              "(default 0.90)");
+  args.flag("--no-prefix-caching", &f.noPrefixCaching,
+            "compute every prompt in full (by default cached prefix blocks are reused)");
+}
+
+Expected<uint64_t> parseByteSize(const std::string& text, const std::string& flag) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || !(value >= 0) || !std::isfinite(value))
+    return makeError(flag, ": '", text, "' is not a size in bytes (e.g. 256MiB)");
+  std::string unit(end);
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double scale = 0;
+  if (unit.empty() || unit == "b")
+    scale = 1;
+  else if (unit == "kib" || unit == "k")
+    scale = 1024.0;
+  else if (unit == "mib" || unit == "m")
+    scale = 1024.0 * 1024;
+  else if (unit == "gib" || unit == "g")
+    scale = 1024.0 * 1024 * 1024;
+  else if (unit == "kb")
+    scale = 1e3;
+  else if (unit == "mb")
+    scale = 1e6;
+  else if (unit == "gb")
+    scale = 1e9;
+  else
+    return makeError(flag, ": unknown unit '", std::string(end),
+                     "' (B, KiB, MiB, GiB, KB, MB, GB)");
+  const double bytes = value * scale;
+  if (bytes < 1 || bytes > 1e18) return makeError(flag, ": '", text, "' is out of range");
+  return static_cast<uint64_t>(bytes);
+}
+
+Expected<EngineConfig> engineConfigOf(const EngineFlags& f) {
+  EngineConfig c;
+  if (f.maxSeqs < 0) return makeError("--max-seqs must not be negative");
+  if (f.maxBatchedTokens < 1) return makeError("--max-batched-tokens must be at least 1");
+  if (f.kvBlockSize < 1 || f.kvBlockSize > 1024)
+    return makeError("--kv-block-size must be in 1..1024");
+  if (!(f.gpuMemoryUtilization > 0 && f.gpuMemoryUtilization <= 1))
+    return makeError("--gpu-memory-utilization must be in (0, 1]");
+  c.maxSeqs = f.maxSeqs;
+  c.maxBatchedTokens = f.maxBatchedTokens;
+  c.kvBlockSize = f.kvBlockSize;
+  c.gpuMemoryUtilization = f.gpuMemoryUtilization;
+  c.prefixCaching = !f.noPrefixCaching;
+  if (!f.kvCacheMemory.empty()) {
+    Expected<uint64_t> bytes = parseByteSize(f.kvCacheMemory, "--kv-cache-memory");
+    if (!bytes) return bytes.takeError();
+    c.kvCacheBytes = *bytes;
+  }
+  return c;
+}
+
+}  // namespace tpc::tpexec
