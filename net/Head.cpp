@@ -70,6 +70,24 @@ bool HeadServer::every(Pred pred) const {
 bool HeadServer::allJoined() const {
   return every([](const Node& n) { return n.phase >= Node::Phase::PlanReady; });
 }
+std::string HeadServer::missing() const {
+  int joined = 0;
+  std::string waiting;
+  for (const auto& n : nodes_) {
+    if (n->phase >= Node::Phase::PlanReady) {
+      ++joined;
+      continue;
+    }
+    waiting += (waiting.empty() ? "" : ", ") + nameOf(*n);
+  }
+  const int never = options_.workers - static_cast<int>(nodes_.size());
+  std::string s =
+      std::to_string(joined) + " of " + std::to_string(options_.workers) + " worker(s) joined";
+  if (!waiting.empty()) s += "; still fetching the plan: " + waiting;
+  if (never > 0) s += "; " + std::to_string(never) + " never connected";
+  return s;
+}
+
 bool HeadServer::allLoaded() const {
   return every([](const Node& n) { return n.phase >= Node::Phase::Loaded; });
 }

@@ -44,6 +44,9 @@ class HeadServer {
   Error pump(std::chrono::milliseconds wait);
 
   bool allJoined() const;  // every worker accepted and holding the plan
+  // Who the head is still waiting for, for the --join-timeout error: "2 of 3 workers joined
+  // (worker 0 (10.0.0.2:5000, no ranks yet) still fetching the plan); 1 never connected".
+  std::string missing() const;
   // Orders the nodes (by worker id, then arrival), gives each its ranks, and sends Assign.
   void assign(uint32_t storePort, const std::string& storePrefix,
               const std::vector<uint8_t>& commId);

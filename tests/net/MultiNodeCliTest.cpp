@@ -174,6 +174,18 @@ TEST_F(MultiNodeCli, WithCurveKeysOnlyANodeWithTheRightKeyJoins) {
   EXPECT_EQ(nlohmann::json::parse(c.head->log())["generated_ids"], local(request)["generated_ids"]);
 }
 
+TEST_F(MultiNodeCli, AHeadWhoseWorkersNeverComeGivesUpNamingWhoIsMissing) {
+  test::CommandResult r = test::runCommand(test::tpexecPath() + " " + plan_ +
+                                               " --listen 127.0.0.1:0 --workers 2 --local-world 2 "
+                                               "--join-timeout 0.5 --prompt-ids 1",
+                                           30);
+  EXPECT_EQ(r.exitCode, 1) << r.output;
+  EXPECT_NE(r.output.find("--join-timeout: after 0.5 s, 0 of 2 worker(s) joined; 2 never "
+                          "connected"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST_F(MultiNodeCli, BadFlagsGiveOneLineErrors) {
   auto oneLine = [](const std::string& args, int code, const std::string& words) {
     test::CommandResult r = test::runCommand(test::tpexecPath() + " " + args, 20);

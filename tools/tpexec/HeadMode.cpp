@@ -27,6 +27,7 @@ struct HeadFlags {
                                                          curveKeys;
   int64_t workers = 0, localWorld = 0, maxNew = 16, topK = 0, seed = 0, rankTimeoutMs = 3000,
           nodeTimeoutMs = 2000;
+  double joinTimeoutS = 300;
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false;
 };
@@ -101,6 +102,8 @@ Error parseFlags(int argc, char** argv, HeadFlags& f, bool& help, std::string& h
   args.option("--logits-out", &f.logitsOut, "FILE.npy", "with --prompt-ids: every step's logits");
   args.option("--rank-timeout-ms", &f.rankTimeoutMs, "MS",
               "a rank silent this long counts as hung (default 3000)");
+  args.option("--join-timeout", &f.joinTimeoutS, "S",
+              "give up when the workers have not all joined within S seconds (default 300)");
   args.option("--node-timeout-ms", &f.nodeTimeoutMs, "MS",
               "a node silent this long counts as dead (default 2000)");
   args.option("--curve-keys", &f.curveKeys, "DIR",
@@ -167,7 +170,16 @@ class Head {
         " worker(s); world " + std::to_string(p.world()) + ", " + std::to_string(f_.localWorld) +
         " rank(s) here");
 
-    if (Error e = until([&] { return head_->allJoined(); })) return e;
+    // Workers that never come must not keep the head waiting forever.
+    const auto joinBy = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(f_.joinTimeoutS));
+    if (Error e = until([&] {
+          if (!head_->allJoined() && Clock::now() > joinBy) joinTimedOut_ = true;
+          return head_->allJoined() || joinTimedOut_;
+        }))
+      return e;
+    if (joinTimedOut_)
+      return makeError("--join-timeout: after ", f_.joinTimeoutS, " s, ", head_->missing());
     std::string prefix = "run" + std::to_string(std::random_device{}()) + "/";
     head_->assign(store ? static_cast<uint32_t>(store->port()) : 0, prefix, commId);
     if (Error e = until([&] { return head_->allLoaded(); })) return e;
@@ -289,6 +301,7 @@ class Head {
   std::unique_ptr<NodeRanks> local_;
   std::vector<std::pair<Clock::time_point, uint64_t>> cancels_;  // due time, request
   bool ended_ = false;  // after End, local ranks finishing is the plan, not a failure
+  bool joinTimedOut_ = false;
 };
 
 }  // namespace
@@ -322,6 +335,7 @@ int runHeadMode(int argc, char** argv) {
   if (f.temperature < 0) return printError("--temperature must not be negative", 2);
   if (f.rankTimeoutMs < 100) return printError("--rank-timeout-ms must be at least 100", 2);
   if (f.nodeTimeoutMs < 100) return printError("--node-timeout-ms must be at least 100", 2);
+  if (!(f.joinTimeoutS > 0)) return printError("--join-timeout must be above 0 seconds", 2);
   if (f.backend == "cuda" && !haveCudaBackend())
     return printError("--backend cuda: this build has no CUDA backend (use --backend cpu)", 2);
 
