@@ -57,6 +57,9 @@ with open(d + "/model.safetensors", "wb") as f:
 PY
 }
 
+# Sourced with --functions-only (scripts/gpu/bundle.sh): sparse_checkpoint and nothing else.
+[ "${1:-}" = --functions-only ] && return 0
+
 # Per rank 0: its weights; the MoE token exchange (the all_reduces of the experts' partial sums)
 # per token; and the expert bytes one decode step of batch 1 reads: on average (k of E experts
 # chosen) and on the busiest rank (all k chosen experts on it, at most the experts it holds).

@@ -124,9 +124,22 @@ Error runEngineBench(const LoadedPlan& plan, const EngineBenchOptions& o,
       tokens += s.prefillTokens + s.decodeTokens;
       r.linearFlops += 2.0 * static_cast<double>(traffic.linearMacsPerToken) *
                        static_cast<double>(s.prefillTokens + s.decodeTokens);
-      r.bytesRead +=
+      const double bytes =
           static_cast<double>(traffic.weightBytes) +
           static_cast<double>(traffic.kvBytesPerPosition) * static_cast<double>(s.kvTokensRead);
+      r.bytesRead += bytes;
+      if (s.prefillTokens == 0 && s.decodeTokens > 0) {
+        ++r.decodeIterations;
+        r.meanDecodeIterationMs += s.ms;
+        r.meanDecodeBatch += static_cast<double>(s.decodeTokens);
+        r.meanDecodeBytesRead += bytes;
+      }
+    }
+    if (r.decodeIterations > 0) {
+      const auto n = static_cast<double>(r.decodeIterations);
+      r.meanDecodeIterationMs /= n;
+      r.meanDecodeBatch /= n;
+      r.meanDecodeBytesRead /= n;
     }
     r.iterations = static_cast<int64_t>(ms.size());
     if (!ms.empty()) {

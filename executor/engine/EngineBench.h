@@ -30,6 +30,10 @@ struct EngineBenchReport {
   // count as prefill time, the others as decode time.
   double prefillTokenShare = 0, prefillTimeShare = 0, decodeTimeShare = 0;
   int64_t prefixCacheHitTokens = 0, preemptions = 0;
+  // Iterations that only decode: how many, their mean time and batch, and the bytes each reads
+  // on average (weights plus the KV its sequences attend over).
+  int64_t decodeIterations = 0;
+  double meanDecodeIterationMs = 0, meanDecodeBatch = 0, meanDecodeBytesRead = 0;
   // Rooflines of the whole run (0 when the device's ceilings were not measured): the linear
   // layers' FLOPs at the GEMM ceiling, and the weights read once per iteration plus the KV read
   // at the measured read bandwidth; the run is bounded by the larger.

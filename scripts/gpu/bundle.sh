@@ -33,6 +33,18 @@ for preset in llama3-8b llama3.2-1b; do
     --quiet -o "$out/plans/$preset.w1.fb"
   cp "$models/$preset/config.json" "$out/plans/$preset.config.json"
 done
+# The engine's shapes: many sequences per iteration (CUDA Graph buckets up to --max-batch), and
+# the Qwen3-30B-A3B MoE shape from a header over a sparse file (no weight bytes are needed).
+"$tpc" compile "$models/llama3-8b" --world 1 --dtype bf16 --max-context 2048 --max-batch 256 \
+  --quiet -o "$out/plans/llama3-8b.b256.w1.fb"
+moe="$models/qwen3-30b-a3b"
+if [ ! -f "$moe/model.safetensors" ]; then
+  "$tpc" make-model --arch qwen3_moe --preset qwen3-30b-a3b --config-only --quiet -o "$moe" --force
+  bash -c "source '$root/bench/expert-parallel-bytes.sh' --functions-only; sparse_checkpoint '$moe'"
+fi
+"$tpc" compile "$moe" --world 1 --dtype bf16 --max-context 2048 --max-batch 256 --quiet \
+  -o "$out/plans/qwen3-30b-a3b.b256.w1.fb"
+cp "$moe/config.json" "$out/plans/qwen3-30b-a3b.config.json"
 # The carry to the GPU machine is size-limited: binaries and libraries travel compressed and
 # scripts/gpu/unpack.sh opens them there.
 tar -C "$out" -cJf "$out/payload.tar.xz" bin lib

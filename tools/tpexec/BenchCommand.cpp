@@ -39,6 +39,12 @@ int printEngineReport(const std::string& planPath, const tpc::EngineBenchReport&
     j["decode_time_share"] = r.decodeTimeShare;
     j["prefix_cache_hit_tokens"] = r.prefixCacheHitTokens;
     j["preemptions"] = r.preemptions;
+    j["decode_iterations"] = r.decodeIterations;
+    j["mean_decode_iteration_ms"] = r.meanDecodeIterationMs;
+    j["mean_decode_batch"] = r.meanDecodeBatch;
+    j["mean_decode_bytes_read"] = r.meanDecodeBytesRead;
+    if (r.readBytesPerSecond > 0)
+      j["decode_memory_roofline_ms"] = 1e3 * r.meanDecodeBytesRead / r.readBytesPerSecond;
     j["linear_flops"] = r.linearFlops;
     j["bytes_read"] = r.bytesRead;
     j["gemm_ceiling_tflops"] = r.gemmFlopsPerSecond / 1e12;

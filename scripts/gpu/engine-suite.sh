@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The engine on a GPU machine, from the repository root after scripts/gpu/bundle.sh (copy
+# gpu-bundle/ there with the repository): the CUDA tests of paged steps and of ranks sharing
+# one GPU (the one-node IPC communicator, under an MPS daemon this script starts and stops),
+# then the engine's benchmarks beside today's fixed-batch path and transformers' own continuous
+# batching. Logs and one JSON line per benchmark go to $OUT (or ./gpu-logs).
+#   scripts/gpu/engine-suite.sh [tests|decode|offline|all]
+set -uo pipefail
+what=${1:-all}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bundle="$root/gpu-bundle"
+"$root/scripts/gpu/unpack.sh"
+keep=${OUT:-$root/gpu-logs}
+mkdir -p "$keep"
+log="$keep/engine-suite.log"
+: > "$log"
+toolkit=$(dirname "$(dirname "$(command -v nvcc)")")
+export LD_LIBRARY_PATH="$bundle/lib:$toolkit/lib64:${LD_LIBRARY_PATH:-}"
+export TPC_BIN_DIR="$bundle/bin" TPC_TEST_DATA_DIR="$root/tests/data" NCCL_NVLS_ENABLE=0
+bin="$bundle/bin"
+plans="$bundle/plans"
+status=0
+say() { echo "$*" | tee -a "$log"; }
+
+gtest() {  # name seconds binary filter
+  local name=$1 seconds=$2 binary=$3 filter=$4
+  timeout "$seconds" "$bin/$binary" --gtest_filter="$filter" >> "$log" 2>&1
+  local rc=$?
+  say "$name: rc=$rc $(grep -cE '^\[       OK' "$log") ok so far, $(grep -E '^\[  FAILED  \] [A-Za-z]' "$log" | sort -u | wc -l) failed so far"
+  [ $rc -eq 0 ] || status=1
+}
+
+bench() {  # name seconds plan args...
+  local name=$1 seconds=$2 plan=$3; shift 3
+  local start=$SECONDS
+  timeout "$seconds" "$bin/tpexec" bench "$plans/$plan" --synthetic-weights --json "$@" \
+    > "$keep/$name.json" 2>> "$log" || { status=1; say "$name: failed"; }
+  say "$name ($((SECONDS - start)) s): $(cat "$keep/$name.json" 2>/dev/null)"
+}
+
+if [ "$what" = tests ] || [ "$what" = all ]; then
+  gtest kernels 240 tpc_kernels_cuda_tests '*'
+  gtest paged-steps 120 tpc_executor_tests 'CudaPaged*'
+  gtest golden 240 tpc_tools_tests 'TpexecCudaGolden*:-*Ipc*:*SharingAGpu*'
+  # Ranks sharing one GPU need MPS for their contexts to run at the same time.
+  mps=$(mktemp -d)
+  export CUDA_MPS_PIPE_DIRECTORY="$mps/pipe" CUDA_MPS_LOG_DIRECTORY="$mps/log"
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d && say "mps: started"
+  gtest ipc-executor 120 tpc_executor_tests 'Ipc*'
+  gtest ipc-golden 300 tpc_tools_tests '*SharingAGpu*:*Ipc*'
+  echo quit | nvidia-cuda-mps-control
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+fi
+
+if [ "$what" = decode ] || [ "$what" = all ]; then
+  # Batch 1: today's fixed-batch path, then the same decode through the engine.
+  bench fixed-b1 120 llama3-8b.w1.fb --batch 1 --prompt-len 512 --gen 256
+  bench engine-b1 120 llama3-8b.b256.w1.fb --requests 1 --input-len 512 --output-len 256 --concurrency 1
+  # 64 sequences at about 600 positions.
+  bench fixed-b64 120 llama3-8b.b256.w1.fb --batch 64 --prompt-len 600 --gen 64
+  bench engine-b64 150 llama3-8b.b256.w1.fb --requests 64 --input-len 600 --output-len 64 --concurrency 64
+fi
+
+if [ "$what" = offline ] || [ "$what" = all ]; then
+  bench engine-offline-8b 240 llama3-8b.b256.w1.fb --requests 1000 --input-len 1024 --output-len 128 --concurrency 256
+  bench engine-offline-qwen3moe 150 qwen3-30b-a3b.b256.w1.fb --requests 128 --input-len 1024 --output-len 128 --concurrency 64
+  start=$SECONDS
+  timeout 300 python3 "$root/bench/hf_continuous_batching.py" "$plans/llama3-8b.config.json" \
+    --requests 256 --input-len 1024 --output-len 128 > "$keep/hf-offline-8b.json" 2>> "$log" \
+    || { status=1; say "hf-offline-8b: failed"; }
+  say "hf-offline-8b ($((SECONDS - start)) s): $(cat "$keep/hf-offline-8b.json" 2>/dev/null)"
+fi
+exit "$status"
