@@ -79,6 +79,12 @@ void EchoEngine::pause(bool paused) {
   wake_.notify_all();
 }
 
+void EchoEngine::step(int iterations) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stepsAllowed_ += iterations;
+  wake_.notify_all();
+}
+
 void EchoEngine::setReady() {
   std::lock_guard<std::mutex> lock(mutex_);
   state_ = EngineState::Ready;
@@ -116,6 +122,7 @@ void EchoEngine::loop() {
       wake_.wait(lock);
       continue;
     }
+    if (paused_) --stepsAllowed_;
     iterate(lock);
     // One iteration a millisecond: a pace like a small model's, so that streams interleave.
     wake_.wait_for(lock, std::chrono::milliseconds(1));

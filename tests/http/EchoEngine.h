@@ -42,6 +42,7 @@ class EchoEngine : public Engine {
   std::vector<int64_t> eosIds() const override { return options_.eos; }
 
   void pause(bool paused);
+  void step(int iterations);  // while paused: run this many iterations more
   void setReady();
   void fail(const std::string& why);
   int64_t cancelled() const;
@@ -68,6 +69,7 @@ class EchoEngine : public Engine {
   EngineState state_;
   std::string failure_;
   bool paused_ = false, stopping_ = false;
+  int stepsAllowed_ = 0;
   int64_t cancelled_ = 0, promptTokens_ = 0, generationTokens_ = 0, iterations_ = 0, finished_ = 0;
   std::thread thread_;
 };
