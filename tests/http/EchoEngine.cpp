@@ -116,8 +116,8 @@ void EchoEngine::loop() {
       running_.clear();
       waiting_.clear();
     }
-    bool work =
-        state_ == EngineState::Ready && !paused_ && (!running_.empty() || !waiting_.empty());
+    bool work = state_ == EngineState::Ready && (!paused_ || stepsAllowed_ > 0) &&
+                (!running_.empty() || !waiting_.empty());
     if (!work) {
       wake_.wait(lock);
       continue;

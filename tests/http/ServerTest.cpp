@@ -194,6 +194,11 @@ TEST(HttpServer, ClientsThatDisconnectAreCancelledAndTheOthersFinish) {
     streams.push_back(std::make_unique<SseStream>(server.port(), "/v1/completions", body(i)));
     ASSERT_EQ(streams.back()->status(), 200);
   }
+  // A stream's headers may reach the client before its request reaches the engine: wait until
+  // all twenty are queued, so the one iteration below starts every one of them.
+  for (int t = 0; t < 500 && server.engine().counters().waiting < 20; ++t)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(server.engine().counters().waiting, 20);
   server.engine().step(1);
   for (auto& s : streams) ASSERT_TRUE(s->next().has_value());  // it is running
   for (int i = 0; i < 10; ++i) streams[i]->disconnect();
