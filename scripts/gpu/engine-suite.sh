@@ -13,7 +13,7 @@ bundle="$root/gpu-bundle"
 keep=${OUT:-$root/gpu-logs}
 mkdir -p "$keep"
 log="$keep/engine-suite.log"
-: > "$log"
+echo "== engine-suite $what $(date -u +%FT%TZ)" >> "$log"
 toolkit=$(dirname "$(dirname "$(command -v nvcc)")")
 export LD_LIBRARY_PATH="$bundle/lib:$toolkit/lib64:${LD_LIBRARY_PATH:-}"
 export TPC_BIN_DIR="$bundle/bin" TPC_TEST_DATA_DIR="$root/tests/data" NCCL_NVLS_ENABLE=0
