@@ -41,14 +41,17 @@ def main():
                for _ in range(args.requests)]
     generation = GenerationConfig(max_new_tokens=args.output_len, min_new_tokens=args.output_len,
                                   do_sample=False, eos_token_id=None, pad_token_id=0)
-    # A short warm-up so the timed run does not pay for first-use compilation.
-    with torch.inference_mode():
+    # A short warm-up so the timed run does not pay for first-use compilation. No inference_mode
+    # here: generate_batch runs its loop on a thread of its own, outside such a context.
+    with torch.no_grad():
         model.generate_batch(prompts[:4], generation_config=generation, progress_bar=False)
         torch.cuda.synchronize()
         start = time.perf_counter()
         outputs = model.generate_batch(prompts, generation_config=generation, progress_bar=False)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
+    if not outputs or any(len(o.generated_tokens) == 0 for o in outputs.values()):
+        sys.exit("generate_batch returned requests without tokens (see its log above)")
     generated = sum(len(o.generated_tokens) for o in outputs.values())
     total = generated + args.requests * args.input_len
     json.dump({"peer": "transformers generate_batch", "attn": args.attn, "requests": args.requests,

@@ -4,6 +4,10 @@
 
 #ifdef TPC_HAVE_CUDA
 #include <cuda_runtime_api.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #endif
 
 namespace tpc {
@@ -13,9 +17,40 @@ Expected<std::unique_ptr<Backend>> createCudaBackend(const LoadedPlan& plan, uin
                                                      Communicator& comm,
                                                      const BackendOptions& options);
 bool haveCudaBackend() { return true; }
+// Asked in a forked child: a process that has initialised CUDA cannot use it in the children
+// it forks afterwards ("initialization error"), and the local runs fork their ranks after
+// asking. The first answer is kept, so a process that later initialises CUDA itself still gets
+// it without forking again.
 int cudaDeviceCount() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+  static const int count = [] {
+    int fds[2];
+    if (::pipe(fds) != 0) return 0;
+    const pid_t child = ::fork();
+    if (child < 0) {
+      ::close(fds[0]);
+      ::close(fds[1]);
+      return 0;
+    }
+    if (child == 0) {
+      ::close(fds[0]);
+      int n = 0;
+      if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+      ssize_t written = ::write(fds[1], &n, sizeof n);
+      ::_exit(written == static_cast<ssize_t>(sizeof n) ? 0 : 1);
+    }
+    ::close(fds[1]);
+    int n = 0;
+    ssize_t got = 0;
+    do {
+      got = ::read(fds[0], &n, sizeof n);
+    } while (got < 0 && errno == EINTR);
+    ::close(fds[0]);
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    return got == static_cast<ssize_t>(sizeof n) ? n : 0;
+  }();
+  return count;
 }
 Expected<double> measureCopyBandwidth(int device);
 Expected<double> measureGemmFlops(int device);

@@ -281,8 +281,16 @@ Error CudaBackend::allocatePool(int device, size_t othersBytes) {
   // What the share allows beyond what is in use now (this rank's weights and activations, the
   // context, anyone else on the GPU), less slack for the graphs and cuBLAS's own allocations
   // and each layer's alignment.
-  const double share = memoryUtilization_ * static_cast<double>(totalBytes);
-  const double inUse = static_cast<double>(totalBytes - freeBytes);
+  // Ranks that share this GPU (local rank r runs on GPU r mod the visible GPUs) split the share
+  // evenly, each less its own weights and activations: what the others have taken so far
+  // depends on who got there first.
+  int visible = 1;
+  TPC_CUDA_TRY(cudaGetDeviceCount(&visible));
+  const int64_t sharing = std::max<int64_t>(1, (plan_.world() + visible - 1) / visible);
+  const double share =
+      memoryUtilization_ * static_cast<double>(totalBytes) / static_cast<double>(sharing);
+  const double inUse =
+      sharing > 1 ? static_cast<double>(othersBytes) : static_cast<double>(totalBytes - freeBytes);
   const double budget = share - inUse - static_cast<double>(kSlackBytes) -
                         static_cast<double>(2 * layerBlockBytes.size() * kAlignment);
   // One block past the usable ones takes the padding rows of a graph bucket.

@@ -3,7 +3,8 @@
 # NCCL but no package registry: a Release build with the CUDA backend for sm_90a, the binaries
 # and test binaries, the non-CUDA shared libraries they load, and the plans of the benchmark
 # shapes (compiled here; the benchmarks make their weights on the GPU). Everything lands in
-# gpu-bundle/ (git-ignored); name it in the device call's carry and run scripts/gpu/run-suite.sh.
+# gpu-bundle/ (git-ignored); copy it to the GPU machine beside the repository and run
+# scripts/gpu/run-suite.sh (or engine-suite.sh) there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-gpu"
@@ -19,7 +20,7 @@ cmake --build "$build" --target tpc tpexec tpc_kernels_cuda_tests tpc_tools_test
 rm -rf "$out/bin" "$out/lib" "$out/plans" "$out/payload.tar.xz"
 mkdir -p "$out/bin" "$out/lib" "$out/plans"
 cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests,tpc_executor_tests} "$out/bin/"
-strip "$out"/bin/*  # the carry to the GPU machine is size-limited
+strip "$out"/bin/*  # gpu-bundle/ is copied to the GPU machine: keep it small
 # Shared libraries the GPU machine lacks: everything but the CUDA libraries and the C runtime.
 for b in "$out"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u |
   grep -Ev '/(libcuda|libcudart|libcublas|libcublasLt|libnccl|libc|libm|libstdc\+\+|libgcc_s|ld-linux-x86-64|libpthread|libdl|librt|libresolv)\.so' |
@@ -45,9 +46,9 @@ fi
 "$tpc" compile "$moe" --world 1 --dtype bf16 --max-context 2048 --max-batch 256 --quiet \
   -o "$out/plans/qwen3-30b-a3b.b256.w1.fb"
 cp "$moe/config.json" "$out/plans/qwen3-30b-a3b.config.json"
-# The carry to the GPU machine is size-limited: binaries and libraries travel compressed and
+# gpu-bundle/ is copied to the GPU machine, so binaries and libraries travel compressed and
 # scripts/gpu/unpack.sh opens them there.
 tar -C "$out" -cJf "$out/payload.tar.xz" bin lib
 rm -rf "$out/bin" "$out/lib"
 du -sh "$out"
-echo "carry: gpu-bundle"
+echo "gpu-bundle/ is ready: copy it to the GPU machine beside the repository"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where a decode step's time goes, kernel by kernel, on the GPU machine (after
-# scripts/gpu/bundle.sh, carry: gpu-bundle): Nsight Compute times every kernel of a short
+# scripts/gpu/bundle.sh and gpu-bundle/ copied there): Nsight Compute times every kernel of a short
 # `tpexec bench` run; the one-token launches (the decode graph's) are summed per kernel and
 # divided by the decode steps that ran.
 #   scripts/gpu/profile-decode.sh PLAN [bench flags...]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU suite, run on the GPU machine from the repository root after scripts/gpu/bundle.sh
-# (carry: gpu-bundle): the CUDA kernel tests against their CPU twins, the golden models on the
+# (gpu-bundle/ copied there beside the repository): the CUDA kernel tests against their CPU twins, the golden models on the
 # CUDA backend, then the benchmarks side by side with the PyTorch reference. Full logs go to
 # $OUT/suite-logs.txt (or ./gpu-logs); a short table comes last and in $OUT/summary.txt.
 #   scripts/gpu/run-suite.sh [tests|bench|all]
