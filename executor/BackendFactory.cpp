@@ -4,10 +4,12 @@
 
 #ifdef TPC_HAVE_CUDA
 #include <cuda_runtime_api.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #endif
 
 namespace tpc {
@@ -41,9 +43,19 @@ int cudaDeviceCount() {
     ::close(fds[1]);
     int n = 0;
     ssize_t got = 0;
+    // A driver that never answers counts as no GPU rather than a hang.
+    pollfd ready{fds[0], POLLIN, 0};
+    int polled = 0;
     do {
-      got = ::read(fds[0], &n, sizeof n);
-    } while (got < 0 && errno == EINTR);
+      polled = ::poll(&ready, 1, 20000);
+    } while (polled < 0 && errno == EINTR);
+    if (polled > 0) {
+      do {
+        got = ::read(fds[0], &n, sizeof n);
+      } while (got < 0 && errno == EINTR);
+    } else {
+      ::kill(child, SIGKILL);
+    }
     ::close(fds[0]);
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
