@@ -130,9 +130,7 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
   Error e = runLocalRanks(
       world,
       [&](int rank, RankContext& ctx) {
-        unsigned cores = std::thread::hardware_concurrency();
-        cpu::setKernelThreads(cores > static_cast<unsigned>(world) ? static_cast<int>(cores) / world
-                                                                   : 1);
+        cpu::shareKernelThreads(world);
         ShmOptions shm;
         shm.timeout = options.rankTimeout;
         Expected<std::unique_ptr<Communicator>> control =

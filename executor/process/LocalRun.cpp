@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 #include <tuple>
 
 #include "executor/comm/ShmCommunicator.h"
@@ -162,9 +161,7 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
       world,
       [&](int rank, RankContext& ctx) {
         // The ranks share this host's cores; OpenBLAS would give each of them all of them.
-        unsigned cores = std::thread::hardware_concurrency();
-        cpu::setKernelThreads(cores > static_cast<unsigned>(world) ? static_cast<int>(cores) / world
-                                                                   : 1);
+        cpu::shareKernelThreads(world);
         Expected<std::unique_ptr<Communicator>> comm = makeError("no communicator");
         if (useGloo) {
           GlooOptions gloo;

