@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <atomic>
 
 #include <memory>
 #include <thread>
@@ -28,7 +29,10 @@ class RunningServer {
     }
     server_ = std::move(*s);
     port_ = server_->port();
-    thread_ = std::thread([this] { result_ = server_->run(); });
+    thread_ = std::thread([this] {
+      result_ = server_->run();
+      returned_ = true;  // after result_, so a reader that sees it sees the result
+    });
   }
   ~RunningServer() {
     if (server_) {
@@ -40,9 +44,10 @@ class RunningServer {
   EchoEngine& engine() { return *engine_; }
   // Waits for run() to return by itself (the engine failed); false after `seconds`.
   bool waitForExit(int seconds) {
-    for (int i = 0; i < seconds * 100 && !exited(); ++i)
+    // The server stops listening a moment before run() returns its result: wait for both.
+    for (int i = 0; i < seconds * 100 && !(exited() && returned_); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    return exited();
+    return exited() && returned_;
   }
   bool exited() { return httpRequest(port_, "GET", "/health").status == 0; }
   const Error& result() const { return result_; }
@@ -52,6 +57,7 @@ class RunningServer {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<http::HttpServer> server_;
   std::thread thread_;
+  std::atomic<bool> returned_{false};
   Error result_ = Error::success();
   int port_ = 0;
 };
