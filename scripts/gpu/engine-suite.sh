@@ -4,7 +4,7 @@
 # one GPU (the one-node IPC communicator, under an MPS daemon this script starts and stops),
 # then the engine's benchmarks beside today's fixed-batch path and transformers' own continuous
 # batching. Logs and one JSON line per benchmark go to $OUT (or ./gpu-logs).
-#   scripts/gpu/engine-suite.sh [tests|decode|offline|all]
+#   scripts/gpu/engine-suite.sh [tests|decode|offline|serve|all]
 set -uo pipefail
 what=${1:-all}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -70,5 +70,31 @@ if [ "$what" = offline ] || [ "$what" = all ]; then
     --requests 256 --input-len 1024 --output-len 128 > "$keep/hf-offline-8b.json" 2>> "$log" \
     || { status=1; say "hf-offline-8b: failed"; }
   say "hf-offline-8b ($((SECONDS - start)) s): $(cat "$keep/hf-offline-8b.json" 2>/dev/null)"
+fi
+if [ "$what" = serve ] || [ "$what" = all ]; then
+  # The HTTP server over the engine, loaded by bench/serve-bench's generator (streamed token-id
+  # prompts): concurrency 1 for inter-token latency against the engine's decode step (engine-b1),
+  # then 64 and 256 open requests of 1024 in / 128 out.
+  "$bin/tpexec" serve "$plans/llama3-8b.b256.w1.fb" --synthetic-weights --port 0 \
+    --max-seqs 256 > "$keep/serve.out" 2>> "$log" &
+  server=$!
+  port=0
+  for _ in $(seq 600); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$keep/serve.out")
+    [ -n "$port" ] && python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/health', timeout=2)" 2> /dev/null && break
+    kill -0 $server 2> /dev/null || break
+    sleep 0.5
+  done
+  say "serve: port ${port:-none}"
+  for shape in "1 16" "64 256" "256 512"; do
+    set -- $shape
+    start=$SECONDS
+    timeout 300 "$bin/tpexec" serve-bench --port "${port:-1}" --json --max-concurrency "$1" \
+      --num-prompts "$2" --input-len 1024 --output-len 128 > "$keep/serve-c$1.json" 2>> "$log" \
+      || { status=1; say "serve-c$1: failed"; }
+    say "serve-c$1 ($((SECONDS - start)) s): $(cat "$keep/serve-c$1.json" 2>/dev/null)"
+  done
+  kill -TERM $server 2> /dev/null
+  wait $server 2> /dev/null
 fi
 exit "$status"
