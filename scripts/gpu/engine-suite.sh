@@ -60,6 +60,9 @@ if [ "$what" = decode ] || [ "$what" = all ]; then
   # 64 sequences at about 600 positions.
   bench fixed-b64 120 llama3-8b.b256.w1.fb --batch 64 --prompt-len 600 --gen 64
   bench engine-b64 150 llama3-8b.b256.w1.fb --requests 64 --input-len 600 --output-len 64 --concurrency 64
+  # The Qwen3-30B-A3B shape: one prompt of 2,016 tokens (one prefill chunk, MoE grouped by
+  # expert), then batch-1 decode.
+  bench fixed-qwen3moe-b1 150 qwen3-30b-a3b.b256.w1.fb --batch 1 --prompt-len 2016 --gen 16
 fi
 
 if [ "$what" = offline ] || [ "$what" = all ]; then
