@@ -146,8 +146,8 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
                                        host.data() + 2 * experts};
       return moeExpertsGrouped(*gemm_, type, shape, operand(s, 0, A), routingWeights, chosen,
                                pointers, workspace_.data(), workspace_.bytes(),
-                               reinterpret_cast<int32_t*>(moeCountsHost_.data()), result(s, A),
-                               st, [this] { return wait("MoE expert counts"); });
+                               reinterpret_cast<int32_t*>(moeCountsHost_.data()), result(s, A), st,
+                               [this] { return wait("MoE expert counts"); });
     }
     const void* const* pointers = expertPointers_.at(index);
     TPC_CUDA_TRY(cuda::moeExperts(type, operand(s, 0, A), routingWeights, chosen, T, hidden,

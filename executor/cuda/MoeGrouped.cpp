@@ -61,8 +61,7 @@ Error moeExpertsGrouped(GemmRunner& gemm, cuda::ElementType type, const MoeShape
         return e;
   }
   // The activations overwrite the gathered rows, which every GEMM above has read (stream order).
-  TPC_CUDA_TRY(
-      cuda::moeSwigluRows(type, gate, up, stride, rowSources, used, inter, rows, stream));
+  TPC_CUDA_TRY(cuda::moeSwigluRows(type, gate, up, stride, rowSources, used, inter, rows, stream));
   // The down results overwrite the gate and up results, which the SwiGLU has read.
   float* downRows = projections;
   for (const ExpertGroup& g : groups)

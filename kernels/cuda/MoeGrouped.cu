@@ -129,11 +129,11 @@ cudaError_t moeGroupByExpert(const int32_t* experts, int64_t assignments, int64_
   cudaError_t status =
       cudaMemsetAsync(counts, 0, static_cast<size_t>(numExperts) * sizeof(int32_t), stream);
   if (status == cudaSuccess)
-    status = cudaMemsetAsync(slots, 0xff, static_cast<size_t>(assignments) * sizeof(int32_t),
-                             stream);
+    status =
+        cudaMemsetAsync(slots, 0xff, static_cast<size_t>(assignments) * sizeof(int32_t), stream);
   if (status == cudaSuccess)
-    status = cudaMemsetAsync(rowSources, 0xff,
-                             static_cast<size_t>(rowCapacity) * sizeof(int32_t), stream);
+    status = cudaMemsetAsync(rowSources, 0xff, static_cast<size_t>(rowCapacity) * sizeof(int32_t),
+                             stream);
   if (status != cudaSuccess) return status;
   if (assignments > 0)
     countKernel<<<detail::gridFor(assignments, kThreads, 1024), kThreads, 0, stream>>>(

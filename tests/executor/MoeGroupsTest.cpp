@@ -89,9 +89,8 @@ TEST(MoeGroups, RegionsAreAlignedDisjointAndHoldAnyRouting) {
     const int64_t rowBytes = std::max(s.hidden, s.intermediate) * element;
     const int64_t projectionBytes = std::max(2 * s.intermediate, s.hidden) * 4;
     // In order, each on 256 bytes, each after the previous one's end.
-    const size_t starts[] = {layout->counts,     layout->firstRows, layout->slots,
-                             layout->rowSources, layout->rows,      layout->projections,
-                             layout->bytes};
+    const size_t starts[] = {layout->counts, layout->firstRows,   layout->slots, layout->rowSources,
+                             layout->rows,   layout->projections, layout->bytes};
     const int64_t sizes[] = {s.numExperts * 4,
                              s.numExperts * 4,
                              assignments * 4,

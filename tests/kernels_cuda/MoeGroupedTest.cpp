@@ -41,8 +41,7 @@ struct Routing {
   std::vector<float> weights;
   std::vector<int32_t> experts;
 };
-Routing makeRouting(int64_t tokens, int64_t topK, int64_t used, int32_t everyToken,
-                    uint32_t seed) {
+Routing makeRouting(int64_t tokens, int64_t topK, int64_t used, int32_t everyToken, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(used - 1));
   std::uniform_real_distribution<float> weight(0.1f, 1.0f);
@@ -93,8 +92,8 @@ Experts makeExperts(const Case& c) {
   const int64_t h = c.hidden, inter = c.intermediate;
   for (int64_t e = 0; e < c.numExperts; ++e) {
     const auto seed = static_cast<uint32_t>(500 + 3 * e);
-    x.gateUp.push_back(roundTo(
-        c.type, randomFloats((c.fused ? 2 : 1) * inter * h, seed, -upScale, upScale)));
+    x.gateUp.push_back(
+        roundTo(c.type, randomFloats((c.fused ? 2 : 1) * inter * h, seed, -upScale, upScale)));
     if (!c.fused)
       x.up.push_back(roundTo(c.type, randomFloats(inter * h, seed + 1, -upScale, upScale)));
     x.down.push_back(roundTo(c.type, randomFloats(h * inter, seed + 2, -downScale, downScale)));
@@ -116,8 +115,8 @@ std::vector<float> runGrouped(const Case& c, const Experts& w, const DeviceBuffe
   Expected<std::unique_ptr<GemmRunner>> gemm = GemmRunner::create(size_t{32} << 20);
   EXPECT_TRUE(gemm) << (gemm ? "" : gemm.errorMessage());
   if (!gemm) return {};
-  const MoeShape shape{c.tokens,  c.hidden, c.intermediate, c.topK, c.numExperts,
-                       elementBytes(c.type)};
+  const MoeShape shape{c.tokens, c.hidden,     c.intermediate,
+                       c.topK,   c.numExperts, elementBytes(c.type)};
   const std::optional<MoeGroupedLayout> layout = moeGroupedLayout(shape);
   EXPECT_TRUE(layout);
   if (!layout) return {};
@@ -144,13 +143,12 @@ std::vector<float> runPerAssignment(const Case& c, const Experts& w, const Devic
   DeviceBuffer out = upload(c.type, initial);
   DeviceBuffer dWeights = uploadRaw(routing.weights), dExperts = uploadRaw(routing.experts);
   DeviceBuffer workspace(moeWorkspaceBytes(c.tokens, c.topK, c.intermediate));
-  EXPECT_EQ(moeExperts(c.type, x.get(), dWeights.as<float>(), dExperts.as<int32_t>(), c.tokens,
-                       c.hidden, c.intermediate, c.topK,
-                       static_cast<const void* const*>(dGateUp.get()),
-                       dUp ? static_cast<const void* const*>(dUp->get()) : nullptr,
-                       static_cast<const void* const*>(dDown.get()), workspace.get(), out.get(),
-                       nullptr),
-            cudaSuccess);
+  EXPECT_EQ(
+      moeExperts(c.type, x.get(), dWeights.as<float>(), dExperts.as<int32_t>(), c.tokens, c.hidden,
+                 c.intermediate, c.topK, static_cast<const void* const*>(dGateUp.get()),
+                 dUp ? static_cast<const void* const*>(dUp->get()) : nullptr,
+                 static_cast<const void* const*>(dDown.get()), workspace.get(), out.get(), nullptr),
+      cudaSuccess);
   return download(c.type, out, static_cast<size_t>(c.tokens * c.hidden));
 }
 
