@@ -4,8 +4,9 @@
 //   moeExperts phase 1: hidden[t, k, :] = silu(gate_e x_t) * (up_e x_t) in f32 in the workspace,
 //     one warp per intermediate row; phase 2: out[t, :] += sum_k w[t, k] * (down_e hidden[t, k])
 //     with one warp per output element, the k terms added in k order in f32 and rounded once.
-// Each assignment reads its expert's rows itself (no grouping of tokens by expert), so prefill
-// with many tokens re-reads expert weights from L2: correct, not fast.
+// Each assignment reads its expert's rows itself (no grouping of tokens by expert), so many tokens
+// re-read expert weights from L2: these kernels serve decode-sized steps and CUDA Graphs; steps
+// with many tokens group them by expert and run GEMMs instead (MoeGrouped.h).
 #include <cmath>
 #include <type_traits>
 
