@@ -46,6 +46,14 @@ fi
 "$tpc" compile "$moe" --world 1 --dtype bf16 --max-context 2048 --max-batch 256 --quiet \
   -o "$out/plans/qwen3-30b-a3b.b256.w1.fb"
 cp "$moe/config.json" "$out/plans/qwen3-30b-a3b.config.json"
+# Mixtral-8x7B (94 GB of bf16 weights: it fits one H200 with room for a small KV pool).
+mixtral="$models/mixtral-8x7b"
+if [ ! -f "$mixtral/model.safetensors" ]; then
+  "$tpc" make-model --arch mixtral --preset mixtral-8x7b --config-only --quiet -o "$mixtral" --force
+  bash -c "source '$root/bench/expert-parallel-bytes.sh' --functions-only; sparse_checkpoint '$mixtral'"
+fi
+"$tpc" compile "$mixtral" --world 1 --dtype bf16 --max-context 2048 --max-batch 8 --quiet \
+  -o "$out/plans/mixtral-8x7b.w1.fb"
 # gpu-bundle/ is copied to the GPU machine, so binaries and libraries travel compressed and
 # scripts/gpu/unpack.sh opens them there.
 tar -C "$out" -cJf "$out/payload.tar.xz" bin lib
