@@ -1,7 +1,9 @@
 // The one-node CUDA communicator: every rank's staging buffer is one plain cudaMalloc
 // allocation, registered once with cudaIpcGetMemHandle; the handles travel over the host's
 // communicator (shared memory), which also carries the host-value collectives. Device collectives
-// are the one-shot kernels of kernels/cuda/IpcAllReduce, capturable into CUDA Graphs. Ranks may
+// are the kernels of kernels/cuda/IpcAllReduce, capturable into CUDA Graphs: one-shot for decode
+// sizes, two-shot (reduce-scatter then all-gather) for all-reduces of `twoShotBytes` or more,
+// where every rank reading every peer's whole input would cost more than the second barrier. Ranks may
 // share a GPU (NCCL refuses them); on one GPU they then need the MPS daemon to run concurrently,
 // otherwise their contexts time-slice and every exchange waits a time slice.
 #pragma once
@@ -23,10 +25,11 @@ class IpcCommunicator : public Communicator {
  public:
   // `host` carries the handle exchange and the host collectives; `device` is this rank's GPU.
   // `halfBytes` of staging per epoch parity bound the rows of one kernel call.
-  static Expected<std::unique_ptr<IpcCommunicator>> create(std::unique_ptr<Communicator> host,
-                                                           int device,
-                                                           std::chrono::milliseconds timeout,
-                                                           size_t halfBytes = size_t{8} << 20);
+  static Expected<std::unique_ptr<IpcCommunicator>> create(
+      std::unique_ptr<Communicator> host, int device, std::chrono::milliseconds timeout,
+      size_t halfBytes = size_t{8} << 20, size_t twoShotBytes = kDefaultTwoShotBytes);
+  // Measured on one H200 with the ranks sharing it (tpexec comm-bench): see the note.
+  static constexpr size_t kDefaultTwoShotBytes = size_t{512} << 10;
   ~IpcCommunicator() override;
 
   int rank() const override { return host_->rank(); }
@@ -49,20 +52,29 @@ class IpcCommunicator : public Communicator {
   // Waits for `stream`; a device wait that gave up on a peer, or an abort, becomes an Error
   // naming it.
   Error waitFor(cudaStream_t stream, const char* what);
-  static const char* algorithm() { return "one-shot"; }
+  // All-reduces of this many bytes or more take the two-shot path (benchmarks force either).
+  void setTwoShotBytes(size_t bytes) { twoShotBytes_ = bytes; }
+  // The all-reduce algorithm for `bytes` of input.
+  const char* algorithmFor(size_t bytes) const {
+    return bytes >= twoShotBytes_ ? "two-shot" : "one-shot";
+  }
 
  private:
   IpcCommunicator(std::unique_ptr<Communicator> host, std::chrono::milliseconds timeout)
       : host_(std::move(host)), timeout_(timeout) {}
   Error setUp(int device, size_t halfBytes);
+  Error twoShot(cuda::ElementType type, const void* in, int64_t count, void* out,
+                cudaStream_t stream);
   Error checkDevice(const char* what);
   int64_t rowsPerCall(cuda::ElementType type, int64_t width) const;
 
   std::unique_ptr<Communicator> host_;
   std::chrono::milliseconds timeout_;
+  size_t twoShotBytes_ = kDefaultTwoShotBytes;
   cuda::IpcPeers peers_;
   void* own_ = nullptr;            // this rank's staging + flags
   void* epoch_ = nullptr;          // device call counter
+  void* reduced_ = nullptr;        // a fused call's two-shot sum, before add + RMSNorm
   uint32_t* hostWords_ = nullptr;  // mapped: [0] error, [1] abort
   std::vector<void*> opened_;      // peers' allocations, opened from their handles
   std::atomic<bool> aborted_{false};

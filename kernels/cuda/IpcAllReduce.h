@@ -11,6 +11,13 @@
 // give up after `timeoutNs` (recording the peer in `error`) or when `abort` is set; the host turns
 // either into an Error after the stream finishes (see executor/cuda/IpcCommunicator).
 //
+// Two-shot (for inputs too long for every rank to read all of): reduce-scatter then all-gather
+// over the same staging and flags, one call taking two epochs (see ipcTwoShotAllReduce).
+//
+// The kernels wait for each other across streams, so they must be loaded before the first one
+// runs: with lazy loading (CUDA's default), the first launch of a kernel may wait for the work
+// already running in the context, a peer's kernel that waits for this one (ipcLoadKernels).
+//
 // Host-compilable, like CudaKernels.h.
 #pragma once
 
@@ -57,5 +64,14 @@ cudaError_t ipcAllReduceAddRmsNorm(ElementType type, const IpcPeers& peers, cons
 // out[t] = [in_0[t], in_1[t], ...]: rows of world × width, in rank order.
 cudaError_t ipcAllGather(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,
                          int64_t width, void* out, cudaStream_t stream);
+
+// out = sum over ranks of in (count elements, at most ipcTwoShotMaxCount), reduce-scatter then
+// all-gather: bitwise the one-shot result. `out` may alias `in`. Advances the epoch by two.
+cudaError_t ipcTwoShotAllReduce(ElementType type, const IpcPeers& peers, const void* in,
+                                int64_t count, void* out, cudaStream_t stream);
+int64_t ipcTwoShotMaxCount(int64_t halfBytes, int64_t elementBytes);
+
+// Loads every IPC kernel into the current context now (see above).
+cudaError_t ipcLoadKernels();
 
 }  // namespace tpc::cuda
