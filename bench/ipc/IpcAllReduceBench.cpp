@@ -41,16 +41,15 @@ std::vector<int64_t> parseList(const char* text) {
   return out;
 }
 
-#define BENCH_TRY(call)                                                                   \
-  do {                                                                                    \
-    cudaError_t status_ = (call);                                                         \
+#define BENCH_TRY(call)                                                                     \
+  do {                                                                                      \
+    cudaError_t status_ = (call);                                                           \
     if (status_ != cudaSuccess) return makeError(#call, ": ", cudaGetErrorString(status_)); \
   } while (0)
 
 // Microseconds per call of collective `kind` over rows × width, on this rank.
-Expected<double> timeOne(IpcCommunicator& comm, const Options& o, int kind, int64_t rows,
-                         void* in, void* residual, void* weight, void* sum, void* out,
-                         cudaStream_t stream) {
+Expected<double> timeOne(IpcCommunicator& comm, const Options& o, int kind, int64_t rows, void* in,
+                         void* residual, void* weight, void* sum, void* out, cudaStream_t stream) {
   const auto enqueue = [&]() -> Error {
     switch (kind) {
       case 0:
@@ -139,22 +138,32 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
-    if (a == "--worlds") o.worlds = parseList(v);
-    else if (a == "--sizes-kb") o.sizesKb = parseList(v);
-    else if (a == "--width") o.width = std::atoll(v);
-    else if (a == "--calls") o.calls = std::atoll(v);
-    else if (a == "--replays") o.replays = std::atoll(v);
-    else if (a == "--dtype" && std::string(v) == "f32") o.type = cuda::ElementType::F32;
-    else if (a == "--dtype" && std::string(v) == "bf16") o.type = cuda::ElementType::BF16;
+    if (a == "--worlds")
+      o.worlds = parseList(v);
+    else if (a == "--sizes-kb")
+      o.sizesKb = parseList(v);
+    else if (a == "--width")
+      o.width = std::atoll(v);
+    else if (a == "--calls")
+      o.calls = std::atoll(v);
+    else if (a == "--replays")
+      o.replays = std::atoll(v);
+    else if (a == "--dtype" && std::string(v) == "f32")
+      o.type = cuda::ElementType::F32;
+    else if (a == "--dtype" && std::string(v) == "bf16")
+      o.type = cuda::ElementType::BF16;
     else {
-      std::fprintf(stderr, "error: unknown argument %s (see the comment atop IpcAllReduceBench.cpp)\n",
+      std::fprintf(stderr,
+                   "error: unknown argument %s (see the comment atop IpcAllReduceBench.cpp)\n",
                    a.c_str());
       return 2;
     }
     ++i;
   }
   if (o.worlds.empty() || o.sizesKb.empty() || o.width <= 0 || o.calls <= 0 || o.replays <= 0) {
-    std::fprintf(stderr, "error: --worlds, --sizes-kb, --width, --calls and --replays need positive values\n");
+    std::fprintf(
+        stderr,
+        "error: --worlds, --sizes-kb, --width, --calls and --replays need positive values\n");
     return 2;
   }
   std::printf("IPC collectives in a CUDA graph, %s rows of %lld, us per call (slowest rank)\n",

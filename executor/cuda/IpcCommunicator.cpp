@@ -22,13 +22,13 @@ Error cudaFailed(int rank, const char* what, cudaError_t status) {
 
 Expected<std::unique_ptr<IpcCommunicator>> IpcCommunicator::create(
     std::unique_ptr<Communicator> host, int device, std::chrono::milliseconds timeout,
-    size_t halfBytes, size_t twoShotBytes) {
+    size_t halfBytes, std::optional<size_t> twoShotBytes) {
   if (!host) return makeError("ipc: no host communicator");
   if (host->world() > cuda::kIpcMaxRanks)
     return makeError("rank ", host->rank(), ": the one-node CUDA communicator serves at most ",
                      cuda::kIpcMaxRanks, " ranks, not ", host->world());
   std::unique_ptr<IpcCommunicator> comm(new IpcCommunicator(std::move(host), timeout));
-  comm->twoShotBytes_ = twoShotBytes;
+  comm->twoShotBytes_ = twoShotBytes.value_or(defaultTwoShotBytes(comm->world()));
   if (Error e = comm->setUp(device, halfBytes)) {
     comm->host_->abort();
     return e;
@@ -117,7 +117,7 @@ void IpcCommunicator::abort() {
 
 int64_t IpcCommunicator::rowsPerCall(cuda::ElementType type, int64_t width) const {
   return cuda::ipcRowsPerCall(peers_.halfBytes,
-                              width * static_cast<int64_t>(cuda::elementBytes(type)));
+                              width * static_cast<int64_t>(cuda::elementBytes(type)), world());
 }
 
 Error IpcCommunicator::twoShot(cuda::ElementType type, const void* in, int64_t count, void* out,
@@ -157,14 +157,15 @@ Error IpcCommunicator::allReduceAddRmsNormDevice(cuda::ElementType type, const v
   const size_t rowBytes = static_cast<size_t>(width) * cuda::elementBytes(type);
   if (static_cast<size_t>(rows) * rowBytes >= twoShotBytes_) {
     // Long inputs (prefill): the two-shot sum, then the add_rms_norm the unfused plan would run.
-    const int64_t rowsPerPass = static_cast<int64_t>(static_cast<size_t>(peers_.halfBytes) / rowBytes);
+    const int64_t rowsPerPass =
+        static_cast<int64_t>(static_cast<size_t>(peers_.halfBytes) / rowBytes);
     if (rowsPerPass < 1)
       return makeError("rank ", rank(), ": rows of ", width, " elements exceed the staging");
     for (int64_t first = 0; first < rows; first += rowsPerPass) {
       const int64_t n = std::min(rowsPerPass, rows - first);
       const size_t at = static_cast<size_t>(first) * rowBytes;
-      if (Error e = twoShot(type, static_cast<const char*>(partial) + at, n * width, reduced_,
-                            stream))
+      if (Error e =
+              twoShot(type, static_cast<const char*>(partial) + at, n * width, reduced_, stream))
         return e;
       TPC_IPC_TRY(cuda::addRmsNorm(type, reduced_, static_cast<const char*>(residual) + at, weight,
                                    n, width, eps, static_cast<char*>(sum) + at,

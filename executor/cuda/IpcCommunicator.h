@@ -3,7 +3,7 @@
 // communicator (shared memory), which also carries the host-value collectives. Device collectives
 // are the kernels of kernels/cuda/IpcAllReduce, capturable into CUDA Graphs: one-shot for decode
 // sizes, two-shot (reduce-scatter then all-gather) for all-reduces of `twoShotBytes` or more,
-// where every rank reading every peer's whole input would cost more than the second barrier. Ranks may
+// where every rank reading every peer's whole input costs more than the second barrier. Ranks may
 // share a GPU (NCCL refuses them); on one GPU they then need the MPS daemon to run concurrently,
 // otherwise their contexts time-slice and every exchange waits a time slice.
 #pragma once
@@ -12,7 +12,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,9 +29,14 @@ class IpcCommunicator : public Communicator {
   // `halfBytes` of staging per epoch parity bound the rows of one kernel call.
   static Expected<std::unique_ptr<IpcCommunicator>> create(
       std::unique_ptr<Communicator> host, int device, std::chrono::milliseconds timeout,
-      size_t halfBytes = size_t{8} << 20, size_t twoShotBytes = kDefaultTwoShotBytes);
-  // Measured on one H200 with the ranks sharing it (tpexec comm-bench): see the note.
-  static constexpr size_t kDefaultTwoShotBytes = size_t{512} << 10;
+      size_t halfBytes = size_t{8} << 20, std::optional<size_t> twoShotBytes = std::nullopt);
+  // Where two-shot starts by default. On one H200 with every rank on it (tpc_ipc_bench), two-shot
+  // was slower than one-shot at every size from 8 KB to 4 MB at worlds 2 and 4, and faster only
+  // from 1 MB at world 8 (418 us against 465 us): the ranks share one memory, so reading a
+  // world-th of each peer saves less than the second barrier costs until world is large.
+  static size_t defaultTwoShotBytes(int world) {
+    return world >= 8 ? size_t{1} << 20 : std::numeric_limits<size_t>::max();
+  }
   ~IpcCommunicator() override;
 
   int rank() const override { return host_->rank(); }
@@ -70,7 +77,7 @@ class IpcCommunicator : public Communicator {
 
   std::unique_ptr<Communicator> host_;
   std::chrono::milliseconds timeout_;
-  size_t twoShotBytes_ = kDefaultTwoShotBytes;
+  size_t twoShotBytes_ = std::numeric_limits<size_t>::max();
   cuda::IpcPeers peers_;
   void* own_ = nullptr;            // this rank's staging + flags
   void* epoch_ = nullptr;          // device call counter

@@ -141,10 +141,9 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
           Expected<std::unique_ptr<Communicator>> host =
               createShmCommunicator(rank, gpuSegment, shm);
           if (!host) return ctx.fail(host.errorMessage());
-          Expected<std::unique_ptr<Communicator>> made =
-              connectLocalGpus(*commName, std::move(*host),
-                               localRankDevice(options.backend.device, rank, gpus),
-                               options.rankTimeout);
+          Expected<std::unique_ptr<Communicator>> made = connectLocalGpus(
+              *commName, std::move(*host), localRankDevice(options.backend.device, rank, gpus),
+              options.rankTimeout);
           if (!made) return ctx.fail(made.errorMessage());
           gpu = std::move(*made);
           ctx.heartbeat();

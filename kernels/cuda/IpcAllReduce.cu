@@ -200,8 +200,8 @@ cudaError_t launch(const IpcPeers& peers, const void* in, const void* residual, 
                    int64_t rows, int64_t width, float eps, void* sum, void* out,
                    cudaStream_t stream) {
   if (rows <= 0 || width <= 0) return cudaSuccess;
-  if (rows > kIpcMaxRows || peers.world < 1 || peers.world > kIpcMaxRanks ||
-      ipcRowsPerCall(peers.halfBytes, width * static_cast<int64_t>(sizeof(T))) < rows)
+  if (peers.world < 1 || peers.world > kIpcMaxRanks ||
+      ipcRowsPerCall(peers.halfBytes, width * static_cast<int64_t>(sizeof(T)), peers.world) < rows)
     return cudaErrorInvalidValue;
   ipcKernel<T, kMode><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
       peers, static_cast<const T*>(in), static_cast<const T*>(residual),
@@ -219,7 +219,7 @@ cudaError_t launchTwoShot(const IpcPeers& peers, const void* in, int64_t count, 
   const int64_t segment = (count + peers.world - 1) / peers.world;
   // About four elements per thread, at most one flag slot per block.
   int64_t blocks = (segment + 4 * kThreads - 1) / (4 * kThreads);
-  blocks = blocks < kIpcMaxRows ? blocks : kIpcMaxRows;
+  blocks = blocks < ipcMaxBlocks(peers.world) ? blocks : ipcMaxBlocks(peers.world);
   const int64_t chunk = (segment + blocks - 1) / blocks;
   ipcTwoShotKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
       peers, static_cast<const T*>(in), count, segment, chunk, static_cast<T*>(out));
@@ -229,22 +229,22 @@ cudaError_t launchTwoShot(const IpcPeers& peers, const void* in, int64_t count, 
 template <typename T>
 cudaError_t loadKernelsOf() {
   cudaFuncAttributes attributes;
-  for (cudaError_t status :
-       {cudaFuncGetAttributes(&attributes, ipcKernel<T, Mode::kSum>),
-        cudaFuncGetAttributes(&attributes, ipcKernel<T, Mode::kSumAddRmsNorm>),
-        cudaFuncGetAttributes(&attributes, ipcKernel<T, Mode::kGather>),
-        cudaFuncGetAttributes(&attributes, ipcTwoShotKernel<T>)})
+  for (cudaError_t status : {cudaFuncGetAttributes(&attributes, ipcKernel<T, Mode::kSum>),
+                             cudaFuncGetAttributes(&attributes, ipcKernel<T, Mode::kSumAddRmsNorm>),
+                             cudaFuncGetAttributes(&attributes, ipcKernel<T, Mode::kGather>),
+                             cudaFuncGetAttributes(&attributes, ipcTwoShotKernel<T>)})
     if (status != cudaSuccess) return status;
   return cudaSuccess;
 }
 
 }  // namespace
 
-int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes) {
-  if (rowBytes <= 0) return kIpcMaxRows;
+int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes, int world) {
+  const int64_t most = ipcMaxBlocks(world);
+  if (rowBytes <= 0) return most;
   const int64_t stride = (rowBytes + kRowAlign - 1) / kRowAlign * kRowAlign;
   const int64_t rows = halfBytes / stride;
-  return rows < kIpcMaxRows ? rows : kIpcMaxRows;
+  return rows < most ? rows : most;
 }
 
 cudaError_t ipcAllReduce(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,

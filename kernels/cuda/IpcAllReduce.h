@@ -32,6 +32,15 @@ namespace tpc::cuda {
 constexpr int kIpcMaxRanks = 8;
 // Rows (blocks) per call; longer inputs are split into several calls by the caller.
 constexpr int64_t kIpcMaxRows = 256;
+// Blocks of one call summed over the ranks, which may all share one GPU: every block spins until
+// its peers' blocks arrive, so all of them must fit on the GPU at once, with room left for the
+// kernels the peers are still finishing. An H200 holds 132 x 8 blocks of 256 threads; 8 ranks
+// of 256 blocks each did not make progress there (tpc_ipc_bench, 4 MB at world 8).
+constexpr int64_t kIpcMaxBlocksAllRanks = 512;
+inline int64_t ipcMaxBlocks(int world) {
+  const int64_t share = kIpcMaxBlocksAllRanks / (world > 0 ? world : 1);
+  return share < 1 ? 1 : share < kIpcMaxRows ? share : kIpcMaxRows;
+}
 
 struct IpcPeers {
   // Every rank's staging area (two halves of `halfBytes`) and flag words ([kIpcMaxRows] rows of
@@ -49,8 +58,8 @@ struct IpcPeers {
 
 // Bytes of one rank's flag words.
 constexpr size_t ipcFlagBytes() { return kIpcMaxRows * kIpcMaxRanks * sizeof(uint32_t); }
-// Rows of `rowBytes` that one call may carry with `halfBytes` of staging.
-int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes);
+// Rows of `rowBytes` that one call of `world` ranks may carry with `halfBytes` of staging.
+int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes, int world);
 
 // out[t] = sum over ranks of in[t] (rows × width). `out` may alias `in`.
 cudaError_t ipcAllReduce(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,

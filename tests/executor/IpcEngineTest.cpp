@@ -1,7 +1,8 @@
 // The engine's CUDA local run with more ranks than GPUs: the ranks share a GPU (on one GPU, all
 // of them; run under the MPS daemon), so the run must pick the one-node IPC communicator, which
 // NCCL's refusal of two ranks on one GPU leaves as the only way. Greedy outputs and logits must
-// match the same requests at world 1. Skipped without a GPU.
+// match the same requests on the CPU backend at world 1 (the reference: this process must not
+// touch CUDA before the ranks are forked). Skipped without a GPU.
 #include <gtest/gtest.h>
 
 #include "executor/engine/EngineRun.h"
@@ -29,24 +30,25 @@ std::vector<EngineRequest> greedyRequests(int64_t vocab) {
 TEST(IpcEngine, RanksSharingAGpuMatchWorldOne) {
   if (!haveCudaBackend() || cudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no GPU";
   const std::string model = test::dataDir() + "/hf/llama-gqa-llama3rope";
-  std::vector<test::Outcome> alone;
-  for (int world : {1, 2 * cudaDeviceCount()}) {
-    SCOPED_TRACE("world " + std::to_string(world));
+  std::vector<test::Outcome> reference;
+  for (const char* backend : {"cpu", "cuda"}) {
+    const int world = std::string(backend) == "cpu" ? 1 : 2 * cudaDeviceCount();
+    SCOPED_TRACE(std::string(backend) + " world " + std::to_string(world));
     Expected<LoadedPlan> plan = test::compileModelDir(model, world, DType::F32);
     ASSERT_TRUE(plan) << plan.errorMessage();
     EngineRunOptions o;
-    o.backend.kind = "cuda";
+    o.backend.kind = backend;
     o.engine.gpuMemoryUtilization = 0.05;  // a small pool: the test needs a few blocks
     Error e = runEngineLocally(*plan, o, [&](Engine& engine) -> Error {
       Expected<std::vector<test::Outcome>> got =
           test::runTogether(engine, greedyRequests(engine.vocabSize()));
       if (!got) return got.takeError();
-      if (world == 1) {
-        alone = std::move(*got);
+      if (reference.empty()) {
+        reference = std::move(*got);
         return Error::success();
       }
-      // Sharded f32 sums in another order: logits agree to 1e-4, as the golden tests hold them.
-      return test::sameOutcomes(*got, alone, 1e-4, "ranks sharing a GPU vs world 1");
+      // f32 on the GPU, sharded and summed in another order: within 1e-4, as the golden tests.
+      return test::sameOutcomes(*got, reference, 1e-4, "cuda ranks sharing a GPU vs cpu world 1");
     });
     ASSERT_FALSE(e) << e.message();
   }
@@ -55,8 +57,8 @@ TEST(IpcEngine, RanksSharingAGpuMatchWorldOne) {
 // NCCL cannot put two ranks on one GPU: asking for it says so instead of failing inside NCCL.
 TEST(IpcEngine, NcclForRanksSharingAGpuIsRefusedByName) {
   if (!haveCudaBackend() || cudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no GPU";
-  Expected<LoadedPlan> plan = test::compileModelDir(
-      test::dataDir() + "/hf/llama-gqa-llama3rope", 2 * cudaDeviceCount(), DType::F32);
+  Expected<LoadedPlan> plan = test::compileModelDir(test::dataDir() + "/hf/llama-gqa-llama3rope",
+                                                    2 * cudaDeviceCount(), DType::F32);
   ASSERT_TRUE(plan) << plan.errorMessage();
   EngineRunOptions o;
   o.backend.kind = "cuda";

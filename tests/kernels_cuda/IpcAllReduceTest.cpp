@@ -189,7 +189,8 @@ TEST(CudaIpcAllReduce, TwoShotMatchesCpuSumBitwiseOnEveryRank) {
     int64_t count;
   };
   for (ElementType type : {ElementType::F32, ElementType::BF16})
-    for (Sized c : {Sized{2, 4096}, Sized{4, 100003}, Sized{8, 262144}, Sized{8, 5}, Sized{3, 77}}) {
+    for (Sized c :
+         {Sized{2, 4096}, Sized{4, 100003}, Sized{8, 262144}, Sized{8, 5}, Sized{3, 77}}) {
       SCOPED_TRACE(std::string(typeName(type)) + " world " + std::to_string(c.world) + " count " +
                    std::to_string(c.count));
       SimulatedRanks ranks(c.world);
