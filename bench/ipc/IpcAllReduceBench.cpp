@@ -50,19 +50,14 @@ std::vector<int64_t> parseList(const char* text) {
 // Microseconds per call of collective `kind` over rows × width, on this rank.
 Expected<double> timeOne(IpcCommunicator& comm, const Options& o, int kind, int64_t rows, void* in,
                          void* residual, void* weight, void* sum, void* out, cudaStream_t stream) {
+  // One-shot and the fused kernel never take the two-shot path here; two-shot always does.
+  comm.setTwoShotBytes(kind == 1 ? 0 : std::numeric_limits<size_t>::max());
   const auto enqueue = [&]() -> Error {
-    switch (kind) {
-      case 0:
-      case 1:
-        comm.setTwoShotBytes(kind == 0 ? std::numeric_limits<size_t>::max() : 0);
-        return comm.allReduceDevice(o.type, in, rows, o.width, out, stream);
-      case 2:
-        comm.setTwoShotBytes(std::numeric_limits<size_t>::max());
-        return comm.allReduceAddRmsNormDevice(o.type, in, residual, weight, rows, o.width, 1e-5f,
-                                              sum, out, stream);
-      default:
-        return comm.allGatherDevice(o.type, in, rows, o.width / comm.world(), out, stream);
-    }
+    if (kind <= 1) return comm.allReduceDevice(o.type, in, rows, o.width, out, stream);
+    if (kind == 2)
+      return comm.allReduceAddRmsNormDevice(o.type, in, residual, weight, rows, o.width, 1e-5f, sum,
+                                            out, stream);
+    return comm.allGatherDevice(o.type, in, rows, o.width / comm.world(), out, stream);
   };
   cudaGraph_t graph = nullptr;
   BENCH_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
@@ -138,21 +133,20 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
-    if (a == "--worlds")
-      o.worlds = parseList(v);
-    else if (a == "--sizes-kb")
-      o.sizesKb = parseList(v);
-    else if (a == "--width")
-      o.width = std::atoll(v);
-    else if (a == "--calls")
-      o.calls = std::atoll(v);
-    else if (a == "--replays")
-      o.replays = std::atoll(v);
-    else if (a == "--dtype" && std::string(v) == "f32")
-      o.type = cuda::ElementType::F32;
-    else if (a == "--dtype" && std::string(v) == "bf16")
-      o.type = cuda::ElementType::BF16;
-    else {
+    std::vector<int64_t>* list = a == "--worlds"     ? &o.worlds
+                                 : a == "--sizes-kb" ? &o.sizesKb
+                                                     : nullptr;
+    int64_t* number = a == "--width"     ? &o.width
+                      : a == "--calls"   ? &o.calls
+                      : a == "--replays" ? &o.replays
+                                         : nullptr;
+    if (list) {
+      *list = parseList(v);
+    } else if (number) {
+      *number = std::atoll(v);
+    } else if (a == "--dtype" && (std::string(v) == "f32" || std::string(v) == "bf16")) {
+      o.type = std::string(v) == "f32" ? cuda::ElementType::F32 : cuda::ElementType::BF16;
+    } else {
       std::fprintf(stderr,
                    "error: unknown argument %s (see the comment atop IpcAllReduceBench.cpp)\n",
                    a.c_str());

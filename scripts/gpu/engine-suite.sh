@@ -121,8 +121,13 @@ if [ "$what" = ipc ] || [ "$what" = all ]; then
   for w in 1 2; do
     bench engine-8b-w$w 180 llama3-8b.b256.w$w.fb --requests 1 --input-len 512 --output-len 256 --concurrency 1
   done
-  fault kill KILL
-  fault stop STOP
+  # Each fault run gets a fresh daemon: on the H200, the client after a run whose ranks had been
+  # killed mid-kernel was refused ("CUDA-capable device(s) is/are busy or unavailable").
+  for f in "kill KILL" "stop STOP"; do
+    mps_stop
+    mps_start
+    fault $f
+  done
   mps_stop
   # With every run over and the daemon gone, no process may hold GPU memory.
   left=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader)
