@@ -112,7 +112,13 @@ fi
 if [ "$what" = ipc ] || [ "$what" = all ]; then
   mps_start
   # IPC_MODELS narrows the golden models compared (default: the script's list).
+  echo "world 4:" >> "$keep/ipc-determinism.txt"
   "$root/scripts/gpu/ipc-determinism.sh" "$bin" "$keep/ipc-determinism.txt" 4 ${IPC_MODELS:-}
+  # The same under MPS at world 1 (no IPC) and world 2: which of MPS and the ranks it takes.
+  for w in 1 2; do
+    echo "world $w:" >> "$keep/ipc-determinism.txt"
+    "$root/scripts/gpu/ipc-determinism.sh" "$bin" "$keep/ipc-determinism.txt" $w mistral-gqa qwen2-bias-tied
+  done
   say "ipc-determinism: $(wc -l < "$keep/ipc-determinism.txt") lines"
   timeout 120 "$bin/tpc_ipc_bench" --worlds 2,4,8 --sizes-kb 8,16,32,64,256,1024,4096 \
     > "$keep/ipc-bench.txt" 2>> "$log" || { status=1; say "ipc-bench: failed"; }
