@@ -117,7 +117,7 @@ void IpcCommunicator::abort() {
 
 int64_t IpcCommunicator::rowsPerCall(cuda::ElementType type, int64_t width) const {
   return cuda::ipcRowsPerCall(peers_.halfBytes,
-                              width * static_cast<int64_t>(cuda::elementBytes(type)), world());
+                              width * static_cast<int64_t>(cuda::elementBytes(type)));
 }
 
 Error IpcCommunicator::twoShot(cuda::ElementType type, const void* in, int64_t count, void* out,

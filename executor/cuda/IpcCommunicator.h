@@ -32,8 +32,9 @@ class IpcCommunicator : public Communicator {
       size_t halfBytes = size_t{8} << 20, std::optional<size_t> twoShotBytes = std::nullopt);
   // Where two-shot starts by default. On one H200 with every rank on it (tpc_ipc_bench), two-shot
   // was slower than one-shot at every size from 8 KB to 4 MB at worlds 2 and 4, and faster only
-  // from 1 MB at world 8 (418 us against 465 us): the ranks share one memory, so reading a
-  // world-th of each peer saves less than the second barrier costs until world is large.
+  // from 1 MB at world 8 (418 us against 465 us; both with one block per row, before the block
+  // cap of IpcAllReduce.h): the ranks share one memory, so reading a world-th of each peer saves
+  // less than the second barrier costs until world is large.
   static size_t defaultTwoShotBytes(int world) {
     return world >= 8 ? size_t{1} << 20 : std::numeric_limits<size_t>::max();
   }

@@ -82,14 +82,17 @@ __device__ uint32_t callEpoch(const IpcPeers& peers, int* failed) {
   return epoch;
 }
 
-// Publishes this block's row to every peer and waits for theirs. Returns the call's epoch.
+// Stages this block's rows (b, b + gridDim.x, ...) for every peer and waits for theirs (the
+// peers' block b has the same rows). Returns the call's epoch.
 template <typename T>
-__device__ uint32_t exchangeRow(const IpcPeers& peers, const T* in, int64_t width, int* failed) {
+__device__ uint32_t exchangeRows(const IpcPeers& peers, const T* in, int64_t rows, int64_t width,
+                                 int* failed) {
   const uint32_t e = callEpoch(peers, failed) + 1;
-  const int64_t row = blockIdx.x;
-  T* mine = slotOf<T>(peers, peers.rank, e, row, width);
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) mine[i] = in[row * width + i];
-  signalAndWait(peers, row, e, failed);
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    T* mine = slotOf<T>(peers, peers.rank, e, row, width);
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) mine[i] = in[row * width + i];
+  }
+  signalAndWait(peers, blockIdx.x, e, failed);
   return e;
 }
 
@@ -107,42 +110,45 @@ __device__ void finishCall(const IpcPeers& peers, uint32_t e) {
 
 template <typename T, Mode kMode>
 __global__ void __launch_bounds__(kThreads)
-    ipcKernel(IpcPeers peers, const T* in, const T* residual, const T* weight, int64_t width,
-              float eps, T* sum, T* out) {
+    ipcKernel(IpcPeers peers, const T* in, const T* residual, const T* weight, int64_t rows,
+              int64_t width, float eps, T* sum, T* out) {
   __shared__ float scratch[detail::kWarpSize];
   __shared__ int failed;
-  const uint32_t e = exchangeRow(peers, in, width, &failed);
-  const int64_t row = blockIdx.x, base = row * width;
-  if (failed) {
-    // The host reports the error; the epoch still advances so this rank's count stays in step.
-  } else if constexpr (kMode == Mode::kGather) {
-    for (int r = 0; r < peers.world; ++r) {
-      const T* src = slotOf<T>(peers, r, e, row, width);
-      T* dst = out + (row * peers.world + r) * width;
-      for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
-        dst[i] = fromFloat<T>(loadPeer(src + i));
-    }
-  } else {
-    float squares = 0.0f;
-    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
-      float acc = 0.0f;
-      for (int r = 0; r < peers.world; ++r) acc += loadPeer(slotOf<T>(peers, r, e, row, width) + i);
-      const T reduced = fromFloat<T>(acc);
-      if constexpr (kMode == Mode::kSum) {
-        out[base + i] = reduced;
-      } else {
-        const T rounded = fromFloat<T>(toFloat(residual[base + i]) + toFloat(reduced));
-        sum[base + i] = rounded;
-        const float value = toFloat(rounded);
-        squares += value * value;
+  const uint32_t e = exchangeRows(peers, in, rows, width, &failed);
+  // After a failed wait nothing is read; the epoch still advances so this rank stays in step
+  // (the host reports the error).
+  for (int64_t row = blockIdx.x; !failed && row < rows; row += gridDim.x) {
+    const int64_t base = row * width;
+    if constexpr (kMode == Mode::kGather) {
+      for (int r = 0; r < peers.world; ++r) {
+        const T* src = slotOf<T>(peers, r, e, row, width);
+        T* dst = out + (row * peers.world + r) * width;
+        for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+          dst[i] = fromFloat<T>(loadPeer(src + i));
       }
-    }
-    if constexpr (kMode == Mode::kSumAddRmsNorm) {
-      const float variance = detail::blockSum(squares, scratch) / static_cast<float>(width);
-      const float inverseRms = 1.0f / sqrtf(variance + eps);
-      // The same thread reads back what it stored above.
-      for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
-        out[base + i] = fromFloat<T>(toFloat(weight[i]) * (toFloat(sum[base + i]) * inverseRms));
+    } else {
+      float squares = 0.0f;
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+        float acc = 0.0f;
+        for (int r = 0; r < peers.world; ++r)
+          acc += loadPeer(slotOf<T>(peers, r, e, row, width) + i);
+        const T reduced = fromFloat<T>(acc);
+        if constexpr (kMode == Mode::kSum) {
+          out[base + i] = reduced;
+        } else {
+          const T rounded = fromFloat<T>(toFloat(residual[base + i]) + toFloat(reduced));
+          sum[base + i] = rounded;
+          const float value = toFloat(rounded);
+          squares += value * value;
+        }
+      }
+      if constexpr (kMode == Mode::kSumAddRmsNorm) {
+        const float variance = detail::blockSum(squares, scratch) / static_cast<float>(width);
+        const float inverseRms = 1.0f / sqrtf(variance + eps);
+        // The same thread reads back what it stored above.
+        for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+          out[base + i] = fromFloat<T>(toFloat(weight[i]) * (toFloat(sum[base + i]) * inverseRms));
+      }
     }
   }
   finishCall(peers, e);
@@ -201,11 +207,13 @@ cudaError_t launch(const IpcPeers& peers, const void* in, const void* residual, 
                    cudaStream_t stream) {
   if (rows <= 0 || width <= 0) return cudaSuccess;
   if (peers.world < 1 || peers.world > kIpcMaxRanks ||
-      ipcRowsPerCall(peers.halfBytes, width * static_cast<int64_t>(sizeof(T)), peers.world) < rows)
+      ipcRowsPerCall(peers.halfBytes, width * static_cast<int64_t>(sizeof(T))) < rows)
     return cudaErrorInvalidValue;
-  ipcKernel<T, kMode><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+  const int64_t most = ipcMaxBlocks(peers.world);
+  const auto blocks = static_cast<unsigned>(rows < most ? rows : most);
+  ipcKernel<T, kMode><<<blocks, kThreads, 0, stream>>>(
       peers, static_cast<const T*>(in), static_cast<const T*>(residual),
-      static_cast<const T*>(weight), width, eps, static_cast<T*>(sum), static_cast<T*>(out));
+      static_cast<const T*>(weight), rows, width, eps, static_cast<T*>(sum), static_cast<T*>(out));
   return cudaGetLastError();
 }
 
@@ -239,12 +247,10 @@ cudaError_t loadKernelsOf() {
 
 }  // namespace
 
-int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes, int world) {
-  const int64_t most = ipcMaxBlocks(world);
-  if (rowBytes <= 0) return most;
+int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes) {
+  if (rowBytes <= 0) return 0;
   const int64_t stride = (rowBytes + kRowAlign - 1) / kRowAlign * kRowAlign;
-  const int64_t rows = halfBytes / stride;
-  return rows < most ? rows : most;
+  return halfBytes / stride;
 }
 
 cudaError_t ipcAllReduce(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,
