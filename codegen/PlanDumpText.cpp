@@ -120,7 +120,8 @@ std::string operandsText(const plan::RankProgram& prog, const plan::Step& step) 
 // on every layer, vocab split bookkeeping) is counted here and spelled out in the JSON dump.
 constexpr std::string_view kNotableAttrs[] = {
     "layer", "heads",  "kv_heads", "head_dim", "eps",       "scale",        "sizes",         "dim",
-    "start", "length", "top_k",    "experts",  "rope_type", "global_width", "global_experts"};
+    "start", "length", "top_k",    "experts",  "rope_type", "global_width", "global_experts",
+    "peer_stage"};
 
 std::string attrsText(const plan::Step& step) {
   std::string out;
@@ -149,6 +150,9 @@ void printSteps(std::ostream& os, const plan::RankProgram& prog) {
   for (flatbuffers::uoffset_t i = 0; i < prog.steps()->size(); ++i) {
     const plan::Step& step = *prog.steps()->Get(i);
     const auto& results = *step.results();
+    if (results.size() == 0)  // a send: it writes nothing here
+      t.row({std::to_string(i), printable(step.op()), printable(step.sharding()), "-", "", "",
+             operandsText(prog, step), attrsText(step)});
     for (flatbuffers::uoffset_t r = 0; r < results.size(); ++r) {
       uint32_t index = results.Get(r);
       std::string type = "?", sharding = "?";

@@ -74,6 +74,11 @@ class SemanticCheck {
     if (Error e = checkAttrs(p_.model())) return std::move(e).withContext("plan model ");
     for (const plan::CheckpointFile* f : *p_.checkpoint())
       if (f->name()->str().empty()) return bad("a checkpoint file has an empty name");
+    // Pipeline stages: world / pp tensor-parallel ranks each, rank = stage * tp + tp rank;
+    // the ranks of one stage run the same steps.
+    int64_t pp = planIntAttr(p_.model(), "pp", 1);
+    if (pp < 1 || world % pp != 0) return bad(pp, " pipeline stages do not divide world ", world);
+    const uint32_t tp = world / static_cast<uint32_t>(pp);
     std::vector<std::string> firstOps;
     for (uint32_t r = 0; r < world; ++r) {
       const plan::RankProgram* prog = p_.ranks()->Get(r);
@@ -82,10 +87,10 @@ class SemanticCheck {
         return std::move(e).withContext("rank " + std::to_string(r) + ": ");
       std::vector<std::string> ops;
       for (const plan::Step* s : *prog->steps()) ops.push_back(s->op()->str());
-      if (r == 0)
+      if (r % tp == 0)
         firstOps = ops;
       else if (ops != firstOps)
-        return bad("rank ", r, " runs a different step sequence than rank 0");
+        return bad("rank ", r, " runs a different step sequence than rank ", r - r % tp);
     }
     return Error::success();
   }
@@ -162,7 +167,7 @@ class SemanticCheck {
       int ops = static_cast<int>(s->operands()->size()),
           res = static_cast<int>(s->results()->size());
       if (ops < info->minOperands || (info->maxOperands >= 0 && ops > info->maxOperands) ||
-          (info->results >= 0 && res != info->results) || res == 0)
+          (info->results >= 0 && res != info->results) || (res == 0 && info->results != 0))
         return makeError("a ", info->name, " step has ", ops, " operands and ", res, " results");
       for (const plan::Ref* ref : *s->operands()) {
         bool isBuffer = ref->kind() == plan::RefKind::Buffer;

@@ -137,6 +137,13 @@ class NodeChecker {
       case OpKind::AllReduce:
         if (n_.operand(0)->shape != n_.result()->shape) return bad("result shape must equal input");
         return Error::success();
+      case OpKind::Send:
+      case OpKind::Recv: {
+        const Value* v = n_.op == OpKind::Send ? n_.operand(0) : n_.result();
+        if (v->shape.empty() || v->shape[0] != Dim::tokens()) return bad("must be [tokens, ...]");
+        if (n_.attrs.getInt("peer_stage", -1) < 0) return bad("needs a peer_stage");
+        return Error::success();
+      }
       case OpKind::SelectRows:
         if (n_.operand(0)->shape != n_.result()->shape) return bad("result shape must equal input");
         return Error::success();
@@ -219,7 +226,7 @@ Error verifyGraph(const Graph& g) {
       return makeError("node ", printNode(*n).substr(0, 120), ": ", info.name, " takes ",
                        info.minOperands, (info.maxOperands == info.minOperands ? "" : "+"),
                        " operands, not ", ops);
-    if ((info.results >= 0 && res != info.results) || res == 0)
+    if ((info.results >= 0 && res != info.results) || (res == 0 && info.results != 0))
       return makeError("node ", printNode(*n).substr(0, 120), ": wrong number of results");
     for (const Value* op : n->operands)
       if (!defined.count(op))

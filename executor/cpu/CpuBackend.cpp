@@ -36,6 +36,13 @@ class CpuBackend : public Backend {
   CpuBackend(const plan::Plan& plan, uint32_t rank, Communicator& comm,
              std::vector<std::vector<float>> weights, const BackendOptions& options)
       : plan_(plan), prog_(*plan.ranks()->Get(rank)), comm_(comm), weights_(std::move(weights)) {
+    // Pipeline stages: this rank's collectives are its stage's, rank = stage * tp + tp rank.
+    const int64_t pp = planIntAttr(plan.model(), "pp", 1);
+    tp_ = static_cast<int64_t>(plan.world()) / pp;
+    tpRank_ = static_cast<int64_t>(rank) % tp_;
+    if (pp > 1)
+      group_ = createGroupCommunicator(comm, static_cast<int>(rank - tpRank_),
+                                       static_cast<int>(tp_));
     for (const plan::Buffer* b : *prog_.buffers()) {
       int64_t width = elementsPerToken(*b->shape());
       widths_.push_back(width);
@@ -188,20 +195,27 @@ class CpuBackend : public Backend {
                      reinterpret_cast<int32_t*>(result(s, 1)));
     } else if (op == "moe_experts") {
       return runExperts(s);
+    } else if (op == "send") {
+      return comm_.send(operand(s, 0), static_cast<size_t>(T * width(s, 0)), peerOf(s));
+    } else if (op == "recv") {
+      // Past the last stage's select_rows the value holds the logit rows only.
+      if (intAttr(s, "logit_rows"))
+        rows_ = input_->logitRows ? input_->logitRowCount : input_->tokens;
+      return comm_.recv(result(s), static_cast<size_t>(rows_ * resultWidth(s)), peerOf(s));
     } else if (op == "all_reduce") {
       std::memcpy(result(s), operand(s, 0), static_cast<size_t>(T * width(s, 0)) * 4);
-      return comm_.allReduceSum(result(s), static_cast<size_t>(T * width(s, 0)));
+      return tpComm().allReduceSum(result(s), static_cast<size_t>(T * width(s, 0)));
     } else if (op == "all_reduce_add_rms_norm") {
       // The twin of all_reduce then add_rms_norm: the same sums in the same order.
       const size_t n = static_cast<size_t>(T * width(s, 0));
       reduced_.assign(operand(s, 0), operand(s, 0) + n);
-      if (Error e = comm_.allReduceSum(reduced_.data(), n)) return e;
+      if (Error e = tpComm().allReduceSum(reduced_.data(), n)) return e;
       cpu::addRmsNorm(operand(s, 1), reduced_.data(), operand(s, 2), T, width(s, 0), eps,
                       result(s, 0), result(s, 1));
     } else if (op == "all_gather") {
-      int64_t w = width(s, 0), world = comm_.world();
+      int64_t w = width(s, 0), world = tpComm().world();
       gathered_.resize(static_cast<size_t>(world * T * w));
-      if (Error e = comm_.allGather(operand(s, 0), static_cast<size_t>(T * w), gathered_.data()))
+      if (Error e = tpComm().allGather(operand(s, 0), static_cast<size_t>(T * w), gathered_.data()))
         return e;
       float* out = result(s);
       for (int64_t r = 0; r < world; ++r)
@@ -218,6 +232,12 @@ class CpuBackend : public Backend {
       return makeError("the CPU backend has no kernel for ", op);
     }
     return Error::success();
+  }
+
+  Communicator& tpComm() { return group_ ? *group_ : comm_; }
+  // The same tensor-parallel rank of the step's peer stage.
+  int peerOf(const plan::Step& s) const {
+    return static_cast<int>(intAttr(s, "peer_stage") * tp_ + tpRank_);
   }
 
   // Keeps the logit rows (all rows when the step names none); the steps after it run on those
@@ -274,10 +294,19 @@ class CpuBackend : public Backend {
   void allocatePool(const BackendOptions& options) {
     poolBlockSize_ = std::max<int64_t>(options.kvBlockSize, 1);
     const uint64_t budget = options.kvCacheBytes ? options.kvCacheBytes : kDefaultKvCacheBytes;
+    // Sized for the rank with the most KV per token, so that every pipeline stage holds as
+    // many blocks as the engine hands out (a stage of fewer layers leaves some budget unused).
     uint64_t bytesPerBlock = 0;
-    for (const cpu::KvCache& c : caches_)
-      bytesPerBlock += 2 * static_cast<uint64_t>(poolBlockSize_ * c.kvHeads * c.headDim) * 4;
-    if (bytesPerBlock == 0) return;
+    for (const plan::RankProgram* program : *plan_.ranks()) {
+      uint64_t bytes = 0;
+      for (const plan::Step* s : *program->steps())
+        if (s->op()->string_view() == "attention")
+          bytes += 2 * static_cast<uint64_t>(poolBlockSize_ * intAttr(*s, "kv_heads") *
+                                             intAttr(*s, "head_dim")) *
+                   4;
+      bytesPerBlock = std::max(bytesPerBlock, bytes);
+    }
+    if (bytesPerBlock == 0 || caches_.empty()) return;
     poolBlocks_ = static_cast<int64_t>(budget / bytesPerBlock);
     if (poolBlocks_ == 0) return;
     for (const cpu::KvCache& c : caches_) {
@@ -301,7 +330,7 @@ class CpuBackend : public Backend {
     int64_t first = 0;
     if (global != experts) {
       const plan::Sharding& sh = *weightOf(s, 3).sharding();
-      first = (static_cast<int64_t>(prog_.rank()) / (plan_.world() / sh.parts())) * experts;
+      first = (tpRank_ / (tp_ / sh.parts())) * experts;
     }
     if (experts < 1 || first + experts > global)
       return makeError("moe_experts: experts ", first, "..", first + experts - 1,
@@ -329,6 +358,8 @@ class CpuBackend : public Backend {
   const plan::Plan& plan_;
   const plan::RankProgram& prog_;
   Communicator& comm_;
+  std::unique_ptr<Communicator> group_;  // this stage's ranks, when the plan has stages
+  int64_t tp_ = 1, tpRank_ = 0;
   std::vector<std::vector<float>> weights_;
   uint64_t weightBytes_ = 0;
   std::vector<int64_t> widths_;

@@ -19,7 +19,7 @@ Expected<CompiledModel> compileModel(const std::string& model, const CompileSett
                            : *parseIrDType(settings.dtype);
   Expected<Graph> graph = buildGraph(spec, source->lookup(), build);
   if (!graph) return graph.takeError();
-  PassOptions passes{settings.world, {}, settings.fuseAllReduce};
+  PassOptions passes{settings.world, {}, settings.fuseAllReduce, settings.pp, settings.stageLayers};
   if (settings.expertParallel) passes.preferredRules.push_back("expert-parallel");
   if (Error e = runPipeline(*graph, passes, [&](const std::string& pass, const Graph& g) {
         if (settings.afterPass) settings.afterPass(pass, g);

@@ -19,6 +19,8 @@ struct CompileSettings {
   int64_t maxBatch = 8;
   bool expertParallel = false;  // MoE: whole experts per rank
   bool fuseAllReduce = true;    // all_reduce + add_rms_norm as one step
+  int64_t pp = 1;               // pipeline stages of world / pp tensor-parallel ranks
+  std::vector<int64_t> stageLayers;  // layers per stage; empty: balanced by weight bytes
   // Called after every pass (tpc compile --print-after).
   std::function<void(const std::string& pass, const Graph& graph)> afterPass;
 };
