@@ -202,7 +202,8 @@ class RankLowering {
 Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& source,
                                            const PlanLimits& limits) {
   int64_t world = g.attrs.getInt("world", 1), pp = g.attrs.getInt("pp", 1);
-  if (pp < 1 || world % pp != 0) return makeError("lowering: ", pp, " stages do not divide world ", world);
+  if (pp < 1 || world % pp != 0)
+    return makeError("lowering: ", pp, " stages do not divide world ", world);
   std::vector<int64_t> stages = nodeStages(g);
   if (!g.attrs.has("arena_bytes_per_token"))
     return makeError("lowering needs a memory-planned graph");

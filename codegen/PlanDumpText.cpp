@@ -119,9 +119,9 @@ std::string operandsText(const plan::RankProgram& prog, const plan::Step& step) 
 // Step attributes a reader checks the sharding against; the rest (rope parameters repeated
 // on every layer, vocab split bookkeeping) is counted here and spelled out in the JSON dump.
 constexpr std::string_view kNotableAttrs[] = {
-    "layer", "heads",  "kv_heads", "head_dim", "eps",       "scale",        "sizes",         "dim",
-    "start", "length", "top_k",    "experts",  "rope_type", "global_width", "global_experts",
-    "peer_stage"};
+    "layer",     "heads",        "kv_heads",       "head_dim",  "eps",   "scale",
+    "sizes",     "dim",          "start",          "length",    "top_k", "experts",
+    "rope_type", "global_width", "global_experts", "peer_stage"};
 
 std::string attrsText(const plan::Step& step) {
   std::string out;

@@ -111,8 +111,7 @@ std::string formatPlanSummary(const PlanSummary& s) {
       if (st.stage == 0) os << " + embedding";
       if (st.stage == s.pp - 1) os << " + final norm, lm_head";
       for (const auto& [peer, bytes] : st.sendsTo)
-        os << "; to stage " << peer << " " << bytesText(static_cast<double>(bytes))
-           << "/token";
+        os << "; to stage " << peer << " " << bytesText(static_cast<double>(bytes)) << "/token";
       os << "\n";
     }
   }

@@ -113,7 +113,7 @@ class Parser {
       // A node of an op without results (send) starts with the op's name.
       const OpInfo* bare = tok_.kind == Tok::Ident ? findOp(tok_.text) : nullptr;
       Error e = tok_.kind == Tok::ValueName || (bare && bare->results == 0) ? parseNode()
-                                                                           : parseStatement();
+                                                                            : parseStatement();
       if (e) return e;
     }
     if (Error e = advance()) return e;

@@ -66,8 +66,8 @@ std::vector<int64_t> balanceStages(const std::vector<uint64_t>& layerBytes, int6
   // best[s][i]: the lightest heaviest stage placing the first i layers on stages 0..s.
   std::vector<std::vector<uint64_t>> best(
       static_cast<size_t>(stages), std::vector<uint64_t>(static_cast<size_t>(layers) + 1, kNone));
-  std::vector<std::vector<int64_t>> cut(
-      static_cast<size_t>(stages), std::vector<int64_t>(static_cast<size_t>(layers) + 1, 0));
+  std::vector<std::vector<int64_t>> cut(static_cast<size_t>(stages),
+                                        std::vector<int64_t>(static_cast<size_t>(layers) + 1, 0));
   for (int64_t i = 1; i <= layers; ++i) best[0][static_cast<size_t>(i)] = cost(0, 0, i);
   for (int64_t s = 1; s < stages; ++s)
     for (int64_t i = s + 1; i <= layers; ++i)
@@ -117,8 +117,7 @@ class PipelinePass : public Pass {
       int64_t total = 0;
       for (int64_t c : counts) total += c;
       if (total != layers)
-        return makeError("--stage-layers adds up to ", total, " layers but the model has ",
-                         layers);
+        return makeError("--stage-layers adds up to ", total, " layers but the model has ", layers);
     }
     std::vector<int64_t> stageOfLayer;
     for (int64_t s = 0; s < pp_; ++s)
@@ -212,8 +211,8 @@ class PipelinePass : public Pass {
       for (Value* v : n->operands) {
         if (!v->producer || stageOf[v->producer] == stageOf[n]) continue;
         if (stageOf[v->producer] > stageOf[n])
-          return makeError("pipeline: %", v->name, " flows back from stage ",
-                           stageOf[v->producer], " to stage ", stageOf[n]);
+          return makeError("pipeline: %", v->name, " flows back from stage ", stageOf[v->producer],
+                           " to stage ", stageOf[n]);
         if (seen.insert({v, stageOf[n]}).second)
           crossings.push_back({v, stageOf[v->producer], stageOf[n], orderOf(g, v)});
       }

@@ -47,8 +47,8 @@ class GroupCommunicator final : public Communicator {
       return world_.recv(out, total, first_);
     }
     for (int r = 1; r < size_; ++r)
-      if (Error e = world_.recv(out + static_cast<size_t>(r) * countPerRank, countPerRank,
-                                first_ + r))
+      if (Error e =
+              world_.recv(out + static_cast<size_t>(r) * countPerRank, countPerRank, first_ + r))
         return e;
     for (int r = 1; r < size_; ++r)
       if (Error e = world_.send(out, total, first_ + r)) return e;

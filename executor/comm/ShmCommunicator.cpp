@@ -281,7 +281,8 @@ class ShmCommunicator final : public Communicator {
                  (static_cast<size_t>(from) * layout_.world + static_cast<size_t>(to)) *
                      layout_.channelBytes();
     auto word = [&](int i) { return &reinterpret_cast<Word*>(base)[i].value; };
-    return {word(0), word(1), word(2), word(3), word(4), reinterpret_cast<float*>(base + 5 * kLine)};
+    return {word(0), word(1), word(2),
+            word(3), word(4), reinterpret_cast<float*>(base + 5 * kLine)};
   }
 
   Error checkPeerRank(const char* op, int peer) {

@@ -41,8 +41,8 @@ class CpuBackend : public Backend {
     tp_ = static_cast<int64_t>(plan.world()) / pp;
     tpRank_ = static_cast<int64_t>(rank) % tp_;
     if (pp > 1)
-      group_ = createGroupCommunicator(comm, static_cast<int>(rank - tpRank_),
-                                       static_cast<int>(tp_));
+      group_ =
+          createGroupCommunicator(comm, static_cast<int>(rank - tpRank_), static_cast<int>(tp_));
     for (const plan::Buffer* b : *prog_.buffers()) {
       int64_t width = elementsPerToken(*b->shape());
       widths_.push_back(width);
@@ -301,8 +301,9 @@ class CpuBackend : public Backend {
       uint64_t bytes = 0;
       for (const plan::Step* s : *program->steps())
         if (s->op()->string_view() == "attention")
-          bytes += 2 * static_cast<uint64_t>(poolBlockSize_ * intAttr(*s, "kv_heads") *
-                                             intAttr(*s, "head_dim")) *
+          bytes += 2 *
+                   static_cast<uint64_t>(poolBlockSize_ * intAttr(*s, "kv_heads") *
+                                         intAttr(*s, "head_dim")) *
                    4;
       bytesPerBlock = std::max(bytesPerBlock, bytes);
     }

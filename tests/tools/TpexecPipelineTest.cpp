@@ -24,16 +24,16 @@ struct Decoded {
 class TpexecPipeline : public ::testing::Test {
  protected:
   // Compiles `model` with `flags` and decodes `prompt` greedily, keeping every step's logits.
-  Decoded run(const std::string& model, const std::string& flags, const std::vector<int64_t>& prompt,
-          size_t tokens, const std::string& runFlags = "") {
+  Decoded run(const std::string& model, const std::string& flags,
+              const std::vector<int64_t>& prompt, size_t tokens, const std::string& runFlags = "") {
     std::string plan = dir_.file("plan.fb"), logits = dir_.file("logits.npy");
     test::CommandResult c = test::runCommand(test::binPath("tpc") + " compile " + model + " " +
                                              flags + " --dtype f32 --quiet -o " + plan);
     EXPECT_EQ(c.exitCode, 0) << c.output;
-    test::CommandResult r = test::runCommand(
-        test::binPath("tpexec") + " " + plan + " --prompt-ids " + test::joinedIds(prompt) +
-        " --max-new-tokens " + std::to_string(tokens) + " --ignore-eos --json --logits-out " +
-        logits + " " + runFlags);
+    test::CommandResult r =
+        test::runCommand(test::binPath("tpexec") + " " + plan + " --prompt-ids " +
+                         test::joinedIds(prompt) + " --max-new-tokens " + std::to_string(tokens) +
+                         " --ignore-eos --json --logits-out " + logits + " " + runFlags);
     EXPECT_EQ(r.exitCode, 0) << r.output;
     Decoded out;
     if (r.exitCode != 0) return out;
@@ -57,8 +57,9 @@ TEST_F(TpexecPipeline, GoldenCasesMatchTransformersAndWorldOne) {
     ASSERT_EQ(one.logits.shape, reference->shape) << name;
     for (auto [tp, pp] : {std::pair{1, 2}, std::pair{2, 2}}) {
       SCOPED_TRACE(std::string(name) + " tp " + std::to_string(tp) + " pp " + std::to_string(pp));
-      Decoded staged = run(model, "--world " + std::to_string(tp * pp) + " --pp " + std::to_string(pp),
-                       prompt, want.size());
+      Decoded staged =
+          run(model, "--world " + std::to_string(tp * pp) + " --pp " + std::to_string(pp), prompt,
+              want.size());
       EXPECT_EQ(staged.ids, want);
       ASSERT_EQ(staged.logits.shape, reference->shape);
       EXPECT_LT(test::worstRowError(staged.logits, *reference), 1e-4);
@@ -121,8 +122,8 @@ TEST_F(TpexecPipeline, TheEngineRunsStagedPlans) {
       out << j.dump() << "\n";
     }
   }
-  test::CommandResult r = test::runCommand(test::binPath("tpexec") + " " + staged +
-                                           " --requests " + requests + " --max-batched-tokens 8");
+  test::CommandResult r = test::runCommand(test::binPath("tpexec") + " " + staged + " --requests " +
+                                           requests + " --max-batched-tokens 8");
   ASSERT_EQ(r.exitCode, 0) << r.output;
   std::istringstream lines(r.output);
   size_t seen = 0;
@@ -174,8 +175,7 @@ TEST_F(TpexecPipeline, ADeadStageEndsTheRunInBoundedTime) {
   test::CommandResult r = test::runCommand("bash " + script + " " + log, 60);
   ASSERT_EQ(r.exitCode, 0) << r.output;
   int rc = -1, ms = -1, alive = -1;
-  ASSERT_EQ(std::sscanf(r.output.c_str(), "rc=%d ms=%d alive=%d", &rc, &ms, &alive), 3)
-      << r.output;
+  ASSERT_EQ(std::sscanf(r.output.c_str(), "rc=%d ms=%d alive=%d", &rc, &ms, &alive), 3) << r.output;
   std::string errors = test::readFile(log);
   EXPECT_EQ(rc, 1) << errors;
   EXPECT_LT(ms, 5000) << errors;
