@@ -62,8 +62,7 @@ class SemanticCheck {
 
   Error run() {
     uint32_t world = p_.world();
-    if (world < 1 || world > 1024 || (world & (world - 1)) != 0)
-      return bad("world ", world, " is not a power of 2 in 1..1024");
+    if (world < 1 || world > 1024) return bad("world ", world, " is outside 1..1024");
     if (!p_.ranks() || p_.ranks()->size() != world)
       return bad("holds ", p_.ranks() ? p_.ranks()->size() : 0, " rank programs for world ", world);
     if (!p_.limits() || p_.limits()->max_context() < 1 || p_.limits()->max_batch() < 1)
@@ -79,6 +78,10 @@ class SemanticCheck {
     int64_t pp = planIntAttr(p_.model(), "pp", 1);
     if (pp < 1 || world % pp != 0) return bad(pp, " pipeline stages do not divide world ", world);
     const uint32_t tp = world / static_cast<uint32_t>(pp);
+    // A device map's stages may be any number; each stage's tensor-parallel ranks are a power of 2.
+    if ((tp & (tp - 1)) != 0)
+      return bad(tp, " tensor-parallel ranks per stage (world ", world, ", ", pp,
+                 " stages) is not a power of 2");
     std::vector<std::string> firstOps;
     for (uint32_t r = 0; r < world; ++r) {
       const plan::RankProgram* prog = p_.ranks()->Get(r);

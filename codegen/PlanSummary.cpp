@@ -30,9 +30,21 @@ std::string bytesText(double bytes) {
 
 std::vector<StageSummary> summarizeStages(const plan::Plan& p, int64_t pp, int64_t tp) {
   std::vector<StageSummary> out;
+  std::vector<std::string> devices;
+  if (const plan::Attr* a = findPlanAttr(p.model(), "stage_devices"); a && a->string_value()) {
+    std::string text = a->string_value()->str();
+    for (size_t start = 0; start <= text.size();) {
+      size_t comma = text.find(',', start);
+      devices.push_back(text.substr(start, comma == std::string::npos ? comma : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
   for (int64_t stage = 0; stage < pp; ++stage) {
     StageSummary st;
     st.stage = stage;
+    if (static_cast<size_t>(stage) < devices.size())
+      st.device = devices[static_cast<size_t>(stage)];
     st.firstRank = static_cast<uint32_t>(stage * tp);
     st.ranks = static_cast<uint32_t>(tp);
     std::map<int64_t, int64_t> sends;
@@ -67,7 +79,8 @@ PlanSummary summarizePlan(const plan::Plan& p) {
                        r->arena_bytes_per_token(), r->steps()->size()});
   s.pp = planIntAttr(p.model(), "pp", 1);
   s.tp = s.world / s.pp;
-  if (s.pp > 1) s.stages = summarizeStages(p, s.pp, s.tp);
+  if (s.pp > 1 || findPlanAttr(p.model(), "stage_devices"))
+    s.stages = summarizeStages(p, s.pp, s.tp);
   const plan::RankProgram* first = p.ranks()->Get(0);
   std::vector<uint32_t> expertSums;  // buffers written by expert-parallel steps
   for (const plan::Step* step : *first->steps()) {
@@ -101,7 +114,9 @@ std::string formatPlanSummary(const PlanSummary& s) {
     os << "grid: " << s.pp << " pipeline stages x " << s.tp
        << " tensor-parallel ranks (rank = stage * " << s.tp << " + tp rank)\n";
     for (const StageSummary& st : s.stages) {
-      os << "  stage " << st.stage << ": ranks " << st.firstRank;
+      os << "  stage " << st.stage;
+      if (!st.device.empty()) os << " on " << st.device;
+      os << ": ranks " << st.firstRank;
       if (st.ranks > 1) os << ".." << st.firstRank + st.ranks - 1;
       os << ", layers ";
       if (st.firstLayer < 0)

@@ -30,6 +30,7 @@ struct CollectiveSummary {
 // the logits back).
 struct StageSummary {
   int64_t stage = 0;
+  std::string device;  // a device map's ("cuda:0", "cpu"); empty otherwise
   uint32_t firstRank = 0, ranks = 1;
   int64_t firstLayer = -1, lastLayer = -1;           // -1: no layer
   std::vector<std::pair<int64_t, int64_t>> sendsTo;  // (peer stage, bytes per token), by peer

@@ -43,8 +43,11 @@ Error checkPipeline(int64_t world, int64_t pp, const std::vector<int64_t>& stage
 
 Error runPipeline(Graph& graph, const PassOptions& options,
                   const std::function<void(const std::string&, const Graph&)>& after) {
-  if (Error e = checkWorld(options.world)) return e;
+  // Stages (a device map's may be any number) each hold a power of 2 of tensor-parallel ranks.
   if (Error e = checkPipeline(options.world, options.pp, options.stageLayers)) return e;
+  if (Error e = checkWorld(options.world / options.pp)) return e;
+  if (options.world > 1024)
+    return makeError("world ", options.world, " is out of range (1 to 1024)");
   for (const std::string& name : pipelinePassNames()) {
     std::unique_ptr<Pass> pass = createPass(name, options);
     if (Error e = pass->run(graph)) return e;

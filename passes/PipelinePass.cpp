@@ -16,9 +16,7 @@
 #include "passes/PipelineStages.h"
 
 namespace tpc {
-namespace {
 
-// "l3.q" is in layer 3: the graph builder names every value of layer i "l<i>.*".
 int64_t layerOfName(const std::string& name) {
   if (name.size() < 3 || name[0] != 'l' || !std::isdigit(static_cast<unsigned char>(name[1])))
     return -1;
@@ -28,8 +26,6 @@ int64_t layerOfName(const std::string& name) {
     if (!std::isdigit(static_cast<unsigned char>(name[i]))) return -1;
   return std::stoll(name.substr(1, dot - 1));
 }
-
-}  // namespace
 
 std::vector<int64_t> nodeStages(const Graph& g) {
   std::vector<int64_t> stages;

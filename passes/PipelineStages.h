@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "ir/Graph.h"
@@ -11,5 +12,9 @@ namespace tpc {
 
 // One stage per node of g.nodes(), all 0 in a graph without stages.
 std::vector<int64_t> nodeStages(const Graph& g);
+
+// The layer a value belongs to: the graph builder names every value of layer i "l<i>.*";
+// -1 for the others (embedding, final norm, logits).
+int64_t layerOfName(const std::string& name);
 
 }  // namespace tpc

@@ -4,6 +4,7 @@
 // world 1's; the engine (--requests) gives what --prompt-ids gives; a dead stage ends the run.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -112,6 +113,7 @@ TEST_F(TpexecPipeline, TheEngineRunsStagedPlans) {
     std::ofstream out(requests);
     for (int i = 0; i < 4; ++i) {
       std::vector<int64_t> prompt;
+      prompt.reserve(static_cast<size_t>(3 + 4 * i));
       for (int k = 0; k < 3 + 4 * i; ++k) prompt.push_back((i * 31 + k * 7 + 1) % 250);
       prompts.push_back(prompt);
       nlohmann::json j;
@@ -140,6 +142,46 @@ TEST_F(TpexecPipeline, TheEngineRunsStagedPlans) {
     ++seen;
   }
   EXPECT_EQ(seen, prompts.size()) << r.output;
+}
+
+// Device maps whose stages are all on the CPU run world 1's tokens and logits; a stage placed
+// on a GPU is refused by the CPU backend, and bad maps get one line each.
+TEST_F(TpexecPipeline, CpuDeviceMapsRunTheSameTokens) {
+  std::string model = test::dataDir() + "/hf/llama-gqa-llama3rope";
+  nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+  std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
+  Decoded one = run(model, "--world 1", prompt, want.size());
+  ASSERT_EQ(one.ids, want);
+  for (const char* flags :
+       {"--device-map cpu=1,cpu=*", "--device-map auto --device-memory cpu=1GiB"}) {
+    SCOPED_TRACE(flags);
+    Decoded mapped = run(model, flags, prompt, want.size());
+    EXPECT_EQ(mapped.ids, want);
+    ASSERT_EQ(mapped.logits.shape, one.logits.shape);
+    EXPECT_LT(test::worstRowError(mapped.logits, one.logits), 1e-5);
+  }
+  std::string plan = dir_.file("gpu.fb");
+  test::CommandResult c = test::runCommand(test::binPath("tpc") + " compile " + model +
+                                           " --device-map cuda:0=1,cpu=* --quiet -o " + plan);
+  ASSERT_EQ(c.exitCode, 0) << c.output;
+  test::CommandResult r =
+      test::runCommand(test::binPath("tpexec") + " " + plan + " --backend cpu --prompt-ids 1,2");
+  EXPECT_EQ(r.exitCode, 1) << r.output;
+  EXPECT_NE(r.output.find("stage 0 of the plan is placed on cuda:0 but --backend is cpu"),
+            std::string::npos)
+      << r.output;
+  for (auto [flags, message] :
+       {std::pair{"--device-map auto --device-memory cpu=64KiB", "but its budget is 64.00 KiB"},
+        std::pair{"--device-map auto", "--device-map auto needs --device-memory"},
+        std::pair{"--device-map cpu=5", "--device-map places 5 layers but the model has 2"},
+        std::pair{"--device-map cpu=1,cpu=* --world 2", "leave out --world"},
+        std::pair{"--device-map auto --device-memory cpu=lots", "is not a size in bytes"}}) {
+    test::CommandResult bad = test::runCommand(test::binPath("tpc") + " compile " + model + " " +
+                                               flags + " -o " + dir_.file("bad.fb"));
+    EXPECT_NE(bad.exitCode, 0) << flags;
+    EXPECT_NE(bad.output.find(message), std::string::npos) << flags << ": " << bad.output;
+    EXPECT_EQ(std::count(bad.output.begin(), bad.output.end(), '\n'), 1) << bad.output;
+  }
 }
 
 // A rank of the second stage killed mid-decode ends every rank within the 5 s rank timeout.

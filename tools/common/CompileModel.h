@@ -21,6 +21,9 @@ struct CompileSettings {
   bool fuseAllReduce = true;         // all_reduce + add_rms_norm as one step
   int64_t pp = 1;                    // pipeline stages of world / pp tensor-parallel ranks
   std::vector<int64_t> stageLayers;  // layers per stage; empty: balanced by weight bytes
+  // --device-map ("auto" or counts such as "cuda:0=16,cpu=*") and, with auto, --device-memory:
+  // one stage of one rank per device that holds layers, instead of world, pp and stageLayers.
+  std::string deviceMap, deviceMemory;
   // Called after every pass (tpc compile --print-after).
   std::function<void(const std::string& pass, const Graph& graph)> afterPass;
 };

@@ -17,7 +17,7 @@ namespace tpc::cli {
 int runCompile(int argc, char** argv) {
   std::string model, output = "plan.fb", dtype, printAfter;
   int64_t world = 1, maxContext = 0, maxBatch = 8, pp = 1;
-  std::string stageLayersText;
+  std::string stageLayersText, deviceMap, deviceMemory;
   bool quiet = false, expertParallel = false, unfusedAllReduce = false;
   ArgParser args(
       "tpc compile",
@@ -30,6 +30,13 @@ int runCompile(int argc, char** argv) {
               "pipeline stages, each of world / S tensor-parallel ranks (default 1)");
   args.option("--stage-layers", &stageLayersText, "N,N,...",
               "with --pp: layers per stage, first to last (default: balanced by weight bytes)");
+  args.option("--device-map", &deviceMap, "MAP",
+              "one pipeline stage per device instead of tensor parallelism: auto (fill GPU 0, "
+              "GPU 1, ..., then the CPU up to --device-memory) or layer counts such as "
+              "cuda:0=16,cuda:1=16,cpu=*");
+  args.option("--device-memory", &deviceMemory, "BUDGETS",
+              "with --device-map auto: bytes per device for weights, KV cache and activations, "
+              "e.g. cuda:0=70GiB,cpu=200GiB");
   args.option("-o", &output, "FILE", "plan to write (default plan.fb)");
   args.choice("--dtype", &dtype, {"bf16", "f16", "f32"},
               "activation dtype (default: the checkpoint's)");
@@ -80,6 +87,10 @@ int runCompile(int argc, char** argv) {
   settings.fuseAllReduce = !unfusedAllReduce;
   settings.pp = pp;
   settings.stageLayers = stageLayers;
+  settings.deviceMap = deviceMap;
+  settings.deviceMemory = deviceMemory;
+  if (deviceMap.empty() && !deviceMemory.empty())
+    return fail("--device-memory goes with --device-map auto", 2);
   settings.afterPass = [&](const std::string& pass, const Graph& g) {
     if (pass == printAfter) std::fputs(printGraph(g).c_str(), stdout);
   };
