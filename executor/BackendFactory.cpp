@@ -130,6 +130,9 @@ Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_
     return makeError("the plan is for world ", p.world(), " but ", comm.world(),
                      " ranks are running");
   if (Error e = checkStageDevice(p, rank, options.kind)) return e;
+  if (options.kind != "cpu" && planIntAttr(p.model(), "pp", 1) > 1)
+    return makeError("the plan has ", planIntAttr(p.model(), "pp", 1),
+                     " pipeline stages, which only the CPU backend runs (use --backend cpu)");
   if (options.kind == "cpu") return createCpuBackend(plan, rank, comm, options);
   if (options.kind == "cuda") {
 #ifdef TPC_HAVE_CUDA

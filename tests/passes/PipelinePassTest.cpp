@@ -8,6 +8,7 @@
 
 #include "codegen/Lowering.h"
 #include "codegen/PlanFormat.h"
+#include "codegen/PlanSummary.h"
 #include "ir/Parser.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
@@ -122,6 +123,18 @@ TEST(PipelinePass, LoweringGivesEachStageItsLayersAndItsTensorParallelSlices) {
     EXPECT_EQ(prog->outputs()->size(), 1u);
     stageBytes[r / 2] += prog->weight_bytes();
   }
+  // The grid as tpc dump shows it: the hidden state (bf16) forward, the f32 logits back.
+  PlanSummary summary = summarizePlan(p);
+  ASSERT_EQ(summary.stages.size(), 2u);
+  EXPECT_EQ(summary.tp, 2);
+  EXPECT_EQ(summary.stages[0].firstLayer, 0);
+  EXPECT_EQ(summary.stages[0].lastLayer, 0);
+  EXPECT_EQ(summary.stages[1].firstRank, 2u);
+  EXPECT_EQ(summary.stages[1].firstLayer, 1);
+  EXPECT_EQ(summary.stages[1].lastLayer, 3);
+  using Sends = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(summary.stages[0].sendsTo, (Sends{{1, spec.hiddenSize * 2}}));
+  EXPECT_EQ(summary.stages[1].sendsTo, (Sends{{0, spec.vocabSize * 4}}));
   // Each stage's two ranks hold one copy of its layers between them; the norms (replicated)
   // are held twice, so the total is a little above the whole model's.
   EXPECT_GE(stageBytes[0] + stageBytes[1], whole);
