@@ -14,6 +14,7 @@
 
 #include "executor/comm/ShmCommunicator.h"
 #include "executor/process/ProcessGroup.h"
+#include "executor/process/RankComms.h"
 #include "kernels/cpu/Threads.h"
 
 namespace tpc {
@@ -54,22 +55,6 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
     out.weightBytesPerRank.push_back((static_cast<uint64_t>(all[2 * r]) << 24) +
                                      static_cast<uint64_t>(all[2 * r + 1]));
   return report(out);
-}
-
-// Rank 0's NCCL unique id, shared over the host's communicator one byte per float (exact in f32).
-Expected<std::unique_ptr<Communicator>> ncclOver(Communicator& carrier, int rank, int world,
-                                                 std::chrono::milliseconds timeout) {
-  std::string id(128, '\0');
-  if (rank == 0) {
-    Expected<std::string> made = newNcclUniqueId();
-    if (!made) return made.takeError();
-    id = *made;
-  }
-  std::vector<float> mine(id.size()), all(id.size() * static_cast<size_t>(world));
-  for (size_t i = 0; i < id.size(); ++i) mine[i] = static_cast<unsigned char>(id[i]);
-  if (Error e = carrier.allGather(mine.data(), mine.size(), all.data())) return e;
-  for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<char>(static_cast<int>(all[i]));
-  return createNcclCommunicator(rank, world, id, -1, timeout);
 }
 
 // A listening socket on an ephemeral loopback port, bound before the ranks are forked so each
@@ -129,17 +114,10 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
   // NVLink SHARP multicast stays off in every rank this run starts.
   if (cuda) ::setenv("NCCL_NVLS_ENABLE", "0", 1);
   if (world == 1) {
-    std::unique_ptr<Communicator> comm = createLocalCommunicator();
-    if (options.backend.kind == "cuda") {
-      // One-rank NCCL: the same communicator path as a multi-GPU run.
-      Expected<std::string> id = newNcclUniqueId();
-      if (!id) return id.takeError();
-      Expected<std::unique_ptr<Communicator>> nccl =
-          createNcclCommunicator(0, 1, *id, options.backend.device, options.rankTimeout);
-      if (!nccl) return nccl.takeError();
-      comm = std::move(*nccl);
-    }
-    return runRank(plan, 0, *comm, *commName, options, {}, report);
+    Expected<std::unique_ptr<Communicator>> comm =
+        oneRankCommunicator(options.backend.kind, options.backend.device, options.rankTimeout);
+    if (!comm) return comm.takeError();
+    return runRank(plan, 0, **comm, *commName, options, {}, report);
   }
   // Shared memory carries the collectives of CPU ranks and rank 0's NCCL id for GPU ranks;
   // Gloo, when asked for, rendezvouses through a store on a socket bound before the fork.
@@ -185,7 +163,7 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
         } else if (options.backend.kind == "cuda") {
           // GPUs talk through NCCL; shared memory only carries rank 0's NCCL id to the others.
           Expected<std::unique_ptr<Communicator>> nccl =
-              ncclOver(**comm, rank, world, options.rankTimeout);
+              ncclBesideMesh(**comm, rank, world, options.rankTimeout);
           if (!nccl) return ctx.fail(nccl.errorMessage());
           comm = std::move(nccl);
           ctx.heartbeat();

@@ -95,36 +95,41 @@ Error drive(Engine& engine, const std::vector<NamedRequest>& requests, Shared& s
 
 }  // namespace
 
+Error driveRequests(Engine& engine, const std::vector<NamedRequest>& requests) {
+  Shared shared;
+  shared.results.resize(requests.size());
+  if (Error e = drive(engine, requests, shared)) return e;
+  // The run failed as a whole: its cause is the one line to print, not every request's.
+  if (engine.state() == EngineState::Failed) return makeError(engine.failure());
+  std::lock_guard<std::mutex> lock(shared.mutex);
+  size_t failed = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Result& r = shared.results[i];
+    nlohmann::ordered_json j;
+    j["id"] = requests[i].id;
+    j["prompt_ids"] = requests[i].engine.promptIds;
+    if (!r.ended || !r.error.empty()) {
+      ++failed;
+      j["error"] = r.ended ? r.error : "the engine ended before the request did";
+      std::fprintf(stderr, "error: request %s: %s\n", requests[i].id.c_str(),
+                   j["error"].get<std::string>().c_str());
+    } else {
+      j["generated_ids"] = r.ids;
+      j["finish_reason"] = r.finish;
+      j["cached_prompt_tokens"] = r.cachedPromptTokens;
+      if (requests[i].engine.topLogprobs >= 0) j["logprobs"] = r.logprobs;
+    }
+    std::printf("%s\n", j.dump().c_str());
+  }
+  std::fflush(stdout);
+  if (failed) return makeError(failed, " of ", requests.size(), " requests failed");
+  return Error::success();
+}
+
 Error runRequests(const LoadedPlan& plan, const std::vector<NamedRequest>& requests,
                   const EngineRunOptions& options) {
-  return runEngineLocally(plan, options, [&](Engine& engine) -> Error {
-    Shared shared;
-    shared.results.resize(requests.size());
-    if (Error e = drive(engine, requests, shared)) return e;
-    std::lock_guard<std::mutex> lock(shared.mutex);
-    size_t failed = 0;
-    for (size_t i = 0; i < requests.size(); ++i) {
-      const Result& r = shared.results[i];
-      nlohmann::ordered_json j;
-      j["id"] = requests[i].id;
-      j["prompt_ids"] = requests[i].engine.promptIds;
-      if (!r.ended || !r.error.empty()) {
-        ++failed;
-        j["error"] = r.ended ? r.error : "the engine ended before the request did";
-        std::fprintf(stderr, "error: request %s: %s\n", requests[i].id.c_str(),
-                     j["error"].get<std::string>().c_str());
-      } else {
-        j["generated_ids"] = r.ids;
-        j["finish_reason"] = r.finish;
-        j["cached_prompt_tokens"] = r.cachedPromptTokens;
-        if (requests[i].engine.topLogprobs >= 0) j["logprobs"] = r.logprobs;
-      }
-      std::printf("%s\n", j.dump().c_str());
-    }
-    std::fflush(stdout);
-    if (failed) return makeError(failed, " of ", requests.size(), " requests failed");
-    return Error::success();
-  });
+  return runEngineLocally(plan, options,
+                          [&](Engine& engine) { return driveRequests(engine, requests); });
 }
 
 }  // namespace tpc::tpexec
