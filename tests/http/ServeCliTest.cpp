@@ -1,10 +1,13 @@
 // `tpexec serve` as users run it, on the CPU backend: OpenAI's official Node SDK against a tiny
 // model carrying the Llama-3 tokenizer and chat template, and greedy token-id completions on
-// the golden models against `tpexec --prompt-ids` of the same plan.
+// the golden models against `tpexec --prompt-ids` of the same plan, on one node and on a head
+// with one worker.
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <thread>
 
 #include "tests/http/HttpTestClient.h"
@@ -23,10 +26,13 @@ std::string testsDir() {
 }
 
 // `tpexec serve ARGS --port 0` in the background, and the port its one listening line names.
+// `starting` runs once the process is up, before the wait for that line (workers join then).
 struct Served {
-  Served(const TempDir& dir, const std::string& args)
+  Served(const TempDir& dir, const std::string& args,
+         const std::function<void(Spawned&)>& starting = {})
       : process(binPath("tpexec") + " serve " + args + " --port 0", dir.file("serve.out"),
                 dir.file("serve.err")) {
+    if (starting) starting(process);
     const std::string marker = "listening on http://127.0.0.1:";
     for (int i = 0; i < 1200 && port == 0 && process.running(); ++i) {
       std::string out = process.log();
@@ -111,6 +117,49 @@ TEST(ServeCli, GreedyTokenIdCompletionsEqualTpexecPromptIdsOnTheGoldenModels) {
     json want = json::parse(alone.output.substr(alone.output.find('{')))["generated_ids"];
     Served s(dir, plan + " --backend cpu");
     ASSERT_GT(s.port, 0) << s.process.err();
+    HttpReply r = postJson(s.port, "/v1/completions",
+                           {{"prompt", prompt},
+                            {"max_tokens", n},
+                            {"temperature", 0},
+                            {"ignore_eos", true},
+                            {"return_token_ids", true}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["token_ids"], want);
+    EXPECT_EQ(r.json()["usage"]["completion_tokens"], n);
+  }
+}
+
+// The engine across nodes behind the server: a head of 2 ranks and one worker of 2 ranks give
+// the greedy ids that one node running all 4 ranks gives.
+TEST(ServeCli, AHeadWithOneWorkerServesWhatOneNodeGives) {
+  TempDir dir;
+  for (const char* name : kGoldenCases) {
+    SCOPED_TRACE(name);
+    std::string model = dataDir() + "/hf/" + name, plan = dir.file(std::string(name) + ".fb");
+    json golden = json::parse(readFile(model + "/golden.json"));
+    std::vector<int64_t> prompt = golden["prompt_ids"];
+    const int64_t n = 6;
+    CommandResult c = runCommand(binPath("tpc") + " compile " + model +
+                                 " --world 4 --dtype f32 --quiet -o " + plan);
+    ASSERT_EQ(c.exitCode, 0) << c.output;
+    CommandResult alone = runCommand(
+        binPath("tpexec") + " " + plan + " --backend cpu --prompt-ids " + joinedIds(prompt) +
+        " --max-new-tokens " + std::to_string(n) + " --ignore-eos --json");
+    ASSERT_EQ(alone.exitCode, 0) << alone.output;
+    json want = json::parse(alone.output.substr(alone.output.find('{')))["generated_ids"];
+    std::unique_ptr<Spawned> worker;
+    Served s(dir, plan + " --backend cpu --listen 127.0.0.1:0 --workers 1", [&](Spawned& head) {
+      if (!head.waitForText("listening on tcp://", seconds(20))) return;
+      worker = std::make_unique<Spawned>(
+          binPath("tpexec") + " --join 127.0.0.1:" + std::to_string(headPort(head.err())) +
+              " --local-world 2",
+          dir.file("worker.log"));
+    });
+    ASSERT_TRUE(worker) << s.process.err();
+    ASSERT_GT(s.port, 0) << s.process.err() << worker->log();
+    // The head logs the layout once it sees every rank ready, which may follow /health's 200.
+    EXPECT_TRUE(s.process.waitForText("ranks 2-3", seconds(10))) << s.process.err();
+    EXPECT_EQ(httpRequest(s.port, "GET", "/health").status, 200);
     HttpReply r = postJson(s.port, "/v1/completions",
                            {{"prompt", prompt},
                             {"max_tokens", n},

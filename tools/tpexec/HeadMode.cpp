@@ -165,18 +165,9 @@ int runHeadMode(int argc, char** argv) {
   if (!globalWorld.empty() && std::atoll(globalWorld.c_str()) != world)
     return printError("TPC_MN_GLOBAL_WORLD_SIZE=" + globalWorld + " but the plan's world is " +
                       std::to_string(world));
-  if (f.localWorld == 0) {
-    if (world % (f.workers + 1) != 0)
-      return printError("world " + std::to_string(world) + " does not split evenly over " +
-                            std::to_string(f.workers + 1) + " nodes; give --local-world",
-                        2);
-    f.localWorld = world / (f.workers + 1);
-  }
-  if (f.localWorld < 1 || f.localWorld + f.workers > world)
-    return printError("--local-world " + std::to_string(f.localWorld) + " with " +
-                          std::to_string(f.workers) +
-                          " worker(s) does not fit the plan's world of " + std::to_string(world),
-                      2);
+  Expected<int64_t> local = headLocalWorld(world, f.workers, f.localWorld);
+  if (!local) return printError(local.errorMessage(), 2);
+  f.localWorld = *local;
 
   GenerationRequest defaults;
   defaults.maxNewTokens = f.maxNew;

@@ -231,6 +231,19 @@ class Head {
 
 }  // namespace
 
+Expected<int64_t> headLocalWorld(int64_t world, int64_t workers, int64_t localWorld) {
+  if (localWorld == 0) {
+    if (world % (workers + 1) != 0)
+      return makeError("world ", world, " does not split evenly over ", workers + 1,
+                       " nodes; give --local-world");
+    localWorld = world / (workers + 1);
+  }
+  if (localWorld < 1 || localWorld + workers > world)
+    return makeError("--local-world ", localWorld, " with ", workers,
+                     " worker(s) does not fit the plan's world of ", world);
+  return localWorld;
+}
+
 Error runHead(const LoadedPlan& plan, const HeadRunOptions& options, NodeRunOptions ranks,
               const std::vector<NamedRequest>& requests) {
   Head head(options, plan);

@@ -20,6 +20,10 @@ struct HeadRunOptions {
   double joinTimeoutS = 300;
 };
 
+// The head's share of `world` with `workers` worker nodes: `localWorld`, or when 0 an even
+// split; an error when the ranks do not fit.
+Expected<int64_t> headLocalWorld(int64_t world, int64_t workers, int64_t localWorld);
+
 // `ranks` says what the ranks do: its driver and engine (the engine), or its report (one
 // request at a time, with `requests` sent to every rank); the head fills in where they run.
 // Returns once every node is done, or the first failure, naming the node at fault; every
