@@ -46,7 +46,7 @@ enum class MsgType : uint16_t {
   Start,
   Ready,
   Request,
-  Cancel,
+  Cancel,  // no longer sent: the engine cancels a request on the head
   End,
   Abort,
   Heartbeat,

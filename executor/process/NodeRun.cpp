@@ -9,7 +9,6 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
-#include <set>
 #include <utility>
 
 #include "codegen/PlanFormat.h"
@@ -24,12 +23,8 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 // Agent -> rank pipe frames: u32 length, then a tag byte and its fields.
-constexpr char kRequest = 'Q', kEnd = 'E', kAbort = 'A', kKeepAlive = 'K', kCancel = 'C',
-               kIteration = 'I';
+constexpr char kRequest = 'Q', kEnd = 'E', kAbort = 'A', kKeepAlive = 'K', kIteration = 'I';
 constexpr milliseconds kKeepAliveEvery{200};
-// Ranks agree on a cancellation with one tiny all-reduce every this many decode steps: it
-// must be collective (every rank stops at the same step), and rare enough to cost nothing.
-constexpr int kCancelCheckEvery = 8;
 
 template <class T>
 void put(std::string& out, const T& v) {
@@ -99,10 +94,6 @@ class RankInbox {
     thread_ = std::thread([this] { readLoop(); });
     thread_.detach();  // ends with the process; it only ever exits the process itself
   }
-  bool cancelled(uint64_t seq) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return cancelled_.count(seq) > 0;
-  }
   // The next request or end (nullopt: nothing within `wait`).
   std::optional<std::string> next(milliseconds wait) {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -146,10 +137,6 @@ class RankInbox {
         if (body.empty() || body[0] == kKeepAlive) continue;
         if (body[0] == kAbort) die("aborted by the node agent: " + body.substr(1));
         std::lock_guard<std::mutex> lock(mutex_);
-        if (body[0] == kCancel) {
-          cancelled_.insert(FrameReader{body}.get<uint64_t>());
-          continue;
-        }
         frames_.push_back(std::move(body));
         ready_.notify_one();
       }
@@ -163,7 +150,6 @@ class RankInbox {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::string> frames_;
-  std::set<uint64_t> cancelled_;
   std::thread thread_;
 };
 
@@ -297,14 +283,6 @@ int NodeRanks::rankBody(const LoadedPlan& plan, int localRank, RankContext& ctx)
     if (!f) continue;
     if ((*f)[0] == kEnd) return 0;
     auto [seq, request] = decodeRequest(*f);
-    int step = 0;
-    request.stopRequested = [&, seq = seq] {
-      if (++step % kCancelCheckEvery != 0) return false;
-      float flag = inbox.cancelled(seq) ? 1.0f : 0.0f;
-      // A failed collective stops this request; the next forward step reports the failure.
-      if (Error e = (*comm)->allReduceSum(&flag, 1)) return true;
-      return flag > 0;
-    };
     Expected<GenerationResult> result =
         generate(**backend, request, vocab, p.limits()->max_context(), [&] { ctx.heartbeat(); });
     if (!result) return failWith("request " + std::to_string(seq) + ": " + result.errorMessage());
@@ -415,12 +393,6 @@ void NodeRanks::readIterations() {
 
 void NodeRanks::submit(uint64_t seq, const GenerationRequest& request) {
   queue(encodeRequest(seq, request));
-}
-
-void NodeRanks::cancel(uint64_t seq) {
-  std::string body;
-  put(body, seq);
-  queue(frame(kCancel, body));
 }
 
 void NodeRanks::end() {

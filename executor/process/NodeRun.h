@@ -77,9 +77,6 @@ class NodeRanks {
   // Readable when global rank 0 has sent something (the head's agent waits on it too); -1 when
   // this node does not hold rank 0's engine.
   int iterationFd() const { return upRead_; }
-  // Stops request `seq` early, at the same step on every rank (within a few steps of
-  // starting if it has not started yet); its result says "cancelled".
-  void cancel(uint64_t seq);
   // No more requests: ranks exit once they have served the ones they have.
   void end();
   void abort(const std::string& reason);

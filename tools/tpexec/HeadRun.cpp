@@ -144,8 +144,6 @@ class Head {
       toWire(i, requests[i].request, m.request);
       head_->broadcast(m);
       local_->submit(i, requests[i].request);
-      if (requests[i].cancelAfterMs >= 0)
-        cancels_.emplace_back(Clock::now() + milliseconds(requests[i].cancelAfterMs), i);
     }
     endStream();
   }
@@ -181,30 +179,12 @@ class Head {
     while (!done()) {
       if (Error e = head_->pump(milliseconds(50), local_ ? local_->iterationFd() : -1)) return e;
       if (!local_) continue;
-      fireDueCancels();
       local_->pump();
       if (engine_)
         if (Error e = forwardIterations()) return e;
       if (local_->finished() && (local_->failure() || !ended_)) return localFailure();
     }
     return Error::success();
-  }
-
-  // Cancellation goes to every rank like a request; the ranks agree on the step to stop at.
-  void fireDueCancels() {
-    auto now = Clock::now();
-    for (auto it = cancels_.begin(); it != cancels_.end();) {
-      if (it->first > now) {
-        ++it;
-        continue;
-      }
-      net::Message m;
-      m.type = net::MsgType::Cancel;
-      m.request.seq = it->second;
-      head_->broadcast(m);
-      local_->cancel(it->second);
-      it = cancels_.erase(it);
-    }
   }
 
   // The head's own ranks stopped. When a worker died, they only noticed its absence first
@@ -223,7 +203,6 @@ class Head {
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<net::HeadServer> head_;
   std::unique_ptr<NodeRanks> local_;
-  std::vector<std::pair<Clock::time_point, uint64_t>> cancels_;  // due time, request
   bool ended_ = false;   // after End, local ranks finishing is the plan, not a failure
   bool engine_ = false;  // the ranks run the engine: its iterations go to the workers
   bool joinTimedOut_ = false;

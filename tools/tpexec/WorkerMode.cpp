@@ -148,8 +148,6 @@ class Worker {
           ended = Iteration::isStop(bytes);
         } else if (msg.type == net::MsgType::Request && !ended)
           local_->submit(msg.request.seq, fromWire(msg.request));
-        else if (msg.type == net::MsgType::Cancel)
-          local_->cancel(msg.request.seq);
         else if (msg.type == net::MsgType::End)
           ended = true, local_->end();
         else
