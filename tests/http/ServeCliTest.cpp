@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/http/HttpTestClient.h"
+#include "tests/http/Served.h"
 #include "tests/net/Spawned.h"
 #include "tests/support/GoldenCases.h"
 #include "tests/support/TestSupport.h"
@@ -24,34 +25,6 @@ using std::chrono::seconds;
 std::string testsDir() {
   return (std::filesystem::path(dataDir()) / "..").lexically_normal().string();
 }
-
-// `tpexec serve ARGS --port 0` in the background, and the port its one listening line names.
-// `starting` runs once the process is up, before the wait for that line (workers join then).
-struct Served {
-  Served(const TempDir& dir, const std::string& args,
-         const std::function<void(Spawned&)>& starting = {})
-      : process(binPath("tpexec") + " serve " + args + " --port 0", dir.file("serve.out"),
-                dir.file("serve.err")) {
-    if (starting) starting(process);
-    const std::string marker = "listening on http://127.0.0.1:";
-    for (int i = 0; i < 1200 && port == 0 && process.running(); ++i) {
-      std::string out = process.log();
-      size_t at = out.find(marker);
-      if (at != std::string::npos && out.find(')', at) != std::string::npos)
-        port = std::atoi(out.c_str() + at + marker.size());
-      else
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    for (int i = 0; i < 1200 && port > 0 && httpRequest(port, "GET", "/health").status != 200; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ~Served() {
-    process.signal(SIGTERM);
-    process.waitExit(std::chrono::seconds(20));
-  }
-  Spawned process;
-  int port = 0;
-};
 
 TEST(ServeCli, OpenAiNodeSdkStreamedEqualsUnstreamedAndSeedsRepeat) {
   std::string client = testsDir() + "/openai-client";
@@ -139,8 +112,10 @@ TEST(ServeCli, AHeadWithOneWorkerServesWhatOneNodeGives) {
     json golden = json::parse(readFile(model + "/golden.json"));
     std::vector<int64_t> prompt = golden["prompt_ids"];
     const int64_t n = 6;
-    CommandResult c = runCommand(binPath("tpc") + " compile " + model +
-                                 " --world 4 --dtype f32 --quiet -o " + plan);
+    std::string compile = binPath("tpc") + " compile " + model;
+    compile += " --world 4 --dtype f32 --quiet -o ";
+    compile += plan;
+    CommandResult c = runCommand(compile);
     ASSERT_EQ(c.exitCode, 0) << c.output;
     CommandResult alone = runCommand(
         binPath("tpexec") + " " + plan + " --backend cpu --prompt-ids " + joinedIds(prompt) +
