@@ -311,10 +311,7 @@ void HeadServer::assign(uint32_t storePort, const std::string& storePrefix,
     m.storePrefix = storePrefix;
     m.backend = options_.backend;
     m.commId = commId;
-    m.engine = options_.engine.engine;
-    m.kvBlockSize = options_.engine.kvBlockSize;
-    m.kvCacheBytes = options_.engine.kvCacheBytes;
-    m.gpuMemoryUtilization = options_.engine.gpuMemoryUtilization;
+    m.pool = options_.pool;
     if (Error e = channel_->send(m, n->peer); e && !failure_)
       failure_ = makeError(nameOf(*n), ": ", e.message());
   }

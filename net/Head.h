@@ -24,8 +24,7 @@ struct HeadOptions {
   std::string backend = "cpu";  // every node must run the same
   std::chrono::milliseconds heartbeat{200}, timeout{2000};
   CurveKeys keys;
-  // Assign's engine fields: whether the ranks run the engine, and how they size its KV pool.
-  Message engine;
+  EnginePool pool;  // sent with Assign
 };
 
 using WeightReader = std::function<Expected<std::vector<uint8_t>>(

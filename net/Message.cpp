@@ -123,10 +123,10 @@ std::vector<uint8_t> encode(const Message& m) {
       w.str(m.storePrefix);
       w.str(m.backend);
       w.blob(m.commId);
-      w.u8(m.engine ? 1 : 0);
-      w.i64(m.kvBlockSize);
-      w.u64(m.kvCacheBytes);
-      w.f32(m.gpuMemoryUtilization);
+      w.u8(m.pool.engine ? 1 : 0);
+      w.i64(m.pool.kvBlockSize);
+      w.u64(m.pool.kvCacheBytes);
+      w.f32(m.pool.gpuMemoryUtilization);
       break;
     case MsgType::FetchPlan:
     case MsgType::FetchWeight:
@@ -205,10 +205,10 @@ Expected<Message> decode(const uint8_t* data, size_t size) {
       m.storePrefix = in.str(256);
       m.backend = in.str(64);
       m.commId = in.blob(4096);
-      m.engine = in.u8() != 0;
-      m.kvBlockSize = in.i64();
-      m.kvCacheBytes = in.u64();
-      m.gpuMemoryUtilization = in.f32();
+      m.pool.engine = in.u8() != 0;
+      m.pool.kvBlockSize = in.i64();
+      m.pool.kvCacheBytes = in.u64();
+      m.pool.gpuMemoryUtilization = in.f32();
       break;
     case MsgType::FetchPlan:
     case MsgType::FetchWeight:

@@ -69,6 +69,15 @@ struct WireRequest {
   bool keepLogits = false;
 };
 
+// Assign: whether the ranks run the engine, and how every rank sizes its KV pool, so the
+// workers' pools match the head's.
+struct EnginePool {
+  bool engine = false;
+  int64_t kvBlockSize = 16;
+  uint64_t kvCacheBytes = 0;
+  float gpuMemoryUtilization = 0.9f;
+};
+
 // All fields of all types; each type encodes only those its comment in Message.cpp lists.
 struct Message {
   MsgType type = MsgType::Heartbeat;
@@ -88,11 +97,7 @@ struct Message {
   uint32_t world = 0, firstRank = 0, storePort = 0;
   std::string storePrefix;
   std::vector<uint8_t> commId;  // NCCL unique id (cuda); empty for Gloo
-  // Whether the ranks run the engine, and how every rank sizes its KV pool for it.
-  bool engine = false;
-  int64_t kvBlockSize = 16;
-  uint64_t kvCacheBytes = 0;
-  float gpuMemoryUtilization = 0.9f;
+  EnginePool pool;
   // FetchPlan, PlanData, FetchWeight, WeightData; Iteration (data only)
   uint32_t rank = 0, weight = 0, slice = 0;
   uint64_t offset = 0;

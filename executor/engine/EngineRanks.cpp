@@ -32,7 +32,7 @@ EngineModel engineModelOf(const plan::Plan& p) {
   return m;
 }
 
-Error hostEngine(const LoadedPlan& plan, Communicator& comm, IterationLink& link,
+Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLink& link,
                  const std::function<Error()>& allLoaded, const EngineRankOptions& options,
                  const std::function<Error(Engine&)>& driver,
                  const std::function<void()>& heartbeat) {
@@ -49,8 +49,13 @@ Error hostEngine(const LoadedPlan& plan, Communicator& comm, IterationLink& link
     if (e) return e;
     return std::move(driverError);
   };
+  Expected<Communicator*> comm = connect();
+  if (!comm) {
+    engine.fail(comm.errorMessage());
+    return finish(comm.takeError());
+  }
   Expected<std::unique_ptr<Backend>> backend =
-      createBackend(plan, 0, comm, backendOptionsOf(options, heartbeat, true));
+      createBackend(plan, 0, **comm, backendOptionsOf(options, heartbeat, true));
   if (!backend) {
     engine.fail(backend.errorMessage());
     return finish(backend.takeError());
@@ -72,11 +77,13 @@ Error hostEngine(const LoadedPlan& plan, Communicator& comm, IterationLink& link
   return finish(std::move(e));
 }
 
-Error followEngine(const LoadedPlan& plan, uint32_t rank, Communicator& comm, IterationLink& link,
-                   const std::function<Error()>& allLoaded, const EngineRankOptions& options,
-                   const std::function<void()>& heartbeat) {
+Error followEngine(const LoadedPlan& plan, uint32_t rank, const ConnectRank& connect,
+                   IterationLink& link, const std::function<Error()>& allLoaded,
+                   const EngineRankOptions& options, const std::function<void()>& heartbeat) {
+  Expected<Communicator*> comm = connect();
+  if (!comm) return comm.takeError();
   Expected<std::unique_ptr<Backend>> backend =
-      createBackend(plan, rank, comm, backendOptionsOf(options, heartbeat, false));
+      createBackend(plan, rank, **comm, backendOptionsOf(options, heartbeat, false));
   if (!backend) return backend.takeError();
   if (Error e = allLoaded()) return e;
   return followIterations(**backend, link, planIntAttr(plan.plan().model(), "vocab_size"),

@@ -26,17 +26,21 @@ struct EngineRankOptions {
 
 EngineModel engineModelOf(const plan::Plan& plan);
 
-// Rank 0: starts `driver` on a thread of its own right away (the engine Loading), loads the
-// weights, waits in `allLoaded` until every rank has them, then runs the engine on this thread
-// until the driver returns. The driver's Error, or the failure of the run.
-Error hostEngine(const LoadedPlan& plan, Communicator& comm, IterationLink& link,
+// The rank's communicator, made when the rank may join its peers (it may wait for that).
+using ConnectRank = std::function<Expected<Communicator*>()>;
+
+// Rank 0: starts `driver` on a thread of its own right away (the engine Loading), connects,
+// loads the weights, waits in `allLoaded` until every rank has them, then runs the engine on
+// this thread until the driver returns. The driver's Error, or the failure of the run.
+Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLink& link,
                  const std::function<Error()>& allLoaded, const EngineRankOptions& options,
                  const std::function<Error(Engine&)>& driver,
                  const std::function<void()>& heartbeat);
 
-// Every other rank: loads its weights, waits in `allLoaded`, then runs what rank 0 sends.
-Error followEngine(const LoadedPlan& plan, uint32_t rank, Communicator& comm, IterationLink& link,
-                   const std::function<Error()>& allLoaded, const EngineRankOptions& options,
-                   const std::function<void()>& heartbeat);
+// Every other rank: connects, loads its weights, waits in `allLoaded`, then runs what rank 0
+// sends.
+Error followEngine(const LoadedPlan& plan, uint32_t rank, const ConnectRank& connect,
+                   IterationLink& link, const std::function<Error()>& allLoaded,
+                   const EngineRankOptions& options, const std::function<void()>& heartbeat);
 
 }  // namespace tpc

@@ -34,7 +34,10 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
         oneRankCommunicator(options.backend.kind, options.backend.device, options.rankTimeout);
     if (!comm) return comm.takeError();
     MeshLink link(*local);
-    return hostEngine(plan, **comm, link, [] { return Error::success(); }, rankOptions, driver, {});
+    Communicator* made = comm->get();
+    return hostEngine(
+        plan, [made]() -> Expected<Communicator*> { return made; }, link,
+        [] { return Error::success(); }, rankOptions, driver, {});
   }
   // The ranks' control mesh (iterations, host values) is shared memory, mapped before the fork.
   Expected<std::shared_ptr<ShmSegment>> segment = ShmSegment::create(world);
@@ -59,14 +62,15 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
           nccl = std::move(*made);
           ctx.heartbeat();
         }
-        Communicator& comm = nccl ? *nccl : **control;
+        Communicator* comm = nccl ? nccl.get() : control->get();
+        auto connect = [comm]() -> Expected<Communicator*> { return comm; };
         auto beat = [&] { ctx.heartbeat(); };
         MeshLink link(**control);
         auto allLoaded = [&] { return (*control)->barrier(); };
         Error failed = rank == 0
-                           ? hostEngine(plan, comm, link, allLoaded, rankOptions, driver, beat)
-                           : followEngine(plan, static_cast<uint32_t>(rank), comm, link, allLoaded,
-                                          rankOptions, beat);
+                           ? hostEngine(plan, connect, link, allLoaded, rankOptions, driver, beat)
+                           : followEngine(plan, static_cast<uint32_t>(rank), connect, link,
+                                          allLoaded, rankOptions, beat);
         if (failed) {
           (*control)->abort();
           if (nccl) nccl->abort();

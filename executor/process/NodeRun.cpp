@@ -23,7 +23,8 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 // Agent -> rank pipe frames: u32 length, then a tag byte and its fields.
-constexpr char kRequest = 'Q', kEnd = 'E', kAbort = 'A', kKeepAlive = 'K', kIteration = 'I';
+constexpr char kRequest = 'Q', kEnd = 'E', kAbort = 'A', kKeepAlive = 'K', kIteration = 'I',
+               kGo = 'G';
 constexpr milliseconds kKeepAliveEvery{200};
 
 template <class T>
@@ -89,11 +90,13 @@ std::pair<uint64_t, GenerationRequest> decodeRequest(const std::string& body) {
 // kernel having killed us yet).
 class RankInbox {
  public:
-  RankInbox(int fd, milliseconds agentTimeout, Communicator& comm, RankContext& ctx)
-      : fd_(fd), agentTimeout_(agentTimeout), comm_(comm), ctx_(ctx) {
+  RankInbox(int fd, milliseconds agentTimeout, RankContext& ctx)
+      : fd_(fd), agentTimeout_(agentTimeout), ctx_(ctx) {
     thread_ = std::thread([this] { readLoop(); });
     thread_.detach();  // ends with the process; it only ever exits the process itself
   }
+  // The communicator to abort when the rank has to die (none before the rank connected).
+  void attach(Communicator& comm) { comm_ = &comm; }
   // The next request or end (nullopt: nothing within `wait`).
   std::optional<std::string> next(milliseconds wait) {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -105,7 +108,7 @@ class RankInbox {
 
  private:
   [[noreturn]] void die(const std::string& why) {
-    comm_.abort();
+    if (Communicator* comm = comm_.load()) comm->abort();
     ctx_.fail(why);
     _exit(1);
   }
@@ -145,7 +148,7 @@ class RankInbox {
 
   int fd_;
   milliseconds agentTimeout_;
-  Communicator& comm_;
+  std::atomic<Communicator*> comm_{nullptr};
   RankContext& ctx_;
   std::mutex mutex_;
   std::condition_variable ready_;
@@ -236,15 +239,31 @@ int NodeRanks::rankBody(const LoadedPlan& plan, int localRank, RankContext& ctx)
   const int world = static_cast<int>(p.world());
   cpu::shareKernelThreads(static_cast<int>(options_.localWorld));
 
-  Expected<std::unique_ptr<Communicator>> comm = makeCommunicator(options_, rank, world, localRank);
-  if (!comm) return ctx.fail(comm.errorMessage());
-  ctx.heartbeat();
   // Never freed: its reading thread is detached and may still take a frame while the rank
   // returns, so the inbox lives as long as the process.
-  RankInbox& inbox = *new RankInbox(fromAgent_[localRank], options_.agentTimeout, **comm, ctx);
+  RankInbox& inbox = *new RankInbox(fromAgent_[localRank], options_.agentTimeout, ctx);
+  std::unique_ptr<Communicator> comm;
   auto failWith = [&](const std::string& message) {
-    (*comm)->abort();
+    if (comm) comm->abort();
     return ctx.fail(message);
+  };
+  // Ranks started before every node is there wait for the agent's go, then meet their peers.
+  auto connect = [&]() -> Expected<Communicator*> {
+    if (options_.waitForGo)
+      while (true) {
+        std::optional<std::string> f = inbox.next(milliseconds(100));
+        ctx.heartbeat();
+        if (!f) continue;
+        if ((*f)[0] == kGo) break;
+        return makeError("the node agent ended the run before it started");
+      }
+    Expected<std::unique_ptr<Communicator>> made =
+        makeCommunicator(options_, rank, world, localRank);
+    if (!made) return made.takeError();
+    comm = std::move(*made);
+    inbox.attach(*comm);
+    ctx.heartbeat();
+    return comm.get();
   };
   BackendOptions backendOptions = options_.backend;
   backendOptions.onProgress = [&] { ctx.heartbeat(); };
@@ -260,18 +279,20 @@ int NodeRanks::rankBody(const LoadedPlan& plan, int localRank, RankContext& ctx)
     // Ready once the weights are in; the engine waits for every rank of every node.
     auto allLoaded = [&]() -> Error {
       [[maybe_unused]] ssize_t ready = ::write(readyWrite_, "R", 1);
-      return (*comm)->barrier();
+      return comm->barrier();
     };
     Error failed =
-        rank == 0 ? hostEngine(plan, **comm, link, allLoaded, engineOptions, options_.driver, beat)
-                  : followEngine(plan, rank, **comm, link, allLoaded, engineOptions, beat);
+        rank == 0 ? hostEngine(plan, connect, link, allLoaded, engineOptions, options_.driver, beat)
+                  : followEngine(plan, rank, connect, link, allLoaded, engineOptions, beat);
     if (failed) return failWith(failed.message());
     return 0;
   }
-  Expected<std::unique_ptr<Backend>> backend = createBackend(plan, rank, **comm, backendOptions);
+  if (Expected<Communicator*> connected = connect(); !connected)
+    return ctx.fail(connected.errorMessage());
+  Expected<std::unique_ptr<Backend>> backend = createBackend(plan, rank, *comm, backendOptions);
   if (!backend) return failWith(backend.errorMessage());
   Expected<std::vector<uint64_t>> weightBytes =
-      gatherWeightBytes(**comm, (*backend)->residentWeightBytes());
+      gatherWeightBytes(*comm, (*backend)->residentWeightBytes());
   if (!weightBytes) return failWith(weightBytes.errorMessage());
   NodeRunInfo info{world, (*backend)->name(), std::move(*weightBytes)};
   [[maybe_unused]] ssize_t n = ::write(readyWrite_, "R", 1);
@@ -394,6 +415,8 @@ void NodeRanks::readIterations() {
 void NodeRanks::submit(uint64_t seq, const GenerationRequest& request) {
   queue(encodeRequest(seq, request));
 }
+
+void NodeRanks::go() { queue(frame(kGo)); }
 
 void NodeRanks::end() {
   if (!ended_) queue(frame(kEnd));

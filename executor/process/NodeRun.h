@@ -47,6 +47,9 @@ struct NodeRunOptions {
   std::chrono::milliseconds rankTimeout{4000};  // a silent rank counts as hung
   // A rank whose agent sends nothing (not even keep-alives) this long aborts and exits.
   std::chrono::milliseconds agentTimeout{2000};
+  // Ranks started before the other nodes are there (the head's, so that the server answers
+  // while workers join) wait for go() before they meet their peers.
+  bool waitForGo = false;
   // The engine: every rank runs it (each node the same `engine` pool sizes); global rank 0
   // hosts it with `driver` on a thread of its process, and the run ends when the driver
   // returns (or the engine fails).
@@ -77,6 +80,8 @@ class NodeRanks {
   // Readable when global rank 0 has sent something (the head's agent waits on it too); -1 when
   // this node does not hold rank 0's engine.
   int iterationFd() const { return upRead_; }
+  // With waitForGo: every node is there, the ranks may connect.
+  void go();
   // No more requests: ranks exit once they have served the ones they have.
   void end();
   void abort(const std::string& reason);

@@ -103,7 +103,8 @@ TEST(ServeCli, GreedyTokenIdCompletionsEqualTpexecPromptIdsOnTheGoldenModels) {
 }
 
 // The engine across nodes behind the server: a head of 2 ranks and one worker of 2 ranks give
-// the greedy ids that one node running all 4 ranks gives.
+// the greedy ids that one node running all 4 ranks gives. The server answers before the worker
+// joins, and /health says 503 until every rank of both nodes has its weights.
 TEST(ServeCli, AHeadWithOneWorkerServesWhatOneNodeGives) {
   TempDir dir;
   for (const char* name : kGoldenCases) {
@@ -123,8 +124,11 @@ TEST(ServeCli, AHeadWithOneWorkerServesWhatOneNodeGives) {
     ASSERT_EQ(alone.exitCode, 0) << alone.output;
     json want = json::parse(alone.output.substr(alone.output.find('{')))["generated_ids"];
     std::unique_ptr<Spawned> worker;
+    int healthAlone = 0;
     Served s(dir, plan + " --backend cpu --listen 127.0.0.1:0 --workers 1", [&](Spawned& head) {
       if (!head.waitForText("listening on tcp://", seconds(20))) return;
+      int port = Served::waitForHttpPort(head);
+      if (port > 0) healthAlone = httpRequest(port, "GET", "/health").status;
       worker = std::make_unique<Spawned>(
           binPath("tpexec") + " --join 127.0.0.1:" + std::to_string(headPort(head.err())) +
               " --local-world 2",
@@ -132,6 +136,7 @@ TEST(ServeCli, AHeadWithOneWorkerServesWhatOneNodeGives) {
     });
     ASSERT_TRUE(worker) << s.process.err();
     ASSERT_GT(s.port, 0) << s.process.err() << worker->log();
+    EXPECT_EQ(healthAlone, 503) << "before the worker joined";
     // The head logs the layout once it sees every rank ready, which may follow /health's 200.
     EXPECT_TRUE(s.process.waitForText("ranks 2-3", seconds(10))) << s.process.err();
     EXPECT_EQ(httpRequest(s.port, "GET", "/health").status, 200);

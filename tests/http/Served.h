@@ -23,17 +23,21 @@ struct Served {
       : process(binPath("tpexec") + " serve " + args + " --port 0", dir.file("serve.out"),
                 dir.file("serve.err")) {
     if (starting) starting(process);
-    const std::string marker = "listening on http://127.0.0.1:";
-    for (int i = 0; i < 1200 && port == 0 && process.running(); ++i) {
-      std::string out = process.log();
-      size_t at = out.find(marker);
-      if (at != std::string::npos && out.find(')', at) != std::string::npos)
-        port = std::atoi(out.c_str() + at + marker.size());
-      else
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    port = waitForHttpPort(process);
     for (int i = 0; i < 1200 && port > 0 && httpRequest(port, "GET", "/health").status != 200; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // The port of the "listening on http://127.0.0.1:PORT (...)" line; 0 when none came in 60 s.
+  static int waitForHttpPort(Spawned& p) {
+    const std::string marker = "listening on http://127.0.0.1:";
+    for (int i = 0; i < 1200 && p.running(); ++i) {
+      std::string out = p.log();
+      size_t at = out.find(marker);
+      if (at != std::string::npos && out.find(')', at) != std::string::npos)
+        return std::atoi(out.c_str() + at + marker.size());
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return 0;
   }
   ~Served() {
     process.signal(SIGTERM);

@@ -37,10 +37,10 @@ class Head {
     h.backend = o_.backend;
     h.timeout = milliseconds(o_.nodeTimeoutMs);
     h.heartbeat = std::max(milliseconds(10), h.timeout / 10);
-    h.engine.engine = n.runsEngine;
-    h.engine.kvBlockSize = n.engine.kvBlockSize;
-    h.engine.kvCacheBytes = n.engine.kvCacheBytes;
-    h.engine.gpuMemoryUtilization = static_cast<float>(n.engine.gpuMemoryUtilization);
+    h.pool.engine = n.runsEngine;
+    h.pool.kvBlockSize = n.engine.kvBlockSize;
+    h.pool.kvCacheBytes = n.engine.kvCacheBytes;
+    h.pool.gpuMemoryUtilization = static_cast<float>(n.engine.gpuMemoryUtilization);
     if (!o_.curveKeys.empty()) {
       Expected<net::CurveKeys> keys = net::readCurveKeys(o_.curveKeys, true);
       if (!keys) return keys.takeError();
@@ -69,21 +69,7 @@ class Head {
         " worker(s); world " + std::to_string(p.world()) + ", " + std::to_string(o_.localWorld) +
         " rank(s) here");
 
-    // Workers that never come must not keep the head waiting forever.
-    const auto joinBy = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(o_.joinTimeoutS));
-    if (Error e = until([&] {
-          if (!head_->allJoined() && Clock::now() > joinBy) joinTimedOut_ = true;
-          return head_->allJoined() || joinTimedOut_;
-        }))
-      return e;
-    if (joinTimedOut_)
-      return makeError("--join-timeout: after ", o_.joinTimeoutS, " s, ", head_->missing());
-    std::string prefix = "run" + std::to_string(std::random_device{}()) + "/";
-    head_->assign(store ? static_cast<uint32_t>(store->port()) : 0, prefix, commId);
-    if (Error e = until([&] { return head_->allLoaded(); })) return e;
-    head_->startAll();
-
+    const std::string prefix = "run" + std::to_string(std::random_device{}()) + "/";
     n.firstRank = 0;
     n.localWorld = static_cast<uint32_t>(o_.localWorld);
     n.backend.kind = o_.backend;
@@ -96,9 +82,29 @@ class Head {
     n.rankTimeout = milliseconds(o_.rankTimeoutMs);
     n.agentTimeout = h.timeout;
     engine_ = n.runsEngine;
-    Expected<std::unique_ptr<NodeRanks>> local = NodeRanks::start(plan_, n);
-    if (!local) return local.takeError();
-    local_ = std::move(*local);
+    // The engine's ranks start now and wait for the workers: its driver (the server) answers
+    // from the start, not Ready until every rank of every node has its weights.
+    n.waitForGo = engine_;
+    if (engine_)
+      if (Error e = startLocalRanks(n)) return e;
+
+    // Workers that never come must not keep the head waiting forever.
+    const auto joinBy = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(o_.joinTimeoutS));
+    if (Error e = until([&] {
+          if (!head_->allJoined() && Clock::now() > joinBy) joinTimedOut_ = true;
+          return head_->allJoined() || joinTimedOut_;
+        }))
+      return e;
+    if (joinTimedOut_)
+      return makeError("--join-timeout: after ", o_.joinTimeoutS, " s, ", head_->missing());
+    head_->assign(store ? static_cast<uint32_t>(store->port()) : 0, prefix, commId);
+    if (Error e = until([&] { return head_->allLoaded(); })) return e;
+    head_->startAll();
+    if (engine_)
+      local_->go();
+    else if (Error e = startLocalRanks(n))
+      return e;
     if (Error e = until([&] { return head_->allReady() && local_->readyRanks() == n.localWorld; }))
       return e;
     log("ready: world " + std::to_string(p.world()) + " on " + std::to_string(o_.workers + 1) +
@@ -125,6 +131,13 @@ class Head {
   static long long msSince(Clock::time_point t) {
     return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count();
   }
+  Error startLocalRanks(const NodeRunOptions& n) {
+    Expected<std::unique_ptr<NodeRanks>> local = NodeRanks::start(plan_, n);
+    if (!local) return local.takeError();
+    local_ = std::move(*local);
+    return Error::success();
+  }
+
   static void toWire(uint64_t seq, const GenerationRequest& r, net::WireRequest& w) {
     w.seq = seq;
     w.promptIds = r.promptIds;

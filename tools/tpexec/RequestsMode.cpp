@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "executor/engine/EngineRun.h"
 #include "tools/tpexec/MultiNode.h"
@@ -52,6 +53,11 @@ void record(Shared& shared, size_t i, bool logprobs, const EngineEvent& e) {
 
 // Submits everything, cancels what asked for it on time, waits for every request to end.
 Error drive(Engine& engine, const std::vector<NamedRequest>& requests, Shared& shared) {
+  // Sent once every rank (of every node) has its weights, so that cancel_after_ms counts from
+  // when the request can run. The Engine interface has no wait for that; a short poll is cheap
+  // next to loading weights.
+  while (engine.state() == EngineState::Loading)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const auto start = Clock::now();
   std::vector<std::pair<Clock::time_point, EngineRequestId>> cancels;
   for (size_t i = 0; i < requests.size(); ++i) {

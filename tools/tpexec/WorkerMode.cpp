@@ -86,9 +86,9 @@ class Worker {
         assign->firstRank + assign->localWorld > p.world())
       return tell(makeError("the head assigned ranks ", assign->firstRank, "+", assign->localWorld,
                             " of world ", assign->world, ", which do not fit this node's plan"));
-    if (assign->engine && (assign->kvBlockSize < 1 || assign->kvBlockSize > 1024))
-      return tell(
-          makeError("the head asked for KV blocks of ", assign->kvBlockSize, " tokens (1..1024)"));
+    if (assign->pool.engine && (assign->pool.kvBlockSize < 1 || assign->pool.kvBlockSize > 1024))
+      return tell(makeError("the head asked for KV blocks of ", assign->pool.kvBlockSize,
+                            " tokens (1..1024)"));
     if (stream) {
       auto sink = [this](uint32_t rank, uint32_t weight, uint32_t slice, std::vector<uint8_t> b) {
         auto& slices = slices_[{rank, weight}];
@@ -117,10 +117,10 @@ class Worker {
     n.ncclId.assign(assign->commId.begin(), assign->commId.end());
     n.rankTimeout = milliseconds(f_.rankTimeoutMs);
     // The engine's followers size their KV pools as the head's ranks do.
-    n.runsEngine = assign->engine;
-    n.engine.kvBlockSize = assign->kvBlockSize;
-    n.engine.kvCacheBytes = assign->kvCacheBytes;
-    n.engine.gpuMemoryUtilization = assign->gpuMemoryUtilization;
+    n.runsEngine = assign->pool.engine;
+    n.engine.kvBlockSize = assign->pool.kvBlockSize;
+    n.engine.kvCacheBytes = assign->pool.kvCacheBytes;
+    n.engine.gpuMemoryUtilization = assign->pool.gpuMemoryUtilization;
     if (stream) {
       const plan::Plan* planPtr = &p;
       n.weightSourceFor = [this, planPtr](uint32_t rank) -> WeightSource {
