@@ -152,5 +152,31 @@ TEST(ServeCli, AHeadWithOneWorkerServesWhatOneNodeGives) {
   }
 }
 
+TEST(ServeCli, MultiNodeFlagsAreChecked) {
+  TempDir dir;
+  std::string model = dir.file("tiny");
+  ASSERT_EQ(
+      runCommand(binPath("tpc") + " make-model --arch qwen3 --preset tiny --quiet -o " + model)
+          .exitCode,
+      0);
+  auto oneLine = [&](const std::string& args, const std::string& words) {
+    CommandResult r = runCommand(binPath("tpexec") + " serve " + model + " " + args, 20);
+    EXPECT_EQ(r.exitCode, 2) << args << "\n" << r.output;
+    EXPECT_EQ(r.lineCount(), 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(words), std::string::npos) << args << "\n" << r.output;
+  };
+  oneLine("--workers 1", "go with --listen");
+  oneLine("--listen 127.0.0.1", "--listen expects HOST:PORT");
+  oneLine("--listen 127.0.0.1:0", "--workers must be at least 1");
+  // Checked once the plan is known (after the lines about compiling it).
+  CommandResult r = runCommand(binPath("tpexec") + " serve " + model +
+                                   " --world 2 --listen 127.0.0.1:0 "
+                                   "--workers 2",
+                               60);
+  EXPECT_EQ(r.exitCode, 2) << r.output;
+  EXPECT_NE(r.output.find("error: world 2 does not split evenly over 3 nodes"), std::string::npos)
+      << r.output;
+}
+
 }  // namespace
 }  // namespace tpc::test

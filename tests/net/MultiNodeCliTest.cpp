@@ -239,6 +239,8 @@ TEST_F(MultiNodeCli, BadFlagsGiveOneLineErrors) {
           "--listen expects HOST:PORT");
   oneLine(plan_ + " --listen 127.0.0.1:0 --prompt-ids 1", 2, "--workers must be at least 1");
   oneLine(plan_ + " --listen 127.0.0.1:0 --workers 1", 2, "either --prompt-ids or --requests");
+  oneLine(plan_ + " --listen 127.0.0.1:0 --workers 1 --prompt-ids 1 --max-seqs 4", 2,
+          "--max-seqs goes with --requests");
   oneLine(plan_ + " --listen 127.0.0.1:0 --workers 2 --prompt-ids 1", 2, "does not split evenly");
   oneLine(plan_ + " --listen 127.0.0.1:0 --workers 1 --requests " + dir_.file("none.jsonl"), 1,
           "none.jsonl: cannot read");

@@ -29,6 +29,7 @@ struct HeadFlags {
   double temperature = 0.0, topP = 1.0;
   bool json = false, ignoreEos = false;
   EngineFlags engine;
+  std::string engineFlagSeen;  // the first engine flag given, if any
 };
 
 std::vector<int64_t> eosOf(const plan::Plan& p) {
@@ -112,6 +113,9 @@ Error parseFlags(int argc, char** argv, HeadFlags& f, bool& help, std::string& h
   addEngineFlags(args, f.engine);
   if (Error e = args.parse(argc, argv)) return e;
   help = args.helpRequested();
+  for (const char* flag : {"--max-seqs", "--max-batched-tokens", "--kv-block-size",
+                           "--kv-cache-memory", "--gpu-memory-utilization", "--no-prefix-caching"})
+    if (f.engineFlagSeen.empty() && args.seen(flag)) f.engineFlagSeen = flag;
   helpText = args.help();
   if (f.listen.empty() && !envOr("TPC_MN_HEAD_PORT").empty())
     f.listen = "0.0.0.0:" + envOr("TPC_MN_HEAD_PORT");
@@ -147,6 +151,9 @@ int runHeadMode(int argc, char** argv) {
     return printError("give either --prompt-ids or --requests", 2);
   if (!f.logitsOut.empty() && !f.requestsPath.empty())
     return printError("--logits-out goes with --prompt-ids, not --requests", 2);
+  if (!f.engineFlagSeen.empty() && f.requestsPath.empty())
+    return printError(f.engineFlagSeen + " goes with --requests (--prompt-ids runs step by step)",
+                      2);
   if (f.maxNew < 1) return printError("--max-new-tokens must be at least 1", 2);
   if (f.topK < 0) return printError("--top-k must not be negative", 2);
   if (!(f.topP > 0.0 && f.topP <= 1.0)) return printError("--top-p must be in (0, 1]", 2);
