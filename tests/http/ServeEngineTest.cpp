@@ -41,8 +41,9 @@ Streamed collect(SseStream& s) {
 
 // Prompts of different lengths (3..14 tokens), inside every golden model's vocab.
 std::vector<int32_t> promptFor(int i) {
-  std::vector<int32_t> ids;
-  for (int t = 0; t < 3 + i % 12; ++t) ids.push_back(1 + (i * 37 + t * 11) % 200);
+  std::vector<int32_t> ids(static_cast<size_t>(3 + i % 12));
+  for (size_t t = 0; t < ids.size(); ++t)
+    ids[t] = static_cast<int32_t>(1 + (i * 37 + t * 11) % 200);
   return ids;
 }
 
