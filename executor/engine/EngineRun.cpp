@@ -2,8 +2,8 @@
 
 #include "executor/comm/ShmCommunicator.h"
 #include "executor/engine/EngineRanks.h"
+#include "executor/process/LocalComm.h"
 #include "executor/process/ProcessGroup.h"
-#include "executor/process/RankComms.h"
 #include "kernels/cpu/Threads.h"
 
 namespace tpc {
@@ -25,8 +25,12 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
   if (options.localWorld != 0 && options.localWorld != world)
     return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
                      world, " (spreading ranks over several nodes needs --listen and --workers)");
-  if (options.backend.kind == "cuda" && cudaDeviceCount() == 0)
-    return makeError("--backend cuda: no CUDA device is visible on this host");
+  const bool cuda = options.backend.kind == "cuda";
+  const int gpus = cuda ? cudaDeviceCount() : 0;
+  if (cuda && gpus == 0) return makeError("--backend cuda: no CUDA device is visible on this host");
+  Expected<std::string> commName = chooseLocalCommunicator(
+      options.backend.kind, cuda ? options.comm : std::string("auto"), world, gpus);
+  if (!commName) return commName.takeError();
   const EngineRankOptions rankOptions = rankOptionsOf(options);
   if (world == 1) {
     std::unique_ptr<Communicator> local = createLocalCommunicator();
@@ -39,9 +43,16 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
         plan, [made]() -> Expected<Communicator*> { return made; }, link,
         [] { return Error::success(); }, rankOptions, driver, {});
   }
-  // The ranks' control mesh (iterations, host values) is shared memory, mapped before the fork.
+  // The ranks' control mesh (iterations, host values) is shared memory, mapped before the fork;
+  // CUDA ranks get a second segment for their GPU communicator's set-up (and host values).
   Expected<std::shared_ptr<ShmSegment>> segment = ShmSegment::create(world);
   if (!segment) return segment.takeError();
+  std::shared_ptr<ShmSegment> gpuSegment;
+  if (cuda) {
+    Expected<std::shared_ptr<ShmSegment>> made = ShmSegment::create(world);
+    if (!made) return made.takeError();
+    gpuSegment = std::move(*made);
+  }
   ProcessGroupOptions group;
   group.heartbeatTimeout = options.rankTimeout;
   Error e = runLocalRanks(
@@ -54,15 +65,19 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
             createShmCommunicator(rank, *segment, shm);
         if (!control) return ctx.fail(control.errorMessage());
         ctx.heartbeat();
-        std::unique_ptr<Communicator> nccl;
-        if (options.backend.kind == "cuda") {
-          Expected<std::unique_ptr<Communicator>> made =
-              ncclBesideMesh(**control, rank, world, options.rankTimeout);
+        std::unique_ptr<Communicator> gpu;
+        if (cuda) {
+          Expected<std::unique_ptr<Communicator>> host =
+              createShmCommunicator(rank, gpuSegment, shm);
+          if (!host) return ctx.fail(host.errorMessage());
+          Expected<std::unique_ptr<Communicator>> made = connectLocalGpus(
+              *commName, std::move(*host), localRankDevice(options.backend.device, rank, gpus),
+              options.rankTimeout);
           if (!made) return ctx.fail(made.errorMessage());
-          nccl = std::move(*made);
+          gpu = std::move(*made);
           ctx.heartbeat();
         }
-        Communicator* comm = nccl ? nccl.get() : control->get();
+        Communicator* comm = gpu ? gpu.get() : control->get();
         auto connect = [comm]() -> Expected<Communicator*> { return comm; };
         auto beat = [&] { ctx.heartbeat(); };
         MeshLink link(**control);
@@ -73,7 +88,7 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
                                           allLoaded, rankOptions, beat);
         if (failed) {
           (*control)->abort();
-          if (nccl) nccl->abort();
+          if (gpu) gpu->abort();
           return ctx.fail(failed.message());
         }
         return 0;

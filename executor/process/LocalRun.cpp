@@ -13,8 +13,8 @@
 #include <tuple>
 
 #include "executor/comm/ShmCommunicator.h"
+#include "executor/process/LocalComm.h"
 #include "executor/process/ProcessGroup.h"
-#include "executor/process/RankComms.h"
 #include "kernels/cpu/Threads.h"
 
 namespace tpc {
@@ -77,28 +77,6 @@ Expected<std::pair<int, int>> listenOnLoopback() {
 
 }  // namespace
 
-Expected<std::string> chooseLocalCommunicator(const std::string& backendKind,
-                                              const std::string& requested, int world, int gpus) {
-  const bool cuda = backendKind == "cuda";
-  if (cuda) {
-    if (requested != "auto" && requested != "nccl" && requested != "ipc")
-      return makeError("--comm ", requested,
-                       ": the CUDA backend's ranks talk through nccl or ipc (shm and gloo are for "
-                       "cpu)");
-    if (world == 1) return std::string("nccl");  // one rank: the same path as a multi-GPU run
-    if (requested == "nccl" && world > gpus)
-      return makeError("--comm nccl: ", world, " ranks on ", gpus,
-                       " GPU(s) share a GPU, which NCCL refuses; use --comm ipc");
-    if (requested == "auto") return std::string(world > gpus ? "ipc" : "nccl");
-    return requested;
-  }
-  if (requested != "auto" && requested != "shm" && requested != "gloo")
-    return makeError("--comm ", requested,
-                     ": the CPU backend's ranks talk through shm or gloo (nccl is for cuda)");
-  if (world == 1) return std::string("local");
-  return requested == "auto" ? std::string("shm") : requested;
-}
-
 Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
                      const std::function<Error(const RunReport&)>& report) {
   const int world = static_cast<int>(plan.plan().world());
@@ -154,18 +132,12 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
         }
         if (!comm) return ctx.fail(comm.errorMessage());
         ctx.heartbeat();
-        if (*commName == "ipc") {
-          // Local rank r on GPU r mod the visible GPUs, as the backend picks it.
-          int device = options.backend.device >= 0 ? options.backend.device : rank % gpus;
-          comm = createIpcCommunicator(std::move(*comm), device, options.rankTimeout);
+        if (cuda) {
+          // Shared memory carries rank 0's NCCL id, or becomes the IPC communicator's host.
+          comm = connectLocalGpus(*commName, std::move(*comm),
+                                  localRankDevice(options.backend.device, rank, gpus),
+                                  options.rankTimeout);
           if (!comm) return ctx.fail(comm.errorMessage());
-          ctx.heartbeat();
-        } else if (options.backend.kind == "cuda") {
-          // GPUs talk through NCCL; shared memory only carries rank 0's NCCL id to the others.
-          Expected<std::unique_ptr<Communicator>> nccl =
-              ncclBesideMesh(**comm, rank, world, options.rankTimeout);
-          if (!nccl) return ctx.fail(nccl.errorMessage());
-          comm = std::move(nccl);
           ctx.heartbeat();
         }
         Error failed = runRank(
