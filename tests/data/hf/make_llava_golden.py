@@ -10,9 +10,11 @@ tower, a llama text model) built by transformers itself and saved with save_pret
   pixel_values.npy  float32 [1, 3, S, S] fed straight to the model (no image processor)
   prefill_logits.npy float32 [prompt length, vocab]: the logits at every prompt position
   logits.npy    float32 [new tokens, vocab], as tests/data/hf/make_golden.py writes it
-and, in OUT_DIR/images/, the committed test images with the pixel values the transformers
-CLIPImageProcessor (PIL-based, use_fast=False) and, when torchvision is there, the
-torchvision-based one make of them under the first case's preprocessor_config.json.
+and, in OUT_DIR/images/, the test images with the pixel values that transformers'
+CLIPImageProcessor makes of them under the first case's preprocessor_config.json
+(IMAGE.pixels.npy, float32 [3, 32, 32], from use_fast=False; IMAGE.torchvision.npy from the
+torchvision-based class, to show whether the two differ; IMAGE.rgb.npy, what Pillow decoded).
+Eight tower heads, so that every world up to 8 splits them.
 Runs on the CPU in fp32 with eager attention, so the reference has no TF32 or kernel choice in it.
 """
 import json
@@ -25,7 +27,7 @@ import torch
 import transformers
 
 IMAGE_TOKEN = 250
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=8,
               num_channels=3, image_size=32, patch_size=8, hidden_act="quick_gelu",
               layer_norm_eps=1e-5, projection_dim=16)
 TEXT = dict(model_type="llama", vocab_size=256, hidden_size=64, intermediate_size=128,
@@ -137,7 +139,7 @@ def preprocess_images(out_dir, model_dir):
     proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     proc.save_pretrained(model_dir)
     report = {"files": files, "processors": {}}
-    kinds = [("pil", lambda: CLIPImageProcessor.from_pretrained(model_dir, use_fast=False))]
+    kinds = [("pixels", lambda: CLIPImageProcessor.from_pretrained(model_dir, use_fast=False))]
     try:
         from transformers import CLIPImageProcessorFast
         kinds.append(("torchvision", lambda: CLIPImageProcessorFast.from_pretrained(model_dir)))
