@@ -93,8 +93,7 @@ void readTower(LlavaKeys& keys, VisionSpec& v) {
 
 Expected<ModelSpec> parseLlavaConfig(const std::string& jsonText, const std::string& source) {
   json root = json::parse(jsonText, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object())
-    return makeError(source, ": not a JSON object");
+  if (root.is_discarded() || !root.is_object()) return makeError(source, ": not a JSON object");
   std::optional<Error> error;
   LlavaKeys top(root, "", error, source);
   const json* text = top.find("text_config");
@@ -127,7 +126,8 @@ Expected<ModelSpec> parseLlavaConfig(const std::string& jsonText, const std::str
              "\" is not supported (default or full)");
   v.keepClassRow = strategy == "full";
   std::string act = top.string("projector_hidden_act", "gelu");
-  if (act != "gelu") top.fail("projector_hidden_act \"", printable(act), "\" is not supported (only gelu)");
+  if (act != "gelu")
+    top.fail("projector_hidden_act \"", printable(act), "\" is not supported (only gelu)");
   v.projectorBias = top.boolean("multimodal_projector_bias", true);
   if (error) return std::move(*error);
   v.imageSeqLength = top.integer("image_seq_length", v.featureRows());

@@ -4,7 +4,8 @@
 //   transformers 5 save_pretrained: vision_tower.X (no vision_model.), multi_modal_projector.X,
 //                              language_model.model.X, language_model.lm_head.weight
 //   nested (LlavaModel under model.): model.vision_tower.vision_model.X,
-//                              model.multi_modal_projector.X, model.language_model.X, lm_head.weight
+//                              model.multi_modal_projector.X, model.language_model.X,
+//                              lm_head.weight
 // The builders speak in canonical names ("model.layers.0...", "lm_head.weight" for the text
 // model; "embeddings.patch_embedding.weight" for the tower; "linear_1.weight" for the projector)
 // and the layout turns them into the checkpoint's.

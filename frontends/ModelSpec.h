@@ -67,15 +67,17 @@ struct VisionSpec {
   double layerNormEps = 1e-5;
   int64_t imageTokenIndex = 0;
   int64_t imageSeqLength = 0;
-  int64_t featureLayer = -2;       // index into the tower's hidden states (0: the embeddings)
-  bool keepClassRow = false;       // vision_feature_select_strategy "full"; "default" drops it
-  bool projectorBias = true;       // multimodal_projector_bias
+  int64_t featureLayer = -2;  // index into the tower's hidden states (0: the embeddings)
+  bool keepClassRow = false;  // vision_feature_select_strategy "full"; "default" drops it
+  bool projectorBias = true;  // multimodal_projector_bias
 
   int64_t patchesPerSide() const { return imageSize / patchSize; }
   // The tower's rows: the class slot, then the patches in raster order.
   int64_t rows() const { return patchesPerSide() * patchesPerSide() + 1; }
   // Encoder layers run: hidden state featureLayer is the output of that many layers.
-  int64_t layersRun() const { return featureLayer < 0 ? numLayers + 1 + featureLayer : featureLayer; }
+  int64_t layersRun() const {
+    return featureLayer < 0 ? numLayers + 1 + featureLayer : featureLayer;
+  }
   // The image rows a prompt holds, one per image token.
   int64_t featureRows() const { return keepClassRow ? rows() : rows() - 1; }
 

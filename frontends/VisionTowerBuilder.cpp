@@ -32,7 +32,11 @@ class VisionBuilder {
     const std::string t = layout_.tower;
     Value* conv = param(t + "embeddings.patch_embedding.weight",
                         {H, v_.numChannels, v_.patchSize, v_.patchSize}, {H, patchWidth});
-    Value* h = linear(patches, conv, nullptr, "patch_embed", H, splitAttrs(H, "vision hidden_size"));
+    // Kept whole: split by columns, its output would need an all_gather before the
+    // position embedding, for a GEMM that is a small part of the tower.
+    Attributes whole;
+    whole.setInt("replicate", 1);
+    Value* h = linear(patches, conv, nullptr, "patch_embed", H, whole);
     h = node(OpKind::VisionEmbed,
              {h, param(t + "embeddings.class_embedding", {H}),
               param(t + "embeddings.position_embedding.weight", {v_.rows(), H})},
@@ -64,8 +68,8 @@ class VisionBuilder {
     if (!meta) {
       fail("missing tensor \"", name, "\" (expected shape ", formatShape(staticShape(shape)), ")");
     } else if (meta->shape != shape) {
-      fail("tensor \"", name, "\" has shape ", formatShape(staticShape(meta->shape)),
-           ", expected ", formatShape(staticShape(shape)));
+      fail("tensor \"", name, "\" has shape ", formatShape(staticShape(meta->shape)), ", expected ",
+           formatShape(staticShape(shape)));
     } else if (!isComputeDType(meta->dtype)) {
       fail("tensor \"", name, "\" has dtype ", safetensorsName(meta->dtype),
            "; only F32, F16 and BF16 weights are supported");

@@ -58,8 +58,8 @@ void visionEmbed(const float* x, const float* classEmbedding, const float* posit
                  int64_t width, float* out) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < width; ++i)
-      out[r * width + i] = x[r * width + i] + (r == 0 ? classEmbedding[i] : 0.0f) +
-                           position[r * width + i];
+      out[r * width + i] =
+          x[r * width + i] + (r == 0 ? classEmbedding[i] : 0.0f) + position[r * width + i];
 }
 
 void encoderAttention(const float* q, const float* k, const float* v, int64_t rows, int64_t heads,

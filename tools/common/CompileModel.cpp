@@ -1,6 +1,7 @@
 #include "tools/common/CompileModel.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "codegen/Lowering.h"
 #include "codegen/PlanReader.h"
@@ -25,6 +26,17 @@ Expected<CompiledModel> compileModel(const std::string& model, const CompileSett
         if (settings.afterPass) settings.afterPass(pass, g);
       }))
     return e;
+  // llava: the vision tower is its own graph, through the same passes for the same world.
+  std::optional<Graph> tower;
+  if (spec.vision) {
+    Expected<Graph> vision = buildVisionGraph(spec, source->lookup(), build);
+    if (!vision) return vision.takeError();
+    if (Error e = runPipeline(*vision, passes, [&](const std::string& pass, const Graph& g) {
+          if (settings.afterPass) settings.afterPass(pass, g);
+        }))
+      return std::move(e).withContext("vision tower: ");
+    tower = std::move(*vision);
+  }
   PlanSource planSource;
   planSource.modelDir = source->directory;
   for (const SafetensorsFile& f : source->checkpoint.files())
@@ -40,7 +52,8 @@ Expected<CompiledModel> compileModel(const std::string& model, const CompileSett
   int64_t modelMax = spec.maxPositionEmbeddings > 0 ? spec.maxPositionEmbeddings : 8192;
   limits.maxContext =
       settings.maxContext > 0 ? settings.maxContext : std::min<int64_t>(modelMax, 8192);
-  Expected<std::vector<uint8_t>> bytes = lowerToPlan(*graph, planSource, limits);
+  Expected<std::vector<uint8_t>> bytes =
+      lowerToPlan(*graph, planSource, limits, tower ? &*tower : nullptr);
   if (!bytes) return bytes.takeError();
   // Read the plan back exactly as tpexec will: a plan this build cannot load is never used.
   Expected<LoadedPlan> check = LoadedPlan::fromBytes(*bytes, model);
