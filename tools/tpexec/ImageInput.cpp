@@ -1,9 +1,12 @@
 #include "tools/tpexec/ImageInput.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 #include "codegen/PlanFormat.h"
 #include "executor/Npy.h"
+#include "frontends/Image.h"
 #include "kernels/cpu/Vision.h"
 
 namespace tpc::tpexec {
@@ -25,9 +28,22 @@ Expected<PromptImage> loadPromptImage(const plan::Plan& plan, const std::string&
                        size, "] for this tower");
     pixels = std::move(array->data);
   } else {
-    (void)imagePath;
-    (void)modelDir;
-    return makeError("--image needs a build with image decoding");
+    if (channels != 3)
+      return makeError("--image: the tower takes ", channels, " channels, not RGB");
+    std::string dir = modelDir.empty() && plan.model_dir() ? plan.model_dir()->str() : modelDir;
+    std::string configPath = (std::filesystem::path(dir) / "preprocessor_config.json").string();
+    std::ifstream in(configPath);
+    if (!in)
+      return makeError(configPath, ": cannot open (the model's image preprocessing settings)");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    Expected<ImagePreprocessing> settings = parsePreprocessorConfig(text, configPath);
+    if (!settings) return settings.takeError();
+    if (!settings->doCenterCrop || settings->cropHeight != size || settings->cropWidth != size)
+      return makeError(configPath, ": the preprocessed image must be ", size, "x", size,
+                       " for this tower (set do_center_crop and crop_size)");
+    Expected<RgbImage> image = readImageFile(imagePath);
+    if (!image) return image.takeError();
+    pixels = preprocessImage(*image, *settings);
   }
   PromptImage image;
   image.rows = planIntAttr(plan.model(), "vision_rows");

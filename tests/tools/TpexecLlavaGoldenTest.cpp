@@ -1,0 +1,116 @@
+// tpexec on LLaVA against Hugging Face transformers (tests/data/hf/llava-*, made by
+// make_llava_golden.py): pixel_values fed directly, worlds 1, 2, 4 and 8 on the CPU backend. The
+// greedy ids equal transformers', every logits row is within 1e-4 relative error, and the
+// sharded worlds agree with world 1 within 1e-5.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "executor/Npy.h"
+#include "tests/support/GoldenCases.h"
+#include "tests/support/TestSupport.h"
+
+namespace tpc {
+namespace {
+
+std::string compile(test::TempDir& tmp, const std::string& model, int world) {
+  std::string plan = tmp.file("llava.w" + std::to_string(world) + ".fb");
+  test::CommandResult c =
+      test::runCommand(test::binPath("tpc") + " compile " + model + " --world " +
+                       std::to_string(world) + " --dtype f32 --quiet -o " + plan);
+  EXPECT_EQ(c.exitCode, 0) << c.output;
+  return plan;
+}
+
+TEST(TpexecLlavaGolden, MatchesTransformersAtEveryWorld) {
+  test::TempDir tmp;
+  for (const char* name : {"llava-tiny", "llava-tiny-full"}) {
+    std::string model = test::dataDir() + "/hf/" + name;
+    nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+    std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
+    Expected<NpyArray> reference = readNpyF32(model + "/logits.npy");
+    ASSERT_TRUE(reference) << reference.errorMessage();
+    std::optional<NpyArray> worldOne;
+    for (int world : {1, 2, 4, 8}) {
+      SCOPED_TRACE(std::string(name) + " world " + std::to_string(world));
+      std::string plan = compile(tmp, model, world), logits = tmp.file("logits.npy");
+      test::CommandResult r = test::runCommand(
+          test::binPath("tpexec") + " " + plan + " --backend cpu --prompt-ids " +
+          test::joinedIds(prompt) + " --pixel-values " + model + "/pixel_values.npy" +
+          " --max-new-tokens " + std::to_string(want.size()) +
+          " --ignore-eos --json --logits-out " + logits);
+      ASSERT_EQ(r.exitCode, 0) << r.output;
+      nlohmann::json out = nlohmann::json::parse(r.output);
+      EXPECT_EQ(out["generated_ids"].get<std::vector<int64_t>>(), want);
+      EXPECT_TRUE(out["timings"].contains("image_encode_ms"));
+      Expected<NpyArray> ours = readNpyF32(logits);
+      ASSERT_TRUE(ours) << ours.errorMessage();
+      ASSERT_EQ(ours->shape, reference->shape);
+      EXPECT_LT(test::worstRowError(*ours, *reference), 1e-4);
+      if (world == 1)
+        worldOne = *ours;
+      else
+        EXPECT_LT(test::worstRowError(*ours, *worldOne), 1e-5) << "sharding changed the logits";
+    }
+  }
+}
+
+// The image token written once is expanded to image_seq_length copies, as the processor does;
+// a prompt whose image tokens do not match the image is one clear error.
+TEST(TpexecLlavaGolden, ImageTokenExpansionAndMismatch) {
+  test::TempDir tmp;
+  std::string model = test::dataDir() + "/hf/llava-tiny";
+  std::string plan = compile(tmp, model, 2);
+  std::string run = test::binPath("tpexec") + " " + plan + " --backend cpu --pixel-values " +
+                    model + "/pixel_values.npy --max-new-tokens 4 --ignore-eos --json";
+  test::CommandResult once = test::runCommand(run + " --prompt-ids 1,17,42,250,99,3,201,7");
+  ASSERT_EQ(once.exitCode, 0) << once.output;
+  nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+  nlohmann::json out = nlohmann::json::parse(once.output);
+  EXPECT_EQ(out["prompt_ids"], golden["prompt_ids"]);
+  EXPECT_EQ(out["generated_ids"], golden["generated_ids"]);
+
+  test::CommandResult twice = test::runCommand(run + " --prompt-ids 1,250,17,250");
+  EXPECT_NE(twice.exitCode, 0);
+  EXPECT_NE(twice.output.find("the prompt has 2 image tokens (id 250) but the image gives 16 rows"),
+            std::string::npos)
+      << twice.output;
+  test::CommandResult wrongShape =
+      test::runCommand(test::binPath("tpexec") + " " + plan +
+                       " --backend cpu --prompt-ids 1,250 --pixel-values " + model + "/logits.npy");
+  EXPECT_NE(wrongShape.exitCode, 0);
+  EXPECT_NE(wrongShape.output.find("pixel values must be [1, 3, 32, 32]"), std::string::npos)
+      << wrongShape.output;
+}
+
+// --image runs the C++ preprocessing (preprocessor_config.json beside the checkpoint): on the
+// image at the tower's exact size it gives what --pixel-values gives with transformers' own
+// pixel values of that image.
+TEST(TpexecLlavaGolden, ImageFileAgreesWithTransformersPixelValues) {
+  test::TempDir tmp;
+  std::string model = test::dataDir() + "/hf/llava-tiny";
+  std::string image = test::dataDir() + "/images/exact-32x32.png";
+  std::string plan = compile(tmp, model, 4);
+  std::string run =
+      test::binPath("tpexec") + " " + plan +
+      " --backend cpu --prompt-ids 1,17,250,99 --max-new-tokens 3 --ignore-eos --json";
+  test::CommandResult ours =
+      test::runCommand(run + " --image " + image + " --logits-out " + tmp.file("ours.npy"));
+  ASSERT_EQ(ours.exitCode, 0) << ours.output;
+  test::CommandResult theirs = test::runCommand(
+      run + " --pixel-values " + image + ".pixels.npy --logits-out " + tmp.file("theirs.npy"));
+  ASSERT_EQ(theirs.exitCode, 0) << theirs.output;
+  EXPECT_EQ(nlohmann::json::parse(ours.output)["generated_ids"],
+            nlohmann::json::parse(theirs.output)["generated_ids"]);
+  Expected<NpyArray> a = readNpyF32(tmp.file("ours.npy")), b = readNpyF32(tmp.file("theirs.npy"));
+  ASSERT_TRUE(a && b);
+  EXPECT_LT(test::worstRowError(*a, *b), 1e-4);
+
+  test::CommandResult corrupt = test::runCommand(run + " --image " + model + "/config.json");
+  EXPECT_NE(corrupt.exitCode, 0);
+  EXPECT_NE(corrupt.output.find("config.json: not a JPEG or PNG image"), std::string::npos)
+      << corrupt.output;
+}
+
+}  // namespace
+}  // namespace tpc
