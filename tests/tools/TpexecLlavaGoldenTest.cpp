@@ -55,6 +55,49 @@ TEST(TpexecLlavaGolden, MatchesTransformersAtEveryWorld) {
   }
 }
 
+// tpc inspect names the three parts, with the tower's and projector's own parameter counts
+// (2-layer CLIP tower: its second layer and post_layernorm are unused at hidden state -2).
+TEST(TpexecLlavaGolden, InspectShowsTowerProjectorAndText) {
+  test::CommandResult r =
+      test::runCommand(test::binPath("tpc") + " inspect " + test::dataDir() + "/hf/llava-tiny");
+  ASSERT_EQ(r.exitCode, 0) << r.output;
+  // Tower: patch 32*3*8*8, class 32, positions 17*32, pre-norm 64, one layer 4*(32*32+32) +
+  // 2*32*64 + 64 + 32 + 4*32. Projector: 32*64 + 64 + 64*64 + 64.
+  EXPECT_NE(r.output.find("llava, text model llama"), std::string::npos) << r.output;
+  EXPECT_NE(
+      r.output.find("vision tower: CLIP, hidden 32, 2 layers (runs 1: hidden state -2), 8 "
+                    "heads, intermediate 64; image 32 px, patch 8: 17 rows; 15328 parameters"),
+      std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("projector: linear 32 -> 64, gelu, linear 64 -> 64 (biased); 6272 "
+                          "parameters"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("image token 250 x 16 (class row dropped)"), std::string::npos);
+}
+
+// tpc dump shows each rank's vision tower program with its split: half the heads per rank at
+// world 2, the row-parallel out_proj followed by its all_reduce and then its bias.
+TEST(TpexecLlavaGolden, DumpShowsTheTowerSplit) {
+  test::TempDir tmp;
+  std::string plan = compile(tmp, test::dataDir() + "/hf/llava-tiny", 2);
+  test::CommandResult r = test::runCommand(test::binPath("tpc") + " dump " + plan + " --rank 1");
+  ASSERT_EQ(r.exitCode, 0) << r.output;
+  size_t tower = r.output.find("vision tower, rank 1:"), text = r.output.find("\nrank 1:");
+  ASSERT_NE(tower, std::string::npos) << r.output;
+  ASSERT_NE(text, std::string::npos) << r.output;
+  EXPECT_LT(tower, text);
+  std::string towerPart = r.output.substr(tower, text - tower);
+  for (const char* want :
+       {"encoder_attention  head-parallel", "heads=4",
+        "v0.o                 f32[tokens, 32]  partial",
+        "all_reduce         all-reduce       v0.o.sum",
+        "bias_add           replicated       v0.o_bias", "self_attn.out_proj.weight[cols 16:32]",
+        "linear             column-parallel  proj1"})
+    EXPECT_NE(towerPart.find(want), std::string::npos) << want << "\n" << towerPart;
+  EXPECT_NE(r.output.substr(text).find("image_rows"), std::string::npos);
+}
+
 // The image token written once is expanded to image_seq_length copies, as the processor does;
 // a prompt whose image tokens do not match the image is one clear error.
 TEST(TpexecLlavaGolden, ImageTokenExpansionAndMismatch) {
