@@ -143,7 +143,7 @@ class DecoderBuilder {
     return a;
   }
 
-  Value* param(const std::string& canonical, std::vector<int64_t> shape) {
+  Value* param(const std::string& canonical, const std::vector<int64_t>& shape) {
     const std::string name = llava_ ? llava_->textName(canonical) : canonical;
     if (Value* existing = g_.findValue(name)) return existing;
     Expected<TensorMeta> meta = source_.resolve(name, shape);

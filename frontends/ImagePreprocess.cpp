@@ -40,9 +40,10 @@ Coefficients coefficients(int64_t inSize, int64_t outSize) {
   for (int64_t xx = 0; xx < outSize; ++xx) {
     const double center = (static_cast<double>(xx) + 0.5) * scale;
     const double ss = 1.0 / filterScale;
-    auto xmin = static_cast<int64_t>(center - support + 0.5);
+    // PIL truncates toward zero here, (int)(center - support + 0.5).
+    auto xmin = static_cast<int64_t>(std::trunc(center - support + 0.5));
     xmin = std::max<int64_t>(xmin, 0);
-    auto xmax = static_cast<int64_t>(center + support + 0.5);
+    auto xmax = static_cast<int64_t>(std::trunc(center + support + 0.5));
     xmax = std::min(xmax, inSize) - xmin;
     double total = 0.0;
     for (int64_t x = 0; x < xmax; ++x) {

@@ -61,8 +61,8 @@ class VisionBuilder {
 
   // `view` is the shape the graph uses when it differs from the checkpoint's (a conv kernel as
   // a GEMM weight).
-  Value* param(const std::string& name, std::vector<int64_t> shape,
-               std::vector<int64_t> view = {}) {
+  Value* param(const std::string& name, const std::vector<int64_t>& shape,
+               const std::vector<int64_t>& view = {}) {
     DType dtype = spec_.dtype;
     std::optional<TensorMeta> meta = lookup_(name);
     if (!meta) {

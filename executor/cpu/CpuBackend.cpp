@@ -124,7 +124,10 @@ class CpuBackend : public Backend {
   void setTower(std::unique_ptr<CpuBackend> tower) { tower_ = std::move(tower); }
 
   Expected<const float*> encodeImage(const float* patches, int64_t rows) override {
-    if (!tower_) return makeError("this plan has no vision tower");
+    if (!tower_)
+      return makeError(plan_.vision_tower() ? "the vision tower's weights are not loaded here "
+                                              "(its weights come only from a checkpoint)"
+                                            : "this plan has no vision tower");
     const int64_t want = planIntAttr(plan_.model(), "vision_rows");
     if (rows != want)
       return makeError("the vision tower takes ", want, " rows (class slot and patches), not ",

@@ -65,7 +65,7 @@ TEST(LlavaConfig, Llava15SevenBShape) {
 }
 
 TEST(LlavaConfig, RefusesWhatItCannotRun) {
-  auto expectError = [](json j, const std::string& words) {
+  auto expectError = [](const json& j, const std::string& words) {
     Expected<ModelSpec> spec = parse(j);
     ASSERT_FALSE(spec) << "accepted a config that should fail with " << words;
     EXPECT_NE(spec.errorMessage().find(words), std::string::npos) << spec.errorMessage();

@@ -60,6 +60,7 @@ TEST(QuickGelu, SigmoidOf1702) {
   auto x = randomFloats(101, 4, -8.0f, 8.0f);
   x.push_back(-200.0f);  // exp overflows to inf: the result is -0, not NaN
   std::vector<double> want;
+  want.reserve(x.size());
   for (float v : x) want.push_back(v / (1.0 + std::exp(-1.702 * v)));
   std::vector<float> out(x.size());
   quickGelu(x.data(), static_cast<int64_t>(x.size()), out.data());
