@@ -34,11 +34,12 @@ TEST(TpexecLlavaGolden, MatchesTransformersAtEveryWorld) {
     for (int world : {1, 2, 4, 8}) {
       SCOPED_TRACE(std::string(name) + " world " + std::to_string(world));
       std::string plan = compile(tmp, model, world), logits = tmp.file("logits.npy");
-      test::CommandResult r = test::runCommand(
-          test::binPath("tpexec") + " " + plan + " --backend cpu --prompt-ids " +
-          test::joinedIds(prompt) + " --pixel-values " + model + "/pixel_values.npy" +
-          " --max-new-tokens " + std::to_string(want.size()) +
-          " --ignore-eos --json --logits-out " + logits);
+      std::string run = test::binPath("tpexec");
+      run += " " + plan + " --backend cpu --prompt-ids " + test::joinedIds(prompt);
+      run += " --pixel-values " + model + "/pixel_values.npy";
+      run += " --max-new-tokens " + std::to_string(want.size());
+      run += " --ignore-eos --json --logits-out " + logits;
+      test::CommandResult r = test::runCommand(run);
       ASSERT_EQ(r.exitCode, 0) << r.output;
       nlohmann::json out = nlohmann::json::parse(r.output);
       EXPECT_EQ(out["generated_ids"].get<std::vector<int64_t>>(), want);

@@ -14,7 +14,8 @@ and, in OUT_DIR/images/, the test images with the pixel values that transformers
 CLIPImageProcessor makes of them under the first case's preprocessor_config.json
 (IMAGE.pixels.npy, float32 [3, 32, 32], from use_fast=False; IMAGE.torchvision.npy from the
 torchvision-based class, to show whether the two differ; IMAGE.rgb.npy, what Pillow decoded).
-Eight tower heads, so that every world up to 8 splits them.
+tests/data/images holds the images, images.json and the .pixels.npy files (the torchvision ones
+were identical). Eight tower heads, so that every world up to 8 splits them.
 Runs on the CPU in fp32 with eager attention, so the reference has no TF32 or kernel choice in it.
 """
 import json
