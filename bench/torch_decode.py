@@ -5,6 +5,8 @@ A Llama-shaped decoder with random bf16 weights, written the way a careful PyTor
 a static KV cache, torch.nn.functional.scaled_dot_product_attention, and the whole decode step
 (every layer, the LM head and the argmax) captured in one CUDA graph and replayed. The shape comes
 from a config.json (`tpc make-model --config-only` writes one), so both sides run the same shape.
+With --compile the step first goes through torch.compile (Inductor, its default mode, which
+leaves CUDA graphs to us) and the compiled step is captured in the same one CUDA graph.
 
 Prints one JSON line: {"decode_ms_per_step": ..., ...}.
 """
@@ -103,6 +105,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--prompt-len", type=int, default=512, help="decode starts at this position")
     ap.add_argument("--gen", type=int, default=128, help="timed decode steps")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the step before capture")
     args = ap.parse_args()
     cfg = json.load(open(args.config))
     device = torch.device("cuda")
@@ -111,17 +114,21 @@ def main():
     model = Decoder(cfg, args.batch, max_context, device)
     tokens = torch.zeros(args.batch, dtype=torch.long, device=device)
     position = torch.tensor(args.prompt_len, dtype=torch.long, device=device)
+    step = torch.compile(model.step) if args.compile else model.step
 
     with torch.no_grad():
+        compile_start = time.perf_counter()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(3):  # warm-up before capture, as torch.cuda.graphs asks
-                out = model.step(tokens, position)
+            for _ in range(3):  # warm-up before capture, as torch.cuda.graphs asks (and compiles)
+                out = step(tokens, position)
         torch.cuda.current_stream().wait_stream(stream)
+        torch.cuda.synchronize()
+        warmup_s = time.perf_counter() - compile_start
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            out = model.step(tokens, position)
+            out = step(tokens, position)
         for _ in range(3):
             graph.replay()
         torch.cuda.synchronize()
@@ -135,7 +142,8 @@ def main():
         torch.cuda.synchronize()
         ms = (time.perf_counter() - start) * 1e3 / args.gen
     print(json.dumps({"decode_ms_per_step": ms, "batch": args.batch, "prompt_len": args.prompt_len,
-                      "gen": args.gen, "torch": torch.__version__}))
+                      "gen": args.gen, "compiled": args.compile, "warmup_s": round(warmup_s, 1),
+                      "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

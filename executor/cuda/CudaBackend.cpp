@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "codegen/PlanFormat.h"
+#include "executor/MoeGroups.h"
 #include "executor/StepAttrs.h"
 #include "executor/WeightLoader.h"
 #include "ir/DType.h"
@@ -136,6 +137,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
         alignUp(static_cast<size_t>(product(*w->shape(), 0)) * cuda::elementBytes(computeType_));
   // The positions a block-table row addresses: the plan's max context in whole blocks.
   const int64_t tableContext = pool_.blocksPerSequence * pool_.blockSize;
+  int64_t moeExperts = 0;
   for (const plan::Step* s : *prog_.steps()) {
     std::string_view op = s->op()->string_view();
     if (op == "attention") {
@@ -158,6 +160,13 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
       attentionWorkspace_ =
           std::max(attentionWorkspace_,
                    cuda::moeWorkspaceBytes(chunkTokens_, stepInt(*s, "top_k"), intermediate));
+      // The grouped path's buffers for the largest chunk (a smaller step's layout is smaller).
+      const int64_t experts = stepInt(*s, "experts");
+      if (std::optional<MoeGroupedLayout> grouped = moeGroupedLayout(
+              {chunkTokens_, widths_[s->operands()->Get(0)->index()], intermediate,
+               stepInt(*s, "top_k"), experts, cuda::elementBytes(operandType(*s, 0))}))
+        attentionWorkspace_ = std::max(attentionWorkspace_, grouped->bytes);
+      moeExperts = std::max(moeExperts, experts);
     }
   }
   const size_t arenaBytes =
@@ -197,6 +206,8 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
     std::string_view name = prog_.buffers()->Get(b)->name()->string_view();
     ioInputs_[b] = name == "positions" ? 1 : 0;
   }
+  if (moeExperts > 0)
+    TPC_CUDA_TRY(moeCountsHost_.allocatePinned(static_cast<size_t>(moeExperts) * sizeof(int32_t)));
   TPC_CUDA_TRY(pickedHost_.allocateMapped(static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
   const size_t samplingBytes = static_cast<size_t>(ioTokens_) * sizeof(cuda::SamplingRow);
   TPC_CUDA_TRY(deviceSampling_.allocate(samplingBytes));
@@ -262,6 +273,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
     }
     TPC_CUDA_TRY(cudaMemcpy(tables_.data() + tableBytes + offset * sizeof(void*), pointers.data(),
                             pointers.size() * sizeof(void*), cudaMemcpyHostToDevice));
+    hostExpertPointers_[step] = std::move(pointers);
   }
   return cudacheck::check(cudaStreamSynchronize(stream_), "clearing the KV cache");
 }

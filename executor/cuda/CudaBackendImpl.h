@@ -167,6 +167,10 @@ class CudaBackend : public Backend {
 
   std::map<uint32_t, std::pair<const float*, float>> rope_;  // step: inverse freqs, scaling
   std::map<uint32_t, const void* const*> expertPointers_;    // step: gate, up, down arrays
+  // The same pointers on the host, for the grouped path's per-expert GEMMs, and the pinned
+  // buffer its expert counts come back to (room for the step with the most experts).
+  std::map<uint32_t, std::vector<const void*>> hostExpertPointers_;
+  DeviceMemory moeCountsHost_;
   std::vector<float> hostLogits_;
   std::map<int64_t, cudaGraphExec_t> graphs_;
 };

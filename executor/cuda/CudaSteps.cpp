@@ -1,9 +1,12 @@
 // One plan step's kernels on the CUDA backend (the class is in CudaBackendImpl.h).
 #include <string>
+#include <vector>
 
 #include "codegen/PlanFormat.h"
+#include "executor/MoeGroups.h"
 #include "executor/StepAttrs.h"
 #include "executor/cuda/CudaBackendImpl.h"
+#include "executor/cuda/MoeGrouped.h"
 #include "kernels/cuda/AttentionPrefill.h"
 #include "kernels/cuda/DecodeAttention.h"
 #include "kernels/cuda/Gemv.h"
@@ -127,14 +130,30 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     int64_t experts = stepInt(s, "experts"), per = stepInt(s, "params_per_expert");
     int64_t intermediate = weightOf(s, static_cast<uint32_t>(3 + per - 1)).shape()->Get(1);
     int64_t hidden = width(s, 0);
-    const void* const* pointers = expertPointers_.at(index);
+    const int64_t topK = stepInt(s, "top_k");
+    const auto* routingWeights = static_cast<const float*>(operand(s, 1, A));
+    const auto* chosen = static_cast<const int32_t*>(operand(s, 2, A));
     TPC_CUDA_TRY(cudaMemsetAsync(result(s, A), 0,
                                  static_cast<size_t>(T * hidden) * cuda::elementBytes(type), st));
-    TPC_CUDA_TRY(
-        cuda::moeExperts(type, operand(s, 0, A), static_cast<const float*>(operand(s, 1, A)),
-                         static_cast<const int32_t*>(operand(s, 2, A)), T, hidden, intermediate,
-                         stepInt(s, "top_k"), pointers, per == 3 ? pointers + experts : nullptr,
-                         pointers + 2 * experts, workspace_.data(), result(s, A), st));
+    // Many tokens: grouped by expert (GEMMs). A graph being captured cannot wait for the host.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    TPC_CUDA_TRY(cudaStreamIsCapturing(st, &capture));
+    const MoeShape shape{T, hidden, intermediate, topK, experts, cuda::elementBytes(type)};
+    if (moeRunsGrouped(T, topK, capture != cudaStreamCaptureStatusNone) &&
+        moeGroupedLayout(shape)) {
+      const std::vector<const void*>& host = hostExpertPointers_.at(index);
+      const MoeExpertPointers pointers{host.data(), per == 3 ? host.data() + experts : nullptr,
+                                       host.data() + 2 * experts};
+      return moeExpertsGrouped(*gemm_, type, shape, operand(s, 0, A), routingWeights, chosen,
+                               pointers, workspace_.data(), workspace_.bytes(),
+                               reinterpret_cast<int32_t*>(moeCountsHost_.data()), result(s, A), st,
+                               [this] { return wait("MoE expert counts"); });
+    }
+    const void* const* pointers = expertPointers_.at(index);
+    TPC_CUDA_TRY(cuda::moeExperts(type, operand(s, 0, A), routingWeights, chosen, T, hidden,
+                                  intermediate, topK, pointers,
+                                  per == 3 ? pointers + experts : nullptr, pointers + 2 * experts,
+                                  workspace_.data(), result(s, A), st));
   } else if (op == "all_reduce" && ipc_) {
     return ipc_->allReduceDevice(type, operand(s, 0, A), T, width(s, 0), result(s, A), st);
   } else if (op == "all_reduce_add_rms_norm" && ipc_) {

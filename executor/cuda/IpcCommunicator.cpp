@@ -22,12 +22,13 @@ Error cudaFailed(int rank, const char* what, cudaError_t status) {
 
 Expected<std::unique_ptr<IpcCommunicator>> IpcCommunicator::create(
     std::unique_ptr<Communicator> host, int device, std::chrono::milliseconds timeout,
-    size_t halfBytes) {
+    size_t halfBytes, std::optional<size_t> twoShotBytes) {
   if (!host) return makeError("ipc: no host communicator");
   if (host->world() > cuda::kIpcMaxRanks)
     return makeError("rank ", host->rank(), ": the one-node CUDA communicator serves at most ",
                      cuda::kIpcMaxRanks, " ranks, not ", host->world());
   std::unique_ptr<IpcCommunicator> comm(new IpcCommunicator(std::move(host), timeout));
+  comm->twoShotBytes_ = twoShotBytes.value_or(defaultTwoShotBytes(comm->world()));
   if (Error e = comm->setUp(device, halfBytes)) {
     comm->host_->abort();
     return e;
@@ -38,11 +39,13 @@ Expected<std::unique_ptr<IpcCommunicator>> IpcCommunicator::create(
 Error IpcCommunicator::setUp(int device, size_t halfBytes) {
   const int r = rank(), w = world();
   TPC_IPC_TRY(cudaSetDevice(device));
+  TPC_IPC_TRY(cuda::ipcLoadKernels());
   const size_t bytes = 2 * halfBytes + cuda::ipcFlagBytes();
   TPC_IPC_TRY(cudaMalloc(&own_, bytes));
   TPC_IPC_TRY(cudaMemset(own_, 0, bytes));
   TPC_IPC_TRY(cudaMalloc(&epoch_, 2 * sizeof(uint32_t)));
   TPC_IPC_TRY(cudaMemset(epoch_, 0, 2 * sizeof(uint32_t)));
+  TPC_IPC_TRY(cudaMalloc(&reduced_, halfBytes));
   TPC_IPC_TRY(cudaHostAlloc(reinterpret_cast<void**>(&hostWords_), 2 * sizeof(uint32_t),
                             cudaHostAllocMapped));
   hostWords_[0] = hostWords_[1] = 0;
@@ -90,6 +93,7 @@ IpcCommunicator::~IpcCommunicator() {
   for (void* p : opened_) cudaIpcCloseMemHandle(p);
   if (own_) cudaFree(own_);
   if (epoch_) cudaFree(epoch_);
+  if (reduced_) cudaFree(reduced_);
   if (hostWords_) cudaFreeHost(hostWords_);
 }
 
@@ -116,14 +120,27 @@ int64_t IpcCommunicator::rowsPerCall(cuda::ElementType type, int64_t width) cons
                               width * static_cast<int64_t>(cuda::elementBytes(type)));
 }
 
+Error IpcCommunicator::twoShot(cuda::ElementType type, const void* in, int64_t count, void* out,
+                               cudaStream_t stream) {
+  const int64_t elt = static_cast<int64_t>(cuda::elementBytes(type));
+  const int64_t step = cuda::ipcTwoShotMaxCount(peers_.halfBytes, elt);
+  for (int64_t first = 0; first < count; first += step)
+    TPC_IPC_TRY(cuda::ipcTwoShotAllReduce(type, peers_, static_cast<const char*>(in) + first * elt,
+                                          std::min(step, count - first),
+                                          static_cast<char*>(out) + first * elt, stream));
+  return Error::success();
+}
+
 Error IpcCommunicator::allReduceDevice(cuda::ElementType type, const void* in, int64_t rows,
                                        int64_t width, void* out, cudaStream_t stream) {
   if (aborted_)
     return makeError("rank ", rank(), ": all-reduce after the communicator was aborted");
+  const size_t rowBytes = static_cast<size_t>(width) * cuda::elementBytes(type);
+  if (static_cast<size_t>(rows) * rowBytes >= twoShotBytes_)
+    return twoShot(type, in, rows * width, out, stream);
   const int64_t step = rowsPerCall(type, width);
   if (step < 1)
     return makeError("rank ", rank(), ": rows of ", width, " elements exceed the staging");
-  const size_t rowBytes = static_cast<size_t>(width) * cuda::elementBytes(type);
   for (int64_t first = 0; first < rows; first += step)
     TPC_IPC_TRY(cuda::ipcAllReduce(type, peers_, static_cast<const char*>(in) + first * rowBytes,
                                    std::min(step, rows - first), width,
@@ -137,10 +154,28 @@ Error IpcCommunicator::allReduceAddRmsNormDevice(cuda::ElementType type, const v
                                                  void* out, cudaStream_t stream) {
   if (aborted_)
     return makeError("rank ", rank(), ": all-reduce after the communicator was aborted");
+  const size_t rowBytes = static_cast<size_t>(width) * cuda::elementBytes(type);
+  if (static_cast<size_t>(rows) * rowBytes >= twoShotBytes_) {
+    // Long inputs (prefill): the two-shot sum, then the add_rms_norm the unfused plan would run.
+    const int64_t rowsPerPass =
+        static_cast<int64_t>(static_cast<size_t>(peers_.halfBytes) / rowBytes);
+    if (rowsPerPass < 1)
+      return makeError("rank ", rank(), ": rows of ", width, " elements exceed the staging");
+    for (int64_t first = 0; first < rows; first += rowsPerPass) {
+      const int64_t n = std::min(rowsPerPass, rows - first);
+      const size_t at = static_cast<size_t>(first) * rowBytes;
+      if (Error e =
+              twoShot(type, static_cast<const char*>(partial) + at, n * width, reduced_, stream))
+        return e;
+      TPC_IPC_TRY(cuda::addRmsNorm(type, reduced_, static_cast<const char*>(residual) + at, weight,
+                                   n, width, eps, static_cast<char*>(sum) + at,
+                                   static_cast<char*>(out) + at, stream));
+    }
+    return Error::success();
+  }
   const int64_t step = rowsPerCall(type, width);
   if (step < 1)
     return makeError("rank ", rank(), ": rows of ", width, " elements exceed the staging");
-  const size_t rowBytes = static_cast<size_t>(width) * cuda::elementBytes(type);
   for (int64_t first = 0; first < rows; first += step) {
     const size_t at = static_cast<size_t>(first) * rowBytes;
     TPC_IPC_TRY(cuda::ipcAllReduceAddRmsNorm(

@@ -6,6 +6,7 @@
 #include "executor/comm/ShmCommunicator.h"
 #include "executor/engine/EngineCore.h"
 #include "executor/engine/RankRunners.h"
+#include "executor/process/LocalComm.h"
 #include "executor/process/ProcessGroup.h"
 #include "kernels/cpu/Threads.h"
 
@@ -86,19 +87,6 @@ Error followEngine(const LoadedPlan& plan, uint32_t rank, Communicator& comm, Co
                           heartbeat);
 }
 
-// Rank 0's NCCL unique id, shared over the control mesh (the engine's messages stay on it).
-Expected<std::unique_ptr<Communicator>> ncclBeside(Communicator& control, int rank, int world,
-                                                   std::chrono::milliseconds timeout) {
-  std::string id;
-  if (rank == 0) {
-    Expected<std::string> made = newNcclUniqueId();
-    if (!made) return made.takeError();
-    id = *made;
-  }
-  if (Error e = control.broadcast(id, 0)) return e;
-  return createNcclCommunicator(rank, world, id, -1, timeout);
-}
-
 }  // namespace
 
 Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
@@ -107,8 +95,12 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
   if (options.localWorld != 0 && options.localWorld != world)
     return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
                      world, " (spreading ranks over several nodes needs the control plane)");
-  if (options.backend.kind == "cuda" && cudaDeviceCount() == 0)
-    return makeError("--backend cuda: no CUDA device is visible on this host");
+  const bool cuda = options.backend.kind == "cuda";
+  const int gpus = cuda ? cudaDeviceCount() : 0;
+  if (cuda && gpus == 0) return makeError("--backend cuda: no CUDA device is visible on this host");
+  Expected<std::string> commName = chooseLocalCommunicator(
+      options.backend.kind, cuda ? options.comm : std::string("auto"), world, gpus);
+  if (!commName) return commName.takeError();
   if (world == 1) {
     std::unique_ptr<Communicator> local = createLocalCommunicator();
     std::unique_ptr<Communicator> comm;
@@ -122,9 +114,16 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
     }
     return hostEngine(plan, comm ? *comm : *local, *local, options, driver, {});
   }
-  // The ranks' control mesh (iterations, host values) is shared memory, mapped before the fork.
+  // The ranks' control mesh (iterations, host values) is shared memory, mapped before the fork;
+  // CUDA ranks get a second segment for their GPU communicator's set-up (and host values).
   Expected<std::shared_ptr<ShmSegment>> segment = ShmSegment::create(world);
   if (!segment) return segment.takeError();
+  std::shared_ptr<ShmSegment> gpuSegment;
+  if (cuda) {
+    Expected<std::shared_ptr<ShmSegment>> made = ShmSegment::create(world);
+    if (!made) return made.takeError();
+    gpuSegment = std::move(*made);
+  }
   ProcessGroupOptions group;
   group.heartbeatTimeout = options.rankTimeout;
   Error e = runLocalRanks(
@@ -137,22 +136,26 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
             createShmCommunicator(rank, *segment, shm);
         if (!control) return ctx.fail(control.errorMessage());
         ctx.heartbeat();
-        std::unique_ptr<Communicator> nccl;
-        if (options.backend.kind == "cuda") {
-          Expected<std::unique_ptr<Communicator>> made =
-              ncclBeside(**control, rank, world, options.rankTimeout);
+        std::unique_ptr<Communicator> gpu;
+        if (cuda) {
+          Expected<std::unique_ptr<Communicator>> host =
+              createShmCommunicator(rank, gpuSegment, shm);
+          if (!host) return ctx.fail(host.errorMessage());
+          Expected<std::unique_ptr<Communicator>> made = connectLocalGpus(
+              *commName, std::move(*host), localRankDevice(options.backend.device, rank, gpus),
+              options.rankTimeout);
           if (!made) return ctx.fail(made.errorMessage());
-          nccl = std::move(*made);
+          gpu = std::move(*made);
           ctx.heartbeat();
         }
-        Communicator& comm = nccl ? *nccl : **control;
+        Communicator& comm = gpu ? *gpu : **control;
         auto beat = [&] { ctx.heartbeat(); };
         Error failed = rank == 0 ? hostEngine(plan, comm, **control, options, driver, beat)
                                  : followEngine(plan, static_cast<uint32_t>(rank), comm, **control,
                                                 options, beat);
         if (failed) {
           (*control)->abort();
-          if (nccl) nccl->abort();
+          if (gpu) gpu->abort();
           return ctx.fail(failed.message());
         }
         return 0;

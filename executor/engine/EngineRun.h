@@ -23,6 +23,9 @@ struct EngineRunOptions {
   BackendOptions backend;
   EngineConfig engine;
   std::chrono::milliseconds rankTimeout{5000};  // a rank silent this long counts as hung
+  // The CUDA ranks' communicator: auto (ipc when ranks share a GPU, else nccl), nccl or ipc; CPU
+  // ranks talk over shared memory.
+  std::string comm = "auto";
   // Called in rank 0's process, on the engine thread, after every iteration.
   std::function<void(const IterationStats&)> onIteration;
 };

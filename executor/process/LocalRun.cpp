@@ -56,22 +56,6 @@ Error runRank(const LoadedPlan& plan, uint32_t rank, Communicator& comm,
   return report(out);
 }
 
-// Rank 0's NCCL unique id, shared over the host's communicator one byte per float (exact in f32).
-Expected<std::unique_ptr<Communicator>> ncclOver(Communicator& carrier, int rank, int world,
-                                                 std::chrono::milliseconds timeout) {
-  std::string id(128, '\0');
-  if (rank == 0) {
-    Expected<std::string> made = newNcclUniqueId();
-    if (!made) return made.takeError();
-    id = *made;
-  }
-  std::vector<float> mine(id.size()), all(id.size() * static_cast<size_t>(world));
-  for (size_t i = 0; i < id.size(); ++i) mine[i] = static_cast<unsigned char>(id[i]);
-  if (Error e = carrier.allGather(mine.data(), mine.size(), all.data())) return e;
-  for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<char>(static_cast<int>(all[i]));
-  return createNcclCommunicator(rank, world, id, -1, timeout);
-}
-
 // A listening socket on an ephemeral loopback port, bound before the ranks are forked so each
 // knows the store's port with no race; rank 0 serves the store on it.
 Expected<std::pair<int, int>> listenOnLoopback() {
@@ -91,28 +75,6 @@ Expected<std::pair<int, int>> listenOnLoopback() {
 }
 
 }  // namespace
-
-Expected<std::string> chooseLocalCommunicator(const std::string& backendKind,
-                                              const std::string& requested, int world, int gpus) {
-  const bool cuda = backendKind == "cuda";
-  if (cuda) {
-    if (requested != "auto" && requested != "nccl" && requested != "ipc")
-      return makeError("--comm ", requested,
-                       ": the CUDA backend's ranks talk through nccl or ipc (shm and gloo are for "
-                       "cpu)");
-    if (world == 1) return std::string("nccl");  // one rank: the same path as a multi-GPU run
-    if (requested == "nccl" && world > gpus)
-      return makeError("--comm nccl: ", world, " ranks on ", gpus,
-                       " GPU(s) share a GPU, which NCCL refuses; use --comm ipc");
-    if (requested == "auto") return std::string(world > gpus ? "ipc" : "nccl");
-    return requested;
-  }
-  if (requested != "auto" && requested != "shm" && requested != "gloo")
-    return makeError("--comm ", requested,
-                     ": the CPU backend's ranks talk through shm or gloo (nccl is for cuda)");
-  if (world == 1) return std::string("local");
-  return requested == "auto" ? std::string("shm") : requested;
-}
 
 Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
                      const std::function<Error(const RunReport&)>& report) {
@@ -176,18 +138,12 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
         }
         if (!comm) return ctx.fail(comm.errorMessage());
         ctx.heartbeat();
-        if (*commName == "ipc") {
-          // Local rank r on GPU r mod the visible GPUs, as the backend picks it.
-          int device = options.backend.device >= 0 ? options.backend.device : rank % gpus;
-          comm = createIpcCommunicator(std::move(*comm), device, options.rankTimeout);
+        if (cuda) {
+          // Shared memory carries rank 0's NCCL id, or becomes the IPC communicator's host.
+          comm = connectLocalGpus(*commName, std::move(*comm),
+                                  localRankDevice(options.backend.device, rank, gpus),
+                                  options.rankTimeout);
           if (!comm) return ctx.fail(comm.errorMessage());
-          ctx.heartbeat();
-        } else if (options.backend.kind == "cuda") {
-          // GPUs talk through NCCL; shared memory only carries rank 0's NCCL id to the others.
-          Expected<std::unique_ptr<Communicator>> nccl =
-              ncclOver(**comm, rank, world, options.rankTimeout);
-          if (!nccl) return ctx.fail(nccl.errorMessage());
-          comm = std::move(nccl);
           ctx.heartbeat();
         }
         Error failed = runRank(

@@ -12,6 +12,7 @@
 #include "codegen/PlanReader.h"
 #include "executor/Backend.h"
 #include "executor/engine/Generation.h"
+#include "executor/process/LocalComm.h"
 
 namespace tpc {
 
@@ -32,11 +33,6 @@ struct RunReport {
   GenerationResult result;
   std::vector<uint64_t> weightBytesPerRank;
 };
-
-// The communicator `requested` resolves to for `backendKind` at `world` with `gpus` visible, or
-// why it cannot run.
-Expected<std::string> chooseLocalCommunicator(const std::string& backendKind,
-                                              const std::string& requested, int world, int gpus);
 
 // `report` runs in rank 0's process once generation is done.
 Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,

@@ -40,10 +40,13 @@ void moeRouter(const float* x, const float* gate, int64_t tokens, int64_t hidden
     float* w = weights + t * topK;
     int32_t* chosen = experts + t * topK;
     float selectedSum = 0.0f;
+    // A NaN (from a non-finite hidden state) ranks below every probability but above the
+    // mark, so the k experts are always distinct; the CUDA twin ranks them the same way.
+    auto rank = [](float p) { return std::isnan(p) ? -0.5f : p; };
     for (int64_t j = 0; j < topK; ++j) {
       int64_t best = 0;
       for (int64_t e = 1; e < numExperts; ++e)
-        if (row[e] > row[best]) best = e;
+        if (rank(row[e]) > rank(row[best])) best = e;
       w[j] = row[best];
       chosen[j] = static_cast<int32_t>(best);
       selectedSum += row[best];

@@ -1,6 +1,9 @@
 // Decode attention in one launch. A block owns (chunk of kDecodeChunk positions, KV head,
-// token): it stages the chunk's keys and values in shared memory (the block holding the token's
-// own position takes that row from k/v and writes it to the cache too), computes the scores and
+// token): it stages the chunk's keys and values in shared memory with asynchronous copies, all
+// issued before any is waited for (plain loads and stores in one loop wait for each load in turn:
+// the cache stores may alias them), so a block has its whole chunk in flight at once; the block
+// holding the token's own position takes that row from k/v and writes it to the cache too. It
+// computes the scores and
 // the softmax-weighted values of every query head of the KV head's group, and leaves them as a
 // partial result. The last block of a (token, KV head) to finish - found by an atomic counter,
 // after a fence that publishes the partials - merges the chunks in chunk order (so the result does
@@ -52,6 +55,37 @@ __device__ __forceinline__ float warpSum(float v) {
   return v;
 }
 
+// 16 bytes from global to shared memory without passing through registers (sm_80 and later);
+// the copies land once waitAsyncCopies() returns.
+__device__ __forceinline__ void copyAsync16(void* shared, const void* global) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const auto address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global));
+#else
+  *static_cast<uint4*>(shared) = *static_cast<const uint4*>(global);
+#endif
+}
+
+__device__ __forceinline__ void waitAsyncCopies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// kDims consecutive f32 partials (kDims of 2 or 4, 8- or 16-byte aligned) in one load, through
+// L2 as the other blocks wrote them.
+template <int kDims>
+__device__ __forceinline__ void loadPartial(const float* p, float (&out)[kDims]) {
+  if constexpr (kDims == 4) {
+    const float4 v = __ldcg(reinterpret_cast<const float4*>(p));
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  } else {
+    static_assert(kDims == 2, "head dims of 64 or 128");
+    const float2 v = __ldcg(reinterpret_cast<const float2*>(p));
+    out[0] = v.x, out[1] = v.y;
+  }
+}
+
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> a) {
   constexpr int kVec = detail::kVecWidth<T>;
@@ -63,6 +97,7 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   __shared__ float query[kMaxGroup][kHeadDim];
   __shared__ float weights[kMaxGroup][kChunk];
   __shared__ float chunkMax[kMaxGroup], chunkSum[kMaxGroup];
+  __shared__ int64_t cacheRows[kChunk];
   __shared__ bool lastBlock;
 
   detail::allowDependentLaunch();  // the output projection may start fetching its weights
@@ -82,25 +117,29 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
     const int g = i / kHeadDim, d = i % kHeadDim;
     query[g][d] = detail::toFloat(a.q[(t * a.heads + firstHead + g) * kHeadDim + d]) * a.scale;
   }
+  // The chunk's cache rows first (one block-table lookup each, all in parallel), so the copies
+  // below depend on no load of their own.
+  for (int r = threadIdx.x; r < rows; r += kThreads)
+    cacheRows[r] = detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, start + r);
+  __syncthreads();
   const T* newKey = a.k + (t * a.kvHeads + kvHead) * kHeadDim;
   const T* newValue = a.v + (t * a.kvHeads + kvHead) * kHeadDim;
   for (int i = threadIdx.x; i < rows * kVectorsPerRow; i += kThreads) {
     const int r = i / kVectorsPerRow, c = (i % kVectorsPerRow) * kVec;
-    const int64_t row = detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, start + r);
-    const int64_t cached = (row * a.kvHeads + kvHead) * kHeadDim + c;
-    uint4 key, value;
+    const int64_t cached = (cacheRows[r] * a.kvHeads + kvHead) * kHeadDim + c;
     if (start + r == position) {  // this token's own row: from k/v, and into the cache
-      key = *reinterpret_cast<const uint4*>(newKey + c);
-      value = *reinterpret_cast<const uint4*>(newValue + c);
+      const uint4 key = *reinterpret_cast<const uint4*>(newKey + c);
+      const uint4 value = *reinterpret_cast<const uint4*>(newValue + c);
       *reinterpret_cast<uint4*>(a.cacheK + cached) = key;
       *reinterpret_cast<uint4*>(a.cacheV + cached) = value;
+      *reinterpret_cast<uint4*>(&keys[r][c]) = key;
+      *reinterpret_cast<uint4*>(&values[r][c]) = value;
     } else {
-      key = *reinterpret_cast<const uint4*>(a.cacheK + cached);
-      value = *reinterpret_cast<const uint4*>(a.cacheV + cached);
+      copyAsync16(&keys[r][c], a.cacheK + cached);
+      copyAsync16(&values[r][c], a.cacheV + cached);
     }
-    *reinterpret_cast<uint4*>(&keys[r][c]) = key;
-    *reinterpret_cast<uint4*>(&values[r][c]) = value;
   }
+  waitAsyncCopies();
   __syncthreads();
 
   // Scores and softmax within the chunk: a warp per query head, a lane per key.
@@ -180,18 +219,24 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   __threadfence();
   for (int g = warp; g < group; g += kWarps) {
     const int64_t base = (t * a.heads + firstHead + g) * a.splits;
+    // Unrolled so that several chunks' partials are in flight at once (at 3.6k positions a
+    // merge reads 57 of them); the sums still run in chunk order.
     float maximum = -INFINITY;
+#pragma unroll 8
     for (int s = 0; s < activeSplits; ++s)
       maximum = fmaxf(maximum, __ldcg(a.partialStats + (base + s) * 2));
     float total = 0.0f, acc[kDims];
 #pragma unroll
     for (int e = 0; e < kDims; ++e) acc[e] = 0.0f;
+#pragma unroll 8
     for (int s = 0; s < activeSplits; ++s) {
-      const float factor = expf(__ldcg(a.partialStats + (base + s) * 2) - maximum);
-      total = fmaf(__ldcg(a.partialStats + (base + s) * 2 + 1), factor, total);
+      const float2 stats = __ldcg(reinterpret_cast<const float2*>(a.partialStats) + base + s);
+      const float factor = expf(stats.x - maximum);
+      total = fmaf(stats.y, factor, total);
+      float partial[kDims];
+      loadPartial(a.partialAcc + (base + s) * kHeadDim + d0, partial);
 #pragma unroll
-      for (int e = 0; e < kDims; ++e)
-        acc[e] = fmaf(factor, __ldcg(a.partialAcc + (base + s) * kHeadDim + d0 + e), acc[e]);
+      for (int e = 0; e < kDims; ++e) acc[e] = fmaf(factor, partial[e], acc[e]);
     }
 #pragma unroll
     for (int e = 0; e < kDims; ++e)

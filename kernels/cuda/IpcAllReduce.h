@@ -1,8 +1,9 @@
 // Collectives between the ranks of one node that read each other's device memory directly (CUDA
-// IPC, or plain pointers when the "ranks" share one process, as in the tests). One block per row:
-// block b copies row b into this rank's staging slot, tells every peer so through a flag in the
-// peer's memory, waits for every peer's flag, then reads row b of every rank's slot and sums the
-// rows in rank order, in f32, so every rank gets the same bits (one-shot: suited to decode rows).
+// IPC, or plain pointers when the "ranks" share one process, as in the tests). Block b owns rows
+// b, b + blocks, ...: it copies them into this rank's staging slots, tells every peer so through
+// flag b in the peer's memory, waits for every peer's flag b, then reads those rows of every
+// rank's slots and sums them in rank order, in f32, so every rank gets the same bits (one-shot:
+// suited to decode rows).
 //
 // A call's epoch comes from a counter in device memory that the call itself advances, so a CUDA
 // Graph that captured the calls replays them with fresh epochs and no host work. Staging alternates
@@ -10,6 +11,13 @@
 // calls run in stream order), so the half of epoch e + 1 is free once epoch e is complete. Waits
 // give up after `timeoutNs` (recording the peer in `error`) or when `abort` is set; the host turns
 // either into an Error after the stream finishes (see executor/cuda/IpcCommunicator).
+//
+// Two-shot (for inputs too long for every rank to read all of): reduce-scatter then all-gather
+// over the same staging and flags, one call taking two epochs (see ipcTwoShotAllReduce).
+//
+// The kernels wait for each other across streams, so they must be loaded before the first one
+// runs: with lazy loading (CUDA's default), the first launch of a kernel may wait for the work
+// already running in the context, a peer's kernel that waits for this one (ipcLoadKernels).
 //
 // Host-compilable, like CudaKernels.h.
 #pragma once
@@ -23,12 +31,23 @@
 namespace tpc::cuda {
 
 constexpr int kIpcMaxRanks = 8;
-// Rows (blocks) per call; longer inputs are split into several calls by the caller.
+// Flag slots per rank: one per block of a call.
 constexpr int64_t kIpcMaxRows = 256;
+// Blocks of one call summed over the ranks, which may all share one GPU. Every block spins until
+// its peers' blocks arrive, and while it spins it holds its SM's resources: a peer's kernel that
+// needs a whole SM (a GEMM's shared memory) cannot start a block there, and if the spinning
+// blocks sit on every SM the peer never reaches the collective. So a call's blocks stay few and
+// each loops over rows. (With one block per row, 8 ranks x 256 blocks made no progress on one
+// H200, and two engine ranks of the Llama-3-8B shape stopped making progress.)
+constexpr int64_t kIpcMaxBlocksAllRanks = 64;
+inline int64_t ipcMaxBlocks(int world) {
+  const int64_t share = kIpcMaxBlocksAllRanks / (world > 0 ? world : 1);
+  return share < 1 ? 1 : share < kIpcMaxRows ? share : kIpcMaxRows;
+}
 
 struct IpcPeers {
-  // Every rank's staging area (two halves of `halfBytes`) and flag words ([kIpcMaxRows] rows of
-  // kIpcMaxRanks epochs: flags[r][row * kIpcMaxRanks + p] is the epoch at which rank p's row
+  // Every rank's staging area (two halves of `halfBytes`) and flag words ([kIpcMaxRows] slots of
+  // kIpcMaxRanks epochs: flags[r][b * kIpcMaxRanks + p] is the epoch at which rank p's block b
   // reached rank r).
   void* staging[kIpcMaxRanks] = {};
   uint32_t* flags[kIpcMaxRanks] = {};
@@ -57,5 +76,14 @@ cudaError_t ipcAllReduceAddRmsNorm(ElementType type, const IpcPeers& peers, cons
 // out[t] = [in_0[t], in_1[t], ...]: rows of world × width, in rank order.
 cudaError_t ipcAllGather(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,
                          int64_t width, void* out, cudaStream_t stream);
+
+// out = sum over ranks of in (count elements, at most ipcTwoShotMaxCount), reduce-scatter then
+// all-gather: bitwise the one-shot result. `out` may alias `in`. Advances the epoch by two.
+cudaError_t ipcTwoShotAllReduce(ElementType type, const IpcPeers& peers, const void* in,
+                                int64_t count, void* out, cudaStream_t stream);
+int64_t ipcTwoShotMaxCount(int64_t halfBytes, int64_t elementBytes);
+
+// Loads every IPC kernel into the current context now (see above).
+cudaError_t ipcLoadKernels();
 
 }  // namespace tpc::cuda

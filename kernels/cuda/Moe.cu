@@ -4,8 +4,9 @@
 //   moeExperts phase 1: hidden[t, k, :] = silu(gate_e x_t) * (up_e x_t) in f32 in the workspace,
 //     one warp per intermediate row; phase 2: out[t, :] += sum_k w[t, k] * (down_e hidden[t, k])
 //     with one warp per output element, the k terms added in k order in f32 and rounded once.
-// Each assignment reads its expert's rows itself (no grouping of tokens by expert), so prefill
-// with many tokens re-reads expert weights from L2: correct, not fast.
+// Each assignment reads its expert's rows itself (no grouping of tokens by expert), so many tokens
+// re-read expert weights from L2: these kernels serve decode-sized steps and CUDA Graphs; steps
+// with many tokens group them by expert and run GEMMs instead (MoeGrouped.h).
 #include <cmath>
 #include <type_traits>
 
@@ -21,6 +22,9 @@ using detail::kWarpSize;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / kWarpSize;
+// Where a NaN probability ranks in expert selection: below every probability, above the -1 that
+// marks an expert already chosen, as the CPU twin ranks it.
+constexpr float kRouterRankOfNan = -0.5f;
 
 // Partial dot product of this lane's share of a[0:n) . b[0:n) (a in storage type, b either the
 // storage type or f32); the caller reduces over the warp. Vectorized when the caller allows it
@@ -88,12 +92,15 @@ __global__ void routerKernel(const T* x, const T* gate, int64_t hidden, int64_t 
   __syncwarp();
   float chosenSum = 0.0f;
   for (int64_t j = 0; j < topK; ++j) {
-    // Each lane's best (largest, then lowest index), then the warp's.
+    // Each lane's best (largest, then lowest index), then the warp's. Every expert's rank is at
+    // least -1 (a NaN ranks as routerRankOfNan), above the -inf start, so a lane that holds an
+    // expert always names one: a non-finite hidden state never makes an out-of-range index.
     float best = -INFINITY;
     int32_t bestIndex = INT32_MAX;
     for (int64_t e = lane; e < numExperts; e += kWarpSize) {
-      if (probs[e] > best) {  // lanes visit ascending indices: strict keeps the lower one
-        best = probs[e];
+      const float rank = isnan(probs[e]) ? kRouterRankOfNan : probs[e];
+      if (rank > best) {  // lanes visit ascending indices: strict keeps the lower one
+        best = rank;
         bestIndex = static_cast<int32_t>(e);
       }
     }
@@ -105,9 +112,10 @@ __global__ void routerKernel(const T* x, const T* gate, int64_t hidden, int64_t 
         bestIndex = otherIndex;
       }
     }
-    chosenSum += best;
+    const float chosen = probs[bestIndex];  // the probability itself, NaN included
+    chosenSum += chosen;
     if (lane == 0) {
-      weights[t * topK + j] = best;
+      weights[t * topK + j] = chosen;
       experts[t * topK + j] = bestIndex;
       probs[bestIndex] = -1.0f;  // below any probability, as the CPU twin marks it
     }

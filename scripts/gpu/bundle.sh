@@ -15,11 +15,11 @@ mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTPC_ENABLE_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90a > "$build/configure.log"
 grep -q "CUDA backend on" "$build/configure.log" || { cat "$build/configure.log"; echo "error: the CUDA backend is off" >&2; exit 1; }
-cmake --build "$build" --target tpc tpexec tpc_kernels_cuda_tests tpc_tools_tests tpc_executor_tests -j"$(nproc)"
+cmake --build "$build" --target tpc tpexec tpc_kernels_cuda_tests tpc_tools_tests tpc_executor_tests tpc_ipc_bench -j"$(nproc)"
 
 rm -rf "$out/bin" "$out/lib" "$out/plans" "$out/payload.tar.xz"
 mkdir -p "$out/bin" "$out/lib" "$out/plans"
-cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests,tpc_executor_tests} "$out/bin/"
+cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests,tpc_executor_tests,tpc_ipc_bench} "$out/bin/"
 strip "$out"/bin/*  # gpu-bundle/ is copied to the GPU machine: keep it small
 # Shared libraries the GPU machine lacks: everything but the CUDA libraries and the C runtime.
 for b in "$out"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u |
@@ -38,6 +38,12 @@ done
 # the Qwen3-30B-A3B MoE shape from a header over a sparse file (no weight bytes are needed).
 "$tpc" compile "$models/llama3-8b" --world 1 --dtype bf16 --max-context 2048 --max-batch 256 \
   --quiet -o "$out/plans/llama3-8b.b256.w1.fb"
+# The same shape at world 2, for two ranks sharing one GPU over the IPC communicator; and the
+# 1B shape at world 2 for the fault test (a rank killed or stopped mid-decode).
+"$tpc" compile "$models/llama3-8b" --world 2 --dtype bf16 --max-context 2048 --max-batch 256 \
+  --quiet -o "$out/plans/llama3-8b.b256.w2.fb"
+"$tpc" compile "$models/llama3.2-1b" --world 2 --dtype bf16 --max-context 4096 --max-batch 8 \
+  --quiet -o "$out/plans/llama3.2-1b.w2.fb"
 moe="$models/qwen3-30b-a3b"
 if [ ! -f "$moe/model.safetensors" ]; then
   "$tpc" make-model --arch qwen3_moe --preset qwen3-30b-a3b --config-only --quiet -o "$moe" --force
@@ -46,6 +52,14 @@ fi
 "$tpc" compile "$moe" --world 1 --dtype bf16 --max-context 2048 --max-batch 256 --quiet \
   -o "$out/plans/qwen3-30b-a3b.b256.w1.fb"
 cp "$moe/config.json" "$out/plans/qwen3-30b-a3b.config.json"
+# Mixtral-8x7B (94 GB of bf16 weights: it fits one H200 with room for a small KV pool).
+mixtral="$models/mixtral-8x7b"
+if [ ! -f "$mixtral/model.safetensors" ]; then
+  "$tpc" make-model --arch mixtral --preset mixtral-8x7b --config-only --quiet -o "$mixtral" --force
+  bash -c "source '$root/bench/expert-parallel-bytes.sh' --functions-only; sparse_checkpoint '$mixtral'"
+fi
+"$tpc" compile "$mixtral" --world 1 --dtype bf16 --max-context 2048 --max-batch 8 --quiet \
+  -o "$out/plans/mixtral-8x7b.w1.fb"
 # gpu-bundle/ is copied to the GPU machine, so binaries and libraries travel compressed and
 # scripts/gpu/unpack.sh opens them there.
 tar -C "$out" -cJf "$out/payload.tar.xz" bin lib

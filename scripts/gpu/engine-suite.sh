@@ -4,7 +4,12 @@
 # one GPU (the one-node IPC communicator, under an MPS daemon this script starts and stops),
 # then the engine's benchmarks beside today's fixed-batch path and transformers' own continuous
 # batching. Logs and one JSON line per benchmark go to $OUT (or ./gpu-logs).
-#   scripts/gpu/engine-suite.sh [tests|decode|offline|all]
+# The ipc part: graph-against-eager agreement with ranks sharing the GPU, the collectives'
+# latency inside a graph (tpc_ipc_bench), the Llama-3-8B shape at world 2 on one GPU beside
+# world 1, and the fault test (a rank killed or stopped mid-decode ends every rank within 5 s and
+# leaves no process on the GPU).
+# ipc-tests: only the tests of ranks sharing a GPU (a part of tests).
+#   scripts/gpu/engine-suite.sh [tests|ipc-tests|ipc|decode|offline|serve|all]
 set -uo pipefail
 what=${1:-all}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,19 +43,102 @@ bench() {  # name seconds plan args...
   say "$name ($((SECONDS - start)) s): $(cat "$keep/$name.json" 2>/dev/null)"
 }
 
-if [ "$what" = tests ] || [ "$what" = all ]; then
-  gtest kernels 240 tpc_kernels_cuda_tests '*'
-  gtest paged-steps 120 tpc_executor_tests 'CudaPaged*'
-  gtest golden 240 tpc_tools_tests 'TpexecCudaGolden*:-*Ipc*:*SharingAGpu*'
-  # Ranks sharing one GPU need MPS for their contexts to run at the same time.
+
+# Ranks sharing one GPU need MPS for their contexts to run at the same time.
+mps_start() {
   mps=$(mktemp -d)
   export CUDA_MPS_PIPE_DIRECTORY="$mps/pipe" CUDA_MPS_LOG_DIRECTORY="$mps/log"
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
   nvidia-cuda-mps-control -d && say "mps: started"
-  gtest ipc-executor 120 tpc_executor_tests 'Ipc*'
-  gtest ipc-golden 300 tpc_tools_tests '*SharingAGpu*:*Ipc*'
+}
+mps_stop() {
   echo quit | nvidia-cuda-mps-control
+  # The daemon exits once its server has; wait for that (bounded) before the next part.
+  for _ in $(seq 50); do pgrep -x nvidia-cuda-mps-server > /dev/null || break; sleep 0.1; done
   unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+}
+
+# A world-2 engine run decoding (the 1B shape, ranks sharing the GPU); once both ranks are up and
+# a few seconds into decode, rank 1 gets SIG. Every rank must be gone within 5 s of it, the run
+# must fail naming the rank, and none of its processes may be left on the GPU.
+fault() {  # name signal
+  local name=$1 sig=$2 out="$keep/fault-$1.txt"
+  "$bin/tpexec" bench "$plans/llama3.2-1b.w2.fb" --synthetic-weights --requests 8 --input-len 64 \
+    --output-len 4000 --concurrency 8 --json > "$out" 2>&1 &
+  local parent=$! ranks="" start=$SECONDS
+  while [ $((SECONDS - start)) -lt 60 ]; do
+    ranks=$(pgrep -P "$parent" | sort -n | tr '\n' ' ')
+    [ "$(echo $ranks | wc -w)" -ge 2 ] && break
+    sleep 0.2
+  done
+  sleep 6  # weights made, graphs captured: decoding
+  local victim
+  victim=$(echo $ranks | awk '{print $NF}')
+  if ! kill -0 "$parent" 2> /dev/null; then
+    status=1; say "fault-$name: the run ended before the signal: $(tail -c 300 "$out")"; return
+  fi
+  local t0=$(date +%s.%N)
+  kill -"$sig" "$victim"
+  local waited=0
+  while kill -0 "$parent" 2> /dev/null && [ $waited -lt 200 ]; do sleep 0.05; waited=$((waited + 1)); done
+  local t1=$(date +%s.%N)
+  local left="" p
+  for p in $parent $ranks; do kill -0 "$p" 2> /dev/null && left="$left $p"; done
+  local held=$(nvidia-smi --query-compute-apps=pid --format=csv,noheader | grep -wE "$(echo $parent $ranks | tr ' ' '|')")
+  local seconds
+  seconds=$(awk "BEGIN{printf \"%.2f\", $t1 - $t0}")
+  local verdict=ok
+  if [ -n "$left" ] || [ -n "$held" ] || awk "BEGIN{exit !($seconds > 5)}"; then verdict=FAILED; status=1; fi
+  wait "$parent" 2> /dev/null
+  say "fault-$name: $verdict: SIG$sig to rank 1 (pid $victim); all ranks gone after ${seconds} s; left: ${left:-none}; on the GPU: ${held:-none}; the run said: $(grep -m1 error "$out")"
+  [ -n "$left" ] && kill -9 $left 2> /dev/null
+}
+
+if [ "$what" = tests ] || [ "$what" = all ]; then
+  gtest kernels 240 tpc_kernels_cuda_tests '*'
+  gtest paged-steps 120 tpc_executor_tests 'CudaPaged*'
+  gtest golden 240 tpc_tools_tests 'TpexecCudaGolden*:-*Ipc*:*SharingAGpu*'
+fi
+
+if [ "$what" = tests ] || [ "$what" = ipc-tests ] || [ "$what" = all ]; then
+  [ "$what" = ipc-tests ] && gtest ipc-kernels 120 tpc_kernels_cuda_tests 'CudaIpc*'
+  mps_start
+  gtest ipc-executor 120 tpc_executor_tests 'Ipc*'
+  # IPC_GOLDEN=0 leaves out the golden models (18 cases, minutes) for a quick look.
+  [ "${IPC_GOLDEN:-1}" = 0 ] || gtest ipc-golden 300 tpc_tools_tests '*SharingAGpu*:*Ipc*'
+  mps_stop
+fi
+
+if [ "$what" = ipc ] || [ "$what" = all ]; then
+  mps_start
+  # IPC_MODELS narrows the golden models compared (default: the script's list).
+  echo "world 4:" >> "$keep/ipc-determinism.txt"
+  "$root/scripts/gpu/ipc-determinism.sh" "$bin" "$keep/ipc-determinism.txt" 4 ${IPC_MODELS:-}
+  # The same under MPS at world 1 (no IPC) and world 2: which of MPS and the ranks it takes.
+  for w in 1 2; do
+    echo "world $w:" >> "$keep/ipc-determinism.txt"
+    "$root/scripts/gpu/ipc-determinism.sh" "$bin" "$keep/ipc-determinism.txt" $w mistral-gqa qwen2-bias-tied
+  done
+  say "ipc-determinism: $(wc -l < "$keep/ipc-determinism.txt") lines"
+  timeout 120 "$bin/tpc_ipc_bench" --worlds 2,4,8 --sizes-kb 8,16,32,64,256,1024,4096 \
+    > "$keep/ipc-bench.txt" 2>> "$log" || { status=1; say "ipc-bench: failed"; }
+  cat "$keep/ipc-bench.txt" >> "$log"
+  # Batch-1 decode of the Llama-3-8B shape: world 2 sharing the GPU against world 1.
+  for w in 1 2; do
+    bench engine-8b-w$w 180 llama3-8b.b256.w$w.fb --requests 1 --input-len 512 --output-len 256 --concurrency 1
+  done
+  # Each fault run gets a fresh daemon: on the H200, the client after a run whose ranks had been
+  # killed mid-kernel was refused ("CUDA-capable device(s) is/are busy or unavailable").
+  for f in "kill KILL" "stop STOP"; do
+    mps_stop
+    mps_start
+    fault $f
+  done
+  mps_stop
+  # With every run over and the daemon gone, no process may hold GPU memory.
+  left=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader)
+  if [ -n "$left" ]; then status=1; say "gpu-after-ipc: processes still on the GPU: $left"
+  else say "gpu-after-ipc: no process holds GPU memory"; fi
 fi
 
 if [ "$what" = decode ] || [ "$what" = all ]; then
@@ -60,15 +148,48 @@ if [ "$what" = decode ] || [ "$what" = all ]; then
   # 64 sequences at about 600 positions.
   bench fixed-b64 120 llama3-8b.b256.w1.fb --batch 64 --prompt-len 600 --gen 64
   bench engine-b64 150 llama3-8b.b256.w1.fb --requests 64 --input-len 600 --output-len 64 --concurrency 64
+  # The Qwen3-30B-A3B shape: one prompt of 2,016 tokens (one prefill chunk, MoE grouped by
+  # expert), then batch-1 decode.
+  bench fixed-qwen3moe-b1 150 qwen3-30b-a3b.b256.w1.fb --batch 1 --prompt-len 2016 --gen 16
 fi
 
 if [ "$what" = offline ] || [ "$what" = all ]; then
   bench engine-offline-8b 240 llama3-8b.b256.w1.fb --requests 1000 --input-len 1024 --output-len 128 --concurrency 256
+  # The same with a larger token budget per iteration: fewer iterations, so the decode rows'
+  # KV reads are paid less often against the prompt tokens' GEMMs.
+  bench engine-offline-8b-t8192 240 llama3-8b.b256.w1.fb --requests 1000 --input-len 1024 --output-len 128 --concurrency 256 --max-batched-tokens 8192
   bench engine-offline-qwen3moe 150 qwen3-30b-a3b.b256.w1.fb --requests 128 --input-len 1024 --output-len 128 --concurrency 64
+  bench mixtral-b1 150 mixtral-8x7b.w1.fb --batch 1 --prompt-len 512 --gen 64
   start=$SECONDS
   timeout 300 python3 "$root/bench/hf_continuous_batching.py" "$plans/llama3-8b.config.json" \
     --requests 256 --input-len 1024 --output-len 128 > "$keep/hf-offline-8b.json" 2>> "$log" \
     || { status=1; say "hf-offline-8b: failed"; }
   say "hf-offline-8b ($((SECONDS - start)) s): $(cat "$keep/hf-offline-8b.json" 2>/dev/null)"
+fi
+if [ "$what" = serve ] || [ "$what" = all ]; then
+  # The HTTP server over the engine, loaded by bench/serve-bench's generator (streamed token-id
+  # prompts): concurrency 1 for inter-token latency against the engine's decode step (engine-b1),
+  # then 64 and 256 open requests of 1024 in / 128 out.
+  "$bin/tpexec" serve "$plans/llama3-8b.b256.w1.fb" --synthetic-weights --port 0 \
+    --max-seqs 256 > "$keep/serve.out" 2>> "$log" &
+  server=$!
+  port=0
+  for _ in $(seq 600); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$keep/serve.out")
+    [ -n "$port" ] && python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/health', timeout=2)" 2> /dev/null && break
+    kill -0 $server 2> /dev/null || break
+    sleep 0.5
+  done
+  say "serve: port ${port:-none}"
+  for shape in "1 16" "64 256" "256 512"; do
+    set -- $shape
+    start=$SECONDS
+    timeout 300 "$bin/tpexec" serve-bench --port "${port:-1}" --json --max-concurrency "$1" \
+      --num-prompts "$2" --input-len 1024 --output-len 128 > "$keep/serve-c$1.json" 2>> "$log" \
+      || { status=1; say "serve-c$1: failed"; }
+    say "serve-c$1 ($((SECONDS - start)) s): $(cat "$keep/serve-c$1.json" 2>/dev/null)"
+  done
+  kill -TERM $server 2> /dev/null
+  wait $server 2> /dev/null
 fi
 exit "$status"

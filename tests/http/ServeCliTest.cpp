@@ -123,5 +123,28 @@ TEST(ServeCli, GreedyTokenIdCompletionsEqualTpexecPromptIdsOnTheGoldenModels) {
   }
 }
 
+// Each bad flag is refused before anything loads: exit 2 and one line naming the flag.
+TEST(ServeCli, BadFlagsAreOneLineErrorsNamingTheFlag) {
+  const std::string model = dataDir() + "/hf/" + kGoldenCases[0];
+  const struct {
+    const char* args;
+    const char* named;
+  } cases[] = {
+      {"--port 70000", "--port"},
+      {"--max-queued 0", "--max-queued"},
+      {"--max-body-bytes 10", "--max-body-bytes"},
+      {"--world 3", "--world"},
+      {"--backend cpu --synthetic-weights", "--synthetic-weights"},
+      {"--rank-timeout-ms 1", "--rank-timeout-ms"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    CommandResult r = runCommand(binPath("tpexec") + " serve " + model + " " + c.args, 30);
+    EXPECT_EQ(r.exitCode, 2) << r.output;
+    EXPECT_EQ(r.lineCount(), 1) << r.output;
+    EXPECT_NE(r.output.find(c.named), std::string::npos) << r.output;
+  }
+}
+
 }  // namespace
 }  // namespace tpc::test

@@ -155,6 +155,17 @@ TEST(MoeRouter, TiesGoToTheLowerExpert) {
   for (float w : r.weights) EXPECT_FLOAT_EQ(w, 1.0f / 6);
 }
 
+// A hidden state that overflowed (inf, then NaN) still routes to k distinct experts in range:
+// their indices feed the expert kernels' weight lookups.
+TEST(MoeRouter, ANonFiniteHiddenStateStillPicksDistinctExpertsInRange) {
+  const std::vector<float> gate = randomFloats(8 * 4, 160);
+  for (float bad : {NAN, INFINITY}) {
+    const std::vector<float> x{1.0f, bad, 0.5f, -1.0f};
+    const Routing r = route(x, gate, 1, 4, 8, 3, true);
+    EXPECT_EQ(r.experts, (std::vector<int32_t>{0, 1, 2})) << bad;
+  }
+}
+
 // Expert weights: gate and up [I, hidden], down [hidden, I], for each expert.
 struct Experts {
   int64_t count, hidden, intermediate;

@@ -19,6 +19,9 @@ constexpr int64_t kHalfBytes = int64_t{1} << 20;
 class SimulatedRanks {
  public:
   explicit SimulatedRanks(int world, uint64_t timeoutNs = 5'000'000'000ull) : world_(world) {
+    // The ranks' kernels wait for each other across streams of this one context, where a lazy
+    // load of a kernel would wait for them all (IpcCommunicator loads them the same way).
+    EXPECT_EQ(ipcLoadKernels(), cudaSuccess);
     const size_t bytes = 2 * kHalfBytes + ipcFlagBytes();
     buffers_.resize(world);
     epochs_.resize(world);
@@ -170,9 +173,61 @@ TEST(CudaIpcAllReduce, PlainReduceAndGatherMatchCpu) {
       for (int64_t i = 0; i < c.width; ++i)
         gathered[(t * c.world + r) * c.width + i] = partials[r][t * c.width + i];
   for (int r = 0; r < c.world; ++r) {
+    EXPECT_EQ(ranks.error(r), 0u) << "rank " << r << " gave up waiting";
     EXPECT_EQ(download(type, dOut[r], n), reduced) << "rank " << r;
     EXPECT_EQ(download(type, dGathered[r], n * c.world), gathered) << "rank " << r;
   }
+}
+
+// Two-shot against the CPU's rank-order f32 sum rounded to the storage type, bit for bit on every
+// rank, twice (the second call's epochs use the staging halves the other way round), then a
+// one-shot call behind it on the same streams: the epochs and halves of the two algorithms mix.
+TEST(CudaIpcAllReduce, TwoShotMatchesCpuSumBitwiseOnEveryRank) {
+  TPC_REQUIRE_GPU();
+  struct Sized {
+    int world;
+    int64_t count;
+  };
+  for (ElementType type : {ElementType::F32, ElementType::BF16})
+    for (Sized c :
+         {Sized{2, 4096}, Sized{4, 100003}, Sized{8, 262144}, Sized{8, 5}, Sized{3, 77}}) {
+      SCOPED_TRACE(std::string(typeName(type)) + " world " + std::to_string(c.world) + " count " +
+                   std::to_string(c.count));
+      SimulatedRanks ranks(c.world);
+      const int64_t width = 64, rows = 2;
+      std::vector<std::vector<float>> partials, rowPartials;
+      std::vector<DeviceBuffer> dIn, dOut, dRowsIn, dRowsOut;
+      std::vector<float> want(static_cast<size_t>(c.count), 0.0f), wantRows(rows * width, 0.0f);
+      for (int r = 0; r < c.world; ++r) {
+        partials.push_back(partialOf(type, r, c.count));
+        rowPartials.push_back(partialOf(type, 50 + r, rows * width));
+        for (int64_t i = 0; i < c.count; ++i) want[i] += partials[r][i];
+        for (int64_t i = 0; i < rows * width; ++i) wantRows[i] += rowPartials[r][i];
+        dIn.push_back(upload(type, partials.back()));
+        dRowsIn.push_back(upload(type, rowPartials.back()));
+        dOut.emplace_back(c.count * elementBytes(type));
+        dRowsOut.emplace_back(rows * width * elementBytes(type));
+      }
+      want = roundTo(type, want);
+      wantRows = roundTo(type, wantRows);
+      for (int call = 0; call < 2; ++call) {
+        for (int r = 0; r < c.world; ++r) dOut[r].fill(0);
+        TPC_CUDA_OK(cudaDeviceSynchronize());  // the fill runs on the legacy stream
+        for (int r = 0; r < c.world; ++r) {
+          TPC_CUDA_OK(ipcTwoShotAllReduce(type, ranks.peers(r), dIn[r].get(), c.count,
+                                          dOut[r].get(), ranks.stream(r)));
+          TPC_CUDA_OK(ipcAllReduce(type, ranks.peers(r), dRowsIn[r].get(), rows, width,
+                                   dRowsOut[r].get(), ranks.stream(r)));
+        }
+        TPC_CUDA_OK(cudaDeviceSynchronize());
+        for (int r = 0; r < c.world; ++r) {
+          EXPECT_EQ(ranks.error(r), 0u) << "rank " << r << " gave up waiting";
+          EXPECT_EQ(download(type, dOut[r], c.count), want) << "call " << call << " rank " << r;
+          EXPECT_EQ(download(type, dRowsOut[r], rows * width), wantRows)
+              << "call " << call << " rank " << r << ": the one-shot call behind it";
+        }
+      }
+    }
 }
 
 // A graph captured once replays with fresh epochs: new inputs give new, correct sums each time.

@@ -131,6 +131,22 @@ TEST(CudaMoe, RouterTiesGoToTheLowerExpert) {
   }
 }
 
+// A NaN hidden state (an overflowed residual) routes as on the CPU: k distinct experts in range,
+// never the out-of-range index that made the expert kernels read outside their weights.
+TEST(CudaMoe, ANonFiniteHiddenStatePicksTheCpusExperts) {
+  TPC_REQUIRE_GPU();
+  const int64_t tokens = 2, hidden = 64, numExperts = 8, topK = 2;
+  std::vector<float> x = randomFloats(tokens * hidden, 220);
+  x[3] = NAN;
+  x[hidden + 5] = INFINITY;
+  const std::vector<float> gate = randomFloats(numExperts * hidden, 221);
+  const Routing want = cpuRouter(x, gate, tokens, hidden, numExperts, topK, true);
+  for (ElementType type : {ElementType::F32, ElementType::BF16}) {
+    const Routing got = gpuRouter(type, x, gate, tokens, hidden, numExperts, topK, true);
+    EXPECT_EQ(got.experts, want.experts) << typeName(type);
+  }
+}
+
 TEST(CudaMoe, ExpertsMatchCpu) {
   TPC_REQUIRE_GPU();
   struct Case {

@@ -190,6 +190,7 @@ int runTpexec(int argc, char** argv) {
     run.backend = options.backend;
     run.engine = *engineConfig;
     run.rankTimeout = options.rankTimeout;
+    run.comm = comm;
     if (Error e = tpexec::runRequests(*plan, *requests, run)) return fail(e.message());
     return 0;
   }

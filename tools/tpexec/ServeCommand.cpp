@@ -67,7 +67,7 @@ int runServeCommand(int argc, char** argv) {
   std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
   int64_t port = 8000, maxQueued = 1024, maxBodyBytes = int64_t{4} << 20;
   int64_t world = 0, localWorld = 0, maxContext = 0, maxBatch = 8, rankTimeoutMs = 5000;
-  bool eager = false;
+  bool eager = false, syntheticWeights = false;
   tpexec::EngineFlags engineFlags;
   http::ServerOptions server;
   cli::ArgParser args("tpexec serve",
@@ -98,6 +98,9 @@ int runServeCommand(int argc, char** argv) {
               "only prompts of token ids are served)");
   tpexec::addEngineFlags(args, engineFlags);
   args.flag("--eager", &eager, "cuda: never use CUDA Graphs");
+  args.flag("--synthetic-weights", &syntheticWeights,
+            "cuda: random weights made on the GPU, for load tests of a shape without its\n"
+            "checkpoint (prompts of token ids only)");
   args.option("--rank-timeout-ms", &rankTimeoutMs, "MS",
               "a rank silent this long counts as hung (default 5000)");
   args.epilog(
@@ -114,6 +117,8 @@ int runServeCommand(int argc, char** argv) {
   if (rankTimeoutMs < 100) return serveFail("--rank-timeout-ms must be at least 100", 2);
   if (backend == "cuda" && !haveCudaBackend())
     return serveFail("--backend cuda: this build has no CUDA backend (use --backend cpu)", 2);
+  if (syntheticWeights && backend != "cuda")
+    return serveFail("--synthetic-weights needs --backend cuda", 2);
   server.port = static_cast<int>(port);
   server.maxQueued = maxQueued;
   server.maxBodyBytes = static_cast<uint64_t>(maxBodyBytes);
@@ -148,6 +153,7 @@ int runServeCommand(int argc, char** argv) {
   run.localWorld = localWorld;
   run.backend.kind = backend;
   run.backend.eager = eager;
+  run.backend.syntheticWeights = syntheticWeights;
   run.backend.modelDir = modelDir;
   run.engine = *engineConfig;
   run.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
