@@ -200,7 +200,7 @@ class RankLowering {
 }  // namespace
 
 Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& source,
-                                           const PlanLimits& limits) {
+                                           const PlanLimits& limits, const Graph* visionTower) {
   int64_t world = g.attrs.getInt("world", 1), pp = g.attrs.getInt("pp", 1);
   if (pp < 1 || world % pp != 0)
     return makeError("lowering: ", pp, " stages do not divide world ", world);
@@ -219,6 +219,18 @@ Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& sou
     ranks.push_back(*program);
     kvBytesPerToken = std::max(kvBytesPerToken, lowering.kvBytesPerToken());
   }
+  std::vector<Offset<plan::RankProgram>> tower;
+  if (visionTower) {
+    if (visionTower->attrs.getInt("world", 1) != world ||
+        !visionTower->attrs.has("arena_bytes_per_token"))
+      return makeError("the vision tower must be sharded and planned for world ", world);
+    for (int64_t r = 0; r < world; ++r) {
+      Expected<Offset<plan::RankProgram>> program =
+          RankLowering(fb, *visionTower, source, limits, r, world).lower();
+      if (!program) return program.takeError().withContext("vision tower: ");
+      tower.push_back(*program);
+    }
+  }
   std::vector<Offset<plan::CheckpointFile>> files;
   for (const CheckpointFileInfo& f : source.files)
     files.push_back(plan::CreateCheckpointFile(fb, fb.CreateString(f.name), f.size, f.headerHash));
@@ -227,7 +239,7 @@ Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& sou
       fb, kPlanSchemaVersion, fb.CreateString(kPlanProducer), encodeAttrs(fb, g.attrs),
       fb.CreateString(source.modelDir), static_cast<uint32_t>(world), static_cast<uint8_t>(compute),
       plan::CreateLimits(fb, limits.maxContext, limits.maxBatch, kvBytesPerToken),
-      fb.CreateVector(files), fb.CreateVector(ranks));
+      fb.CreateVector(files), fb.CreateVector(ranks), visionTower ? fb.CreateVector(tower) : 0);
   plan::FinishPlanBuffer(fb, root);
   return std::vector<uint8_t>(fb.GetBufferPointer(), fb.GetBufferPointer() + fb.GetSize());
 }

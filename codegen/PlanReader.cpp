@@ -95,6 +95,18 @@ class SemanticCheck {
       else if (ops != firstOps)
         return bad("rank ", r, " runs a different step sequence than rank ", r - r % tp);
     }
+    if (const auto* tower = p_.vision_tower()) {
+      if (tower->size() != world)
+        return bad("holds ", tower->size(), " vision tower programs for world ", world);
+      for (uint32_t r = 0; r < world; ++r) {
+        const plan::RankProgram* prog = tower->Get(r);
+        if (Error e = checkRank(*prog))
+          return std::move(e).withContext("vision tower rank " + std::to_string(r) + ": ");
+        if (prog->rank() != r || prog->inputs()->size() != 1 || prog->outputs()->size() != 1)
+          return bad("vision tower program ", r, " is not rank ", r,
+                     "'s with one input and output");
+      }
+    }
     return Error::success();
   }
 

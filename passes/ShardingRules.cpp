@@ -45,6 +45,16 @@ constexpr ShardingRule kRules[] = {
     {OpKind::Send, "partial", "P", "", ""},
     {OpKind::Recv, "follows-input", "", "S", ""},
     {OpKind::Recv, "partial", "", "P", ""},
+    {OpKind::LayerNorm, "replicated", "Rww", "R", ""},
+    {OpKind::BiasAdd, "replicated", "Rw", "R", ""},
+    {OpKind::Gelu, "elementwise", "S", "S", ""},
+    {OpKind::Gelu, "replicated", "R", "R", ""},
+    {OpKind::QuickGelu, "elementwise", "S", "S", ""},
+    {OpKind::QuickGelu, "replicated", "R", "R", ""},
+    {OpKind::VisionEmbed, "replicated", "Rww", "R", ""},
+    {OpKind::EncoderAttention, "head-parallel", "SSS", "S", "heads:0"},
+    {OpKind::EncoderAttention, "replicated", "RRR", "R", ""},
+    {OpKind::ImageRows, "replicated", "RRR", "R", ""},
 };
 
 // Expands "RRR[rrc]" so index 5 reads 'c': letters past the bracket group cycle through it.

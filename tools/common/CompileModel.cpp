@@ -1,6 +1,7 @@
 #include "tools/common/CompileModel.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "codegen/Lowering.h"
 #include "codegen/PlanReader.h"
@@ -20,6 +21,11 @@ Expected<CompiledModel> compileModel(const std::string& model, const CompileSett
                            : *parseIrDType(settings.dtype);
   Expected<Graph> graph = buildGraph(spec, source->lookup(), build);
   if (!graph) return graph.takeError();
+  // The vision tower runs whole on every rank of one tensor-parallel group; stages would have to
+  // say where its image rows go, which the pipeline pass does not yet know.
+  if (spec.vision && (settings.pp != 1 || !settings.deviceMap.empty()))
+    return makeError("a vision model (", model,
+                     ") compiles for tensor parallelism only: leave out --pp and --device-map");
   PassOptions passes{settings.world, {}, settings.fuseAllReduce, settings.pp, settings.stageLayers};
   PlanLimits limits;
   limits.maxBatch = settings.maxBatch;
@@ -45,6 +51,17 @@ Expected<CompiledModel> compileModel(const std::string& model, const CompileSett
         if (settings.afterPass) settings.afterPass(pass, g);
       }))
     return e;
+  // llava: the vision tower is its own graph, through the same passes for the same world.
+  std::optional<Graph> tower;
+  if (spec.vision) {
+    Expected<Graph> vision = buildVisionGraph(spec, source->lookup(), build);
+    if (!vision) return vision.takeError();
+    if (Error e = runPipeline(*vision, passes, [&](const std::string& pass, const Graph& g) {
+          if (settings.afterPass) settings.afterPass(pass, g);
+        }))
+      return std::move(e).withContext("vision tower: ");
+    tower = std::move(*vision);
+  }
   PlanSource planSource;
   planSource.modelDir = source->directory;
   for (const SafetensorsFile& f : source->checkpoint.files())
@@ -55,7 +72,8 @@ Expected<CompiledModel> compileModel(const std::string& model, const CompileSett
     if (!e) return std::nullopt;
     return e->file;
   };
-  Expected<std::vector<uint8_t>> bytes = lowerToPlan(*graph, planSource, limits);
+  Expected<std::vector<uint8_t>> bytes =
+      lowerToPlan(*graph, planSource, limits, tower ? &*tower : nullptr);
   if (!bytes) return bytes.takeError();
   // Read the plan back exactly as tpexec will: a plan this build cannot load is never used.
   Expected<LoadedPlan> check = LoadedPlan::fromBytes(*bytes, model);
