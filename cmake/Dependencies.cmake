@@ -25,6 +25,9 @@ find_path(TPC_CPPZMQ_INCLUDE zmq.hpp REQUIRED)
 # The tokenizer: PCRE2 for the split patterns, ICU's uc for Unicode normalization.
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(ICU REQUIRED IMPORTED_TARGET icu-uc)
+# Images for vision models: Debian's libpng and libjpeg-turbo (libpng-dev, libjpeg62-turbo-dev).
+find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
 find_package(OpenBLAS CONFIG QUIET)
 if(NOT OpenBLAS_FOUND)
   find_library(OpenBLAS_LIBRARIES NAMES openblas REQUIRED)

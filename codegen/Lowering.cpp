@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "codegen/PlanFormat.h"
+#include "passes/PipelineStages.h"
 
 namespace tpc {
 namespace {
@@ -40,15 +42,31 @@ std::vector<int64_t> encodeShape(const Shape& s) {
 
 class RankLowering {
  public:
+  // Rank `rank` of a grid of `pp` stages of world / pp tensor-parallel ranks: rank =
+  // stage * tp + tp rank. Its program holds its stage's nodes; its weights are its tp rank's.
   RankLowering(FlatBufferBuilder& fb, const Graph& g, const PlanSource& source,
-               const PlanLimits& limits, int64_t rank, int64_t world)
-      : fb_(fb), g_(g), source_(source), limits_(limits), rank_(rank), world_(world) {}
+               const PlanLimits& limits, int64_t rank, int64_t world, int64_t pp,
+               const std::vector<int64_t>& stages)
+      : fb_(fb),
+        g_(g),
+        source_(source),
+        limits_(limits),
+        rank_(rank),
+        tp_(world / pp),
+        tpRank_(rank % (world / pp)),
+        stage_(rank / (world / pp)),
+        pp_(pp) {
+    for (size_t i = 0; i < g.nodes().size(); ++i)
+      if (stages[i] == stage_) nodes_.push_back(g.nodes()[i]);
+  }
 
   Expected<Offset<plan::RankProgram>> lower() {
     std::vector<Offset<plan::Buffer>> buffers;
+    int64_t arenaEnd = 0;
     auto addBuffer = [&](const Value* v) {
       index_[v] = {plan::RefKind::Buffer, static_cast<uint32_t>(buffers.size())};
       auto bytes = byteSize(v->dtype, static_cast<uint64_t>(staticElementCount(v->shape)));
+      arenaEnd = std::max(arenaEnd, v->arenaOffset + static_cast<int64_t>(bytes.value_or(0)));
       plan::Sharding sh = encodeSharding(v->sharding);
       buffers.push_back(
           plan::CreateBuffer(fb_, fb_.CreateString(v->name), static_cast<uint8_t>(v->dtype),
@@ -56,12 +74,15 @@ class RankLowering {
                              static_cast<int64_t>(bytes.value_or(0))));
     };
     for (const Value* v : g_.inputs()) addBuffer(v);
-    for (const Node* n : g_.nodes())
+    for (const Node* n : nodes_)
       for (const Value* r : n->results) addBuffer(r);
 
+    std::set<const Value*> used;
+    for (const Node* n : nodes_) used.insert(n->operands.begin(), n->operands.end());
     std::vector<Offset<plan::Weight>> weights;
     uint64_t weightBytes = 0;
     for (const Value* p : g_.parameters()) {
+      if (!used.count(p)) continue;  // another stage's
       Expected<Offset<plan::Weight>> w = lowerWeight(*p, weightBytes);
       if (!w) return w.takeError();
       index_[p] = {plan::RefKind::Weight, static_cast<uint32_t>(weights.size())};
@@ -70,7 +91,7 @@ class RankLowering {
 
     std::vector<Offset<plan::Step>> steps;
     uint64_t kvBytes = 0;
-    for (const Node* n : g_.nodes()) {
+    for (const Node* n : nodes_) {
       std::vector<plan::Ref> operands;
       for (const Value* v : n->operands)
         operands.push_back(plan::Ref(index_[v].first, index_[v].second));
@@ -81,6 +102,10 @@ class RankLowering {
           n->op == OpKind::AllReduceAddRmsNorm)
         comm = static_cast<int64_t>(
             byteSize(n->result()->dtype, staticElementCount(n->result()->shape)).value_or(0));
+      if (n->op == OpKind::Send || n->op == OpKind::Recv) {
+        const Value* v = n->op == OpKind::Send ? n->operand(0) : n->result();
+        comm = static_cast<int64_t>(byteSize(v->dtype, staticElementCount(v->shape)).value_or(0));
+      }
       if (n->op == OpKind::Attention) {
         // K and V of one token for every local KV head: the paged pool is sized at run time
         // from the memory left, so the plan says only what a token costs.
@@ -95,11 +120,14 @@ class RankLowering {
     kvBytesPerToken_ = kvBytes;
     std::vector<uint32_t> inputs, outputs;
     for (const Value* v : g_.inputs()) inputs.push_back(index_[v].second);
-    for (const Value* v : g_.outputs()) outputs.push_back(index_[v].second);
+    for (const Value* v : g_.outputs())
+      if (index_.count(v)) outputs.push_back(index_[v].second);
+    // A stage's values are all it needs room for; one stage keeps the planned arena as it is.
+    int64_t arena = pp_ == 1 ? g_.attrs.getInt("arena_bytes_per_token") : arenaEnd;
     return plan::CreateRankProgram(fb_, static_cast<uint32_t>(rank_), fb_.CreateVector(steps),
                                    fb_.CreateVector(buffers), fb_.CreateVector(weights),
-                                   fb_.CreateVector(inputs), fb_.CreateVector(outputs),
-                                   g_.attrs.getInt("arena_bytes_per_token"), weightBytes, kvBytes);
+                                   fb_.CreateVector(inputs), fb_.CreateVector(outputs), arena,
+                                   weightBytes, kvBytes);
   }
 
  private:
@@ -116,7 +144,7 @@ class RankLowering {
     }
     int64_t stackBegin = 0, stackEnd = 0, pieceBegin = 0;
     if (stacked) {
-      SliceRange mine = sliceOf(stackRows, p.sharding.parts, p.sharding.pieceOf(rank_, world_));
+      SliceRange mine = sliceOf(stackRows, p.sharding.parts, p.sharding.pieceOf(tpRank_, tp_));
       stackBegin = mine.start;
       stackEnd = mine.start + mine.length;
     }
@@ -138,7 +166,7 @@ class RankLowering {
       } else if (piece.sharding.isSplit()) {
         dim = piece.sharding.dim;
         range = sliceOf(piece.shape[dim].size, piece.sharding.parts,
-                        piece.sharding.pieceOf(rank_, world_));
+                        piece.sharding.pieceOf(tpRank_, tp_));
       }
       slices.push_back(plan::CreateWeightSlice(
           fb_, fb_.CreateString(piece.tensor), static_cast<uint32_t>(*file),
@@ -163,7 +191,8 @@ class RankLowering {
   const Graph& g_;
   const PlanSource& source_;
   const PlanLimits& limits_;
-  int64_t rank_, world_;
+  int64_t rank_, tp_, tpRank_, stage_, pp_;
+  std::vector<const Node*> nodes_;
   std::map<const Value*, std::pair<plan::RefKind, uint32_t>> index_;
   uint64_t kvBytesPerToken_ = 0;
 };
@@ -171,8 +200,11 @@ class RankLowering {
 }  // namespace
 
 Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& source,
-                                           const PlanLimits& limits) {
-  int64_t world = g.attrs.getInt("world", 1);
+                                           const PlanLimits& limits, const Graph* visionTower) {
+  int64_t world = g.attrs.getInt("world", 1), pp = g.attrs.getInt("pp", 1);
+  if (pp < 1 || world % pp != 0)
+    return makeError("lowering: ", pp, " stages do not divide world ", world);
+  std::vector<int64_t> stages = nodeStages(g);
   if (!g.attrs.has("arena_bytes_per_token"))
     return makeError("lowering needs a memory-planned graph");
   if (limits.maxContext < 1 || limits.maxBatch < 1)
@@ -181,11 +213,23 @@ Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& sou
   std::vector<Offset<plan::RankProgram>> ranks;
   uint64_t kvBytesPerToken = 0;
   for (int64_t r = 0; r < world; ++r) {
-    RankLowering lowering(fb, g, source, limits, r, world);
+    RankLowering lowering(fb, g, source, limits, r, world, pp, stages);
     Expected<Offset<plan::RankProgram>> program = lowering.lower();
     if (!program) return program.takeError();
     ranks.push_back(*program);
     kvBytesPerToken = std::max(kvBytesPerToken, lowering.kvBytesPerToken());
+  }
+  std::vector<Offset<plan::RankProgram>> tower;
+  if (visionTower) {
+    if (visionTower->attrs.getInt("world", 1) != world ||
+        !visionTower->attrs.has("arena_bytes_per_token"))
+      return makeError("the vision tower must be sharded and planned for world ", world);
+    for (int64_t r = 0; r < world; ++r) {
+      Expected<Offset<plan::RankProgram>> program =
+          RankLowering(fb, *visionTower, source, limits, r, world).lower();
+      if (!program) return program.takeError().withContext("vision tower: ");
+      tower.push_back(*program);
+    }
   }
   std::vector<Offset<plan::CheckpointFile>> files;
   for (const CheckpointFileInfo& f : source.files)
@@ -195,7 +239,7 @@ Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& sou
       fb, kPlanSchemaVersion, fb.CreateString(kPlanProducer), encodeAttrs(fb, g.attrs),
       fb.CreateString(source.modelDir), static_cast<uint32_t>(world), static_cast<uint8_t>(compute),
       plan::CreateLimits(fb, limits.maxContext, limits.maxBatch, kvBytesPerToken),
-      fb.CreateVector(files), fb.CreateVector(ranks));
+      fb.CreateVector(files), fb.CreateVector(ranks), visionTower ? fb.CreateVector(tower) : 0);
   plan::FinishPlanBuffer(fb, root);
   return std::vector<uint8_t>(fb.GetBufferPointer(), fb.GetBufferPointer() + fb.GetSize());
 }

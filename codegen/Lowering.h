@@ -31,7 +31,9 @@ struct PlanLimits {
   int64_t maxBatch = 8;
 };
 
+// `visionTower`, when given, is the llava vision graph, sharded and planned for the same world.
 Expected<std::vector<uint8_t>> lowerToPlan(const Graph& graph, const PlanSource& source,
-                                           const PlanLimits& limits);
+                                           const PlanLimits& limits,
+                                           const Graph* visionTower = nullptr);
 
 }  // namespace tpc

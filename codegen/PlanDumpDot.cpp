@@ -98,7 +98,8 @@ std::string dumpPlanDot(const plan::Plan& p, std::optional<uint32_t> rank) {
   for (flatbuffers::uoffset_t i = 0; i < steps.size(); ++i) {
     const plan::Step& step = *steps.Get(i);
     std::string first = "#" + std::to_string(i) + " " + raw(step.op());
-    std::string shape = bufferType(prog, step.results()->Get(0));
+    std::string shape =
+        step.results()->size() == 0 ? std::string("-") : bufferType(prog, step.results()->Get(0));
     if (step.results()->size() > 1)
       shape += " +" + std::to_string(step.results()->size() - 1) + " more";
     os << "  s" << i << " [label=" << label({first, raw(step.sharding()), shape});

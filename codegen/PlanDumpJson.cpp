@@ -179,6 +179,20 @@ Json summaryJson(const PlanSummary& s) {
                                   {"exchange", "all_reduce"},
                                   {"exchanges", s.exchanges},
                                   {"exchange_bytes_per_token", s.exchangeBytesPerToken}};
+  if (!s.stages.empty()) {
+    Json stages = Json::array();
+    for (const StageSummary& st : s.stages) {
+      Json sends = Json::array();
+      for (const auto& [peer, bytes] : st.sendsTo)
+        sends.push_back(Json{{"stage", peer}, {"bytes_per_token", bytes}});
+      Json one{{"stage", st.stage},          {"first_rank", st.firstRank},
+               {"ranks", st.ranks},          {"first_layer", st.firstLayer},
+               {"last_layer", st.lastLayer}, {"sends", std::move(sends)}};
+      if (!st.device.empty()) one["device"] = st.device;
+      stages.push_back(std::move(one));
+    }
+    out["pipeline"] = Json{{"pp", s.pp}, {"tp", s.tp}, {"stages", std::move(stages)}};
+  }
   return out;
 }
 

@@ -119,8 +119,9 @@ std::string operandsText(const plan::RankProgram& prog, const plan::Step& step) 
 // Step attributes a reader checks the sharding against; the rest (rope parameters repeated
 // on every layer, vocab split bookkeeping) is counted here and spelled out in the JSON dump.
 constexpr std::string_view kNotableAttrs[] = {
-    "layer", "heads",  "kv_heads", "head_dim", "eps",       "scale",        "sizes",         "dim",
-    "start", "length", "top_k",    "experts",  "rope_type", "global_width", "global_experts"};
+    "layer",     "heads",        "kv_heads",       "head_dim",  "eps",   "scale",
+    "sizes",     "dim",          "start",          "length",    "top_k", "experts",
+    "rope_type", "global_width", "global_experts", "peer_stage"};
 
 std::string attrsText(const plan::Step& step) {
   std::string out;
@@ -149,6 +150,9 @@ void printSteps(std::ostream& os, const plan::RankProgram& prog) {
   for (flatbuffers::uoffset_t i = 0; i < prog.steps()->size(); ++i) {
     const plan::Step& step = *prog.steps()->Get(i);
     const auto& results = *step.results();
+    if (results.size() == 0)  // a send: it writes nothing here
+      t.row({std::to_string(i), printable(step.op()), printable(step.sharding()), "-", "", "",
+             operandsText(prog, step), attrsText(step)});
     for (flatbuffers::uoffset_t r = 0; r < results.size(); ++r) {
       uint32_t index = results.Get(r);
       std::string type = "?", sharding = "?";
@@ -203,11 +207,13 @@ std::string namesText(const plan::RankProgram& prog, const flatbuffers::Vector<u
   return out.empty() ? "(none)" : out;
 }
 
-void printRank(std::ostream& os, const plan::Plan& p, const plan::RankProgram& prog) {
+void printRank(std::ostream& os, const plan::Plan& p, const plan::RankProgram& prog,
+               bool visionTower = false) {
   int64_t batch = p.limits()->max_batch();
   std::optional<uint64_t> atBatch = bytesAtBatch(prog.arena_bytes_per_token(), batch);
-  os << "\nrank " << prog.rank() << ": weights " << bytesText(prog.weight_bytes()) << ", KV "
-     << bytesText(prog.kv_bytes_per_token()) << "/token"
+  os << (visionTower ? "\nvision tower, rank " : "\nrank ") << prog.rank() << ": weights "
+     << bytesText(prog.weight_bytes()) << ", KV " << bytesText(prog.kv_bytes_per_token())
+     << "/token"
      << ", arena "
      << bytesText(static_cast<uint64_t>(std::max<int64_t>(prog.arena_bytes_per_token(), 0)))
      << "/token, " << (atBatch ? bytesText(*atBatch) : std::string("(too large)")) << " at batch "
@@ -229,7 +235,12 @@ std::string dumpPlanText(const plan::Plan& p, std::optional<uint32_t> rank) {
   std::vector<const plan::RankProgram*> programs = selectRanks(p, rank);
   if (programs.empty())
     os << "\nrank " << (rank ? std::to_string(*rank) : "") << " is not in this plan\n";
-  for (const plan::RankProgram* prog : programs) printRank(os, p, *prog);
+  for (const plan::RankProgram* prog : programs) {
+    // llava: the rank's vision tower program (one image per step: its rows are the class slot
+    // and the patches), then its text program.
+    if (p.vision_tower()) printRank(os, p, *p.vision_tower()->Get(prog->rank()), true);
+    printRank(os, p, *prog);
+  }
   // The same closing lines `tpc compile` prints, for the ranks shown.
   PlanSummary summary = summarizePlan(p);
   std::erase_if(summary.ranks, [&](const RankSummary& r) { return rank && r.rank != *rank; });

@@ -62,8 +62,7 @@ class SemanticCheck {
 
   Error run() {
     uint32_t world = p_.world();
-    if (world < 1 || world > 1024 || (world & (world - 1)) != 0)
-      return bad("world ", world, " is not a power of 2 in 1..1024");
+    if (world < 1 || world > 1024) return bad("world ", world, " is outside 1..1024");
     if (!p_.ranks() || p_.ranks()->size() != world)
       return bad("holds ", p_.ranks() ? p_.ranks()->size() : 0, " rank programs for world ", world);
     if (!p_.limits() || p_.limits()->max_context() < 1 || p_.limits()->max_batch() < 1)
@@ -74,6 +73,15 @@ class SemanticCheck {
     if (Error e = checkAttrs(p_.model())) return std::move(e).withContext("plan model ");
     for (const plan::CheckpointFile* f : *p_.checkpoint())
       if (f->name()->str().empty()) return bad("a checkpoint file has an empty name");
+    // Pipeline stages: world / pp tensor-parallel ranks each, rank = stage * tp + tp rank;
+    // the ranks of one stage run the same steps.
+    int64_t pp = planIntAttr(p_.model(), "pp", 1);
+    if (pp < 1 || world % pp != 0) return bad(pp, " pipeline stages do not divide world ", world);
+    const uint32_t tp = world / static_cast<uint32_t>(pp);
+    // A device map's stages may be any number; each stage's tensor-parallel ranks are a power of 2.
+    if ((tp & (tp - 1)) != 0)
+      return bad(tp, " tensor-parallel ranks per stage (world ", world, ", ", pp,
+                 " stages) is not a power of 2");
     std::vector<std::string> firstOps;
     for (uint32_t r = 0; r < world; ++r) {
       const plan::RankProgram* prog = p_.ranks()->Get(r);
@@ -82,10 +90,22 @@ class SemanticCheck {
         return std::move(e).withContext("rank " + std::to_string(r) + ": ");
       std::vector<std::string> ops;
       for (const plan::Step* s : *prog->steps()) ops.push_back(s->op()->str());
-      if (r == 0)
+      if (r % tp == 0)
         firstOps = ops;
       else if (ops != firstOps)
-        return bad("rank ", r, " runs a different step sequence than rank 0");
+        return bad("rank ", r, " runs a different step sequence than rank ", r - r % tp);
+    }
+    if (const auto* tower = p_.vision_tower()) {
+      if (tower->size() != world)
+        return bad("holds ", tower->size(), " vision tower programs for world ", world);
+      for (uint32_t r = 0; r < world; ++r) {
+        const plan::RankProgram* prog = tower->Get(r);
+        if (Error e = checkRank(*prog))
+          return std::move(e).withContext("vision tower rank " + std::to_string(r) + ": ");
+        if (prog->rank() != r || prog->inputs()->size() != 1 || prog->outputs()->size() != 1)
+          return bad("vision tower program ", r, " is not rank ", r,
+                     "'s with one input and output");
+      }
     }
     return Error::success();
   }
@@ -162,7 +182,7 @@ class SemanticCheck {
       int ops = static_cast<int>(s->operands()->size()),
           res = static_cast<int>(s->results()->size());
       if (ops < info->minOperands || (info->maxOperands >= 0 && ops > info->maxOperands) ||
-          (info->results >= 0 && res != info->results) || res == 0)
+          (info->results >= 0 && res != info->results) || (res == 0 && info->results != 0))
         return makeError("a ", info->name, " step has ", ops, " operands and ", res, " results");
       for (const plan::Ref* ref : *s->operands()) {
         bool isBuffer = ref->kind() == plan::RefKind::Buffer;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "codegen/plan_generated.h"
@@ -24,8 +25,21 @@ struct CollectiveSummary {
   int64_t bytesPerToken = 0;
 };
 
+// One pipeline stage: its ranks (stage * tp .. + tp - 1), its layers and, for each later or
+// earlier stage it sends to, the bytes per token its sends move (the hidden state forward,
+// the logits back).
+struct StageSummary {
+  int64_t stage = 0;
+  std::string device;  // a device map's ("cuda:0", "cpu"); empty otherwise
+  uint32_t firstRank = 0, ranks = 1;
+  int64_t firstLayer = -1, lastLayer = -1;           // -1: no layer
+  std::vector<std::pair<int64_t, int64_t>> sendsTo;  // (peer stage, bytes per token), by peer
+};
+
 struct PlanSummary {
   uint32_t world = 1;
+  int64_t pp = 1, tp = 1;
+  std::vector<StageSummary> stages;  // empty at pp 1
   int64_t maxContext = 0, maxBatch = 0;
   std::string family;
   std::vector<RankSummary> ranks;

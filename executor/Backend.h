@@ -38,6 +38,10 @@ struct StepInput {
   const int32_t* logitRows = nullptr;
   int64_t logitRowCount = 0;
 
+  // llava: [tokens, hidden], the projected image row of every image token of the step (the
+  // other rows are not read); null when the step has no image.
+  const float* imageEmbeds = nullptr;
+
   bool paged() const { return blockTables != nullptr; }
 };
 
@@ -67,6 +71,14 @@ class Backend {
   // `vocab` is the logits' row width (the model's vocab_size).
   virtual Expected<std::vector<int32_t>> forwardSample(const StepInput& in, const RowSampling* rows,
                                                        int64_t vocab);
+  // llava: runs this rank's part of the vision tower and projector on one image's
+  // pixel_patches ([rows, channels * patch^2], cpu::patchify's layout); returns the image
+  // features [rows, text hidden], the same on every rank, valid until the next call.
+  virtual Expected<const float*> encodeImage(const float* patches, int64_t rows) {
+    (void)patches;
+    (void)rows;
+    return makeError("the ", name(), " backend does not run vision towers");
+  }
   // Bytes this rank holds for its weights after loading.
   virtual uint64_t residentWeightBytes() const = 0;
   // Blocks of the paged KV pool (of BackendOptions::kvBlockSize tokens each); 0 when the

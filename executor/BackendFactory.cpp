@@ -1,5 +1,7 @@
 #include "executor/Backend.h"
 
+#include "codegen/PlanFormat.h"
+
 #include "kernels/cpu/Kernels.h"
 
 #ifdef TPC_HAVE_CUDA
@@ -89,6 +91,34 @@ Expected<std::unique_ptr<Communicator>> createIpcCommunicator(std::unique_ptr<Co
 }
 #endif
 
+namespace {
+
+// A device map names each stage's device; the ranks run one backend, so every stage must be
+// on its kind (mixed CUDA and CPU stages in one run are not supported).
+Error checkStageDevice(const plan::Plan& p, uint32_t rank, const std::string& kind) {
+  const plan::Attr* a = findPlanAttr(p.model(), "stage_devices");
+  if (!a || !a->string_value()) return Error::success();
+  const std::string devices = a->string_value()->str();
+  const int64_t pp = planIntAttr(p.model(), "pp", 1);
+  const int64_t stage = static_cast<int64_t>(rank) / (static_cast<int64_t>(p.world()) / pp);
+  size_t start = 0;
+  for (int64_t s = 0; s < stage && start != std::string::npos; ++s) {
+    start = devices.find(',', start);
+    if (start != std::string::npos) ++start;
+  }
+  if (start == std::string::npos)
+    return makeError("the plan's stage_devices names no device for stage ", stage);
+  std::string device = devices.substr(start, devices.find(',', start) - start);
+  const bool cpu = device == "cpu";
+  if (cpu == (kind == "cpu")) return Error::success();
+  return makeError("stage ", stage, " of the plan is placed on ", device, " but --backend is ",
+                   kind,
+                   " (one backend runs every stage; mixed CUDA and CPU stages are not "
+                   "supported)");
+}
+
+}  // namespace
+
 Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_t rank,
                                                  Communicator& comm,
                                                  const BackendOptions& options) {
@@ -99,8 +129,15 @@ Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_
   if (static_cast<uint32_t>(comm.world()) != p.world())
     return makeError("the plan is for world ", p.world(), " but ", comm.world(),
                      " ranks are running");
+  if (Error e = checkStageDevice(p, rank, options.kind)) return e;
+  if (options.kind != "cpu" && planIntAttr(p.model(), "pp", 1) > 1)
+    return makeError("the plan has ", planIntAttr(p.model(), "pp", 1),
+                     " pipeline stages, which only the CPU backend runs (use --backend cpu)");
   if (options.kind == "cpu") return createCpuBackend(plan, rank, comm, options);
   if (options.kind == "cuda") {
+    if (p.vision_tower())
+      return makeError(
+          "the CUDA backend does not run vision models (llava) yet; use --backend cpu");
 #ifdef TPC_HAVE_CUDA
     return createCudaBackend(plan, rank, comm, options);
 #else

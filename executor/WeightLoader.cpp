@@ -60,7 +60,12 @@ Expected<Checkpoint> openPlanCheckpoint(const plan::Plan& plan, const std::strin
 
 Expected<std::vector<float>> loadWeightF32(const plan::Plan& plan, uint32_t rank,
                                            const Checkpoint& checkpoint, uint32_t weight) {
-  const plan::Weight* w = plan.ranks()->Get(rank)->weights()->Get(weight);
+  return loadProgramWeightF32(*plan.ranks()->Get(rank), checkpoint, weight);
+}
+
+Expected<std::vector<float>> loadProgramWeightF32(const plan::RankProgram& program,
+                                                  const Checkpoint& checkpoint, uint32_t weight) {
+  const plan::Weight* w = program.weights()->Get(weight);
   int64_t rows = w->shape()->Get(0), cols = product(*w->shape(), 1);
   std::vector<float> data(static_cast<size_t>(rows * cols), 0.0f);
   for (const plan::WeightSlice* s : *w->slices()) {

@@ -20,6 +20,10 @@ Expected<Checkpoint> openPlanCheckpoint(const plan::Plan& plan, const std::strin
 Expected<std::vector<float>> loadWeightF32(const plan::Plan& plan, uint32_t rank,
                                            const Checkpoint& checkpoint, uint32_t weight);
 
+// The same for a weight of any program of the plan (the vision tower's).
+Expected<std::vector<float>> loadProgramWeightF32(const plan::RankProgram& program,
+                                                  const Checkpoint& checkpoint, uint32_t weight);
+
 // Every weight of `rank` converted to fp32, in plan order (rows of the local shape, zero
 // padding included).
 Expected<std::vector<std::vector<float>>> loadWeightsF32(

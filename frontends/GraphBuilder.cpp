@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "frontends/FamilyLayout.h"
+#include "frontends/LlavaLayout.h"
 #include "ir/Verifier.h"
 
 namespace tpc {
@@ -56,8 +57,13 @@ class ListingSource : public TensorSource {
 
 class DecoderBuilder {
  public:
-  DecoderBuilder(const ModelSpec& spec, TensorSource& source, DType act)
-      : spec_(spec), layout_(familyLayout(spec.family)), source_(source), act_(act) {}
+  DecoderBuilder(const ModelSpec& spec, TensorSource& source, DType act,
+                 std::optional<LlavaLayout> llava = std::nullopt)
+      : spec_(spec),
+        layout_(familyLayout(spec.family)),
+        source_(source),
+        act_(act),
+        llava_(std::move(llava)) {}
 
   Expected<Graph> build() {
     describeModel();
@@ -67,6 +73,7 @@ class DecoderBuilder {
     Attributes embedAttrs = splitAttrs(spec_.vocabSize, "vocab_size");
     embedAttrs.setInt("pad_to_world", 1);  // the vocab is padded to a multiple of the world
     Value* h = node(OpKind::Embedding, {ids_, embed}, "embed", act_, spec_.hiddenSize, embedAttrs);
+    if (spec_.vision) h = imageRows(h);
     for (int64_t l = 0; l < spec_.numLayers; ++l) h = layer(l, h);
     Value* norm = rmsNorm(h, "model.norm.weight", "final_norm");
     // The lm_head runs only on the rows that sample (one per sequence, not a whole prefill
@@ -110,6 +117,25 @@ class DecoderBuilder {
     a.setInt("world", 1);
   }
 
+  // llava: the projected image rows replace the embeddings of the image tokens. The rows come
+  // in as an input (the vision tower is its own program), one per token of the step.
+  Value* imageRows(Value* embeds) {
+    const VisionSpec& v = *spec_.vision;
+    Value* rows = g_.addInput("image_embeds", act_, {Dim::tokens(), Dim::of(spec_.hiddenSize)});
+    Attributes a;
+    a.setInt("image_token_index", v.imageTokenIndex);
+    Attributes& m = g_.attrs;
+    m.setString("architecture", "llava");
+    m.setInt("image_token_index", v.imageTokenIndex);
+    m.setInt("image_seq_length", v.imageSeqLength);
+    m.setInt("vision_image_size", v.imageSize);
+    m.setInt("vision_patch_size", v.patchSize);
+    m.setInt("vision_num_channels", v.numChannels);
+    m.setInt("vision_rows", v.rows());
+    m.setInt("vision_first_feature_row", v.keepClassRow ? 0 : 1);
+    return node(OpKind::ImageRows, {embeds, rows, ids_}, "image_rows", act_, spec_.hiddenSize, a);
+  }
+
   static Attributes splitAttrs(int64_t groups, const char* configKey) {
     Attributes a;
     a.setInt("split_groups", groups);
@@ -117,7 +143,8 @@ class DecoderBuilder {
     return a;
   }
 
-  Value* param(const std::string& name, std::vector<int64_t> shape) {
+  Value* param(const std::string& canonical, const std::vector<int64_t>& shape) {
+    const std::string name = llava_ ? llava_->textName(canonical) : canonical;
     if (Value* existing = g_.findValue(name)) return existing;
     Expected<TensorMeta> meta = source_.resolve(name, shape);
     DType dtype = spec_.dtype;
@@ -254,6 +281,7 @@ class DecoderBuilder {
   Value* ids_ = nullptr;
   Value* positions_ = nullptr;
   std::optional<Error> error_;
+  std::optional<LlavaLayout> llava_;
 };
 
 }  // namespace
@@ -264,7 +292,13 @@ Expected<Graph> buildGraph(const ModelSpec& spec, const TensorLookup& lookup,
     return makeError("compute dtype ", irName(options.computeDType),
                      " is not one of f32, f16, bf16");
   CheckpointSource source(lookup);
-  return DecoderBuilder(spec, source, options.computeDType).build();
+  std::optional<LlavaLayout> llava;
+  if (spec.vision) {
+    Expected<LlavaLayout> layout = detectLlavaLayout(lookup);
+    if (!layout) return layout.takeError();
+    llava = *layout;
+  }
+  return DecoderBuilder(spec, source, options.computeDType, llava).build();
 }
 
 std::vector<ExpectedTensor> expectedTensors(const ModelSpec& spec) {

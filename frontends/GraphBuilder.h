@@ -28,6 +28,12 @@ struct BuildOptions {
 Expected<Graph> buildGraph(const ModelSpec& spec, const TensorLookup& lookup,
                            const BuildOptions& options);
 
+// llava: the vision tower (CLIP up to the selected hidden layer) and the projector, one row per
+// class slot and patch of one image: input pixel_patches [rows, channels * patch^2] (see
+// cpu::patchify), output image_features [rows, text hidden].
+Expected<Graph> buildVisionGraph(const ModelSpec& spec, const TensorLookup& lookup,
+                                 const BuildOptions& options);
+
 // Every tensor name and shape the builder expects for `spec`, in build order: what
 // `tpc make-model` writes, and what a checkpoint must hold.
 struct ExpectedTensor {

@@ -364,6 +364,7 @@ Expected<ModelSpec> parseModelConfig(std::string_view jsonText, const std::strin
     if (st.error) return std::move(st.error);
     return makeError(source, ": model_type is missing (supported: ", supportedFamilies(), ")");
   }
+  if (*modelType == "llava") return parseLlavaConfig(std::string(jsonText), source);
   Expected<Family> family = parseFamily(*modelType);
   if (!family) return family.takeError().withContext(source + ": ");
 

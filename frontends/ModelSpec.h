@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +54,36 @@ struct MoeSpec {
   bool operator==(const MoeSpec&) const = default;
 };
 
+// A LLaVA (llava-1.5 layout) checkpoint's CLIP vision tower, projector and image tokens; the
+// text model is the rest of the ModelSpec holding it.
+struct VisionSpec {
+  int64_t hiddenSize = 0;
+  int64_t intermediateSize = 0;
+  int64_t numLayers = 0;  // in the checkpoint; the tower runs only up to the selected one
+  int64_t numHeads = 0;
+  int64_t numChannels = 3;
+  int64_t imageSize = 0;
+  int64_t patchSize = 0;
+  double layerNormEps = 1e-5;
+  int64_t imageTokenIndex = 0;
+  int64_t imageSeqLength = 0;
+  int64_t featureLayer = -2;  // index into the tower's hidden states (0: the embeddings)
+  bool keepClassRow = false;  // vision_feature_select_strategy "full"; "default" drops it
+  bool projectorBias = true;  // multimodal_projector_bias
+
+  int64_t patchesPerSide() const { return imageSize / patchSize; }
+  // The tower's rows: the class slot, then the patches in raster order.
+  int64_t rows() const { return patchesPerSide() * patchesPerSide() + 1; }
+  // Encoder layers run: hidden state featureLayer is the output of that many layers.
+  int64_t layersRun() const {
+    return featureLayer < 0 ? numLayers + 1 + featureLayer : featureLayer;
+  }
+  // The image rows a prompt holds, one per image token.
+  int64_t featureRows() const { return keepClassRow ? rows() : rows() - 1; }
+
+  bool operator==(const VisionSpec&) const = default;
+};
+
 struct ModelSpec {
   Family family = Family::Llama;
   int64_t vocabSize = 0;
@@ -77,6 +108,8 @@ struct ModelSpec {
   std::vector<int64_t> eosTokenIds;
   int64_t bosTokenId = -1;
   MoeSpec moe;
+  // model_type llava: the vision tower beside this text model.
+  std::optional<VisionSpec> vision;
 
   bool isMoe() const { return moe.numExperts > 0; }
   // Whether layer `i` uses the sparse MoE block (decoder_sparse_step, mlp_only_layers).
@@ -99,6 +132,13 @@ int64_t parameterCount(const ModelSpec& spec);
 // approximated: rope types other than default/linear/llama3/yarn, hidden_act other than silu,
 // attention_bias (it puts a bias on o_proj too), mlp_bias, quantization_config.
 Expected<ModelSpec> parseModelConfig(std::string_view jsonText, const std::string& source);
+// A model_type "llava" config.json (already parsed): text_config through parseModelConfig, the
+// tower and image keys into ModelSpec::vision. Only a llama or mistral text model, a CLIP
+// tower with quick_gelu, a gelu projector and one selected feature layer are accepted.
+Expected<ModelSpec> parseLlavaConfig(const std::string& jsonText, const std::string& source);
+// Weights of the tower and projector (the text model's are parameterCount's).
+int64_t visionParameterCount(const ModelSpec& spec);
+
 // `path` is a config.json, or a model folder holding one.
 Expected<ModelSpec> loadModelConfig(const std::string& path);
 

@@ -110,7 +110,10 @@ class Parser {
     while (!isPunct("}")) {
       if (tok_.kind != Tok::Ident && tok_.kind != Tok::ValueName)
         return fail("expected attr, input, param, output or a node");
-      Error e = tok_.kind == Tok::ValueName ? parseNode() : parseStatement();
+      // A node of an op without results (send) starts with the op's name.
+      const OpInfo* bare = tok_.kind == Tok::Ident ? findOp(tok_.text) : nullptr;
+      Error e = tok_.kind == Tok::ValueName || (bare && bare->results == 0) ? parseNode()
+                                                                            : parseStatement();
       if (e) return e;
     }
     if (Error e = advance()) return e;
@@ -334,7 +337,7 @@ class Parser {
   Error parseNode() {
     llvm::SmallVector<ResultSpec, 2> results;
     llvm::SmallVector<int64_t, 2> offsets;
-    while (true) {
+    while (tok_.kind == Tok::ValueName) {
       ResultSpec r;
       int64_t offset;
       if (Error e = parseDecl(r.name, r.dtype, r.shape, r.sharding, offset)) return e;
@@ -345,10 +348,12 @@ class Parser {
       if (!isPunct(",")) break;
       if (Error e = advance()) return e;
     }
-    if (Error e = expectPunct("=")) return e;
+    if (!results.empty())
+      if (Error e = expectPunct("=")) return e;
     if (tok_.kind != Tok::Ident) return fail("expected an op name");
     const OpInfo* info = findOp(tok_.text);
     if (!info) return fail("unknown op");
+    if (results.empty() && info->results != 0) return fail("expected a %value name");
     if (Error e = advance()) return e;
     if (Error e = expectPunct("(")) return e;
     llvm::SmallVector<Value*, 4> operands;

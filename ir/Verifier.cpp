@@ -137,6 +137,46 @@ class NodeChecker {
       case OpKind::AllReduce:
         if (n_.operand(0)->shape != n_.result()->shape) return bad("result shape must equal input");
         return Error::success();
+      case OpKind::Send:
+      case OpKind::Recv: {
+        const Value* v = n_.op == OpKind::Send ? n_.operand(0) : n_.result();
+        if (v->shape.empty() || v->shape[0] != Dim::tokens()) return bad("must be [tokens, ...]");
+        if (n_.attrs.getInt("peer_stage", -1) < 0) return bad("needs a peer_stage");
+        return Error::success();
+      }
+      case OpKind::LayerNorm:
+      case OpKind::BiasAdd: {
+        int64_t h = rowWidth(n_.operand(0));
+        if (h < 0) return bad("x must be [tokens, hidden]");
+        for (size_t i = 1; i < n_.operands.size(); ++i)
+          if (!isStaticShape(n_.operand(static_cast<unsigned>(i)), {h}))
+            return bad("weight and bias must be [" + std::to_string(h) + "]");
+        return expectWidth(n_.result(), h);
+      }
+      case OpKind::Gelu:
+      case OpKind::QuickGelu:
+        return expectWidth(n_.result(), rowWidth(n_.operand(0)));
+      case OpKind::VisionEmbed: {
+        int64_t h = rowWidth(n_.operand(0));
+        const Value* position = n_.operand(2);
+        if (h < 0 || !isStaticShape(n_.operand(1), {h}) || position->shape.size() != 2 ||
+            position->shape[1] != Dim::of(h))
+          return bad("needs x[tokens, H], class_embedding[H] and position_embedding[rows, H]");
+        return expectWidth(n_.result(), h);
+      }
+      case OpKind::EncoderAttention: {
+        int64_t h = n_.attrs.getInt("heads"), d = n_.attrs.getInt("head_dim");
+        for (unsigned i = 0; i < 3; ++i)
+          if (h <= 0 || d <= 0 || rowWidth(n_.operand(i)) != h * d)
+            return bad("q, k and v must be [tokens, heads * head_dim]");
+        return expectWidth(n_.result(), h * d);
+      }
+      case OpKind::ImageRows: {
+        int64_t h = rowWidth(n_.operand(0));
+        if (h < 0 || rowWidth(n_.operand(1)) != h) return bad("embeds and image rows differ");
+        if (n_.operand(2)->shape != Shape{Dim::tokens()}) return bad("ids must be [tokens]");
+        return expectWidth(n_.result(), h);
+      }
       case OpKind::SelectRows:
         if (n_.operand(0)->shape != n_.result()->shape) return bad("result shape must equal input");
         return Error::success();
@@ -178,6 +218,12 @@ Error checkParameter(const Value* p) {
     if (piece.sharding.isSplit() && piece.sharding.dim >= static_cast<int>(piece.shape.size()))
       return makeError("parameter %", p->name, ": split dim out of range");
     Shape local = localPieceShape(piece);
+    // A convolution kernel [out, c, kh, kw] serves as the GEMM weight [out, c * kh * kw].
+    if (local.size() > p->shape.size() && p->shape.size() == 2) {
+      int64_t inner = 1;
+      for (size_t i = 1; i < local.size(); ++i) inner *= local[i].size;
+      local = {local[0], Dim::of(inner)};
+    }
     if (concat.empty()) {
       concat = local;
       continue;
@@ -219,7 +265,7 @@ Error verifyGraph(const Graph& g) {
       return makeError("node ", printNode(*n).substr(0, 120), ": ", info.name, " takes ",
                        info.minOperands, (info.maxOperands == info.minOperands ? "" : "+"),
                        " operands, not ", ops);
-    if ((info.results >= 0 && res != info.results) || res == 0)
+    if ((info.results >= 0 && res != info.results) || (res == 0 && info.results != 0))
       return makeError("node ", printNode(*n).substr(0, 120), ": wrong number of results");
     for (const Value* op : n->operands)
       if (!defined.count(op))

@@ -267,9 +267,19 @@ int Channel::port() const {
   return std::atoi(e.substr(e.rfind(':') + 1).c_str());
 }
 
-std::optional<Incoming> Channel::receive(std::chrono::milliseconds wait) {
-  zmq_pollitem_t items[2] = {{socket_, 0, ZMQ_POLLIN, 0}, {monitor_, 0, ZMQ_POLLIN, 0}};
-  if (zmq_poll(items, monitor_ ? 2 : 1, static_cast<long>(wait.count())) <= 0) return std::nullopt;
+std::optional<Incoming> Channel::receive(std::chrono::milliseconds wait, int wakeFd, bool* woken) {
+  zmq_pollitem_t items[3] = {
+      {socket_, 0, ZMQ_POLLIN, 0}, {monitor_, 0, ZMQ_POLLIN, 0}, {nullptr, wakeFd, ZMQ_POLLIN, 0}};
+  int count = 1;
+  if (monitor_) count = 2;
+  if (wakeFd >= 0) {
+    if (!monitor_) items[1] = items[2];
+    ++count;
+  }
+  if (zmq_poll(items, count, static_cast<long>(wait.count())) <= 0) return std::nullopt;
+  if (wakeFd >= 0 && woken && (items[count - 1].revents & ZMQ_POLLIN)) *woken = true;
+  if (!(items[0].revents & ZMQ_POLLIN) && !(monitor_ && (items[1].revents & ZMQ_POLLIN)))
+    return std::nullopt;
   if (monitor_ && (items[1].revents & ZMQ_POLLIN)) {
     if (std::optional<Incoming> event = readHandshakeEvent()) return event;
     if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;

@@ -53,8 +53,10 @@ class Channel {
   std::string endpoint() const;
   int port() const;
   // Waits up to `wait` for one frame. nullopt: nothing arrived. A frame that does not decode
-  // comes back with the decoding error in `message`.
-  std::optional<Incoming> receive(std::chrono::milliseconds wait);
+  // comes back with the decoding error in `message`. With `wakeFd` (a plain file descriptor),
+  // the wait also ends when it is readable, and `woken` says so.
+  std::optional<Incoming> receive(std::chrono::milliseconds wait, int wakeFd = -1,
+                                  bool* woken = nullptr);
   Error send(const Message& m, const std::string& peer = {});
   // The same bytes to several peers without encoding again.
   Error sendEncoded(const std::vector<uint8_t>& frame, const std::string& peer = {});

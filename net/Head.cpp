@@ -258,17 +258,16 @@ void HeadServer::handle(Incoming& in) {
   if (Error e = serve(*node, m); e && !failure_) failure_ = std::move(e);
 }
 
-Error HeadServer::pump(milliseconds wait) {
+Error HeadServer::pump(milliseconds wait, int wakeFd) {
   auto until = Clock::now() + wait;
   do {
     auto left = std::chrono::ceil<milliseconds>(until - Clock::now());
-    std::optional<Incoming> in = channel_->receive(std::max(left, milliseconds(0)));
+    bool woken = false;
+    std::optional<Incoming> in = channel_->receive(std::max(left, milliseconds(0)), wakeFd, &woken);
     if (failure_) return std::move(failure_);
     // Back to the caller after each message: it may be what the caller waits for.
-    if (in) {
-      handle(*in);
-      break;
-    }
+    if (in) handle(*in);
+    if (in || woken) break;
   } while (Clock::now() < until);
   if (failure_) return std::move(failure_);
   auto now = Clock::now();
@@ -312,6 +311,7 @@ void HeadServer::assign(uint32_t storePort, const std::string& storePrefix,
     m.storePrefix = storePrefix;
     m.backend = options_.backend;
     m.commId = commId;
+    m.pool = options_.pool;
     if (Error e = channel_->send(m, n->peer); e && !failure_)
       failure_ = makeError(nameOf(*n), ": ", e.message());
   }

@@ -24,6 +24,7 @@ struct HeadOptions {
   std::string backend = "cpu";  // every node must run the same
   std::chrono::milliseconds heartbeat{200}, timeout{2000};
   CurveKeys keys;
+  EnginePool pool;  // sent with Assign
 };
 
 using WeightReader = std::function<Expected<std::vector<uint8_t>>(
@@ -40,8 +41,9 @@ class HeadServer {
   std::string endpoint() const { return channel_->endpoint(); }
 
   // Handles the first message that arrives within `wait`, sends due heartbeats and checks
-  // every node's. An Error means the run has to end; it names the node and its ranks.
-  Error pump(std::chrono::milliseconds wait);
+  // every node's. An Error means the run has to end; it names the node and its ranks. The
+  // wait also ends when `wakeFd` (when given) is readable.
+  Error pump(std::chrono::milliseconds wait, int wakeFd = -1);
 
   bool allJoined() const;  // every worker accepted and holding the plan
   // Who the head is still waiting for, for the --join-timeout error: "2 of 3 workers joined

@@ -36,6 +36,8 @@ const char* msgTypeName(MsgType type) {
       return "Cancel";
     case MsgType::End:
       return "End";
+    case MsgType::Iteration:
+      return "Iteration";
     case MsgType::Abort:
       return "Abort";
     case MsgType::Heartbeat:
@@ -121,6 +123,10 @@ std::vector<uint8_t> encode(const Message& m) {
       w.str(m.storePrefix);
       w.str(m.backend);
       w.blob(m.commId);
+      w.u8(m.pool.engine ? 1 : 0);
+      w.i64(m.pool.kvBlockSize);
+      w.u64(m.pool.kvCacheBytes);
+      w.f32(m.pool.gpuMemoryUtilization);
       break;
     case MsgType::FetchPlan:
     case MsgType::FetchWeight:
@@ -143,6 +149,9 @@ std::vector<uint8_t> encode(const Message& m) {
       break;
     case MsgType::Cancel:
       w.u64(m.request.seq);
+      break;
+    case MsgType::Iteration:
+      w.blob(m.data);
       break;
     case MsgType::Loaded:
     case MsgType::Start:
@@ -196,6 +205,10 @@ Expected<Message> decode(const uint8_t* data, size_t size) {
       m.storePrefix = in.str(256);
       m.backend = in.str(64);
       m.commId = in.blob(4096);
+      m.pool.engine = in.u8() != 0;
+      m.pool.kvBlockSize = in.i64();
+      m.pool.kvCacheBytes = in.u64();
+      m.pool.gpuMemoryUtilization = in.f32();
       break;
     case MsgType::FetchPlan:
     case MsgType::FetchWeight:
@@ -218,6 +231,9 @@ Expected<Message> decode(const uint8_t* data, size_t size) {
       break;
     case MsgType::Cancel:
       m.request.seq = in.u64();
+      break;
+    case MsgType::Iteration:
+      m.data = in.blob(kChunkBytes);
       break;
     case MsgType::Loaded:
     case MsgType::Start:

@@ -9,7 +9,8 @@
 //   worker PlanReady        -> (once every worker is there) head Assign: ranks, store, comm id
 //   worker FetchWeight*     -> head WeightData*       (only without a matching checkpoint)
 //   worker Loaded           -> (once every node has its weights) head Start: fork the ranks
-//   worker Ready            -> (once every rank everywhere is up) head Request* ... End
+//   worker Ready            -> (once every rank everywhere is up) head Request* ... End, or,
+//                              running the engine, head Iteration* (the last one Stop) End
 //                              (or Abort at any point)
 //   worker Done | Failed
 // Heartbeat goes both ways throughout; a peer silent for the agreed timeout is dead.
@@ -23,8 +24,8 @@
 
 namespace tpc::net {
 
-constexpr uint32_t kMagic = 0x4e435054;  // "TPCN"
-constexpr uint16_t kProtocolVersion = 1;
+constexpr uint32_t kMagic = 0x4e435054;   // "TPCN"
+constexpr uint16_t kProtocolVersion = 2;  // 2: the engine (Iteration, Assign's pool)
 // Plan and weight bytes travel in chunks of this size; a frame holds one chunk and its ids.
 constexpr uint32_t kChunkBytes = 1u << 20;
 constexpr int64_t kMaxFrameBytes = kChunkBytes + 64 * 1024;
@@ -45,12 +46,13 @@ enum class MsgType : uint16_t {
   Start,
   Ready,
   Request,
-  Cancel,
+  Cancel,  // no longer sent: the engine cancels a request on the head
   End,
   Abort,
   Heartbeat,
   Failed,
   Done,
+  Iteration,  // one engine iteration from global rank 0, for every rank (in `data`)
 };
 const char* msgTypeName(MsgType type);
 
@@ -65,6 +67,15 @@ struct WireRequest {
   uint64_t seed = 0;
   std::vector<int64_t> eosIds;
   bool keepLogits = false;
+};
+
+// Assign: whether the ranks run the engine, and how every rank sizes its KV pool, so the
+// workers' pools match the head's.
+struct EnginePool {
+  bool engine = false;
+  int64_t kvBlockSize = 16;
+  uint64_t kvCacheBytes = 0;
+  float gpuMemoryUtilization = 0.9f;
 };
 
 // All fields of all types; each type encodes only those its comment in Message.cpp lists.
@@ -86,7 +97,8 @@ struct Message {
   uint32_t world = 0, firstRank = 0, storePort = 0;
   std::string storePrefix;
   std::vector<uint8_t> commId;  // NCCL unique id (cuda); empty for Gloo
-  // FetchPlan, PlanData, FetchWeight, WeightData
+  EnginePool pool;
+  // FetchPlan, PlanData, FetchWeight, WeightData; Iteration (data only)
   uint32_t rank = 0, weight = 0, slice = 0;
   uint64_t offset = 0;
   uint32_t length = 0;

@@ -20,6 +20,10 @@ struct PassOptions {
   // fuse: an all-reduce feeding add_rms_norm becomes one all_reduce_add_rms_norm step. Off
   // keeps the two steps, to compare the fused step against them.
   bool fuseAllReduce = true;
+  // pipeline: `pp` stages of world / pp tensor-parallel ranks each. `stageLayers`, when given,
+  // says how many layers each stage holds; otherwise the pass balances the stages' weight bytes.
+  int64_t pp = 1;
+  std::vector<int64_t> stageLayers = {};
 };
 
 class Pass {
@@ -31,11 +35,13 @@ class Pass {
 
 std::unique_ptr<Pass> createVerifyPass();
 std::unique_ptr<Pass> createShardPass(int64_t world, std::vector<std::string> preferredRules = {});
+std::unique_ptr<Pass> createPipelinePass(int64_t pp, std::vector<int64_t> stageLayers = {});
 std::unique_ptr<Pass> createInsertCollectivesPass();
 std::unique_ptr<Pass> createFusePass(bool fuseAllReduce = true);
 std::unique_ptr<Pass> createPlanMemoryPass();
 
-// The compile pipeline in order: verify, shard, insert-collectives, fuse, plan-memory.
+// The compile pipeline in order: verify, shard, insert-collectives, pipeline, fuse,
+// plan-memory.
 std::vector<std::string> pipelinePassNames();
 // A pass by name; nullptr when there is none.
 std::unique_ptr<Pass> createPass(const std::string& name, const PassOptions& options);
@@ -47,5 +53,8 @@ Error runPipeline(Graph& graph, const PassOptions& options,
 
 // World rules shared by the passes and the tools: a power of 2 from 1 to 1024.
 Error checkWorld(int64_t world);
+// Pipeline rules: `pp` stages that divide the world, and --stage-layers (when given) one
+// positive count per stage.
+Error checkPipeline(int64_t world, int64_t pp, const std::vector<int64_t>& stageLayers);
 
 }  // namespace tpc

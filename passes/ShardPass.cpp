@@ -31,7 +31,9 @@ class ShardPass : public Pass {
  private:
   const ShardingRule* chooseRule(const Node& n) const {
     std::vector<const ShardingRule*> rules = rulesFor(n.op);
-    if (world_ == 1) {
+    // The builder keeps some small steps whole on every rank (`replicate`), where splitting
+    // them would only add a collective (the vision tower's patch embedding).
+    if (world_ == 1 || n.attrs.getInt("replicate")) {
       for (const ShardingRule* r : rules)
         if (isReplicatedRule(*r)) return r;
     }

@@ -37,6 +37,24 @@ constexpr ShardingRule kRules[] = {
     {OpKind::AllGather, "all-gather", "S", "R", ""},
     {OpKind::Slice, "replicated", "R", "R", ""},
     {OpKind::SelectRows, "replicated", "R", "R", ""},
+    // Pipeline boundaries: a whole value goes to the same tensor-parallel rank of the next
+    // stage; a split one piece by piece, each rank sending its own.
+    {OpKind::Send, "replicated", "R", "", ""},
+    {OpKind::Send, "follows-input", "S", "", ""},
+    {OpKind::Recv, "replicated", "", "R", ""},
+    {OpKind::Send, "partial", "P", "", ""},
+    {OpKind::Recv, "follows-input", "", "S", ""},
+    {OpKind::Recv, "partial", "", "P", ""},
+    {OpKind::LayerNorm, "replicated", "Rww", "R", ""},
+    {OpKind::BiasAdd, "replicated", "Rw", "R", ""},
+    {OpKind::Gelu, "elementwise", "S", "S", ""},
+    {OpKind::Gelu, "replicated", "R", "R", ""},
+    {OpKind::QuickGelu, "elementwise", "S", "S", ""},
+    {OpKind::QuickGelu, "replicated", "R", "R", ""},
+    {OpKind::VisionEmbed, "replicated", "Rww", "R", ""},
+    {OpKind::EncoderAttention, "head-parallel", "SSS", "S", "heads:0"},
+    {OpKind::EncoderAttention, "replicated", "RRR", "R", ""},
+    {OpKind::ImageRows, "replicated", "RRR", "R", ""},
 };
 
 // Expands "RRR[rrc]" so index 5 reads 'c': letters past the bracket group cycle through it.
@@ -92,7 +110,8 @@ char layoutLetter(const Value& v) {
 }
 
 Error checkShardingConsistency(const Graph& g) {
-  int64_t world = g.attrs.getInt("world", 1);
+  // Partial sums are over one stage's tensor-parallel ranks.
+  int64_t world = g.attrs.getInt("world", 1) / g.attrs.getInt("pp", 1);
   for (const Node* n : g.nodes()) {
     std::string ruleName = n->attrs.getString("sharding");
     const ShardingRule* rule = findRule(n->op, ruleName);

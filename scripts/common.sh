@@ -7,6 +7,7 @@ TPC_APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3 procps iproute2 zlib1g-dev libncurses-dev
   libflatbuffers-dev flatbuffers-compiler libzmq3-dev cppzmq-dev nlohmann-json3-dev
   libopenblas-dev libgloo-dev llvm-14-dev libgtest-dev libpcre2-dev libicu-dev libboost-dev
+  libpng-dev libjpeg62-turbo-dev
   clang-format clang-tidy
 )
 

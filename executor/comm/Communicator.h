@@ -32,10 +32,29 @@ class Communicator {
     (void)root;
     return makeError("this communicator cannot broadcast host bytes");
   }
+  // Point to point, between pipeline stages: `count` floats to rank `peer`, which takes them
+  // with recv(..., this rank) in the order they were sent. A send may return before the peer
+  // has received; a count that differs from the sender's is an Error, not a silent mix-up.
+  virtual Error send(const float* data, size_t count, int peer) {
+    (void)data;
+    (void)count;
+    return makeError("rank ", rank(), ": this communicator cannot send to rank ", peer);
+  }
+  virtual Error recv(float* data, size_t count, int peer) {
+    (void)data;
+    (void)count;
+    return makeError("rank ", rank(), ": this communicator cannot receive from rank ", peer);
+  }
   // Makes any pending and every later collective fail quickly. Safe to call from another
   // thread, e.g. the control plane when it learns that a peer died.
   virtual void abort() = 0;
 };
+
+// The collectives of ranks [firstRank, firstRank + size) of `world` (one pipeline stage's
+// tensor-parallel ranks), carried by world's send and recv: rank() and world() count within
+// the group; send, recv and broadcast stay world-wide, named by world ranks. `world` must
+// outlive it; abort() aborts `world`.
+std::unique_ptr<Communicator> createGroupCommunicator(Communicator& world, int firstRank, int size);
 
 // World of one: the collectives are no-ops or copies, so single-rank plans need no transport.
 std::unique_ptr<Communicator> createLocalCommunicator();

@@ -13,6 +13,7 @@
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/transport/tcp/device.h>
+#include <gloo/transport/unbound_buffer.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 
 #include "executor/comm/Communicator.h"
 #include "executor/comm/GlooPeerSockets.h"
@@ -165,6 +167,28 @@ class GlooCommunicator final : public Communicator {
     });
   }
 
+  // Pipeline stages: one unbound buffer per message on a slot of our own, apart from the
+  // collectives' tags, which must advance alike on every rank (only two ranks take part here).
+  Error send(const float* data, size_t count, int peer) override {
+    if (Error e = checkPeer("send", peer)) return e;
+    if (count == 0) return Error::success();
+    return run("send", [&] {
+      auto buffer = context_->createUnboundBuffer(const_cast<float*>(data), count * sizeof(float));
+      buffer->send(peer, kPointToPointSlot);
+      buffer->waitSend(context_->getTimeout());
+    });
+  }
+
+  Error recv(float* data, size_t count, int peer) override {
+    if (Error e = checkPeer("recv", peer)) return e;
+    if (count == 0) return Error::success();
+    return run("recv", [&] {
+      auto buffer = context_->createUnboundBuffer(data, count * sizeof(float));
+      buffer->recv(peer, kPointToPointSlot);
+      buffer->waitRecv(context_->getTimeout());
+    });
+  }
+
   void abort() override {
     aborted_ = true;
     sockets_.shutdownAll();
@@ -182,13 +206,27 @@ class GlooCommunicator final : public Communicator {
     return Error::success();
   }
 
+  static constexpr uint64_t kPointToPointSlot = uint64_t{0x7e} << 56;
+
+  Error checkPeer(const char* op, int peer) {
+    if (Error e = guard(op)) return e;
+    if (peer < 0 || peer >= world_ || peer == rank_)
+      return makeError("rank ", rank_, ": ", op, " with rank ", peer, ", not another rank of ",
+                       world_);
+    return Error::success();
+  }
+
   template <class Body>
   Error run(const char* op, Body&& body) {
     if (Error e = guard(op)) return e;
     std::string why;
     try {
-      // Distinct tags keep a late message of one collective from matching the next one.
-      body(nextTag_++);
+      // Distinct tags keep a late message of one collective from matching the next one; a
+      // point-to-point message takes none.
+      if constexpr (std::is_invocable_v<Body, uint32_t>)
+        body(nextTag_++);
+      else
+        body();
       return Error::success();
     } catch (const std::exception& e) {
       why = oneLine(e.what());

@@ -47,8 +47,13 @@ struct alignas(kLine) Word {
 static_assert(sizeof(Word) == kLine);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
+// Point-to-point messages (pipeline stages) go through one channel per ordered pair of ranks:
+// four words (chunks sent, chunks taken, a sleeper count for each) and one chunk of data. Only
+// pairs that talk touch their pages.
+constexpr size_t kChannelFloats = size_t{1} << 16;
+
 // The segment, in cache lines: header, aborted-by, then per rank arrive, sleepers and pid words,
-// then the data slots.
+// then the data slots, then the channels.
 struct Layout {
   size_t world, slotFloats;
   size_t arrive() const { return 2; }
@@ -56,7 +61,12 @@ struct Layout {
   size_t pids() const { return 2 + 2 * world; }
   size_t dataOffsetBytes() const { return (2 + 3 * world) * kLine; }
   size_t slotBytes() const { return (slotFloats * sizeof(float) + kLine - 1) / kLine * kLine; }
-  size_t totalBytes() const { return dataOffsetBytes() + world * 2 * slotBytes(); }
+  size_t channelFloats() const { return std::min(slotFloats, kChannelFloats); }
+  size_t channelBytes() const {
+    return 5 * kLine + (channelFloats() * sizeof(float) + kLine - 1) / kLine * kLine;
+  }
+  size_t channelsOffsetBytes() const { return dataOffsetBytes() + world * 2 * slotBytes(); }
+  size_t totalBytes() const { return channelsOffsetBytes() + world * world * channelBytes(); }
 };
 
 struct Header {
@@ -203,6 +213,47 @@ class ShmCommunicator final : public Communicator {
     return phase("barrier", nullptr, 0);
   }
 
+  // One chunk in flight per channel: the sender waits until the receiver took the last one.
+  Error send(const float* data, size_t count, int peer) override {
+    const char* op = "send";
+    if (Error e = checkPeerRank(op, peer)) return e;
+    Channel c = channel(rank_, peer);
+    const size_t capacity = layout_.channelFloats();
+    for (size_t start = 0; start < count; start += capacity) {
+      const size_t n = std::min(capacity, count - start);
+      const uint32_t sent = c.sent->load(std::memory_order_acquire);
+      if (Error e = waitWord(*c.taken, *c.takenSleepers, peer, sent, op, Clock::now() + timeout_))
+        return fail(std::move(e));
+      std::memcpy(c.data, data + start, n * sizeof(float));
+      c.total->store(static_cast<uint32_t>(count), std::memory_order_relaxed);
+      c.sent->store(sent + 1, std::memory_order_seq_cst);
+      if (c.sentSleepers->load(std::memory_order_seq_cst) != 0) futexWakeAll(c.sent);
+    }
+    return Error::success();
+  }
+
+  Error recv(float* data, size_t count, int peer) override {
+    const char* op = "recv";
+    if (Error e = checkPeerRank(op, peer)) return e;
+    Channel c = channel(peer, rank_);
+    const size_t capacity = layout_.channelFloats();
+    for (size_t start = 0; start < count; start += capacity) {
+      const size_t n = std::min(capacity, count - start);
+      const uint32_t taken = c.taken->load(std::memory_order_acquire);
+      if (Error e =
+              waitWord(*c.sent, *c.sentSleepers, peer, taken + 1, op, Clock::now() + timeout_))
+        return fail(std::move(e));
+      const uint32_t total = c.total->load(std::memory_order_relaxed);
+      if (total != static_cast<uint32_t>(count))
+        return fail(makeError("rank ", rank_, ": recv from rank ", peer, " expected ", count,
+                              " floats but rank ", peer, " sent ", total));
+      std::memcpy(data + start, c.data, n * sizeof(float));
+      c.taken->store(taken + 1, std::memory_order_seq_cst);
+      if (c.takenSleepers->load(std::memory_order_seq_cst) != 0) futexWakeAll(c.taken);
+    }
+    return Error::success();
+  }
+
   void abort() override {
     aborted_ = true;
     uint32_t none = 0;
@@ -219,6 +270,32 @@ class ShmCommunicator final : public Communicator {
     auto* data = static_cast<char*>(segment_->base()) + layout_.dataOffsetBytes();
     return reinterpret_cast<float*>(data +
                                     (static_cast<size_t>(r) * 2 + parity) * layout_.slotBytes());
+  }
+
+  struct Channel {
+    std::atomic<uint32_t>*sent, *taken, *sentSleepers, *takenSleepers, *total;
+    float* data;
+  };
+  Channel channel(int from, int to) {
+    char* base = static_cast<char*>(segment_->base()) + layout_.channelsOffsetBytes() +
+                 (static_cast<size_t>(from) * layout_.world + static_cast<size_t>(to)) *
+                     layout_.channelBytes();
+    auto word = [&](int i) { return &reinterpret_cast<Word*>(base)[i].value; };
+    return {word(0), word(1), word(2),
+            word(3), word(4), reinterpret_cast<float*>(base + 5 * kLine)};
+  }
+
+  Error checkPeerRank(const char* op, int peer) {
+    if (Error e = guard(op)) return e;
+    if (peer < 0 || peer >= world_ || peer == rank_)
+      return makeError("rank ", rank_, ": ", op, " with rank ", peer, ", not another rank of ",
+                       world_);
+    return Error::success();
+  }
+
+  Error fail(Error e) {
+    broken_ = e.message();
+    return e;
   }
 
   Error guard(const char* op) {
@@ -252,7 +329,12 @@ class ShmCommunicator final : public Communicator {
   }
 
   Error waitFor(int peer, uint32_t want, const char* op, Clock::time_point deadline) {
-    std::atomic<uint32_t>& word = arrive(peer);
+    return waitWord(arrive(peer), sleepers(peer), peer, want, op, deadline);
+  }
+
+  // Waits until `word` (written by `peer`) reaches `want`; `sleepers` counts who sleeps on it.
+  Error waitWord(std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleeping, int peer,
+                 uint32_t want, const char* op, Clock::time_point deadline) {
     if (reached(word.load(std::memory_order_acquire), want)) return Error::success();
     if (spin_.count() > 0) {
       const auto spinEnd = Clock::now() + spin_;
@@ -270,7 +352,7 @@ class ShmCommunicator final : public Communicator {
     }
     for (;;) {
       if (Error e = checkAbort(op)) return e;
-      sleepers(peer).fetch_add(1, std::memory_order_seq_cst);
+      sleeping.fetch_add(1, std::memory_order_seq_cst);
       uint32_t have = word.load(std::memory_order_seq_cst);
       bool timedOut = false;
       if (!reached(have, want)) {
@@ -278,7 +360,7 @@ class ShmCommunicator final : public Communicator {
         long rc = futexWait(&word, have, std::clamp(left, milliseconds(1), kSleepSlice));
         timedOut = rc != 0 && errno == ETIMEDOUT;
       }
-      sleepers(peer).fetch_sub(1, std::memory_order_seq_cst);
+      sleeping.fetch_sub(1, std::memory_order_seq_cst);
       if (reached(word.load(std::memory_order_acquire), want)) return Error::success();
       if (!timedOut) continue;
       if (Error e = checkPeer(peer, op)) return e;
@@ -350,6 +432,11 @@ Expected<std::shared_ptr<ShmSegment>> ShmSegment::create(int world, size_t slotF
                      " bytes: ", std::strerror(errno));
   auto* lines = static_cast<Word*>(base);
   for (size_t i = 0; i < layout.dataOffsetBytes() / kLine; ++i) new (&lines[i]) Word();
+  for (size_t c = 0; c < layout.world * layout.world; ++c) {
+    auto* words = reinterpret_cast<Word*>(static_cast<char*>(base) + layout.channelsOffsetBytes() +
+                                          c * layout.channelBytes());
+    for (int i = 0; i < 5; ++i) new (&words[i]) Word();
+  }
   auto* header = reinterpret_cast<Header*>(&lines[0]);
   header->magic = kMagic;
   header->world = static_cast<uint32_t>(world);

@@ -16,6 +16,7 @@
 #include "executor/WeightLoader.h"
 #include "ir/Graph.h"
 #include "kernels/cpu/Kernels.h"
+#include "kernels/cpu/Vision.h"
 
 namespace tpc {
 namespace {
@@ -33,9 +34,18 @@ double floatAttr(const plan::Step& s, std::string_view key, double fallback = 0.
 
 class CpuBackend : public Backend {
  public:
-  CpuBackend(const plan::Plan& plan, uint32_t rank, Communicator& comm,
-             std::vector<std::vector<float>> weights, const BackendOptions& options)
-      : plan_(plan), prog_(*plan.ranks()->Get(rank)), comm_(comm), weights_(std::move(weights)) {
+  // `program` is the rank's text program, or (for the vision tower) another of its programs.
+  CpuBackend(const plan::Plan& plan, uint32_t rank, const plan::RankProgram& program,
+             Communicator& comm, std::vector<std::vector<float>> weights,
+             const BackendOptions& options)
+      : plan_(plan), prog_(program), comm_(comm), weights_(std::move(weights)) {
+    // Pipeline stages: this rank's collectives are its stage's, rank = stage * tp + tp rank.
+    const int64_t pp = planIntAttr(plan.model(), "pp", 1);
+    tp_ = static_cast<int64_t>(plan.world()) / pp;
+    tpRank_ = static_cast<int64_t>(rank) % tp_;
+    if (pp > 1)
+      group_ =
+          createGroupCommunicator(comm, static_cast<int>(rank - tpRank_), static_cast<int>(tp_));
     for (const plan::Buffer* b : *prog_.buffers()) {
       int64_t width = elementsPerToken(*b->shape());
       widths_.push_back(width);
@@ -78,6 +88,12 @@ class CpuBackend : public Backend {
     if (arena_.size() < floats) arena_.assign(floats, 0.0f);
     for (uint32_t b : *prog_.inputs()) {
       std::string_view name = prog_.buffers()->Get(b)->name()->string_view();
+      if (name == "image_embeds") {
+        if (in.imageEmbeds)
+          std::memcpy(buffer(b), in.imageEmbeds,
+                      static_cast<size_t>(in.tokens * widths_[b]) * sizeof(float));
+        continue;
+      }
       const int32_t* src = name == "positions" ? in.positions : in.tokenIds;
       std::memcpy(buffer(b), src, static_cast<size_t>(in.tokens) * sizeof(int32_t));
     }
@@ -91,6 +107,40 @@ class CpuBackend : public Backend {
       if (Error e = run(*s, attention))
         return std::move(e).withContext(std::string(s->op()->string_view()) + ": ");
     return static_cast<const float*>(buffer(prog_.outputs()->Get(0)));
+  }
+
+  // The vision tower program: its one input is the image's patches, its one output the
+  // projected image features.
+  Expected<const float*> runTower(const float* patches, int64_t rows) {
+    tokens_ = rows;
+    rows_ = rows;
+    size_t floats = static_cast<size_t>(scale_ * prog_.arena_bytes_per_token() * rows / 4 + 4);
+    if (arena_.size() < floats) arena_.assign(floats, 0.0f);
+    const uint32_t input = prog_.inputs()->Get(0);
+    std::memcpy(buffer(input), patches, static_cast<size_t>(rows * widths_[input]) * 4);
+    StepInput none;
+    input_ = &none;
+    size_t attention = 0;
+    for (const plan::Step* s : *prog_.steps())
+      if (Error e = run(*s, attention))
+        return std::move(e).withContext(std::string("vision tower ") +
+                                        std::string(s->op()->string_view()) + ": ");
+    input_ = nullptr;
+    return static_cast<const float*>(buffer(prog_.outputs()->Get(0)));
+  }
+
+  void setTower(std::unique_ptr<CpuBackend> tower) { tower_ = std::move(tower); }
+
+  Expected<const float*> encodeImage(const float* patches, int64_t rows) override {
+    if (!tower_)
+      return makeError(plan_.vision_tower() ? "the vision tower's weights are not loaded here "
+                                              "(its weights come only from a checkpoint)"
+                                            : "this plan has no vision tower");
+    const int64_t want = planIntAttr(plan_.model(), "vision_rows");
+    if (rows != want)
+      return makeError("the vision tower takes ", want, " rows (class slot and patches), not ",
+                       rows);
+    return tower_->runTower(patches, rows);
   }
 
   Expected<std::vector<int32_t>> forwardArgmax(const StepInput& in) override {
@@ -163,6 +213,26 @@ class CpuBackend : public Backend {
                           result(s));
     } else if (op == "select_rows") {
       selectRows(s);
+    } else if (op == "layer_norm") {
+      cpu::layerNorm(operand(s, 0), operand(s, 1), operand(s, 2), T, width(s, 0), eps, result(s));
+    } else if (op == "bias_add") {
+      cpu::biasAdd(operand(s, 0), operand(s, 1), T, width(s, 0), result(s));
+    } else if (op == "gelu") {
+      cpu::gelu(operand(s, 0), T * width(s, 0), result(s));
+    } else if (op == "quick_gelu") {
+      cpu::quickGelu(operand(s, 0), T * width(s, 0), result(s));
+    } else if (op == "vision_embed") {
+      if (T != weightOf(s, 2).shape()->Get(0))
+        return makeError("the step has ", T, " rows, the position embedding ",
+                         weightOf(s, 2).shape()->Get(0));
+      cpu::visionEmbed(operand(s, 0), operand(s, 1), operand(s, 2), T, width(s, 0), result(s));
+    } else if (op == "encoder_attention") {
+      const int64_t heads = intAttr(s, "heads");
+      cpu::encoderAttention(operand(s, 0), operand(s, 1), operand(s, 2), T, heads,
+                            width(s, 0) / heads, static_cast<float>(floatAttr(s, "scale")),
+                            result(s));
+    } else if (op == "image_rows") {
+      imageRows(s);
     } else if (op == "attention") {
       if (attention >= caches_.size()) return makeError("more attention steps than KV caches");
       cpu::attention(operand(s, 0), operand(s, 1), operand(s, 2),
@@ -188,20 +258,27 @@ class CpuBackend : public Backend {
                      reinterpret_cast<int32_t*>(result(s, 1)));
     } else if (op == "moe_experts") {
       return runExperts(s);
+    } else if (op == "send") {
+      return comm_.send(operand(s, 0), static_cast<size_t>(T * width(s, 0)), peerOf(s));
+    } else if (op == "recv") {
+      // Past the last stage's select_rows the value holds the logit rows only.
+      if (intAttr(s, "logit_rows"))
+        rows_ = input_->logitRows ? input_->logitRowCount : input_->tokens;
+      return comm_.recv(result(s), static_cast<size_t>(rows_ * resultWidth(s)), peerOf(s));
     } else if (op == "all_reduce") {
       std::memcpy(result(s), operand(s, 0), static_cast<size_t>(T * width(s, 0)) * 4);
-      return comm_.allReduceSum(result(s), static_cast<size_t>(T * width(s, 0)));
+      return tpComm().allReduceSum(result(s), static_cast<size_t>(T * width(s, 0)));
     } else if (op == "all_reduce_add_rms_norm") {
       // The twin of all_reduce then add_rms_norm: the same sums in the same order.
       const size_t n = static_cast<size_t>(T * width(s, 0));
       reduced_.assign(operand(s, 0), operand(s, 0) + n);
-      if (Error e = comm_.allReduceSum(reduced_.data(), n)) return e;
+      if (Error e = tpComm().allReduceSum(reduced_.data(), n)) return e;
       cpu::addRmsNorm(operand(s, 1), reduced_.data(), operand(s, 2), T, width(s, 0), eps,
                       result(s, 0), result(s, 1));
     } else if (op == "all_gather") {
-      int64_t w = width(s, 0), world = comm_.world();
+      int64_t w = width(s, 0), world = tpComm().world();
       gathered_.resize(static_cast<size_t>(world * T * w));
-      if (Error e = comm_.allGather(operand(s, 0), static_cast<size_t>(T * w), gathered_.data()))
+      if (Error e = tpComm().allGather(operand(s, 0), static_cast<size_t>(T * w), gathered_.data()))
         return e;
       float* out = result(s);
       for (int64_t r = 0; r < world; ++r)
@@ -218,6 +295,27 @@ class CpuBackend : public Backend {
       return makeError("the CPU backend has no kernel for ", op);
     }
     return Error::success();
+  }
+
+  Communicator& tpComm() { return group_ ? *group_ : comm_; }
+  // The same tensor-parallel rank of the step's peer stage.
+  int peerOf(const plan::Step& s) const {
+    return static_cast<int>(intAttr(s, "peer_stage") * tp_ + tpRank_);
+  }
+
+  // The text embedding with the image tokens' rows taken from the step's image rows.
+  void imageRows(const plan::Step& s) {
+    const int64_t w = width(s, 0);
+    const float* embeds = operand(s, 0);
+    const float* image = operand(s, 1);
+    const auto* ids = reinterpret_cast<const int32_t*>(operand(s, 2));
+    const int64_t imageToken = intAttr(s, "image_token_index", -1);
+    float* out = result(s);
+    for (int64_t t = 0; t < rows_; ++t) {
+      const float* src = input_->imageEmbeds && ids[t] == imageToken ? image : embeds;
+      if (out + t * w != src + t * w)
+        std::memmove(out + t * w, src + t * w, static_cast<size_t>(w) * 4);
+    }
   }
 
   // Keeps the logit rows (all rows when the step names none); the steps after it run on those
@@ -274,10 +372,20 @@ class CpuBackend : public Backend {
   void allocatePool(const BackendOptions& options) {
     poolBlockSize_ = std::max<int64_t>(options.kvBlockSize, 1);
     const uint64_t budget = options.kvCacheBytes ? options.kvCacheBytes : kDefaultKvCacheBytes;
+    // Sized for the rank with the most KV per token, so that every pipeline stage holds as
+    // many blocks as the engine hands out (a stage of fewer layers leaves some budget unused).
     uint64_t bytesPerBlock = 0;
-    for (const cpu::KvCache& c : caches_)
-      bytesPerBlock += 2 * static_cast<uint64_t>(poolBlockSize_ * c.kvHeads * c.headDim) * 4;
-    if (bytesPerBlock == 0) return;
+    for (const plan::RankProgram* program : *plan_.ranks()) {
+      uint64_t bytes = 0;
+      for (const plan::Step* s : *program->steps())
+        if (s->op()->string_view() == "attention")
+          bytes += 2 *
+                   static_cast<uint64_t>(poolBlockSize_ * intAttr(*s, "kv_heads") *
+                                         intAttr(*s, "head_dim")) *
+                   4;
+      bytesPerBlock = std::max(bytesPerBlock, bytes);
+    }
+    if (bytesPerBlock == 0 || caches_.empty()) return;
     poolBlocks_ = static_cast<int64_t>(budget / bytesPerBlock);
     if (poolBlocks_ == 0) return;
     for (const cpu::KvCache& c : caches_) {
@@ -301,7 +409,7 @@ class CpuBackend : public Backend {
     int64_t first = 0;
     if (global != experts) {
       const plan::Sharding& sh = *weightOf(s, 3).sharding();
-      first = (static_cast<int64_t>(prog_.rank()) / (plan_.world() / sh.parts())) * experts;
+      first = (tpRank_ / (tp_ / sh.parts())) * experts;
     }
     if (experts < 1 || first + experts > global)
       return makeError("moe_experts: experts ", first, "..", first + experts - 1,
@@ -329,6 +437,8 @@ class CpuBackend : public Backend {
   const plan::Plan& plan_;
   const plan::RankProgram& prog_;
   Communicator& comm_;
+  std::unique_ptr<Communicator> group_;  // this stage's ranks, when the plan has stages
+  int64_t tp_ = 1, tpRank_ = 0;
   std::vector<std::vector<float>> weights_;
   uint64_t weightBytes_ = 0;
   std::vector<int64_t> widths_;
@@ -346,6 +456,7 @@ class CpuBackend : public Backend {
   int64_t rows_ = 0;    // rows the current step runs on (fewer after select_rows)
   const StepInput* input_ = nullptr;
   const int32_t* slots_ = nullptr;
+  std::unique_ptr<CpuBackend> tower_;
 };
 
 // From the checkpoint, or from options.weightSource on a node that has none.
@@ -374,7 +485,21 @@ Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint
   const plan::Plan& p = plan.plan();
   Expected<std::vector<std::vector<float>>> weights = loadRankWeights(p, rank, options);
   if (!weights) return weights.takeError();
-  auto backend = std::make_unique<CpuBackend>(p, rank, comm, std::move(*weights), options);
+  auto backend = std::make_unique<CpuBackend>(p, rank, *p.ranks()->Get(rank), comm,
+                                              std::move(*weights), options);
+  if (p.vision_tower() && !options.weightSource) {
+    const plan::RankProgram& program = *p.vision_tower()->Get(rank);
+    Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);
+    if (!checkpoint) return checkpoint.takeError();
+    std::vector<std::vector<float>> towerWeights;
+    for (uint32_t w = 0; w < program.weights()->size(); ++w) {
+      Expected<std::vector<float>> data = loadProgramWeightF32(program, *checkpoint, w);
+      if (!data) return data.takeError().withContext("vision tower: ");
+      towerWeights.push_back(std::move(*data));
+    }
+    backend->setTower(
+        std::make_unique<CpuBackend>(p, rank, program, comm, std::move(towerWeights), options));
+  }
   if (backend->kvBytesMissing())
     return makeError("cannot allocate ", backend->kvBytesMissing(), " bytes of KV cache on rank ",
                      rank,

@@ -51,9 +51,29 @@ Expected<GenerationResult> generate(Backend& backend, const GenerationRequest& r
     return Error::success();
   };
 
+  StepInput prefill{request.promptIds.data(), positions.data(), slots.data(), promptLength};
+  std::vector<float> imageEmbeds;
+  if (const PromptImage& image = request.image; !image.patches.empty()) {
+    const int64_t want = image.rows - image.firstRow;
+    const auto have =
+        std::count(request.promptIds.begin(), request.promptIds.end(), image.tokenIndex);
+    if (have != want)
+      return makeError("the prompt has ", have, " image tokens (id ", image.tokenIndex,
+                       ") but the image gives ", want, " rows");
+    auto encodeStart = std::chrono::steady_clock::now();
+    Expected<const float*> features = backend.encodeImage(image.patches.data(), image.rows);
+    if (!features) return features.takeError();
+    result.imageEncodeMs = millisSince(encodeStart);
+    imageEmbeds.assign(static_cast<size_t>(promptLength * image.hidden), 0.0f);
+    int64_t next = image.firstRow;
+    for (int64_t t = 0; t < promptLength; ++t)
+      if (request.promptIds[static_cast<size_t>(t)] == image.tokenIndex)
+        std::copy_n(*features + next++ * image.hidden, image.hidden,
+                    imageEmbeds.begin() + t * image.hidden);
+    prefill.imageEmbeds = imageEmbeds.data();
+  }
   auto start = std::chrono::steady_clock::now();
-  if (Error e = step({request.promptIds.data(), positions.data(), slots.data(), promptLength}))
-    return e;
+  if (Error e = step(prefill)) return e;
   result.prefillMs = millisSince(start);
 
   auto decodeStart = std::chrono::steady_clock::now();

@@ -12,6 +12,16 @@
 
 namespace tpc {
 
+// llava: one image for the prompt. Its features replace the prompt's image tokens in order, so
+// the prompt must hold exactly rows - firstRow of them.
+struct PromptImage {
+  std::vector<float> patches;  // cpu::patchify's layout, `rows` rows
+  int64_t rows = 0;            // the tower's: class slot and patches
+  int64_t firstRow = 0;        // 1 when the class row is dropped
+  int64_t hidden = 0;          // the text model's width
+  int32_t tokenIndex = -1;     // image_token_index
+};
+
 struct GenerationRequest {
   std::vector<int32_t> promptIds;
   int64_t maxNewTokens = 16;
@@ -19,6 +29,7 @@ struct GenerationRequest {
   uint64_t seed = 0;
   std::vector<int64_t> eosIds;  // generation stops after producing one of these
   bool keepLogits = false;
+  PromptImage image;  // no patches: a text-only prompt
   // Asked before each decode step; true ends generation with stop reason "cancelled". Every
   // rank must answer the same at the same step (NodeRun agrees through a collective).
   std::function<bool()> stopRequested;
@@ -33,7 +44,8 @@ struct GenerationResult {
   // prompt position, row i those after the i-th generated token.
   std::vector<float> logits;
   double prefillMs = 0, decodeMsPerToken = 0;
-  std::string stopReason;  // "eos", "max_new_tokens", "max_context" or "cancelled"
+  double imageEncodeMs = 0;  // the vision tower and projector, when the prompt had an image
+  std::string stopReason;    // "eos", "max_new_tokens", "max_context" or "cancelled"
 };
 
 // `onStep` runs after every forward step (a heartbeat for the process group).

@@ -53,6 +53,12 @@ std::string Iteration::encode() const {
   return out;
 }
 
+bool Iteration::isStop(const std::string& bytes) {
+  int32_t k = -1;
+  if (bytes.size() >= sizeof k) std::memcpy(&k, bytes.data(), sizeof k);
+  return k == static_cast<int32_t>(Kind::Stop);
+}
+
 Expected<Iteration> Iteration::decode(const std::string& bytes) {
   Iteration it;
   int32_t k = 0;

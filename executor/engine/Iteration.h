@@ -30,6 +30,8 @@ struct Iteration {
   // host, so the arrays travel as they are.
   std::string encode() const;
   static Expected<Iteration> decode(const std::string& bytes);
+  // Whether encoded `bytes` are a Stop, without decoding the rest (the node agents look).
+  static bool isStop(const std::string& bytes);
 };
 
 }  // namespace tpc

@@ -2,15 +2,22 @@
 
 namespace tpc {
 
-LeaderRunner::LeaderRunner(Backend& backend, Communicator& control, int64_t vocab,
-                           std::function<void()> heartbeat)
-    : backend_(backend), control_(control), vocab_(vocab), heartbeat_(std::move(heartbeat)) {}
-
-Error LeaderRunner::send(const Iteration& it) {
-  if (control_.world() == 1) return Error::success();
-  std::string bytes = it.encode();
-  return control_.broadcast(bytes, 0);
+Error MeshLink::send(std::string message) {
+  if (mesh_.world() == 1) return Error::success();
+  return mesh_.broadcast(message, 0);
 }
+
+Expected<std::string> MeshLink::receive() {
+  std::string bytes;
+  if (Error e = mesh_.broadcast(bytes, 0)) return e;
+  return bytes;
+}
+
+LeaderRunner::LeaderRunner(Backend& backend, IterationLink& link, int64_t vocab,
+                           std::function<void()> heartbeat)
+    : backend_(backend), link_(link), vocab_(vocab), heartbeat_(std::move(heartbeat)) {}
+
+Error LeaderRunner::send(const Iteration& it) { return link_.send(it.encode()); }
 
 Expected<const float*> LeaderRunner::forward(const Iteration& it) {
   if (Error e = send(it)) return e;
@@ -41,12 +48,12 @@ Error LeaderRunner::stop() {
   return send(it);
 }
 
-Error followIterations(Backend& backend, Communicator& control, int64_t vocab,
+Error followIterations(Backend& backend, IterationLink& link, int64_t vocab,
                        const std::function<void()>& heartbeat) {
   while (true) {
-    std::string bytes;
-    if (Error e = control.broadcast(bytes, 0)) return e;
-    Expected<Iteration> it = Iteration::decode(bytes);
+    Expected<std::string> bytes = link.receive();
+    if (!bytes) return bytes.takeError();
+    Expected<Iteration> it = Iteration::decode(*bytes);
     if (!it) return it.takeError();
     if (it->kind == Iteration::Kind::Stop) return Error::success();
     if (it->kind == Iteration::Kind::Forward) {

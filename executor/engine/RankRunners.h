@@ -1,20 +1,43 @@
 // The two sides of an iteration across ranks: rank 0 sends each iteration's description to the
-// other ranks (one broadcast over the host mesh) and runs it; every other rank receives and
-// runs exactly what it is sent, in order, until the engine stops. With one rank the broadcast
-// is skipped.
+// other ranks (one message per iteration, through an IterationLink) and runs it; every other
+// rank receives and runs exactly what it is sent, in order, until the engine stops.
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "executor/Backend.h"
+#include "executor/comm/Communicator.h"
 #include "executor/engine/EngineCore.h"
 
 namespace tpc {
 
+// How iteration messages travel from rank 0 to every other rank, in order: a broadcast over
+// the host's mesh on one node, or through the node agents across nodes.
+class IterationLink {
+ public:
+  virtual ~IterationLink() = default;
+  // Rank 0: one message to every other rank.
+  virtual Error send(std::string message) = 0;
+  // Every other rank: the next message.
+  virtual Expected<std::string> receive() = 0;
+};
+
+// A broadcast from rank 0 over `mesh` (nothing to do with one rank).
+class MeshLink final : public IterationLink {
+ public:
+  explicit MeshLink(Communicator& mesh) : mesh_(mesh) {}
+  Error send(std::string message) override;
+  Expected<std::string> receive() override;
+
+ private:
+  Communicator& mesh_;
+};
+
 class LeaderRunner final : public IterationRunner {
  public:
-  // `control` carries the iteration messages; `heartbeat` runs after each iteration.
-  LeaderRunner(Backend& backend, Communicator& control, int64_t vocab,
+  // `link` carries the iteration messages; `heartbeat` runs after each iteration.
+  LeaderRunner(Backend& backend, IterationLink& link, int64_t vocab,
                std::function<void()> heartbeat);
   Expected<const float*> forward(const Iteration& it) override;
   Expected<std::vector<int32_t>> sample(const Iteration& it) override;
@@ -25,13 +48,13 @@ class LeaderRunner final : public IterationRunner {
  private:
   Error send(const Iteration& it);
   Backend& backend_;
-  Communicator& control_;
+  IterationLink& link_;
   int64_t vocab_;
   std::function<void()> heartbeat_;
 };
 
 // Every rank but 0: runs the iterations rank 0 sends until it sends Stop.
-Error followIterations(Backend& backend, Communicator& control, int64_t vocab,
+Error followIterations(Backend& backend, IterationLink& link, int64_t vocab,
                        const std::function<void()>& heartbeat);
 
 }  // namespace tpc

@@ -48,4 +48,13 @@ Expected<std::unique_ptr<Communicator>> connectLocalGpus(const std::string& comm
   return createNcclCommunicator(rank, world, id, -1, timeout);
 }
 
+Expected<std::unique_ptr<Communicator>> oneRankCommunicator(const std::string& backendKind,
+                                                            int device,
+                                                            std::chrono::milliseconds timeout) {
+  if (backendKind != "cuda") return createLocalCommunicator();
+  Expected<std::string> id = newNcclUniqueId();
+  if (!id) return id.takeError();
+  return createNcclCommunicator(0, 1, *id, device, timeout);
+}
+
 }  // namespace tpc

@@ -21,6 +21,12 @@ Expected<std::string> chooseLocalCommunicator(const std::string& backendKind,
 // as the CUDA backend picks it.
 int localRankDevice(int requested, int rank, int gpus);
 
+// World 1: the local communicator on cpu; on cuda a one-rank NCCL communicator on `device`, so
+// a single GPU takes the same path as many.
+Expected<std::unique_ptr<Communicator>> oneRankCommunicator(const std::string& backendKind,
+                                                            int device,
+                                                            std::chrono::milliseconds timeout);
+
 // A CUDA rank's communicator: "ipc" wraps `host` (which then carries the memory handles and the
 // host-value collectives); "nccl" only ships rank 0's unique id over `host`.
 Expected<std::unique_ptr<Communicator>> connectLocalGpus(const std::string& commName,

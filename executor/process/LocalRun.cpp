@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "executor/comm/ShmCommunicator.h"
+#include "executor/process/LocalComm.h"
 #include "executor/process/ProcessGroup.h"
 #include "kernels/cpu/Threads.h"
 
@@ -91,17 +92,10 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
   // NVLink SHARP multicast stays off in every rank this run starts.
   if (cuda) ::setenv("NCCL_NVLS_ENABLE", "0", 1);
   if (world == 1) {
-    std::unique_ptr<Communicator> comm = createLocalCommunicator();
-    if (options.backend.kind == "cuda") {
-      // One-rank NCCL: the same communicator path as a multi-GPU run.
-      Expected<std::string> id = newNcclUniqueId();
-      if (!id) return id.takeError();
-      Expected<std::unique_ptr<Communicator>> nccl =
-          createNcclCommunicator(0, 1, *id, options.backend.device, options.rankTimeout);
-      if (!nccl) return nccl.takeError();
-      comm = std::move(*nccl);
-    }
-    return runRank(plan, 0, *comm, *commName, options, {}, report);
+    Expected<std::unique_ptr<Communicator>> comm =
+        oneRankCommunicator(options.backend.kind, options.backend.device, options.rankTimeout);
+    if (!comm) return comm.takeError();
+    return runRank(plan, 0, **comm, *commName, options, {}, report);
   }
   // Shared memory carries the collectives of CPU ranks and rank 0's NCCL id for GPU ranks;
   // Gloo, when asked for, rendezvouses through a store on a socket bound before the fork.

@@ -9,9 +9,11 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
-#include <set>
+#include <utility>
 
 #include "codegen/PlanFormat.h"
+#include "executor/engine/EngineRanks.h"
+#include "executor/engine/Iteration.h"
 #include "kernels/cpu/Threads.h"
 
 namespace tpc {
@@ -21,11 +23,9 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 // Agent -> rank pipe frames: u32 length, then a tag byte and its fields.
-constexpr char kRequest = 'Q', kEnd = 'E', kAbort = 'A', kKeepAlive = 'K', kCancel = 'C';
+constexpr char kRequest = 'Q', kEnd = 'E', kAbort = 'A', kKeepAlive = 'K', kIteration = 'I',
+               kGo = 'G';
 constexpr milliseconds kKeepAliveEvery{200};
-// Ranks agree on a cancellation with one tiny all-reduce every this many decode steps: it
-// must be collective (every rank stops at the same step), and rare enough to cost nothing.
-constexpr int kCancelCheckEvery = 8;
 
 template <class T>
 void put(std::string& out, const T& v) {
@@ -90,15 +90,13 @@ std::pair<uint64_t, GenerationRequest> decodeRequest(const std::string& body) {
 // kernel having killed us yet).
 class RankInbox {
  public:
-  RankInbox(int fd, milliseconds agentTimeout, Communicator& comm, RankContext& ctx)
-      : fd_(fd), agentTimeout_(agentTimeout), comm_(comm), ctx_(ctx) {
+  RankInbox(int fd, milliseconds agentTimeout, RankContext& ctx)
+      : fd_(fd), agentTimeout_(agentTimeout), ctx_(ctx) {
     thread_ = std::thread([this] { readLoop(); });
     thread_.detach();  // ends with the process; it only ever exits the process itself
   }
-  bool cancelled(uint64_t seq) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return cancelled_.count(seq) > 0;
-  }
+  // The communicator to abort when the rank has to die (none before the rank connected).
+  void attach(Communicator& comm) { comm_ = &comm; }
   // The next request or end (nullopt: nothing within `wait`).
   std::optional<std::string> next(milliseconds wait) {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -110,7 +108,7 @@ class RankInbox {
 
  private:
   [[noreturn]] void die(const std::string& why) {
-    comm_.abort();
+    if (Communicator* comm = comm_.load()) comm->abort();
     ctx_.fail(why);
     _exit(1);
   }
@@ -142,10 +140,6 @@ class RankInbox {
         if (body.empty() || body[0] == kKeepAlive) continue;
         if (body[0] == kAbort) die("aborted by the node agent: " + body.substr(1));
         std::lock_guard<std::mutex> lock(mutex_);
-        if (body[0] == kCancel) {
-          cancelled_.insert(FrameReader{body}.get<uint64_t>());
-          continue;
-        }
         frames_.push_back(std::move(body));
         ready_.notify_one();
       }
@@ -154,13 +148,54 @@ class RankInbox {
 
   int fd_;
   milliseconds agentTimeout_;
-  Communicator& comm_;
+  std::atomic<Communicator*> comm_{nullptr};
   RankContext& ctx_;
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::string> frames_;
-  std::set<uint64_t> cancelled_;
   std::thread thread_;
+};
+
+// The engine's iteration messages as the node agents carry them: global rank 0 writes each
+// one up its pipe to the head's agent; every other rank reads them from its inbox.
+class AgentLink final : public IterationLink {
+ public:
+  AgentLink(int upFd, RankInbox& inbox, std::function<void()> heartbeat)
+      : upFd_(upFd), inbox_(inbox), heartbeat_(std::move(heartbeat)) {}
+
+  Error send(std::string message) override {
+    // A blocking pipe: a busy agent holds rank 0 back, and a dead one is noticed by the inbox.
+    std::string f = frame(kIteration, message);
+    size_t at = 0;
+    while (at < f.size()) {
+      ssize_t n = ::write(upFd_, f.data() + at, f.size() - at);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        return makeError("cannot hand an iteration to the node agent: ", std::strerror(errno));
+      at += static_cast<size_t>(n);
+    }
+    return Error::success();
+  }
+
+  Expected<std::string> receive() override {
+    while (true) {
+      std::optional<std::string> f = inbox_.next(milliseconds(100));
+      heartbeat_();
+      if (!f) continue;
+      if ((*f)[0] == kIteration) return f->substr(1);
+      if ((*f)[0] == kEnd) {
+        Iteration stop;
+        stop.kind = Iteration::Kind::Stop;
+        return stop.encode();
+      }
+      return makeError("the node agent sent a request frame to a rank following the engine");
+    }
+  }
+
+ private:
+  int upFd_;
+  RankInbox& inbox_;
+  std::function<void()> heartbeat_;
 };
 
 Expected<std::unique_ptr<Communicator>> makeCommunicator(const NodeRunOptions& o, uint32_t rank,
@@ -198,25 +233,66 @@ int NodeRanks::rankBody(const LoadedPlan& plan, int localRank, RankContext& ctx)
   }
   ::close(readyRead_);
   const plan::Plan& p = plan.plan();
-  const int world = static_cast<int>(p.world());
   const uint32_t rank = options_.firstRank + static_cast<uint32_t>(localRank);
+  if (upRead_ >= 0) ::close(upRead_);
+  if (upWrite_ >= 0 && rank != 0) ::close(upWrite_);
+  const int world = static_cast<int>(p.world());
   cpu::shareKernelThreads(static_cast<int>(options_.localWorld));
 
-  Expected<std::unique_ptr<Communicator>> comm = makeCommunicator(options_, rank, world, localRank);
-  if (!comm) return ctx.fail(comm.errorMessage());
-  ctx.heartbeat();
-  RankInbox inbox(fromAgent_[localRank], options_.agentTimeout, **comm, ctx);
+  // Never freed: its reading thread is detached and may still take a frame while the rank
+  // returns, so the inbox lives as long as the process.
+  RankInbox& inbox = *new RankInbox(fromAgent_[localRank], options_.agentTimeout, ctx);
+  std::unique_ptr<Communicator> comm;
   auto failWith = [&](const std::string& message) {
-    (*comm)->abort();
+    if (comm) comm->abort();
     return ctx.fail(message);
+  };
+  // Ranks started before every node is there wait for the agent's go, then meet their peers.
+  auto connect = [&]() -> Expected<Communicator*> {
+    if (options_.waitForGo)
+      while (true) {
+        std::optional<std::string> f = inbox.next(milliseconds(100));
+        ctx.heartbeat();
+        if (!f) continue;
+        if ((*f)[0] == kGo) break;
+        return makeError("the node agent ended the run before it started");
+      }
+    Expected<std::unique_ptr<Communicator>> made =
+        makeCommunicator(options_, rank, world, localRank);
+    if (!made) return made.takeError();
+    comm = std::move(*made);
+    inbox.attach(*comm);
+    ctx.heartbeat();
+    return comm.get();
   };
   BackendOptions backendOptions = options_.backend;
   backendOptions.onProgress = [&] { ctx.heartbeat(); };
   if (options_.weightSourceFor) backendOptions.weightSource = options_.weightSourceFor(rank);
-  Expected<std::unique_ptr<Backend>> backend = createBackend(plan, rank, **comm, backendOptions);
+  if (options_.runsEngine) {
+    if (rank == 0 && !options_.driver) return failWith("rank 0 runs the engine without a driver");
+    EngineRankOptions engineOptions;
+    engineOptions.backend = backendOptions;
+    engineOptions.backend.onProgress = nullptr;
+    engineOptions.engine = options_.engine;
+    auto beat = [&] { ctx.heartbeat(); };
+    AgentLink link(upWrite_, inbox, beat);
+    // Ready once the weights are in; the engine waits for every rank of every node.
+    auto allLoaded = [&]() -> Error {
+      [[maybe_unused]] ssize_t ready = ::write(readyWrite_, "R", 1);
+      return comm->barrier();
+    };
+    Error failed =
+        rank == 0 ? hostEngine(plan, connect, link, allLoaded, engineOptions, options_.driver, beat)
+                  : followEngine(plan, rank, connect, link, allLoaded, engineOptions, beat);
+    if (failed) return failWith(failed.message());
+    return 0;
+  }
+  if (Expected<Communicator*> connected = connect(); !connected)
+    return ctx.fail(connected.errorMessage());
+  Expected<std::unique_ptr<Backend>> backend = createBackend(plan, rank, *comm, backendOptions);
   if (!backend) return failWith(backend.errorMessage());
   Expected<std::vector<uint64_t>> weightBytes =
-      gatherWeightBytes(**comm, (*backend)->residentWeightBytes());
+      gatherWeightBytes(*comm, (*backend)->residentWeightBytes());
   if (!weightBytes) return failWith(weightBytes.errorMessage());
   NodeRunInfo info{world, (*backend)->name(), std::move(*weightBytes)};
   [[maybe_unused]] ssize_t n = ::write(readyWrite_, "R", 1);
@@ -228,14 +304,6 @@ int NodeRanks::rankBody(const LoadedPlan& plan, int localRank, RankContext& ctx)
     if (!f) continue;
     if ((*f)[0] == kEnd) return 0;
     auto [seq, request] = decodeRequest(*f);
-    int step = 0;
-    request.stopRequested = [&, seq = seq] {
-      if (++step % kCancelCheckEvery != 0) return false;
-      float flag = inbox.cancelled(seq) ? 1.0f : 0.0f;
-      // A failed collective stops this request; the next forward step reports the failure.
-      if (Error e = (*comm)->allReduceSum(&flag, 1)) return true;
-      return flag > 0;
-    };
     Expected<GenerationResult> result =
         generate(**backend, request, vocab, p.limits()->max_context(), [&] { ctx.heartbeat(); });
     if (!result) return failWith("request " + std::to_string(seq) + ": " + result.errorMessage());
@@ -263,6 +331,14 @@ Expected<std::unique_ptr<NodeRanks>> NodeRanks::start(const LoadedPlan& plan,
     return makeError("cannot create the ready pipe: ", std::strerror(errno));
   node->readyRead_ = ready[0];
   node->readyWrite_ = ready[1];
+  if (node->options_.runsEngine && node->options_.firstRank == 0) {
+    int up[2];
+    if (::pipe2(up, O_CLOEXEC) != 0)
+      return makeError("cannot create the iteration pipe: ", std::strerror(errno));
+    ::fcntl(up[0], F_SETFL, ::fcntl(up[0], F_GETFL) | O_NONBLOCK);
+    node->upRead_ = up[0];
+    node->upWrite_ = up[1];
+  }
   node->pending_.resize(local);
   ProcessGroupOptions group;
   group.heartbeatTimeout = node->options_.rankTimeout;
@@ -296,22 +372,51 @@ NodeRanks::~NodeRanks() {
   for (int fd : fromAgent_) ::close(fd);
   ::close(readyRead_);
   ::close(readyWrite_);
+  if (upRead_ >= 0) ::close(upRead_);
+  if (upWrite_ >= 0) ::close(upWrite_);
 }
 
-void NodeRanks::queue(const std::string& f) {
-  for (std::string& p : pending_) p += f;
-  pump();
+void NodeRanks::queue(const std::string& f, bool skipLocalRankZero) {
+  for (size_t r = skipLocalRankZero ? 1 : 0; r < pending_.size(); ++r) pending_[r] += f;
+  flush();
+}
+
+void NodeRanks::forward(const std::string& iteration) {
+  queue(frame(kIteration, iteration));
+  // After Stop the ranks return on their own: nothing more goes down their pipes.
+  if (Iteration::isStop(iteration)) ended_ = true;
+}
+
+std::vector<std::string> NodeRanks::takeIterations() {
+  readIterations();
+  return std::exchange(iterations_, {});
+}
+
+void NodeRanks::readIterations() {
+  if (upRead_ < 0) return;
+  char chunk[65536];
+  ssize_t got;
+  while ((got = ::read(upRead_, chunk, sizeof chunk)) > 0)
+    upBuffer_.append(chunk, static_cast<size_t>(got));
+  while (upBuffer_.size() >= 4) {
+    uint32_t length;
+    std::memcpy(&length, upBuffer_.data(), 4);
+    if (upBuffer_.size() < 4 + static_cast<size_t>(length)) break;
+    // Rank 0 already has it; the node's other ranks get the frame as it came.
+    queue(upBuffer_.substr(0, 4 + static_cast<size_t>(length)), true);
+    if (length > 0 && upBuffer_[4] == kIteration) {
+      iterations_.push_back(upBuffer_.substr(5, length - 1));
+      if (Iteration::isStop(iterations_.back())) ended_ = true;
+    }
+    upBuffer_.erase(0, 4 + static_cast<size_t>(length));
+  }
 }
 
 void NodeRanks::submit(uint64_t seq, const GenerationRequest& request) {
   queue(encodeRequest(seq, request));
 }
 
-void NodeRanks::cancel(uint64_t seq) {
-  std::string body;
-  put(body, seq);
-  queue(frame(kCancel, body));
-}
+void NodeRanks::go() { queue(frame(kGo)); }
 
 void NodeRanks::end() {
   if (!ended_) queue(frame(kEnd));
@@ -335,6 +440,14 @@ void NodeRanks::pump() {
     for (std::string& p : pending_)
       if (p.empty()) p = frame(kKeepAlive);
   }
+  readIterations();
+  flush();
+  char buffer[64];
+  ssize_t n;
+  while ((n = ::read(readyRead_, buffer, sizeof buffer)) > 0) ready_ += static_cast<uint32_t>(n);
+}
+
+void NodeRanks::flush() {
   for (size_t r = 0; r < toRank_.size(); ++r) {
     std::string& p = pending_[r];
     while (!p.empty()) {
@@ -343,9 +456,6 @@ void NodeRanks::pump() {
       p.erase(0, static_cast<size_t>(n));
     }
   }
-  char buffer[64];
-  ssize_t n;
-  while ((n = ::read(readyRead_, buffer, sizeof buffer)) > 0) ready_ += static_cast<uint32_t>(n);
 }
 
 }  // namespace tpc

@@ -1,7 +1,11 @@
 // The ranks of one node in a multi-node run: one forked process per local rank, Gloo (or NCCL)
-// collectives across every node, and a stream of requests that the node's control-plane agent
-// (the parent) feeds to all of them in the same order. The agent stays single-purpose: it
-// forwards, the ranks compute, global rank 0 reports.
+// collectives across every node, and what the node's control-plane agent (the parent) feeds to
+// all of them in the same order. Two ways to run:
+//  - the engine (a driver is set): global rank 0 hosts it and the driver; each iteration's
+//    message goes up a pipe to the head's agent, which hands it to its other ranks and over the
+//    control plane to every worker's agent, which hands it to its ranks (forward());
+//  - one request at a time (no driver): every rank gets the stream of requests and generates.
+// The agent stays single-purpose: it forwards, the ranks compute, global rank 0 reports.
 //
 // A rank aborts its communicator and exits when the agent tells it to, when the agent goes
 // silent (frozen or dead), or when a collective fails; the process group kills the rest.
@@ -19,6 +23,7 @@
 
 #include "executor/Backend.h"
 #include "executor/comm/Communicator.h"
+#include "executor/engine/Engine.h"
 #include "executor/engine/Generation.h"
 #include "executor/process/ProcessGroup.h"
 
@@ -42,7 +47,16 @@ struct NodeRunOptions {
   std::chrono::milliseconds rankTimeout{4000};  // a silent rank counts as hung
   // A rank whose agent sends nothing (not even keep-alives) this long aborts and exits.
   std::chrono::milliseconds agentTimeout{2000};
-  // Runs in global rank 0's process after each request, in stream order.
+  // Ranks started before the other nodes are there (the head's, so that the server answers
+  // while workers join) wait for go() before they meet their peers.
+  bool waitForGo = false;
+  // The engine: every rank runs it (each node the same `engine` pool sizes); global rank 0
+  // hosts it with `driver` on a thread of its process, and the run ends when the driver
+  // returns (or the engine fails).
+  bool runsEngine = false;
+  std::function<Error(Engine&)> driver;
+  EngineConfig engine;
+  // One request at a time: runs in global rank 0's process after each request, in stream order.
   std::function<Error(uint64_t seq, const GenerationRequest&, const GenerationResult&,
                       const NodeRunInfo&)>
       report;
@@ -58,9 +72,16 @@ class NodeRanks {
   NodeRanks& operator=(const NodeRanks&) = delete;
 
   void submit(uint64_t seq, const GenerationRequest& request);
-  // Stops request `seq` early, at the same step on every rank (within a few steps of
-  // starting if it has not started yet); its result says "cancelled".
-  void cancel(uint64_t seq);
+  // The engine, on a worker: one iteration message from the head, for every local rank.
+  void forward(const std::string& iteration);
+  // The engine, on the head: the iteration messages global rank 0 sent since the last call,
+  // already handed to this node's other ranks; the caller sends them to the workers.
+  std::vector<std::string> takeIterations();
+  // Readable when global rank 0 has sent something (the head's agent waits on it too); -1 when
+  // this node does not hold rank 0's engine.
+  int iterationFd() const { return upRead_; }
+  // With waitForGo: every node is there, the ranks may connect.
+  void go();
   // No more requests: ranks exit once they have served the ones they have.
   void end();
   void abort(const std::string& reason);
@@ -75,13 +96,18 @@ class NodeRanks {
 
  private:
   NodeRanks() = default;
-  void queue(const std::string& frame);
+  void queue(const std::string& frame, bool skipLocalRankZero = false);
+  void readIterations();
+  void flush();  // writes what each rank's pipe takes now
   int rankBody(const LoadedPlan& plan, int localRank, RankContext& ctx);
 
   NodeRunOptions options_;
   std::vector<int> toRank_, fromAgent_;  // per local rank: write end (agent), read end (rank)
   std::vector<std::string> pending_;     // bytes not yet written to each rank's pipe
   int readyRead_ = -1, readyWrite_ = -1;
+  int upRead_ = -1, upWrite_ = -1;  // global rank 0 -> agent: iteration frames (the engine)
+  std::string upBuffer_;            // bytes read from upRead_, not yet a whole frame
+  std::vector<std::string> iterations_;
   uint32_t ready_ = 0;
   bool ended_ = false;
   std::chrono::steady_clock::time_point lastKeepAlive_{};

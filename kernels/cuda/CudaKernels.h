@@ -120,4 +120,14 @@ cudaError_t readSum(const void* data, size_t bytes, uint32_t* sum, cudaStream_t 
 cudaError_t fillUniform(ElementType type, void* out, int64_t count, float scale, uint64_t seed,
                         cudaStream_t stream);
 
+// The vision tower (kernels/cpu/Vision.h): LayerNorm with bias per row (out may alias x),
+// x + bias per row, exact (erf) GELU and quick_gelu.
+cudaError_t layerNorm(ElementType type, const void* x, const void* weight, const void* bias,
+                      int64_t rows, int64_t width, float eps, void* out, cudaStream_t stream);
+cudaError_t biasAdd(ElementType type, const void* x, const void* bias, int64_t rows, int64_t width,
+                    void* out, cudaStream_t stream);
+cudaError_t gelu(ElementType type, const void* x, int64_t count, void* out, cudaStream_t stream);
+cudaError_t quickGelu(ElementType type, const void* x, int64_t count, void* out,
+                      cudaStream_t stream);
+
 }  // namespace tpc::cuda

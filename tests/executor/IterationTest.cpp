@@ -86,6 +86,18 @@ TEST(GlooCommunicator, BroadcastGivesEveryRankTheRootsBytes) {
   EXPECT_FALSE(e) << e.message();
 }
 
+// The node agents tell the last message from the others without decoding it.
+TEST(Iteration, StopIsToldFromItsFirstBytes) {
+  Iteration it;
+  for (Iteration::Kind kind : {Iteration::Kind::Forward, Iteration::Kind::Sample,
+                               Iteration::Kind::Idle, Iteration::Kind::Stop}) {
+    it.kind = kind;
+    EXPECT_EQ(Iteration::isStop(it.encode()), kind == Iteration::Kind::Stop);
+  }
+  EXPECT_FALSE(Iteration::isStop(""));
+  EXPECT_FALSE(Iteration::isStop("\x03"));
+}
+
 TEST(LocalCommunicator, BroadcastKeepsTheBytes) {
   auto comm = createLocalCommunicator();
   std::string bytes = "abc";

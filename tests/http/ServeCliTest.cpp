@@ -1,13 +1,17 @@
 // `tpexec serve` as users run it, on the CPU backend: OpenAI's official Node SDK against a tiny
 // model carrying the Llama-3 tokenizer and chat template, and greedy token-id completions on
-// the golden models against `tpexec --prompt-ids` of the same plan.
+// the golden models against `tpexec --prompt-ids` of the same plan, on one node and on a head
+// with one worker.
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <thread>
 
 #include "tests/http/HttpTestClient.h"
+#include "tests/http/Served.h"
 #include "tests/net/Spawned.h"
 #include "tests/support/GoldenCases.h"
 #include "tests/support/TestSupport.h"
@@ -21,31 +25,6 @@ using std::chrono::seconds;
 std::string testsDir() {
   return (std::filesystem::path(dataDir()) / "..").lexically_normal().string();
 }
-
-// `tpexec serve ARGS --port 0` in the background, and the port its one listening line names.
-struct Served {
-  Served(const TempDir& dir, const std::string& args)
-      : process(binPath("tpexec") + " serve " + args + " --port 0", dir.file("serve.out"),
-                dir.file("serve.err")) {
-    const std::string marker = "listening on http://127.0.0.1:";
-    for (int i = 0; i < 1200 && port == 0 && process.running(); ++i) {
-      std::string out = process.log();
-      size_t at = out.find(marker);
-      if (at != std::string::npos && out.find(')', at) != std::string::npos)
-        port = std::atoi(out.c_str() + at + marker.size());
-      else
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    for (int i = 0; i < 1200 && port > 0 && httpRequest(port, "GET", "/health").status != 200; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ~Served() {
-    process.signal(SIGTERM);
-    process.waitExit(std::chrono::seconds(20));
-  }
-  Spawned process;
-  int port = 0;
-};
 
 TEST(ServeCli, OpenAiNodeSdkStreamedEqualsUnstreamedAndSeedsRepeat) {
   std::string client = testsDir() + "/openai-client";
@@ -123,6 +102,82 @@ TEST(ServeCli, GreedyTokenIdCompletionsEqualTpexecPromptIdsOnTheGoldenModels) {
   }
 }
 
+// The engine across nodes behind the server: a head of 2 ranks and one worker of 2 ranks give
+// the greedy ids that one node running all 4 ranks gives. The server answers before the worker
+// joins, and /health says 503 until every rank of both nodes has its weights.
+TEST(ServeCli, AHeadWithOneWorkerServesWhatOneNodeGives) {
+  TempDir dir;
+  for (const char* name : kGoldenCases) {
+    SCOPED_TRACE(name);
+    std::string model = dataDir() + "/hf/" + name, plan = dir.file(std::string(name) + ".fb");
+    json golden = json::parse(readFile(model + "/golden.json"));
+    std::vector<int64_t> prompt = golden["prompt_ids"];
+    const int64_t n = 6;
+    std::string compile = binPath("tpc") + " compile " + model;
+    compile += " --world 4 --dtype f32 --quiet -o ";
+    compile += plan;
+    CommandResult c = runCommand(compile);
+    ASSERT_EQ(c.exitCode, 0) << c.output;
+    CommandResult alone = runCommand(
+        binPath("tpexec") + " " + plan + " --backend cpu --prompt-ids " + joinedIds(prompt) +
+        " --max-new-tokens " + std::to_string(n) + " --ignore-eos --json");
+    ASSERT_EQ(alone.exitCode, 0) << alone.output;
+    json want = json::parse(alone.output.substr(alone.output.find('{')))["generated_ids"];
+    std::unique_ptr<Spawned> worker;
+    int healthAlone = 0;
+    Served s(dir, plan + " --backend cpu --listen 127.0.0.1:0 --workers 1", [&](Spawned& head) {
+      if (!head.waitForText("listening on tcp://", seconds(20))) return;
+      int port = Served::waitForHttpPort(head);
+      if (port > 0) healthAlone = httpRequest(port, "GET", "/health").status;
+      worker = std::make_unique<Spawned>(
+          binPath("tpexec") + " --join 127.0.0.1:" + std::to_string(headPort(head.err())) +
+              " --local-world 2",
+          dir.file("worker.log"));
+    });
+    ASSERT_TRUE(worker) << s.process.err();
+    ASSERT_GT(s.port, 0) << s.process.err() << worker->log();
+    EXPECT_EQ(healthAlone, 503) << "before the worker joined";
+    // The head logs the layout once it sees every rank ready, which may follow /health's 200.
+    EXPECT_TRUE(s.process.waitForText("ranks 2-3", seconds(10))) << s.process.err();
+    EXPECT_EQ(httpRequest(s.port, "GET", "/health").status, 200);
+    HttpReply r = postJson(s.port, "/v1/completions",
+                           {{"prompt", prompt},
+                            {"max_tokens", n},
+                            {"temperature", 0},
+                            {"ignore_eos", true},
+                            {"return_token_ids", true}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["token_ids"], want);
+    EXPECT_EQ(r.json()["usage"]["completion_tokens"], n);
+  }
+}
+
+TEST(ServeCli, MultiNodeFlagsAreChecked) {
+  TempDir dir;
+  std::string model = dir.file("tiny");
+  ASSERT_EQ(
+      runCommand(binPath("tpc") + " make-model --arch qwen3 --preset tiny --quiet -o " + model)
+          .exitCode,
+      0);
+  auto oneLine = [&](const std::string& args, const std::string& words) {
+    CommandResult r = runCommand(binPath("tpexec") + " serve " + model + " " + args, 20);
+    EXPECT_EQ(r.exitCode, 2) << args << "\n" << r.output;
+    EXPECT_EQ(r.lineCount(), 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(words), std::string::npos) << args << "\n" << r.output;
+  };
+  oneLine("--workers 1", "go with --listen");
+  oneLine("--listen 127.0.0.1", "--listen expects HOST:PORT");
+  oneLine("--listen 127.0.0.1:0", "--workers must be at least 1");
+  // Checked once the plan is known (after the lines about compiling it).
+  CommandResult r = runCommand(binPath("tpexec") + " serve " + model +
+                                   " --world 2 --listen 127.0.0.1:0 "
+                                   "--workers 2",
+                               60);
+  EXPECT_EQ(r.exitCode, 2) << r.output;
+  EXPECT_NE(r.output.find("error: world 2 does not split evenly over 3 nodes"), std::string::npos)
+      << r.output;
+}
+
 // Each bad flag is refused before anything loads: exit 2 and one line naming the flag.
 TEST(ServeCli, BadFlagsAreOneLineErrorsNamingTheFlag) {
   const std::string model = dataDir() + "/hf/" + kGoldenCases[0];
@@ -135,6 +190,7 @@ TEST(ServeCli, BadFlagsAreOneLineErrorsNamingTheFlag) {
       {"--max-body-bytes 10", "--max-body-bytes"},
       {"--world 3", "--world"},
       {"--backend cpu --synthetic-weights", "--synthetic-weights"},
+      {"--synthetic-weights --listen 127.0.0.1:0 --workers 1", "--synthetic-weights"},
       {"--rank-timeout-ms 1", "--rank-timeout-ms"},
   };
   for (const auto& c : cases) {

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <sstream>
 #include <thread>
 
 #include "tests/net/Cluster.h"
@@ -119,6 +120,47 @@ TEST_F(MultiNodeFault, AKilledOrFrozenWorkerRankIsNamedWithin5Seconds) {
     EXPECT_LT(workerMs, 5000) << cluster_.workers[0]->log();
     EXPECT_EQ(workerCode, 1) << cluster_.workers[0]->log();
     expectNoRankLeft(seconds(5));
+  }
+}
+
+// The engine across nodes: a worker killed or frozen while its ranks follow the head's
+// iterations ends the head within 5 s with one error line naming the node.
+TEST_F(MultiNodeFault, AKilledOrFrozenWorkerEndsAnEngineRunWithin5SecondsNamingIt) {
+  std::string requests = tmp_.file("long.jsonl");
+  std::string lines;
+  for (int i = 1; i <= 4; ++i)
+    lines += "{\"id\": " + std::to_string(i) + ", \"prompt_ids\": [" + std::to_string(i) +
+             ", 2, 3], \"max_new_tokens\": 30000}\n";
+  test::writeFile(requests, lines);
+  for (int sig : {SIGKILL, SIGSTOP}) {
+    SCOPED_TRACE(strsignal(sig));
+    cluster_ = test::startHead(
+        tmp_, plan_, 1,
+        "--local-world 2 --requests " + requests + " --ignore-eos --kv-cache-memory 512MiB");
+    ASSERT_GT(cluster_.port, 0) << cluster_.head->err();
+    test::Spawned& worker = test::startWorker(cluster_, tmp_, "--local-world 2");
+    ASSERT_TRUE(cluster_.head->waitForText("ready:", seconds(60))) << cluster_.head->err();
+    std::this_thread::sleep_for(milliseconds(500));  // well into decoding
+    headRanks_ = test::childrenOf(cluster_.head->pid());
+    workerRanks_ = test::childrenOf(worker.pid());
+    auto start = Clock::now();
+    worker.signal(sig);
+    auto [ms, code] = timeExit(*cluster_.head, start);
+    std::string err = cluster_.head->err();
+    EXPECT_GE(ms, 0) << "the head hung: " << err;
+    EXPECT_LT(ms, 5000) << err;
+    EXPECT_EQ(code, 1) << err;
+    std::istringstream errLines(err);
+    std::vector<std::string> errors;
+    for (std::string line; std::getline(errLines, line);)
+      if (line.rfind("error:", 0) == 0) errors.push_back(line);
+    ASSERT_EQ(errors.size(), 1u) << err;
+    EXPECT_NE(errors[0].find("worker"), std::string::npos) << err;
+    EXPECT_NE(errors[0].find("ranks 2-3"), std::string::npos) << err;
+    EXPECT_EQ(cluster_.head->log(), "");  // no partial results
+    expectNoRankLeft(seconds(5));
+    worker.signal(SIGKILL);
+    worker.signal(SIGCONT);
   }
 }
 

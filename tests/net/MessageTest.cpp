@@ -74,6 +74,34 @@ TEST(NetMessage, EveryFieldRoundTrips) {
   EXPECT_EQ(back->data, data.data);
 }
 
+TEST(NetMessage, AssignCarriesTheEnginePoolAndIterationsTheirBytes) {
+  Message assign;
+  assign.type = MsgType::Assign;
+  assign.world = 4;
+  assign.firstRank = 2;
+  assign.localWorld = 2;
+  assign.pool = {true, 32, uint64_t{3} << 30, 0.5f};
+  std::vector<uint8_t> bytes = encode(assign);
+  Expected<Message> back = decode(bytes.data(), bytes.size());
+  ASSERT_TRUE(back) << back.errorMessage();
+  EXPECT_EQ(back->firstRank, 2u);
+  EXPECT_TRUE(back->pool.engine);
+  EXPECT_EQ(back->pool.kvBlockSize, 32);
+  EXPECT_EQ(back->pool.kvCacheBytes, uint64_t{3} << 30);
+  EXPECT_FLOAT_EQ(back->pool.gpuMemoryUtilization, 0.5f);
+
+  Message iteration;
+  iteration.type = MsgType::Iteration;
+  iteration.data = {1, 0, 0, 0, 42};
+  bytes = encode(iteration);
+  back = decode(bytes.data(), bytes.size());
+  ASSERT_TRUE(back) << back.errorMessage();
+  EXPECT_EQ(back->type, MsgType::Iteration);
+  EXPECT_EQ(back->data, iteration.data);
+  bytes.pop_back();  // a truncated one is refused
+  EXPECT_NE(decodeError(bytes).find("truncated or oversized Iteration"), std::string::npos);
+}
+
 TEST(NetMessage, MalformedFramesAreRefusedByName) {
   EXPECT_NE(decodeError({'G', 'E', 'T', ' ', '/'}).find("not a tpc control-plane message"),
             std::string::npos);

@@ -1,4 +1,5 @@
-// The multi-node command line: a requests file gives one JSON line per request in order, the
+// The multi-node command line: a requests file runs concurrently through the engine and gives
+// one JSON line per request in order, as one node running every rank does; the
 // TPC_MN_* environment variables stand in for the flags, CURVE keys keep strangers out, and
 // mistakes on the command line are one-line errors.
 #include <gtest/gtest.h>
@@ -75,7 +76,44 @@ TEST_F(MultiNodeCli, ARequestsFileGivesOneResultLinePerRequestInOrder) {
   }
 }
 
-TEST_F(MultiNodeCli, ACancelledRequestStopsEarlyOnEveryRankAndTheNextOneRuns) {
+// The engine across nodes against the engine on one node running all four ranks: greedy and
+// seeded requests, and fields only the engine knows (min_p, stop token ids, penalties).
+TEST_F(MultiNodeCli, TheEngineAcrossNodesGivesWhatOneNodeGives) {
+  std::string requests = dir_.file("engine.jsonl");
+  std::string lines;
+  for (int i = 0; i < 8; ++i) {
+    lines += "{\"id\": \"r" + std::to_string(i) + "\", \"prompt_ids\": [";
+    for (int t = 0; t <= i * 3; ++t) lines += (t ? ", " : "") + std::to_string(7 + 13 * t + i);
+    lines += "], \"max_new_tokens\": " + std::to_string(4 + i);
+    if (i % 2) lines += ", \"temperature\": 0.9, \"top_k\": 30, \"seed\": " + std::to_string(i);
+    if (i == 2) lines += ", \"min_p\": 0.05, \"temperature\": 0.7, \"seed\": 5";
+    if (i == 4) lines += ", \"repetition_penalty\": 1.3";
+    lines += "}\n";
+  }
+  test::writeFile(requests, lines);
+  test::CommandResult one = test::runCommand(test::tpexecPath() + " " + plan_ + " --requests " +
+                                             requests + " --ignore-eos --max-seqs 4");
+  ASSERT_EQ(one.exitCode, 0) << one.output;
+  test::Cluster c =
+      test::startHead(dir_, plan_, 1, "--requests " + requests + " --ignore-eos --max-seqs 4");
+  ASSERT_GT(c.port, 0) << c.head->err();
+  test::Spawned& worker = test::startWorker(c, dir_, "--local-world 2");
+  ASSERT_EQ(c.head->waitExit(seconds(60)), 0) << c.head->err();
+  EXPECT_EQ(worker.waitExit(seconds(10)), 0) << worker.log();
+  std::istringstream mine(c.head->log()), theirs(one.output);
+  std::vector<nlohmann::json> got, want;
+  for (std::string line; std::getline(mine, line);) got.push_back(nlohmann::json::parse(line));
+  for (std::string line; std::getline(theirs, line);) want.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(want.size(), 8u) << one.output;
+  ASSERT_EQ(got.size(), want.size()) << c.head->log();
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i]["id"], want[i]["id"]);
+    EXPECT_EQ(got[i]["generated_ids"], want[i]["generated_ids"]) << i;
+    EXPECT_EQ(got[i]["generated_ids"].size(), 4 + i) << i;
+  }
+}
+
+TEST_F(MultiNodeCli, ACancelledRequestStopsEarlyAndTheOtherRuns) {
   std::string requests = dir_.file("cancel.jsonl");
   test::writeFile(requests,
                   "{\"id\": \"long\", \"prompt_ids\": [1, 2, 3], \"max_new_tokens\": 1000, "
@@ -90,7 +128,7 @@ TEST_F(MultiNodeCli, ACancelledRequestStopsEarlyOnEveryRankAndTheNextOneRuns) {
   std::vector<nlohmann::json> got;
   for (std::string line; std::getline(lines, line);) got.push_back(nlohmann::json::parse(line));
   ASSERT_EQ(got.size(), 2u) << c.head->log();
-  EXPECT_EQ(got[0]["stop_reason"], "cancelled");
+  EXPECT_EQ(got[0]["finish_reason"], "cancelled");
   size_t n = got[0]["generated_ids"].size();
   EXPECT_LT(n, 1000u);
   // What was generated before the cancellation is what an uncancelled run generates.
@@ -201,6 +239,8 @@ TEST_F(MultiNodeCli, BadFlagsGiveOneLineErrors) {
           "--listen expects HOST:PORT");
   oneLine(plan_ + " --listen 127.0.0.1:0 --prompt-ids 1", 2, "--workers must be at least 1");
   oneLine(plan_ + " --listen 127.0.0.1:0 --workers 1", 2, "either --prompt-ids or --requests");
+  oneLine(plan_ + " --listen 127.0.0.1:0 --workers 1 --prompt-ids 1 --max-seqs 4", 2,
+          "--max-seqs goes with --requests");
   oneLine(plan_ + " --listen 127.0.0.1:0 --workers 2 --prompt-ids 1", 2, "does not split evenly");
   oneLine(plan_ + " --listen 127.0.0.1:0 --workers 1 --requests " + dir_.file("none.jsonl"), 1,
           "none.jsonl: cannot read");

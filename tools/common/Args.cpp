@@ -1,7 +1,10 @@
 #include "tools/common/Args.h"
 
+#include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 namespace tpc::cli {
@@ -177,6 +180,36 @@ Expected<std::vector<int64_t>> parseIntList(const std::string& text, const std::
     start = comma + 1;
   }
   return out;
+}
+
+Expected<uint64_t> parseByteSize(const std::string& text, const std::string& flag) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || !(value >= 0) || !std::isfinite(value))
+    return makeError(flag, ": '", text, "' is not a size in bytes (e.g. 256MiB)");
+  std::string unit(end);
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double scale = 0;
+  if (unit.empty() || unit == "b")
+    scale = 1;
+  else if (unit == "kib" || unit == "k")
+    scale = 1024.0;
+  else if (unit == "mib" || unit == "m")
+    scale = 1024.0 * 1024;
+  else if (unit == "gib" || unit == "g")
+    scale = 1024.0 * 1024 * 1024;
+  else if (unit == "kb")
+    scale = 1e3;
+  else if (unit == "mb")
+    scale = 1e6;
+  else if (unit == "gb")
+    scale = 1e9;
+  else
+    return makeError(flag, ": unknown unit '", std::string(end),
+                     "' (B, KiB, MiB, GiB, KB, MB, GB)");
+  const double bytes = value * scale;
+  if (bytes < 1 || bytes > 1e18) return makeError(flag, ": '", text, "' is out of range");
+  return static_cast<uint64_t>(bytes);
 }
 
 }  // namespace tpc::cli

@@ -55,6 +55,9 @@ class ArgParser {
   bool help_ = false;
 };
 
+// "268435456", "256MiB", "1.5GiB", "64MB": bytes (binary and decimal suffixes, any case).
+Expected<uint64_t> parseByteSize(const std::string& text, const std::string& flag);
+
 // Parses "1,2,3" into integers; errors name `flag`.
 Expected<std::vector<int64_t>> parseIntList(const std::string& text, const std::string& flag);
 

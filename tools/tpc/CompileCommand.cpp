@@ -16,7 +16,8 @@ namespace tpc::cli {
 
 int runCompile(int argc, char** argv) {
   std::string model, output = "plan.fb", dtype, printAfter;
-  int64_t world = 1, maxContext = 0, maxBatch = 8;
+  int64_t world = 1, maxContext = 0, maxBatch = 8, pp = 1;
+  std::string stageLayersText, deviceMap, deviceMemory;
   bool quiet = false, expertParallel = false, unfusedAllReduce = false;
   ArgParser args(
       "tpc compile",
@@ -25,6 +26,17 @@ int runCompile(int argc, char** argv) {
   args.positional("MODEL", &model,
                   "model folder (config.json + *.safetensors) or a .safetensors file");
   args.option("--world", &world, "N", "number of ranks, a power of 2 (default 1)");
+  args.option("--pp", &pp, "S",
+              "pipeline stages, each of world / S tensor-parallel ranks (default 1)");
+  args.option("--stage-layers", &stageLayersText, "N,N,...",
+              "with --pp: layers per stage, first to last (default: balanced by weight bytes)");
+  args.option("--device-map", &deviceMap, "MAP",
+              "one pipeline stage per device instead of tensor parallelism: auto (fill GPU 0, "
+              "GPU 1, ..., then the CPU up to --device-memory) or layer counts such as "
+              "cuda:0=16,cuda:1=16,cpu=*");
+  args.option("--device-memory", &deviceMemory, "BUDGETS",
+              "with --device-map auto: bytes per device for weights, KV cache and activations, "
+              "e.g. cuda:0=70GiB,cpu=200GiB");
   args.option("-o", &output, "FILE", "plan to write (default plan.fb)");
   args.choice("--dtype", &dtype, {"bf16", "f16", "f32"},
               "activation dtype (default: the checkpoint's)");
@@ -44,6 +56,13 @@ int runCompile(int argc, char** argv) {
   if (Error e = args.parse(argc, argv, 2)) return fail(e.message(), 2);
   if (args.helpRequested()) return std::fputs(args.help().c_str(), stdout), 0;
   if (Error e = checkWorld(world)) return fail(e.message(), 2);
+  std::vector<int64_t> stageLayers;
+  if (!stageLayersText.empty()) {
+    Expected<std::vector<int64_t>> parsed = parseIntList(stageLayersText, "--stage-layers");
+    if (!parsed) return fail(parsed.errorMessage(), 2);
+    stageLayers = *parsed;
+  }
+  if (Error e = checkPipeline(world, pp, stageLayers)) return fail(e.message(), 2);
   if (!printAfter.empty() && !createPass(printAfter, {}))
     return fail("--print-after: no pass named '" + printAfter + "' (passes: " + passNames + ")", 2);
   if (args.seen("--max-context") && maxContext < 1)
@@ -66,6 +85,12 @@ int runCompile(int argc, char** argv) {
   settings.maxBatch = maxBatch;
   settings.expertParallel = expertParallel;
   settings.fuseAllReduce = !unfusedAllReduce;
+  settings.pp = pp;
+  settings.stageLayers = stageLayers;
+  settings.deviceMap = deviceMap;
+  settings.deviceMemory = deviceMemory;
+  if (deviceMap.empty() && !deviceMemory.empty())
+    return fail("--device-memory goes with --device-map auto", 2);
   settings.afterPass = [&](const std::string& pass, const Graph& g) {
     if (pass == printAfter) std::fputs(printGraph(g).c_str(), stdout);
   };

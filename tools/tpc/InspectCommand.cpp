@@ -20,11 +20,13 @@ struct Tally {
   }
 };
 
-// "model.layers.12.mlp..." → 12; -1 for tensors outside the layers.
+// "model.layers.12.mlp..." → 12 (under llava's language_model. prefixes too); -1 for tensors
+// outside the layers.
 int64_t layerOf(const std::string& name) {
-  const std::string prefix = "model.layers.";
-  if (name.compare(0, prefix.size(), prefix) != 0) return -1;
-  return std::strtoll(name.c_str() + prefix.size(), nullptr, 10);
+  const std::string prefix = "layers.";
+  size_t at = name.find(prefix);
+  if (at == std::string::npos || (at > 0 && name[at - 1] != '.')) return -1;
+  return std::strtoll(name.c_str() + at + prefix.size(), nullptr, 10);
 }
 
 std::string ropeText(const RopeSpec& r) {
@@ -54,10 +56,17 @@ int runInspect(int argc, char** argv) {
   Expected<Graph> graph = buildGraph(s, source->lookup(), BuildOptions{});
   if (!graph) return fail(source->directory + ": " + graph.errorMessage());
 
-  std::set<std::string> used;
+  std::set<std::string> used, vision;
   for (const Value* p : graph->parameters())
     for (const WeightPiece& piece : p->pieces) used.insert(piece.tensor);
-  Tally total, outside;
+  if (s.vision) {
+    Expected<Graph> tower = buildVisionGraph(s, source->lookup(), BuildOptions{});
+    if (!tower) return fail(source->directory + ": " + tower.errorMessage());
+    for (const Value* p : tower->parameters())
+      for (const WeightPiece& piece : p->pieces) vision.insert(piece.tensor);
+    used.insert(vision.begin(), vision.end());
+  }
+  Tally total, outside, towerTally, projectorTally;
   std::map<std::string, Tally> byDtype;
   std::map<int64_t, Tally> byLayer;
   std::vector<std::string> unused;
@@ -69,6 +78,11 @@ int runInspect(int argc, char** argv) {
     }
     total.add(t);
     byDtype[std::string(safetensorsName(t.dtype))].add(t);
+    if (vision.count(name)) {
+      (name.find("multi_modal_projector.") != std::string::npos ? projectorTally : towerTally)
+          .add(t);
+      continue;
+    }
     int64_t layer = layerOf(name);
     (layer < 0 ? outside : byLayer[layer]).add(t);
   }
@@ -96,6 +110,28 @@ int runInspect(int argc, char** argv) {
                             {"num_experts_per_tok", s.moe.topK},
                             {"moe_intermediate_size", s.moe.intermediateSize},
                             {"norm_topk_prob", s.moe.normTopkProb}};
+    if (s.vision) {
+      const VisionSpec& v = *s.vision;
+      j["vision_tower"] = {{"kind", "clip_vision_model"},
+                           {"hidden_size", v.hiddenSize},
+                           {"num_layers", v.numLayers},
+                           {"layers_run", v.layersRun()},
+                           {"num_attention_heads", v.numHeads},
+                           {"intermediate_size", v.intermediateSize},
+                           {"image_size", v.imageSize},
+                           {"patch_size", v.patchSize},
+                           {"rows", v.rows()},
+                           {"parameters", towerTally.parameters},
+                           {"bytes", towerTally.bytes}};
+      j["projector"] = {{"in", v.hiddenSize},
+                        {"out", s.hiddenSize},
+                        {"act", "gelu"},
+                        {"bias", v.projectorBias},
+                        {"parameters", projectorTally.parameters},
+                        {"bytes", projectorTally.bytes}};
+      j["image_token_index"] = v.imageTokenIndex;
+      j["image_seq_length"] = v.imageSeqLength;
+    }
     j["parameters"] = total.parameters;
     j["bytes"] = total.bytes;
     for (const auto& [dtype, t] : byDtype)
@@ -112,8 +148,9 @@ int runInspect(int argc, char** argv) {
     return 0;
   }
 
-  std::printf("%s: %s, %zu checkpoint file(s)\n", source->directory.c_str(),
-              std::string(familyName(s.family)).c_str(), source->checkpoint.files().size());
+  std::printf("%s: %s%s, %zu checkpoint file(s)\n", source->directory.c_str(),
+              s.vision ? "llava, text model " : "", std::string(familyName(s.family)).c_str(),
+              source->checkpoint.files().size());
   std::printf(
       "  vocab %lld, hidden %lld, %lld layers, %lld heads (%lld KV, head_dim %lld), intermediate "
       "%lld\n",
@@ -129,6 +166,25 @@ int runInspect(int argc, char** argv) {
               (long long)s.maxPositionEmbeddings,
               s.tieWordEmbeddings ? "tied embeddings" : "separate lm_head",
               s.attentionBias ? ", q/k/v bias" : "", s.qkNorm ? ", q/k norm" : "");
+  if (s.vision) {
+    const VisionSpec& v = *s.vision;
+    std::printf(
+        "  vision tower: CLIP, hidden %lld, %lld layers (runs %lld: hidden state %lld), %lld "
+        "heads, intermediate %lld; image %lld px, patch %lld: %lld rows; %s parameters (%s)\n",
+        (long long)v.hiddenSize, (long long)v.numLayers, (long long)v.layersRun(),
+        (long long)v.featureLayer, (long long)v.numHeads, (long long)v.intermediateSize,
+        (long long)v.imageSize, (long long)v.patchSize, (long long)v.rows(),
+        std::to_string(towerTally.parameters).c_str(), formatBytes(towerTally.bytes).c_str());
+    std::printf(
+        "  projector: linear %lld -> %lld, gelu, linear %lld -> %lld%s; %s parameters (%s)\n",
+        (long long)v.hiddenSize, (long long)s.hiddenSize, (long long)s.hiddenSize,
+        (long long)s.hiddenSize, v.projectorBias ? " (biased)" : "",
+        std::to_string(projectorTally.parameters).c_str(),
+        formatBytes(projectorTally.bytes).c_str());
+    std::printf("  image token %lld x %lld (%s); text model below\n", (long long)v.imageTokenIndex,
+                (long long)v.imageSeqLength,
+                v.keepClassRow ? "class row kept" : "class row dropped");
+  }
   std::printf("parameters %s (%s)\n", std::to_string(total.parameters).c_str(),
               formatBytes(total.bytes).c_str());
   for (const auto& [dtype, t] : byDtype)

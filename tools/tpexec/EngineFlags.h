@@ -19,7 +19,6 @@ struct EngineFlags {
 void addEngineFlags(cli::ArgParser& args, EngineFlags& f);
 // The checked configuration; errors name the flag.
 Expected<EngineConfig> engineConfigOf(const EngineFlags& f);
-// "268435456", "256MiB", "1.5GiB", "64MB": bytes (binary and decimal suffixes, any case).
-Expected<uint64_t> parseByteSize(const std::string& text, const std::string& flag);
+using cli::parseByteSize;
 
 }  // namespace tpc::tpexec

@@ -14,6 +14,7 @@
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
 #include "tools/tpexec/EngineFlags.h"
+#include "tools/tpexec/ImageInput.h"
 #include "tools/tpexec/MultiNode.h"
 #include "tools/tpexec/RequestsMode.h"
 #include "tools/tpexec/TextMode.h"
@@ -61,6 +62,7 @@ int runTpexec(int argc, char** argv) {
   if (tpexec::wantsHeadMode(argc, argv)) return tpexec::runHeadMode(argc, argv);
   if (tpexec::wantsCurveKeygen(argc, argv)) return tpexec::runCurveKeygen(argc, argv);
   std::string planPath, promptIds, logitsOut, modelDir, requestsPath, comm = "auto";
+  std::string imagePath, pixelValuesPath;
   std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
   tpexec::EngineFlags engineFlags;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
@@ -87,6 +89,11 @@ int runTpexec(int argc, char** argv) {
             "send --prompt as it is: no template, no special tokens added");
   args.option("--tokenizer", &textOptions.tokenizer, "PATH",
               "tokenizer.json or its folder (default: the checkpoint folder's)");
+  args.option("--image", &imagePath, "PATH",
+              "llava: a JPEG or PNG for the prompt's image token (in --prompt-ids the token\n"
+              "once, expanded to image_seq_length copies; in --prompt, <image>)");
+  args.option("--pixel-values", &pixelValuesPath, "FILE.npy",
+              "llava: the image as preprocessed pixel values, float32 [1, 3, size, size]");
   args.option("--max-new-tokens", &maxNew, "N", "tokens to generate at most (default 16)");
   args.option("--temperature", &temperature, "T", "sampling temperature; 0 is greedy (default 0)");
   args.option("--top-k", &topK, "K", "sample among the K most likely tokens (default 0: all)");
@@ -208,6 +215,17 @@ int runTpexec(int argc, char** argv) {
     }
   }
 
+  if (!imagePath.empty() || !pixelValuesPath.empty()) {
+    if (!imagePath.empty() && !pixelValuesPath.empty())
+      return fail("give either --image or --pixel-values, not both", 2);
+    if (!requestsPath.empty()) return fail("--image goes with --prompt-ids or --prompt", 2);
+    Expected<PromptImage> image =
+        tpexec::loadPromptImage(plan->plan(), pixelValuesPath, imagePath, modelDir);
+    if (!image) return fail(image.errorMessage());
+    options.request.image = std::move(*image);
+    tpexec::expandImageToken(plan->plan(), options.request.promptIds);
+  }
+
   Error e = runPlanLocally(*plan, options, [&](const RunReport& r) -> Error {
     const GenerationResult& g = r.result;
     if (!logitsOut.empty()) {
@@ -225,6 +243,7 @@ int runTpexec(int argc, char** argv) {
       j["backend"] = r.backend;
       j["communicator"] = r.communicator;
       j["timings"] = {{"prefill_ms", g.prefillMs}, {"decode_ms_per_token", g.decodeMsPerToken}};
+      if (!options.request.image.patches.empty()) j["timings"]["image_encode_ms"] = g.imageEncodeMs;
       j["weight_bytes_per_rank"] = r.weightBytesPerRank;
       if (tokenizer) {
         Error failed = Error::success();

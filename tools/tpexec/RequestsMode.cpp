@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "executor/engine/EngineRun.h"
 #include "tools/tpexec/MultiNode.h"
@@ -52,6 +53,11 @@ void record(Shared& shared, size_t i, bool logprobs, const EngineEvent& e) {
 
 // Submits everything, cancels what asked for it on time, waits for every request to end.
 Error drive(Engine& engine, const std::vector<NamedRequest>& requests, Shared& shared) {
+  // Sent once every rank (of every node) has its weights, so that cancel_after_ms counts from
+  // when the request can run. The Engine interface has no wait for that; a short poll is cheap
+  // next to loading weights.
+  while (engine.state() == EngineState::Loading)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const auto start = Clock::now();
   std::vector<std::pair<Clock::time_point, EngineRequestId>> cancels;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -95,36 +101,41 @@ Error drive(Engine& engine, const std::vector<NamedRequest>& requests, Shared& s
 
 }  // namespace
 
+Error driveRequests(Engine& engine, const std::vector<NamedRequest>& requests) {
+  Shared shared;
+  shared.results.resize(requests.size());
+  if (Error e = drive(engine, requests, shared)) return e;
+  // The run failed as a whole: its cause is the one line to print, not every request's.
+  if (engine.state() == EngineState::Failed) return makeError(engine.failure());
+  std::lock_guard<std::mutex> lock(shared.mutex);
+  size_t failed = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Result& r = shared.results[i];
+    nlohmann::ordered_json j;
+    j["id"] = requests[i].id;
+    j["prompt_ids"] = requests[i].engine.promptIds;
+    if (!r.ended || !r.error.empty()) {
+      ++failed;
+      j["error"] = r.ended ? r.error : "the engine ended before the request did";
+      std::fprintf(stderr, "error: request %s: %s\n", requests[i].id.c_str(),
+                   j["error"].get<std::string>().c_str());
+    } else {
+      j["generated_ids"] = r.ids;
+      j["finish_reason"] = r.finish;
+      j["cached_prompt_tokens"] = r.cachedPromptTokens;
+      if (requests[i].engine.topLogprobs >= 0) j["logprobs"] = r.logprobs;
+    }
+    std::printf("%s\n", j.dump().c_str());
+  }
+  std::fflush(stdout);
+  if (failed) return makeError(failed, " of ", requests.size(), " requests failed");
+  return Error::success();
+}
+
 Error runRequests(const LoadedPlan& plan, const std::vector<NamedRequest>& requests,
                   const EngineRunOptions& options) {
-  return runEngineLocally(plan, options, [&](Engine& engine) -> Error {
-    Shared shared;
-    shared.results.resize(requests.size());
-    if (Error e = drive(engine, requests, shared)) return e;
-    std::lock_guard<std::mutex> lock(shared.mutex);
-    size_t failed = 0;
-    for (size_t i = 0; i < requests.size(); ++i) {
-      const Result& r = shared.results[i];
-      nlohmann::ordered_json j;
-      j["id"] = requests[i].id;
-      j["prompt_ids"] = requests[i].engine.promptIds;
-      if (!r.ended || !r.error.empty()) {
-        ++failed;
-        j["error"] = r.ended ? r.error : "the engine ended before the request did";
-        std::fprintf(stderr, "error: request %s: %s\n", requests[i].id.c_str(),
-                     j["error"].get<std::string>().c_str());
-      } else {
-        j["generated_ids"] = r.ids;
-        j["finish_reason"] = r.finish;
-        j["cached_prompt_tokens"] = r.cachedPromptTokens;
-        if (requests[i].engine.topLogprobs >= 0) j["logprobs"] = r.logprobs;
-      }
-      std::printf("%s\n", j.dump().c_str());
-    }
-    std::fflush(stdout);
-    if (failed) return makeError(failed, " of ", requests.size(), " requests failed");
-    return Error::success();
-  });
+  return runEngineLocally(plan, options,
+                          [&](Engine& engine) { return driveRequests(engine, requests); });
 }
 
 }  // namespace tpc::tpexec

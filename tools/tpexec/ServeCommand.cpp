@@ -1,6 +1,8 @@
 // `tpexec serve PLAN|MODEL_DIR`: the engine on this host's ranks and the OpenAI-compatible
 // HTTP server (net/http) on rank 0. A checkpoint folder is compiled in memory first, for as
-// many ranks as there are GPUs (the largest power of 2 the model allows).
+// many ranks as there are GPUs (the largest power of 2 the model allows). With --listen and
+// --workers the ranks spread over this head and `tpexec --join` workers; the engine and the
+// server stay on the head's rank 0.
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -8,10 +10,12 @@
 #include "codegen/PlanFormat.h"
 #include "codegen/PlanReader.h"
 #include "executor/engine/EngineRun.h"
+#include "net/Channel.h"
 #include "net/http/Server.h"
 #include "tools/common/Args.h"
 #include "tools/common/CompileModel.h"
 #include "tools/tpexec/EngineFlags.h"
+#include "tools/tpexec/HeadRun.h"
 
 namespace {
 
@@ -69,6 +73,8 @@ int runServeCommand(int argc, char** argv) {
   int64_t world = 0, localWorld = 0, maxContext = 0, maxBatch = 8, rankTimeoutMs = 5000;
   bool eager = false, syntheticWeights = false;
   tpexec::EngineFlags engineFlags;
+  tpexec::HeadRunOptions head;
+  head.workers = 0;
   http::ServerOptions server;
   cli::ArgParser args("tpexec serve",
                       "Serves a plan (or a checkpoint folder, compiled in memory) with OpenAI's\n"
@@ -90,7 +96,18 @@ int runServeCommand(int argc, char** argv) {
               "MODEL_DIR: compile for N ranks (default: the GPUs visible, 1 without a GPU)");
   args.option("--max-context", &maxContext, "N", "MODEL_DIR: longest sequence (as tpc compile)");
   args.option("--max-batch", &maxBatch, "N", "MODEL_DIR: most sequences per step (default 8)");
-  args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
+  args.option("--local-world", &localWorld, "N",
+              "ranks on this host (default: the plan's world; with --workers, an even share)");
+  args.option("--listen", &head.listen, "HOST:PORT",
+              "run over several nodes: where `tpexec --join` workers join");
+  args.option("--workers", &head.workers, "W", "with --listen: worker nodes to wait for");
+  args.option("--join-timeout", &head.joinTimeoutS, "S",
+              "with --listen: give up when the workers have not all joined within S seconds "
+              "(default 300)");
+  args.option("--node-timeout-ms", &head.nodeTimeoutMs, "MS",
+              "with --listen: a node silent this long counts as dead (default 2000)");
+  args.option("--curve-keys", &head.curveKeys, "DIR",
+              "with --listen: CURVE-encrypt the control plane, admit only authorized nodes");
   args.option("--model-dir", &modelDir, "DIR",
               "checkpoint folder (default: where the plan was compiled from)");
   args.option("--tokenizer", &tokenizerPath, "PATH",
@@ -119,6 +136,23 @@ int runServeCommand(int argc, char** argv) {
     return serveFail("--backend cuda: this build has no CUDA backend (use --backend cpu)", 2);
   if (syntheticWeights && backend != "cuda")
     return serveFail("--synthetic-weights needs --backend cuda", 2);
+  const bool multiNode = !head.listen.empty();
+  if (multiNode && syntheticWeights)
+    return serveFail("--synthetic-weights serves one node only (workers load the head's weights)",
+                     2);
+  if (multiNode) {
+    if (Expected<std::pair<std::string, int>> hp = net::splitHostPort(head.listen, "--listen"); !hp)
+      return serveFail(hp.errorMessage(), 2);
+    if (head.workers < 1) return serveFail("--workers must be at least 1 with --listen", 2);
+    if (head.nodeTimeoutMs < 100) return serveFail("--node-timeout-ms must be at least 100", 2);
+    if (!(head.joinTimeoutS > 0)) return serveFail("--join-timeout must be above 0 seconds", 2);
+  } else if (args.seen("--workers") || args.seen("--join-timeout") ||
+             args.seen("--node-timeout-ms") || args.seen("--curve-keys")) {
+    return serveFail(
+        "--workers, --join-timeout, --node-timeout-ms and --curve-keys go with "
+        "--listen",
+        2);
+  }
   server.port = static_cast<int>(port);
   server.maxQueued = maxQueued;
   server.maxBodyBytes = static_cast<uint64_t>(maxBodyBytes);
@@ -149,16 +183,8 @@ int runServeCommand(int argc, char** argv) {
                  "only\n");
   }
 
-  EngineRunOptions run;
-  run.localWorld = localWorld;
-  run.backend.kind = backend;
-  run.backend.eager = eager;
-  run.backend.syntheticWeights = syntheticWeights;
-  run.backend.modelDir = modelDir;
-  run.engine = *engineConfig;
-  run.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
   const int64_t planWorld = plan->plan().world();
-  Error e = runEngineLocally(*plan, run, [&](Engine& engine) -> Error {
+  auto serve = [&](Engine& engine) -> Error {
     Expected<std::unique_ptr<http::HttpServer>> s =
         http::HttpServer::create(engine, tokenizer.get(), server);
     if (!s) return s.takeError();
@@ -167,7 +193,34 @@ int runServeCommand(int argc, char** argv) {
                 static_cast<long long>(planWorld), backend.c_str());
     std::fflush(stdout);
     return (*s)->run();
-  });
+  };
+  Error e = Error::success();
+  if (multiNode) {
+    Expected<int64_t> local = tpexec::headLocalWorld(planWorld, head.workers, localWorld);
+    if (!local) return serveFail(local.errorMessage(), 2);
+    head.localWorld = *local;
+    head.backend = backend;
+    head.modelDir = modelDir;
+    head.rankTimeoutMs = rankTimeoutMs;
+    // A rank or node that died must not take the head with it when the head writes to it.
+    signal(SIGPIPE, SIG_IGN);
+    NodeRunOptions ranks;
+    ranks.backend.eager = eager;
+    ranks.runsEngine = true;
+    ranks.engine = *engineConfig;
+    ranks.driver = serve;
+    e = tpexec::runHead(*plan, head, std::move(ranks), {});
+  } else {
+    EngineRunOptions run;
+    run.localWorld = localWorld;
+    run.backend.kind = backend;
+    run.backend.eager = eager;
+    run.backend.syntheticWeights = syntheticWeights;
+    run.backend.modelDir = modelDir;
+    run.engine = *engineConfig;
+    run.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
+    e = runEngineLocally(*plan, run, serve);
+  }
   if (e) return serveFail(e.message());
   return 0;
 }

@@ -1,5 +1,6 @@
 // A worker node: `tpexec --join HOST:PORT`. Gets plan, ranks and (without a matching
-// checkpoint) weights from the head, runs its ranks, and feeds them what the head broadcasts.
+// checkpoint) weights from the head, runs its ranks, and feeds them what the head broadcasts:
+// requests, or the engine's iterations. Workers never schedule.
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -8,6 +9,7 @@
 
 #include "executor/WeightLoader.h"
 #include "executor/WeightSlices.h"
+#include "executor/engine/Iteration.h"
 #include "executor/process/NodeRun.h"
 #include "net/Worker.h"
 #include "tools/common/Args.h"
@@ -84,6 +86,9 @@ class Worker {
         assign->firstRank + assign->localWorld > p.world())
       return tell(makeError("the head assigned ranks ", assign->firstRank, "+", assign->localWorld,
                             " of world ", assign->world, ", which do not fit this node's plan"));
+    if (assign->pool.engine && (assign->pool.kvBlockSize < 1 || assign->pool.kvBlockSize > 1024))
+      return tell(makeError("the head asked for KV blocks of ", assign->pool.kvBlockSize,
+                            " tokens (1..1024)"));
     if (stream) {
       auto sink = [this](uint32_t rank, uint32_t weight, uint32_t slice, std::vector<uint8_t> b) {
         auto& slices = slices_[{rank, weight}];
@@ -111,6 +116,11 @@ class Worker {
     n.gloo.deviceHost = net::localAddressToward(head->first);
     n.ncclId.assign(assign->commId.begin(), assign->commId.end());
     n.rankTimeout = milliseconds(f_.rankTimeoutMs);
+    // The engine's followers size their KV pools as the head's ranks do.
+    n.runsEngine = assign->pool.engine;
+    n.engine.kvBlockSize = assign->pool.kvBlockSize;
+    n.engine.kvCacheBytes = assign->pool.kvCacheBytes;
+    n.engine.gpuMemoryUtilization = assign->pool.gpuMemoryUtilization;
     if (stream) {
       const plan::Plan* planPtr = &p;
       n.weightSourceFor = [this, planPtr](uint32_t rank) -> WeightSource {
@@ -131,10 +141,13 @@ class Worker {
       if (!m) return m.takeError();
       if (*m) {
         const net::Message& msg = **m;
-        if (msg.type == net::MsgType::Request && !ended)
+        if (msg.type == net::MsgType::Iteration && !ended) {
+          // The engine's next step, for every rank here; after Stop they return on their own.
+          std::string bytes(msg.data.begin(), msg.data.end());
+          local_->forward(bytes);
+          ended = Iteration::isStop(bytes);
+        } else if (msg.type == net::MsgType::Request && !ended)
           local_->submit(msg.request.seq, fromWire(msg.request));
-        else if (msg.type == net::MsgType::Cancel)
-          local_->cancel(msg.request.seq);
         else if (msg.type == net::MsgType::End)
           ended = true, local_->end();
         else

@@ -1,0 +1,93 @@
+#include "executor/engine/EngineRanks.h"
+
+#include <thread>
+
+#include "codegen/PlanFormat.h"
+
+namespace tpc {
+namespace {
+
+BackendOptions backendOptionsOf(const EngineRankOptions& o, const std::function<void()>& beat,
+                                bool reportProgress) {
+  BackendOptions b = o.backend;
+  b.kvBlockSize = o.engine.kvBlockSize;
+  b.kvCacheBytes = o.engine.kvCacheBytes;
+  b.gpuMemoryUtilization = o.engine.gpuMemoryUtilization;
+  b.onProgress = [beat, reportProgress, outer = o.backend.onProgress] {
+    if (beat) beat();
+    if (reportProgress && outer) outer();
+  };
+  return b;
+}
+
+}  // namespace
+
+EngineModel engineModelOf(const plan::Plan& p) {
+  EngineModel m;
+  m.maxContext = p.limits()->max_context();
+  m.maxBatch = p.limits()->max_batch();
+  m.vocabSize = planIntAttr(p.model(), "vocab_size");
+  const plan::Attr* eos = findPlanAttr(p.model(), "eos_token_ids");
+  if (eos && eos->ints()) m.eosIds.assign(eos->ints()->begin(), eos->ints()->end());
+  return m;
+}
+
+Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLink& link,
+                 const std::function<Error()>& allLoaded, const EngineRankOptions& options,
+                 const std::function<Error(Engine&)>& driver,
+                 const std::function<void()>& heartbeat) {
+  const EngineModel model = engineModelOf(plan.plan());
+  EngineCore engine(model, options.engine);
+  engine.onIteration(options.onIteration);
+  Error driverError = Error::success();
+  std::thread driverThread([&] {
+    driverError = driver(engine);
+    engine.shutdown();
+  });
+  auto finish = [&](Error e) -> Error {
+    driverThread.join();
+    if (e) return e;
+    return std::move(driverError);
+  };
+  Expected<Communicator*> comm = connect();
+  if (!comm) {
+    engine.fail(comm.errorMessage());
+    return finish(comm.takeError());
+  }
+  Expected<std::unique_ptr<Backend>> backend =
+      createBackend(plan, 0, **comm, backendOptionsOf(options, heartbeat, true));
+  if (!backend) {
+    engine.fail(backend.errorMessage());
+    return finish(backend.takeError());
+  }
+  if ((*backend)->kvBlocks() == 0) {
+    Error e = makeError("the KV cache holds no block of ", options.engine.kvBlockSize,
+                        " tokens (give a larger --kv-cache-memory)");
+    engine.fail(e.message());
+    return finish(std::move(e));
+  }
+  // Every rank has its weights before the engine says Ready.
+  if (Error e = allLoaded()) {
+    engine.fail(e.message());
+    return finish(std::move(e));
+  }
+  LeaderRunner runner(**backend, link, model.vocabSize, heartbeat);
+  Error e = engine.run(runner, (*backend)->kvBlocks());
+  if (!e) e = runner.stop();
+  return finish(std::move(e));
+}
+
+Error followEngine(const LoadedPlan& plan, uint32_t rank, const ConnectRank& connect,
+                   IterationLink& link, const std::function<Error()>& allLoaded,
+                   const EngineRankOptions& options, const std::function<void()>& heartbeat) {
+  Expected<Communicator*> comm = connect();
+  if (!comm) return comm.takeError();
+  Expected<std::unique_ptr<Backend>> backend =
+      createBackend(plan, rank, **comm, backendOptionsOf(options, heartbeat, false));
+  if (!backend) return backend.takeError();
+  if (Error e = allLoaded()) return e;
+  return followIterations(**backend, link, planIntAttr(plan.plan().model(), "vocab_size"),
+                          heartbeat);
+}
+
+}  // namespace tpc
