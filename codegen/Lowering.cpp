@@ -224,9 +224,11 @@ Expected<std::vector<uint8_t>> lowerToPlan(const Graph& g, const PlanSource& sou
     if (visionTower->attrs.getInt("world", 1) != world ||
         !visionTower->attrs.has("arena_bytes_per_token"))
       return makeError("the vision tower must be sharded and planned for world ", world);
+    // The tower is one stage: every rank runs it whole (compileModel refuses stages for it).
+    const std::vector<int64_t> towerStages(visionTower->nodes().size(), 0);
     for (int64_t r = 0; r < world; ++r) {
       Expected<Offset<plan::RankProgram>> program =
-          RankLowering(fb, *visionTower, source, limits, r, world).lower();
+          RankLowering(fb, *visionTower, source, limits, r, world, 1, towerStages).lower();
       if (!program) return program.takeError().withContext("vision tower: ");
       tower.push_back(*program);
     }
