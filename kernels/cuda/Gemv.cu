@@ -33,11 +33,8 @@ __device__ __forceinline__ float dot16(const uint4& w, const uint4& x) {
   return sum;
 }
 
-// One token: at most 40 registers, so 6 blocks (48 warps) fit on an SM and the 6144 rows of a
-// Llama-3-8B qkv projection run in one wave on the H200's 132 SMs (at the 48 registers the
-// compiler picks alone, 5 blocks fit and 1.16 waves ran at 3.25 TB/s; a few bytes spill to L1).
 template <class T, class Out, int kTokens>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, kTokens == 1 ? 6 : 1)
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemvKernel(const T* __restrict__ x, const T* __restrict__ w, const Out* __restrict__ bias,
                int64_t in, int64_t out, Out* __restrict__ y) {
   detail::allowDependentLaunch();
@@ -99,10 +96,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, kTokens == 1 ? 6 : 1)
 
 // One token, gate and up rows paired: the warp for row r also streams row r + half, and writes
 // silu(gate) * up, each rounded to T as the separate linear, split and swiglu steps would.
-// At most 48 registers (5 blocks per SM, 4 at the compiler's own 60): the 14336 row pairs of a
-// Llama-3-8B MLP then take 2.7 waves instead of 3.4, with more loads in flight per SM.
 template <class T>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, 5)
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemvSwigluKernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                      int64_t in, int64_t half, T* __restrict__ y) {
   detail::allowDependentLaunch();
