@@ -93,7 +93,7 @@ __global__ void routerKernel(const T* x, const T* gate, int64_t hidden, int64_t 
   float chosenSum = 0.0f;
   for (int64_t j = 0; j < topK; ++j) {
     // Each lane's best (largest, then lowest index), then the warp's. Every expert's rank is at
-    // least -1 (a NaN ranks as routerRankOfNan), above the -inf start, so a lane that holds an
+    // least -1 (a NaN ranks as kRouterRankOfNan), above the -inf start, so a lane that holds an
     // expert always names one: a non-finite hidden state never makes an out-of-range index.
     float best = -INFINITY;
     int32_t bestIndex = INT32_MAX;
