@@ -113,7 +113,7 @@ __global__ void routerKernel(const T* x, const T* gate, int64_t hidden, int64_t 
       }
     }
     const float chosen = probs[bestIndex];  // the probability itself, NaN included
-    __syncwarp();  // every lane has read it before lane 0 marks it chosen
+    __syncwarp();                           // every lane has read it before lane 0 marks it chosen
     chosenSum += chosen;
     if (lane == 0) {
       weights[t * topK + j] = chosen;
