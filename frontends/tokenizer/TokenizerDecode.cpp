@@ -6,19 +6,7 @@ namespace tpc {
 namespace {
 
 using tok::Decoder;
-
-std::string replaceAll(std::string_view text, std::string_view from, std::string_view to) {
-  if (from.empty()) return std::string(text);
-  std::string out;
-  size_t at = 0;
-  for (size_t hit = text.find(from); hit != std::string_view::npos; hit = text.find(from, at)) {
-    out.append(text.substr(at, hit - at));
-    out.append(to);
-    at = hit + from.size();
-  }
-  out.append(text.substr(at));
-  return out;
-}
+using tok::replaceAll;
 
 // "<0xAB>" -> 0xAB, or -1.
 int byteToken(const std::string& token) {

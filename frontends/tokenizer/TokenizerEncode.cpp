@@ -11,23 +11,11 @@ namespace {
 
 using tok::Normalizer;
 using tok::PreTokenizer;
+using tok::replaceAll;
 
 constexpr const char* kMetaspace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 constexpr size_t kMaxCachedWordBytes = 256;
 constexpr size_t kMaxCachedWords = 1 << 16;
-
-std::string replaceAll(std::string_view text, std::string_view from, std::string_view to) {
-  if (from.empty()) return std::string(text);
-  std::string out;
-  size_t at = 0;
-  for (size_t hit = text.find(from); hit != std::string_view::npos; hit = text.find(from, at)) {
-    out.append(text.substr(at, hit - at));
-    out.append(to);
-    at = hit + from.size();
-  }
-  out.append(text.substr(at));
-  return out;
-}
 
 Expected<std::string> replaceRegex(std::string_view text, const tok::Regex& regex,
                                    std::string_view to) {

@@ -140,6 +140,19 @@ bool isJsWhitespace(uint32_t cp) {
          cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000 || cp == 0xFEFF;
 }
 
+std::string replaceAll(std::string_view text, std::string_view from, std::string_view to) {
+  if (from.empty()) return std::string(text);
+  std::string out;
+  size_t at = 0;
+  for (size_t hit = text.find(from); hit != std::string_view::npos; hit = text.find(from, at)) {
+    out.append(text.substr(at, hit - at));
+    out.append(to);
+    at = hit + from.size();
+  }
+  out.append(text.substr(at));
+  return out;
+}
+
 std::string trimJsWhitespace(std::string_view text, bool left, bool right) {
   size_t begin = 0, end = text.size();
   if (left) {

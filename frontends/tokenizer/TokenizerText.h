@@ -34,6 +34,8 @@ bool isJsWhitespace(uint32_t cp);
 // Decodes the code point at `text[i]` (valid UTF-8 assumed) and advances `i`.
 uint32_t nextCodePoint(std::string_view text, size_t& i);
 std::string trimJsWhitespace(std::string_view text, bool left, bool right);
+// Every occurrence of `from` (not empty) replaced by `to`, left to right, without overlaps.
+std::string replaceAll(std::string_view text, std::string_view from, std::string_view to);
 
 enum class NormalForm { NFC, NFD, NFKC, NFKD };
 Expected<std::string> normalizeUnicode(std::string_view text, NormalForm form);
