@@ -86,6 +86,9 @@ class IpcCommunicator : public Communicator {
   uint32_t* hostWords_ = nullptr;  // mapped: [0] error, [1] abort
   std::vector<void*> opened_;      // peers' allocations, opened from their handles
   std::atomic<bool> aborted_{false};
+  // TPC_IPC_SKIP_EXCHANGE=1, for benchmarks only: every device collective becomes a local copy
+  // (wrong results), so a step's time without its collectives can be measured.
+  bool skipExchange_ = false;
 };
 
 }  // namespace tpc

@@ -31,8 +31,12 @@ __device__ __forceinline__ float loadPeer(const __half* p) {
   return __half2float(__ushort_as_half(__ldcv(reinterpret_cast<const unsigned short*>(p))));
 }
 
-__device__ __forceinline__ int64_t rowStride(int64_t width, int64_t elementBytes) {
-  return (width * elementBytes + kRowAlign - 1) / kRowAlign * kRowAlign;
+// A staged row, then its tag (the epoch that wrote it, kept under verify) in the next 16 bytes.
+__host__ __device__ __forceinline__ int64_t rowDataBytes(int64_t rowBytes) {
+  return (rowBytes + kRowAlign - 1) / kRowAlign * kRowAlign;
+}
+__host__ __device__ __forceinline__ int64_t rowStride(int64_t width, int64_t elementBytes) {
+  return rowDataBytes(width * elementBytes) + kRowAlign;
 }
 
 template <typename T>
@@ -40,6 +44,28 @@ __device__ __forceinline__ T* slotOf(const IpcPeers& peers, int rank, uint32_t e
                                      int64_t width) {
   char* base = static_cast<char*>(peers.staging[rank]) + (epoch & 1) * peers.halfBytes;
   return reinterpret_cast<T*>(base + row * rowStride(width, sizeof(T)));
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t* tagOf(const IpcPeers& peers, int rank, uint32_t epoch,
+                                           int64_t row, int64_t width) {
+  return reinterpret_cast<uint32_t*>(
+      reinterpret_cast<char*>(slotOf<T>(peers, rank, epoch, row, width)) +
+      rowDataBytes(width * static_cast<int64_t>(sizeof(T))));
+}
+
+// Under verify: thread p checks that every row of this block in rank p's staging still carries
+// epoch `e`, else records `code` + p (the first violation wins).
+template <typename T>
+__device__ void checkTags(const IpcPeers& peers, uint32_t e, int64_t rows, int64_t width,
+                          uint32_t code) {
+  const int p = threadIdx.x;
+  if (p >= peers.world) return;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x)
+    if (__ldcv(tagOf<T>(peers, p, e, row, width)) != e) {
+      atomicCAS(peers.error, 0u, code + static_cast<uint32_t>(p));
+      return;
+    }
 }
 
 // Tells every peer that this block's part of epoch `e` is in its staging (flag slot `slot`), then
@@ -88,6 +114,15 @@ template <typename T>
 __device__ uint32_t exchangeRows(const IpcPeers& peers, const T* in, int64_t rows, int64_t width,
                                  int* failed) {
   const uint32_t e = callEpoch(peers, failed) + 1;
+  if (peers.verify) {
+    // Claim the rows before writing them: a peer still reading them at epoch e - 2 (which the
+    // protocol forbids) then finds the new tag when it checks after reading.
+    if (threadIdx.x == 0)
+      for (int64_t row = blockIdx.x; row < rows; row += gridDim.x)
+        *tagOf<T>(peers, peers.rank, e, row, width) = e;
+    __threadfence();
+    __syncthreads();
+  }
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     T* mine = slotOf<T>(peers, peers.rank, e, row, width);
     for (int64_t i = threadIdx.x; i < width; i += blockDim.x) mine[i] = in[row * width + i];
@@ -115,6 +150,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float scratch[detail::kWarpSize];
   __shared__ int failed;
   const uint32_t e = exchangeRows(peers, in, rows, width, &failed);
+  if (peers.verify && !failed) checkTags<T>(peers, e, rows, width, kIpcStaleRow);
   // After a failed wait nothing is read; the epoch still advances so this rank stays in step
   // (the host reports the error).
   for (int64_t row = blockIdx.x; !failed && row < rows; row += gridDim.x) {
@@ -150,6 +186,12 @@ __global__ void __launch_bounds__(kThreads)
           out[base + i] = fromFloat<T>(toFloat(weight[i]) * (toFloat(sum[base + i]) * inverseRms));
       }
     }
+  }
+  if (peers.verify && !failed) {
+    // Every thread's reads of the peers' rows are done before their tags are read again.
+    __syncthreads();
+    __threadfence();
+    checkTags<T>(peers, e, rows, width, kIpcRewrittenRow);
   }
   finishCall(peers, e);
 }
@@ -249,8 +291,7 @@ cudaError_t loadKernelsOf() {
 
 int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes) {
   if (rowBytes <= 0) return 0;
-  const int64_t stride = (rowBytes + kRowAlign - 1) / kRowAlign * kRowAlign;
-  return halfBytes / stride;
+  return halfBytes / (rowDataBytes(rowBytes) + kRowAlign);
 }
 
 cudaError_t ipcAllReduce(ElementType type, const IpcPeers& peers, const void* in, int64_t rows,

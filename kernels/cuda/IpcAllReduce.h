@@ -12,6 +12,20 @@
 // give up after `timeoutNs` (recording the peer in `error`) or when `abort` is set; the host turns
 // either into an Error after the stream finishes (see executor/cuda/IpcCommunicator).
 //
+// The invariants, for one-shot call e of rank r (block b owns the same rows on every rank):
+// - r writes only its own staging half e & 1, and only rows of its block b, then sets flag
+//   (b, r) to e in every peer's flag words; flags only grow.
+// - r reads a peer's rows of block b only after that peer's flag (b) reached e: the peer staged
+//   them at e (a peer is at most one call ahead: it cannot finish call e + 1 without r's flags).
+// - r rewrites half e & 1 at call e + 2 only after its call e + 1 completed, i.e. after every
+//   peer's block signalled e + 1, which each did after its call e had completed (stream order):
+//   nobody still reads r's rows of call e. Graph replays and eager calls share the counter, so
+//   this holds across replays; two-shot takes two consecutive epochs and keeps the same rules.
+// - All ranks make the same calls in the same order with the same rows (the plan is one
+//   program), so their epochs agree.
+// IpcPeers::verify checks the first two at run time (a tag after every staged row).
+
+//
 // Two-shot (for inputs too long for every rank to read all of): reduce-scatter then all-gather
 // over the same staging and flags, one call taking two epochs (see ipcTwoShotAllReduce).
 //
@@ -38,7 +52,8 @@ constexpr int64_t kIpcMaxRows = 256;
 // needs a whole SM (a GEMM's shared memory) cannot start a block there, and if the spinning
 // blocks sit on every SM the peer never reaches the collective. So a call's blocks stay few and
 // each loops over rows. (With one block per row, 8 ranks x 256 blocks made no progress on one
-// H200, and two engine ranks of the Llama-3-8B shape stopped making progress.)
+// H200, and two engine ranks of the Llama-3-8B shape stopped making progress; with this cap they
+// decode. CudaIpcProtocol.PeerKernelNeedingWholeSmsStillReachesTheCollective is the case.)
 constexpr int64_t kIpcMaxBlocksAllRanks = 64;
 inline int64_t ipcMaxBlocks(int world) {
   const int64_t share = kIpcMaxBlocksAllRanks / (world > 0 ? world : 1);
@@ -57,11 +72,20 @@ struct IpcPeers {
   int rank = 0, world = 1;
   int64_t halfBytes = 0;
   uint64_t timeoutNs = 5'000'000'000ull;
+  // Checks the protocol on every one-shot call (TPC_IPC_VERIFY=1 in IpcCommunicator): each staged
+  // row carries the epoch that wrote it, claimed before the row is written; a reader finding
+  // another epoch there before it reads (a row read before its writer staged it) or after (a row
+  // rewritten while it was read) records kIpcStaleRow or kIpcRewrittenRow + the rank in `error`.
+  int verify = 0;
 };
+
+// `error` words past 1 + rank (a wait that gave up): a protocol violation that verify found.
+constexpr uint32_t kIpcStaleRow = 0x100, kIpcRewrittenRow = 0x200;
 
 // Bytes of one rank's flag words.
 constexpr size_t ipcFlagBytes() { return kIpcMaxRows * kIpcMaxRanks * sizeof(uint32_t); }
-// Rows of `rowBytes` that one call may carry with `halfBytes` of staging.
+// Rows of `rowBytes` that one call may carry with `halfBytes` of staging (each staged row is
+// followed by its epoch tag).
 int64_t ipcRowsPerCall(int64_t halfBytes, int64_t rowBytes);
 
 // out[t] = sum over ranks of in[t] (rows × width). `out` may alias `in`.
