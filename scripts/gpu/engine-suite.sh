@@ -54,44 +54,16 @@ mps_start() {
 mps_stop() {
   echo quit | nvidia-cuda-mps-control
   # The daemon exits once its server has; wait for that (bounded) before the next part.
-  for _ in $(seq 50); do pgrep -x nvidia-cuda-mps-server > /dev/null || break; sleep 0.1; done
+  for _ in $(seq 50); do pgrep -f nvidia-cuda-mps-server > /dev/null || break; sleep 0.1; done
   unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 }
 
-# A world-2 engine run decoding (the 1B shape, ranks sharing the GPU); once both ranks are up and
-# a few seconds into decode, rank 1 gets SIG. Every rank must be gone within 5 s of it, the run
-# must fail naming the rank, and none of its processes may be left on the GPU.
-fault() {  # name signal
-  local name=$1 sig=$2 out="$keep/fault-$1.txt"
-  "$bin/tpexec" bench "$plans/llama3.2-1b.w2.fb" --synthetic-weights --requests 8 --input-len 64 \
-    --output-len 4000 --concurrency 8 --json > "$out" 2>&1 &
-  local parent=$! ranks="" start=$SECONDS
-  while [ $((SECONDS - start)) -lt 60 ]; do
-    ranks=$(pgrep -P "$parent" | sort -n | tr '\n' ' ')
-    [ "$(echo $ranks | wc -w)" -ge 2 ] && break
-    sleep 0.2
-  done
-  sleep 6  # weights made, graphs captured: decoding
-  local victim
-  victim=$(echo $ranks | awk '{print $NF}')
-  if ! kill -0 "$parent" 2> /dev/null; then
-    status=1; say "fault-$name: the run ended before the signal: $(tail -c 300 "$out")"; return
-  fi
-  local t0=$(date +%s.%N)
-  kill -"$sig" "$victim"
-  local waited=0
-  while kill -0 "$parent" 2> /dev/null && [ $waited -lt 200 ]; do sleep 0.05; waited=$((waited + 1)); done
-  local t1=$(date +%s.%N)
-  local left="" p
-  for p in $parent $ranks; do kill -0 "$p" 2> /dev/null && left="$left $p"; done
-  local held=$(nvidia-smi --query-compute-apps=pid --format=csv,noheader | grep -wE "$(echo $parent $ranks | tr ' ' '|')")
-  local seconds
-  seconds=$(awk "BEGIN{printf \"%.2f\", $t1 - $t0}")
-  local verdict=ok
-  if [ -n "$left" ] || [ -n "$held" ] || awk "BEGIN{exit !($seconds > 5)}"; then verdict=FAILED; status=1; fi
-  wait "$parent" 2> /dev/null
-  say "fault-$name: $verdict: SIG$sig to rank 1 (pid $victim); all ranks gone after ${seconds} s; left: ${left:-none}; on the GPU: ${held:-none}; the run said: $(grep -m1 error "$out")"
-  [ -n "$left" ] && kill -9 $left 2> /dev/null
+# The fault test (scripts/gpu/ipc-fault.sh): rank 1 of a world-2 engine run of the 1B shape gets
+# SIG mid-decode; every rank must be gone within 5 s, leaving no process on the GPU.
+fault() {  # signal
+  local line
+  line=$("$root/scripts/gpu/ipc-fault.sh" "$bin" "$plans/llama3.2-1b.w2.fb" "$1" "$keep/fault-$1.txt") || status=1
+  say "$line"
 }
 
 if [ "$what" = tests ] || [ "$what" = all ]; then
@@ -123,16 +95,18 @@ if [ "$what" = ipc ] || [ "$what" = all ]; then
   timeout 120 "$bin/tpc_ipc_bench" --worlds 2,4,8 --sizes-kb 8,16,32,64,256,1024,4096 \
     > "$keep/ipc-bench.txt" 2>> "$log" || { status=1; say "ipc-bench: failed"; }
   cat "$keep/ipc-bench.txt" >> "$log"
-  # Batch-1 decode of the Llama-3-8B shape: world 2 sharing the GPU against world 1.
-  for w in 1 2; do
-    bench engine-8b-w$w 180 llama3-8b.b256.w$w.fb --requests 1 --input-len 512 --output-len 256 --concurrency 1
-  done
+  # Batch-1 decode of the Llama-3-8B shape: world 2 sharing the GPU against world 1, and world 2
+  # without its collectives (the overhead's breakdown).
+  mkdir -p "$keep/breakdown"
+  "$root/scripts/gpu/ipc-breakdown.sh" "$bin" "$plans/llama3-8b.b256.w1.fb" \
+    "$plans/llama3-8b.b256.w2.fb" "$keep/breakdown" 180 >> "$log" 2>&1 || { status=1; say "breakdown: failed"; }
+  say "$(tail -n 2 "$log")"
   # Each fault run gets a fresh daemon: on the H200, the client after a run whose ranks had been
   # killed mid-kernel was refused ("CUDA-capable device(s) is/are busy or unavailable").
-  for f in "kill KILL" "stop STOP"; do
+  for sig in KILL STOP; do
     mps_stop
     mps_start
-    fault $f
+    fault $sig
   done
   mps_stop
   # With every run over and the daemon gone, no process may hold GPU memory.

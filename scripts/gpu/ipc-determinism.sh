@@ -3,7 +3,9 @@
 # over the IPC communicator (run under MPS, as engine-suite.sh does): each model twice with CUDA
 # Graphs and twice eager, then per logits row the largest difference from the first run and the
 # error against transformers. Rows that differ between two runs of the same mode are run-to-run
-# nondeterminism, not graph replay.
+# nondeterminism, not graph replay. IPC_MODES narrows the modes (default: graph-1 graph-2 eager-1
+# eager-2 nogemv-graph nogemv-eager); TPC_IPC_VERIFY=1 in the environment makes every collective
+# check the protocol as it runs (a violation fails the run, naming it).
 #   scripts/gpu/ipc-determinism.sh BIN_DIR OUT_FILE [WORLD] [MODEL...]
 set -uo pipefail
 bin=$1 out=$2 world=${3:-4}; shift 3 2>/dev/null || shift $#
@@ -12,12 +14,12 @@ models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(mistral-gqa qwen2-bias-tied qwen3moe llama-gqa-llama3rope)
 tmp=$(mktemp -d)
 for model in "${models[@]}"; do
-  dir="$root/tests/data/hf/$model"
+  dir="${TPC_TEST_DATA_DIR:-$root/tests/data}/hf/$model"
   ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$dir/golden.json'))['prompt_ids'])))")
   n=$(python3 -c "import json;print(len(json.load(open('$dir/golden.json'))['generated_ids']))")
   "$bin/tpc" compile "$dir" --dtype bf16 --world "$world" --quiet -o "$tmp/$model.fb" || continue
   runs=()
-  for mode in graph-1 graph-2 eager-1 eager-2 nogemv-graph nogemv-eager; do
+  for mode in ${IPC_MODES:-graph-1 graph-2 eager-1 eager-2 nogemv-graph nogemv-eager}; do
     extra=(); env=()
     case $mode in *eager*) extra=(--eager) ;; esac
     case $mode in nogemv*) env=(TPC_NO_GEMV=1) ;; esac
