@@ -75,9 +75,11 @@ fi
 if [ "$what" = tests ] || [ "$what" = ipc-tests ] || [ "$what" = all ]; then
   [ "$what" = ipc-tests ] && gtest ipc-kernels 120 tpc_kernels_cuda_tests 'CudaIpc*'
   mps_start
-  gtest ipc-executor 120 tpc_executor_tests 'Ipc*'
+  # TPC_IPC_VERIFY=1: a collective that reads a row before its peer staged it (or while the peer
+  # rewrites it) fails the run by name instead of giving wrong numbers.
+  TPC_IPC_VERIFY=1 gtest ipc-executor 120 tpc_executor_tests 'Ipc*'
   # IPC_GOLDEN=0 leaves out the golden models (18 cases, minutes) for a quick look.
-  [ "${IPC_GOLDEN:-1}" = 0 ] || gtest ipc-golden 300 tpc_tools_tests '*SharingAGpu*:*Ipc*'
+  [ "${IPC_GOLDEN:-1}" = 0 ] || TPC_IPC_VERIFY=1 gtest ipc-golden 300 tpc_tools_tests '*SharingAGpu*:*Ipc*'
   mps_stop
 fi
 
@@ -85,7 +87,7 @@ if [ "$what" = ipc ] || [ "$what" = all ]; then
   mps_start
   # IPC_MODELS narrows the golden models compared (default: the script's list).
   echo "world 4:" >> "$keep/ipc-determinism.txt"
-  "$root/scripts/gpu/ipc-determinism.sh" "$bin" "$keep/ipc-determinism.txt" 4 ${IPC_MODELS:-}
+  TPC_IPC_VERIFY=1 "$root/scripts/gpu/ipc-determinism.sh" "$bin" "$keep/ipc-determinism.txt" 4 ${IPC_MODELS:-}
   # The same under MPS at world 1 (no IPC) and world 2: which of MPS and the ranks it takes.
   for w in 1 2; do
     echo "world $w:" >> "$keep/ipc-determinism.txt"
