@@ -5,9 +5,20 @@
 // kernel's tail - at batch 1 a decode step is a few hundred short kernels, so this is time that
 // would otherwise go unused. A kernel that calls allowDependentLaunch() lets its successor start
 // early; the successor's wait still sees all of its writes.
+//
+// What the successor reads after the wait must go through coherent loads: __ldg and
+// const __restrict__ (ld.global.nc) promise data that is read-only for the kernel's whole
+// lifetime, and a dependent kernel is alive while its predecessor still writes. The compiler may
+// then treat such loads as invariant (free to move above the wait) and the non-coherent cache
+// may serve lines fetched before the predecessor's writes landed.
+//
+// TPC_NO_PDL=1 in the environment launches these kernels without the attribute (plain stream
+// order; the wait is then a no-op), to tell a dependent-launch race from anything else.
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <cstdlib>
 
 namespace tpc::cuda::detail {
 
@@ -23,6 +34,15 @@ __device__ __forceinline__ void waitForPrerequisites() {
 #endif
 }
 
+// Whether TPC_NO_PDL asks for plain stream order (read once per process).
+inline bool dependentLaunchDisabled() {
+  static const bool disabled = [] {
+    const char* v = std::getenv("TPC_NO_PDL");
+    return v && *v && *v != '0';
+  }();
+  return disabled;
+}
+
 // Launches `kernel` so that it may overlap the previous kernel in `stream` (see above).
 template <typename... Params, typename... Args>
 cudaError_t launchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
@@ -36,7 +56,7 @@ cudaError_t launchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, cu
   attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute[0].val.programmaticStreamSerializationAllowed = 1;
   config.attrs = attribute;
-  config.numAttrs = 1;
+  config.numAttrs = dependentLaunchDisabled() ? 0 : 1;
   return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
 }
 
