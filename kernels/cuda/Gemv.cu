@@ -33,10 +33,17 @@ __device__ __forceinline__ float dot16(const uint4& w, const uint4& x) {
   return sum;
 }
 
+// x is written by the kernel this one may overlap (dependent launch), so it is read with a
+// coherent load after the wait, never through the read-only path (__ldg, const __restrict__):
+// that path assumes data unchanged for the kernel's whole lifetime, which lets the compiler move
+// the load above the wait and the non-coherent cache keep lines from before the writes landed.
+// Still cached in L1, where every warp of the SM finds the same x.
+__device__ __forceinline__ uint4 loadInput(const uint4* p) { return __ldca(p); }
+
 template <class T, class Out, int kTokens>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemvKernel(const T* __restrict__ x, const T* __restrict__ w, const Out* __restrict__ bias,
-               int64_t in, int64_t out, Out* __restrict__ y) {
+    gemvKernel(const T* x, const T* __restrict__ w, const Out* __restrict__ bias, int64_t in,
+               int64_t out, Out* __restrict__ y) {
   detail::allowDependentLaunch();
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
@@ -59,7 +66,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int u = 0; u < kPrefetch; ++u)
 #pragma unroll
       for (int t = 0; t < kTokens; ++t)
-        acc[t] += dot16<T>(wv[u], __ldg(xRows + t * vectors + v + u * 32));
+        acc[t] += dot16<T>(wv[u], loadInput(xRows + t * vectors + v + u * 32));
     v += kPrefetch * 32;
   } else {
     detail::waitForPrerequisites();
@@ -73,12 +80,12 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
       for (int t = 0; t < kTokens; ++t)
-        acc[t] += dot16<T>(wv[u], __ldg(xRows + t * vectors + v + u * 32));
+        acc[t] += dot16<T>(wv[u], loadInput(xRows + t * vectors + v + u * 32));
   }
   for (; v < vectors; v += 32) {
     uint4 wv = __ldcs(wRow + v);
 #pragma unroll
-    for (int t = 0; t < kTokens; ++t) acc[t] += dot16<T>(wv, __ldg(xRows + t * vectors + v));
+    for (int t = 0; t < kTokens; ++t) acc[t] += dot16<T>(wv, loadInput(xRows + t * vectors + v));
   }
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) {
@@ -98,8 +105,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 // silu(gate) * up, each rounded to T as the separate linear, split and swiglu steps would.
 template <class T>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemvSwigluKernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                     int64_t in, int64_t half, T* __restrict__ y) {
+    gemvSwigluKernel(const T* x, const T* __restrict__ w, const T* __restrict__ bias, int64_t in,
+                     int64_t half, T* __restrict__ y) {
   detail::allowDependentLaunch();
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
@@ -121,7 +128,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     detail::waitForPrerequisites();
 #pragma unroll
     for (int k = 0; k < kPrefetch; ++k) {
-      const uint4 xk = __ldg(xv + v + k * 32);
+      const uint4 xk = loadInput(xv + v + k * 32);
       gate += dot16<T>(g[k], xk);
       up += dot16<T>(u[k], xk);
     }
@@ -138,13 +145,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     }
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
-      const uint4 xk = __ldg(xv + v + k * 32);
+      const uint4 xk = loadInput(xv + v + k * 32);
       gate += dot16<T>(g[k], xk);
       up += dot16<T>(u[k], xk);
     }
   }
   for (; v < vectors; v += 32) {
-    const uint4 xk = __ldg(xv + v);
+    const uint4 xk = loadInput(xv + v);
     gate += dot16<T>(__ldcs(gateRow + v), xk);
     up += dot16<T>(__ldcs(upRow + v), xk);
   }
