@@ -74,6 +74,7 @@ void convertWeight(const std::vector<float>& in, ElementType type, std::vector<u
 
 CudaBackend::~CudaBackend() {
   for (auto& [tokens, exec] : graphs_) cudaGraphExecDestroy(exec);
+  if (ioUploaded_) cudaEventDestroy(ioUploaded_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -86,6 +87,7 @@ Error CudaBackend::initialize(const BackendOptions& options) {
     return makeError("GPU ", device, " does not exist (", devices, " visible)");
   TPC_CUDA_TRY(cudaSetDevice(device));
   TPC_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  TPC_CUDA_TRY(cudaEventCreateWithFlags(&ioUploaded_, cudaEventDisableTiming));
   if (plan_.world() > 1) {
     nccl_ = dynamic_cast<NcclCommunicator*>(&comm_);
     ipc_ = dynamic_cast<IpcCommunicator*>(&comm_);
@@ -425,6 +427,9 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
   // The io block. A graph's token t uses table row t, so its launches fit every step of its
   // bucket; its padding rows decode token 0 at position 0 of the block past the usable ones.
   const int64_t stride = pool_.blocksPerSequence;
+  // The previous call may have returned without waiting (no logit rows): its upload may still be
+  // queued behind its predecessor's kernels, reading the staging copy rewritten below.
+  TPC_CUDA_TRY(cudaEventSynchronize(ioUploaded_));
   int32_t* table = hostIo_ + 4 * rows;
   for (int64_t t = 0; t < rows; ++t) {
     const bool real = t < count;
@@ -443,6 +448,7 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
   TPC_CUDA_TRY(cudaMemcpyAsync(io_.data(), hostIo_,
                                static_cast<size_t>(4 * rows + tableRows * stride) * sizeof(int32_t),
                                cudaMemcpyHostToDevice, stream_));
+  TPC_CUDA_TRY(cudaEventRecord(ioUploaded_, stream_));
   Chunk chunk{first,
               count,
               rows,

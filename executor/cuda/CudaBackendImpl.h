@@ -173,6 +173,9 @@ class CudaBackend : public Backend {
   DeviceMemory moeCountsHost_;
   std::vector<float> hostLogits_;
   std::map<int64_t, cudaGraphExec_t> graphs_;
+  // Recorded after each upload of hostIo_: the host rewrites the staging copy only once the
+  // previous upload has read it (a call that picks no token returns without waiting).
+  cudaEvent_t ioUploaded_ = nullptr;
 };
 
 }  // namespace tpc
