@@ -359,7 +359,8 @@ Error CudaBackend::loadWeights(const BackendOptions& options) {
                                      0x9e3779b97f4a7c15ULL * (i + 1) + rank_, stream_));
       if (options.onProgress) options.onProgress();
     }
-    return cudacheck::check(cudaStreamSynchronize(stream_), "making synthetic weights");
+    // The whole device: allocate()'s table uploads went through the legacy stream (see below).
+    return cudacheck::check(cudaDeviceSynchronize(), "making synthetic weights");
   }
   // Weights come from the checkpoint, or from whoever supplies them (the control plane streams
   // a worker's slices when it has no checkpoint).
@@ -380,7 +381,10 @@ Error CudaBackend::loadWeights(const BackendOptions& options) {
         cudaMemcpy(weights_[i], converted.data(), converted.size(), cudaMemcpyHostToDevice));
     if (options.onProgress) options.onProgress();
   }
-  return Error::success();
+  // cudaMemcpy from pageable memory may return before its DMA lands, on the legacy stream, which
+  // the non-blocking stream_ does not wait for: the first kernels must not read weights (or the
+  // tables allocate() uploaded the same way) still in flight.
+  return cudacheck::check(cudaDeviceSynchronize(), "uploading the weights");
 }
 
 Error CudaBackend::run(const StepInput& in, const std::function<Error(const Chunk&)>& afterChunk) {
