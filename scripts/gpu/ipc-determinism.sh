@@ -4,8 +4,9 @@
 # Graphs and twice eager, then per logits row the largest difference from the first run and the
 # error against transformers. Rows that differ between two runs of the same mode are run-to-run
 # nondeterminism, not graph replay. IPC_MODES narrows the modes (default: graph-1 graph-2 eager-1
-# eager-2 nogemv-graph nogemv-eager); TPC_IPC_VERIFY=1 in the environment makes every collective
-# check the protocol as it runs (a violation fails the run, naming it).
+# eager-2 nogemv-graph nogemv-eager nopdl-graph nopdl-eager; nogemv: cuBLASLt instead of the GEMV,
+# nopdl: the GEMV without programmatic dependent launch); TPC_IPC_VERIFY=1 in the environment
+# makes every collective check the protocol as it runs (a violation fails the run, naming it).
 #   scripts/gpu/ipc-determinism.sh BIN_DIR OUT_FILE [WORLD] [MODEL...]
 set -uo pipefail
 bin=$1 out=$2 world=${3:-4}; shift 3 2>/dev/null || shift $#
@@ -19,10 +20,10 @@ for model in "${models[@]}"; do
   n=$(python3 -c "import json;print(len(json.load(open('$dir/golden.json'))['generated_ids']))")
   "$bin/tpc" compile "$dir" --dtype bf16 --world "$world" --quiet -o "$tmp/$model.fb" || continue
   runs=()
-  for mode in ${IPC_MODES:-graph-1 graph-2 eager-1 eager-2 nogemv-graph nogemv-eager}; do
+  for mode in ${IPC_MODES:-graph-1 graph-2 eager-1 eager-2 nogemv-graph nogemv-eager nopdl-graph nopdl-eager}; do
     extra=(); env=()
     case $mode in *eager*) extra=(--eager) ;; esac
-    case $mode in nogemv*) env=(TPC_NO_GEMV=1) ;; esac
+    case $mode in nogemv*) env=(TPC_NO_GEMV=1) ;; nopdl*) env=(TPC_NO_PDL=1) ;; esac
     env "${env[@]}" timeout 60 "$bin/tpexec" "$tmp/$model.fb" --backend cuda --comm ipc \
       --prompt-ids "$ids" --max-new-tokens "$n" --ignore-eos --json \
       --logits-out "$tmp/$model.$mode.npy" "${extra[@]}" > "$tmp/$model.$mode.json" 2>&1 ||
