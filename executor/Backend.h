@@ -41,6 +41,10 @@ struct StepInput {
   // llava: [tokens, hidden], the projected image row of every image token of the step (the
   // other rows are not read); null when the step has no image.
   const float* imageEmbeds = nullptr;
+  // With imageEmbeds, [tokens]: nonzero where its row replaces the token's embedding. Null:
+  // every image token's row does. A batch mixes a prompt's image with other sequences' tokens,
+  // and a generated image token id keeps its text embedding.
+  const uint8_t* useImageRow = nullptr;
 
   bool paged() const { return blockTables != nullptr; }
 };
@@ -79,6 +83,8 @@ class Backend {
     (void)rows;
     return makeError("the ", name(), " backend does not run vision towers");
   }
+  // Whether encodeImage runs here (the plan has a tower and this backend has its weights).
+  virtual bool encodesImages() const { return false; }
   // Bytes this rank holds for its weights after loading.
   virtual uint64_t residentWeightBytes() const = 0;
   // Blocks of the paged KV pool (of BackendOptions::kvBlockSize tokens each); 0 when the

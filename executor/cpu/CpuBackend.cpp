@@ -143,6 +143,8 @@ class CpuBackend : public Backend {
     return tower_->runTower(patches, rows);
   }
 
+  bool encodesImages() const override { return tower_ != nullptr; }
+
   Expected<std::vector<int32_t>> forwardArgmax(const StepInput& in) override {
     Expected<const float*> logits = forward(in);
     if (!logits) return logits.takeError();
@@ -312,7 +314,9 @@ class CpuBackend : public Backend {
     const int64_t imageToken = intAttr(s, "image_token_index", -1);
     float* out = result(s);
     for (int64_t t = 0; t < rows_; ++t) {
-      const float* src = input_->imageEmbeds && ids[t] == imageToken ? image : embeds;
+      const bool take = input_->imageEmbeds &&
+                        (input_->useImageRow ? input_->useImageRow[t] != 0 : ids[t] == imageToken);
+      const float* src = take ? image : embeds;
       if (out + t * w != src + t * w)
         std::memmove(out + t * w, src + t * w, static_cast<size_t>(w) * 4);
     }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,12 @@
 #include "ir/Error.h"
 
 namespace tpc {
+
+// llava: one request's image as the vision tower takes it, already preprocessed.
+struct EngineImage {
+  std::vector<float> patches;  // cpu::patchify's layout: `rows` rows of channels * patch^2
+  int64_t rows = 0;            // the tower's rows (class slot and patches)
+};
 
 // What one request asks for. The engine validates it in submit(): an empty prompt, a prompt
 // that leaves no room in the plan's max context, a token id outside the vocab, max tokens < 1
@@ -39,6 +46,10 @@ struct EngineRequest {
   int topLogprobs = -1;
   // Tests and --logits-out: each token event carries the full logits row it was sampled from.
   bool returnLogits = false;
+  // llava: the image whose features replace the prompt's image tokens, in order (the prompt
+  // holds exactly as many image tokens as the tower gives feature rows). Null: text only, and
+  // the prompt must hold no image token. Shared: a request is copied without copying patches.
+  std::shared_ptr<const EngineImage> image;
 };
 
 struct TokenLogprob {
@@ -113,6 +124,10 @@ struct EngineConfig {
   uint64_t kvCacheBytes = 0;           // cpu: the KV pool per rank; 0: a small default
   double gpuMemoryUtilization = 0.90;  // cuda: the share of the GPU's memory the rank may use
   bool prefixCaching = true;
+  // Bytes of image patches one iteration may carry (0: no limit). Across nodes an iteration
+  // travels in one control-plane frame: a larger image is refused at submit, and images that
+  // together pass the limit go in different iterations.
+  int64_t maxImageBytesPerIteration = 0;
 };
 
 }  // namespace tpc

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 #include <random>
 
 #include "executor/engine/RequestSampling.h"
@@ -17,6 +18,19 @@ constexpr std::chrono::milliseconds kIdleTick{500};
 
 bool contains(const std::vector<int32_t>& ids, int32_t id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+// The image's name for the prefix cache: FNV-1a over the patches' bytes, then splitmix64's
+// finaliser. Never 0, which means "no salt".
+uint64_t imageDigest(const EngineImage& image) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(image.patches.data());
+  for (size_t i = 0, n = image.patches.size() * sizeof(float); i < n; ++i)
+    h = (h ^ bytes[i]) * 0x100000001b3ULL;
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h ? h : 1;
 }
 
 }  // namespace
@@ -42,6 +56,36 @@ Error EngineCore::validate(const EngineRequest& r) const {
   if (!(r.minP >= 0.0f && r.minP <= 1.0f)) return makeError("min-p must be in [0, 1]");
   if (!(r.repetitionPenalty > 0.0f)) return makeError("the repetition penalty must be positive");
   if (r.topLogprobs > 20) return makeError("at most 20 top log-probabilities, not ", r.topLogprobs);
+  return validateImage(r);
+}
+
+Error EngineCore::validateImage(const EngineRequest& r) const {
+  const int32_t token = model_.imageTokenIndex;
+  const auto tokens = token < 0 ? 0 : std::count(r.promptIds.begin(), r.promptIds.end(), token);
+  if (!r.image) {
+    if (tokens > 0)
+      return makeError("the prompt holds the image token (id ", token, ") ", tokens,
+                       " times but the request carries no image");
+    return Error::success();
+  }
+  if (token < 0 || model_.imageRows <= 0) return makeError("this model takes no images");
+  const EngineImage& image = *r.image;
+  if (image.rows != model_.imageRows ||
+      static_cast<int64_t>(image.patches.size()) != image.rows * model_.imagePatchWidth)
+    return makeError("the image has ", image.rows, " rows of ",
+                     image.rows ? static_cast<int64_t>(image.patches.size()) / image.rows : 0,
+                     " patch values but the vision tower takes ", model_.imageRows, " rows of ",
+                     model_.imagePatchWidth);
+  const int64_t want = model_.imageRows - model_.imageFirstRow;
+  if (tokens != want)
+    return makeError("the prompt has ", tokens, " image tokens (id ", token,
+                     ") but the image gives ", want, " feature rows");
+  const auto bytes = static_cast<int64_t>(image.patches.size() * sizeof(float));
+  if (config_.maxImageBytesPerIteration > 0 && bytes > config_.maxImageBytesPerIteration)
+    return makeError("the image's patches are ", bytes, " bytes, more than the ",
+                     config_.maxImageBytesPerIteration,
+                     " one iteration carries between nodes: images are served on one node only "
+                     "for this tower");
   return Error::success();
 }
 
@@ -52,11 +96,20 @@ Expected<EngineRequestId> EngineCore::submit(EngineRequest request, EngineEventS
   seq->promptLength = static_cast<int64_t>(request.promptIds.size());
   seq->tokens = request.promptIds;
   seq->seed = request.seed ? *request.seed : std::random_device{}();
+  if (request.image) {
+    for (int64_t p = 0; p < seq->promptLength; ++p)
+      if (seq->tokens[static_cast<size_t>(p)] == model_.imageTokenIndex)
+        seq->imagePositions.push_back(static_cast<int32_t>(p));
+    seq->salt = {imageDigest(*request.image), seq->imagePositions.front()};
+    seq->imageBytes = static_cast<int64_t>(request.image->patches.size() * sizeof(float));
+  }
   seq->request = std::move(request);
   seq->sink = std::move(sink);
   std::lock_guard<std::mutex> lock(mutex_);
   if (state_ == EngineState::Failed) return makeError("the engine failed: ", failure_);
   if (state_ == EngineState::Stopped) return makeError("the engine has stopped");
+  if (seq->hasImage() && state_ == EngineState::Ready && !acceptImages_)
+    return makeError("this backend does not run the vision tower: images are not served");
   const int64_t tokens = std::min(seq->promptLength + seq->request.maxTokens, model_.maxContext);
   const int64_t blocks = (tokens + config_.kvBlockSize - 1) / config_.kvBlockSize;
   if (poolBlocks_ > 0 && blocks > poolBlocks_)
@@ -156,6 +209,7 @@ Error EngineCore::run(IterationRunner& runner, int64_t kvBlocks) {
   sc.maxSeqs = config_.maxSeqs > 0 ? config_.maxSeqs : model_.maxBatch;
   sc.maxBatchedTokens = config_.maxBatchedTokens;
   sc.blockSize = config_.kvBlockSize;
+  sc.maxImageBytes = config_.maxImageBytesPerIteration;
   scheduler_ = std::make_unique<Scheduler>(sc, *pool_, prefix_.get());
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -173,11 +227,14 @@ Error EngineCore::run(IterationRunner& runner, int64_t kvBlocks) {
       sequences_.emplace(s->id, std::move(seq));
       // Requests submitted while loading were not checked against the pool yet.
       const int64_t tokens = std::min(s->promptLength + s->request.maxTokens, model_.maxContext);
-      if (scheduler_->blocksFor(tokens) > kvBlocks) {
+      const bool noTower = s->hasImage() && !acceptImages_;
+      if (noTower || scheduler_->blocksFor(tokens) > kvBlocks) {
         EngineEvent event;
         event.kind = EngineEvent::Kind::Failed;
-        event.error = "the request needs " + std::to_string(scheduler_->blocksFor(tokens)) +
-                      " KV blocks but the pool holds " + std::to_string(kvBlocks);
+        event.error = noTower
+                          ? "this backend does not run the vision tower: images are not served"
+                          : "the request needs " + std::to_string(scheduler_->blocksFor(tokens)) +
+                                " KV blocks but the pool holds " + std::to_string(kvBlocks);
         if (s->sink) s->sink(event);
         sequences_.erase(s->id);
         continue;
@@ -216,8 +273,12 @@ Error EngineCore::runIteration(IterationRunner& runner) {
   it.blockTableStride = stride;
   bool host = false;
   std::vector<Sequence*> sampling;
+  const bool images = std::any_of(chunks.begin(), chunks.end(), [](const ScheduledChunk& c) {
+    return c.seq->coversImage(c.start, c.count);
+  });
   for (const ScheduledChunk& c : chunks) {
     Sequence& seq = *c.seq;
+    if (images) addImages(c, it);
     for (int64_t p = c.start; p < c.start + c.count; ++p) {
       it.tokenIds.push_back(seq.tokens[static_cast<size_t>(p)]);
       it.positions.push_back(static_cast<int32_t>(p));
@@ -279,6 +340,30 @@ Error EngineCore::runIteration(IterationRunner& runner) {
               logits + static_cast<int64_t>(r) * vocab);
   }
   return Error::success();
+}
+
+// The chunk's image rows: its image, when the chunk reaches any of its tokens (every rank
+// encodes it again for each chunk: ranks keep no image between iterations), and one entry of
+// imageFeatureRows per token of the chunk.
+void EngineCore::addImages(const ScheduledChunk& c, Iteration& it) const {
+  const Sequence& seq = *c.seq;
+  const int64_t base = std::accumulate(it.imageRowCounts.begin(), it.imageRowCounts.end(),
+                                       int64_t{0}, [](int64_t a, int32_t b) { return a + b; });
+  const bool covers = seq.coversImage(c.start, c.count);
+  if (covers) {
+    const EngineImage& image = *seq.request.image;
+    it.imageRowCounts.push_back(static_cast<int32_t>(image.rows));
+    it.imagePatches.insert(it.imagePatches.end(), image.patches.begin(), image.patches.end());
+  }
+  for (int64_t p = c.start; p < c.start + c.count; ++p) {
+    int32_t row = -1;
+    if (covers) {
+      auto at = std::lower_bound(seq.imagePositions.begin(), seq.imagePositions.end(), p);
+      if (at != seq.imagePositions.end() && *at == p)
+        row = static_cast<int32_t>(base + model_.imageFirstRow + (at - seq.imagePositions.begin()));
+    }
+    it.imageFeatureRows.push_back(row);
+  }
 }
 
 void EngineCore::emitToken(Sequence& seq, int32_t token, const float* logits) {

@@ -3,6 +3,7 @@
 // through an IterationRunner, pick each sampling row's token, send the events.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -45,6 +46,10 @@ struct EngineModel {
   int64_t maxContext = 0, vocabSize = 0;
   int64_t maxBatch = 8;  // the plan's max batch: the default of EngineConfig::maxSeqs
   std::vector<int64_t> eosIds;
+  // llava (imageTokenIndex >= 0): the tower's rows per image, the first feature row that
+  // replaces an image token (1 when the class row is dropped), and its patch row's width.
+  int32_t imageTokenIndex = -1;
+  int64_t imageRows = 0, imageFirstRow = 0, imagePatchWidth = 0;
 };
 
 class EngineCore final : public Engine {
@@ -71,9 +76,14 @@ class EngineCore final : public Engine {
   void fail(const std::string& why);
   // Called on the engine thread after every iteration; set before run().
   void onIteration(std::function<void(const IterationStats&)> f) { onIteration_ = std::move(f); }
+  // Whether the ranks' backend runs the vision tower; set before run(). Requests with an image
+  // are refused while it is false.
+  void acceptImages(bool accept) { acceptImages_ = accept; }
 
  private:
   Error validate(const EngineRequest& r) const;
+  Error validateImage(const EngineRequest& r) const;
+  void addImages(const ScheduledChunk& c, Iteration& it) const;
   void takeInbox(std::vector<std::unique_ptr<Sequence>>& fresh,
                  std::vector<EngineRequestId>& cancels, bool& stop);
   Error runIteration(IterationRunner& runner);
@@ -95,6 +105,7 @@ class EngineCore final : public Engine {
   bool stopRequested_ = false;
   EngineRequestId nextId_ = 1;
   int64_t poolBlocks_ = 0;
+  std::atomic<bool> acceptImages_{false};
 
   // The engine thread's own.
   std::unique_ptr<KvBlockPool> pool_;

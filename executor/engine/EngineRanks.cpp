@@ -29,6 +29,13 @@ EngineModel engineModelOf(const plan::Plan& p) {
   m.vocabSize = planIntAttr(p.model(), "vocab_size");
   const plan::Attr* eos = findPlanAttr(p.model(), "eos_token_ids");
   if (eos && eos->ints()) m.eosIds.assign(eos->ints()->begin(), eos->ints()->end());
+  if (p.vision_tower()) {
+    m.imageTokenIndex = static_cast<int32_t>(planIntAttr(p.model(), "image_token_index", -1));
+    m.imageRows = planIntAttr(p.model(), "vision_rows");
+    m.imageFirstRow = planIntAttr(p.model(), "vision_first_feature_row");
+    const int64_t patch = planIntAttr(p.model(), "vision_patch_size");
+    m.imagePatchWidth = planIntAttr(p.model(), "vision_num_channels") * patch * patch;
+  }
   return m;
 }
 
@@ -71,7 +78,9 @@ Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLi
     engine.fail(e.message());
     return finish(std::move(e));
   }
-  LeaderRunner runner(**backend, link, model.vocabSize, heartbeat);
+  engine.acceptImages((*backend)->encodesImages());
+  LeaderRunner runner(**backend, link, model.vocabSize,
+                      planIntAttr(plan.plan().model(), "hidden_size"), heartbeat);
   Error e = engine.run(runner, (*backend)->kvBlocks());
   if (!e) e = runner.stop();
   return finish(std::move(e));
@@ -87,7 +96,7 @@ Error followEngine(const LoadedPlan& plan, uint32_t rank, const ConnectRank& con
   if (!backend) return backend.takeError();
   if (Error e = allLoaded()) return e;
   return followIterations(**backend, link, planIntAttr(plan.plan().model(), "vocab_size"),
-                          heartbeat);
+                          planIntAttr(plan.plan().model(), "hidden_size"), heartbeat);
 }
 
 }  // namespace tpc

@@ -50,6 +50,9 @@ std::string Iteration::encode() const {
   for (const auto* v : {&tokenIds, &positions, &kvSlots, &seqStarts, &blockTables, &logitRows})
     put(out, *v);
   put(out, sampling);
+  put(out, imageRowCounts);
+  put(out, imagePatches);
+  put(out, imageFeatureRows);
   return out;
 }
 
@@ -72,10 +75,14 @@ Expected<Iteration> Iteration::decode(const std::string& bytes) {
   for (auto* v :
        {&it.tokenIds, &it.positions, &it.kvSlots, &it.seqStarts, &it.blockTables, &it.logitRows})
     if (!take(bytes, at, *v)) return makeError("iteration message is truncated");
-  if (!take(bytes, at, it.sampling) || at != bytes.size())
+  if (!take(bytes, at, it.sampling) || !take(bytes, at, it.imageRowCounts) ||
+      !take(bytes, at, it.imagePatches) || !take(bytes, at, it.imageFeatureRows) ||
+      at != bytes.size())
     return makeError("iteration message is truncated or has trailing bytes");
   if (it.positions.size() != it.tokenIds.size() || it.kvSlots.size() != it.tokenIds.size())
     return makeError("iteration message: ids, positions and KV slots differ in length");
+  if (!it.imageRowCounts.empty() && it.imageFeatureRows.size() != it.tokenIds.size())
+    return makeError("iteration message: image rows and ids differ in length");
   return it;
 }
 

@@ -24,6 +24,16 @@ struct Iteration {
   int64_t blockTableStride = 0;
   std::vector<RowSampling> sampling;  // one per logit row (Sample)
 
+  // llava: the images this iteration's chunks reach. Every rank runs each through its part of
+  // the (tensor-parallel) tower before the step; image i has imageRowCounts[i] rows of patches,
+  // all concatenated in imagePatches. A prompt whose image tokens fall in several chunks sends
+  // its image with each of them.
+  std::vector<int32_t> imageRowCounts;
+  std::vector<float> imagePatches;
+  // With images, one per token: the row of the images' concatenated features that replaces the
+  // token's embedding, or -1 where the text embedding stays.
+  std::vector<int32_t> imageFeatureRows;
+
   // A view of the arrays, valid while this iteration lives.
   StepInput stepInput() const;
   // Every field, little-endian as in memory: both ends are the same binary on the same kind of

@@ -1,5 +1,7 @@
 #include "executor/engine/RankRunners.h"
 
+#include "executor/engine/IterationImages.h"
+
 namespace tpc {
 
 Error MeshLink::send(std::string message) {
@@ -13,23 +15,31 @@ Expected<std::string> MeshLink::receive() {
   return bytes;
 }
 
-LeaderRunner::LeaderRunner(Backend& backend, IterationLink& link, int64_t vocab,
+LeaderRunner::LeaderRunner(Backend& backend, IterationLink& link, int64_t vocab, int64_t hidden,
                            std::function<void()> heartbeat)
-    : backend_(backend), link_(link), vocab_(vocab), heartbeat_(std::move(heartbeat)) {}
+    : backend_(backend),
+      link_(link),
+      vocab_(vocab),
+      hidden_(hidden),
+      heartbeat_(std::move(heartbeat)) {}
 
 Error LeaderRunner::send(const Iteration& it) { return link_.send(it.encode()); }
 
 Expected<const float*> LeaderRunner::forward(const Iteration& it) {
   if (Error e = send(it)) return e;
-  Expected<const float*> logits = backend_.forward(it.stepInput());
+  Expected<StepImages> images = encodeIterationImages(backend_, it, hidden_);
+  if (!images) return images.takeError();
+  Expected<const float*> logits = backend_.forward(images->apply(it.stepInput()));
   if (heartbeat_) heartbeat_();
   return logits;
 }
 
 Expected<std::vector<int32_t>> LeaderRunner::sample(const Iteration& it) {
   if (Error e = send(it)) return e;
+  Expected<StepImages> images = encodeIterationImages(backend_, it, hidden_);
+  if (!images) return images.takeError();
   Expected<std::vector<int32_t>> ids =
-      backend_.forwardSample(it.stepInput(), it.sampling.data(), vocab_);
+      backend_.forwardSample(images->apply(it.stepInput()), it.sampling.data(), vocab_);
   if (heartbeat_) heartbeat_();
   return ids;
 }
@@ -48,7 +58,7 @@ Error LeaderRunner::stop() {
   return send(it);
 }
 
-Error followIterations(Backend& backend, IterationLink& link, int64_t vocab,
+Error followIterations(Backend& backend, IterationLink& link, int64_t vocab, int64_t hidden,
                        const std::function<void()>& heartbeat) {
   while (true) {
     Expected<std::string> bytes = link.receive();
@@ -56,15 +66,17 @@ Error followIterations(Backend& backend, IterationLink& link, int64_t vocab,
     Expected<Iteration> it = Iteration::decode(*bytes);
     if (!it) return it.takeError();
     if (it->kind == Iteration::Kind::Stop) return Error::success();
+    Expected<StepImages> images = encodeIterationImages(backend, *it, hidden);
+    if (!images) return images.takeError();
     if (it->kind == Iteration::Kind::Forward) {
-      Expected<const float*> logits = backend.forward(it->stepInput());
+      Expected<const float*> logits = backend.forward(images->apply(it->stepInput()));
       if (!logits) return logits.takeError();
     } else if (it->kind == Iteration::Kind::Sample) {
       if (it->sampling.size() != it->logitRows.size())
         return makeError("iteration message: ", it->sampling.size(), " row samplings for ",
                          it->logitRows.size(), " logit rows");
       Expected<std::vector<int32_t>> ids =
-          backend.forwardSample(it->stepInput(), it->sampling.data(), vocab);
+          backend.forwardSample(images->apply(it->stepInput()), it->sampling.data(), vocab);
       if (!ids) return ids.takeError();
     }
     if (heartbeat) heartbeat();

@@ -36,8 +36,9 @@ class MeshLink final : public IterationLink {
 
 class LeaderRunner final : public IterationRunner {
  public:
-  // `link` carries the iteration messages; `heartbeat` runs after each iteration.
-  LeaderRunner(Backend& backend, IterationLink& link, int64_t vocab,
+  // `link` carries the iteration messages; `heartbeat` runs after each iteration. `hidden`:
+  // the text model's width (the row width of image features).
+  LeaderRunner(Backend& backend, IterationLink& link, int64_t vocab, int64_t hidden,
                std::function<void()> heartbeat);
   Expected<const float*> forward(const Iteration& it) override;
   Expected<std::vector<int32_t>> sample(const Iteration& it) override;
@@ -49,12 +50,12 @@ class LeaderRunner final : public IterationRunner {
   Error send(const Iteration& it);
   Backend& backend_;
   IterationLink& link_;
-  int64_t vocab_;
+  int64_t vocab_, hidden_;
   std::function<void()> heartbeat_;
 };
 
 // Every rank but 0: runs the iterations rank 0 sends until it sends Stop.
-Error followIterations(Backend& backend, IterationLink& link, int64_t vocab,
+Error followIterations(Backend& backend, IterationLink& link, int64_t vocab, int64_t hidden,
                        const std::function<void()>& heartbeat);
 
 }  // namespace tpc

@@ -40,18 +40,34 @@ void Scheduler::admitFromCache(Sequence& seq) {
   if (!prefix_ || seq.computed != 0) return;
   // At least the last token is computed: its logits give the next token.
   const int64_t maxBlocks = (static_cast<int64_t>(seq.tokens.size()) - 1) / config_.blockSize;
-  seq.blocks = prefix_->match(seq.tokens, maxBlocks, seq.blockHashes);
+  seq.blocks = prefix_->match(seq.tokens, maxBlocks, seq.blockHashes, seq.salt);
   seq.computed = static_cast<int64_t>(seq.blocks.size()) * config_.blockSize;
+}
+
+// An iteration that runs any of an image's tokens carries the image's patches (every rank runs
+// the tower): past the iteration's image budget, the chunk stops before the image.
+int64_t Scheduler::fitImages(const Sequence& seq, int64_t count, int64_t& imageBytesLeft) const {
+  if (config_.maxImageBytes <= 0 || !seq.coversImage(seq.computed, count)) return count;
+  if (seq.imageBytes <= imageBytesLeft) {
+    imageBytesLeft -= seq.imageBytes;
+    return count;
+  }
+  return std::max<int64_t>(0, seq.imagePositions.front() - seq.computed);
 }
 
 std::vector<ScheduledChunk> Scheduler::schedule() {
   std::vector<ScheduledChunk> chunks;
   int64_t budget = config_.maxBatchedTokens;
+  int64_t imageBytesLeft = config_.maxImageBytes;
   bool preempted = false;
   for (size_t i = 0; i < running_.size();) {
     if (static_cast<int64_t>(chunks.size()) >= config_.maxSeqs || budget <= 0) break;
     Sequence* seq = running_[i];
-    const int64_t count = std::min(seq->uncomputed(), budget);
+    const int64_t count = fitImages(*seq, std::min(seq->uncomputed(), budget), imageBytesLeft);
+    if (count == 0) {  // its image waits for an iteration with room (the oldest always has)
+      ++i;
+      continue;
+    }
     bool selfPreempted = false;
     while (!reserve(*seq, seq->computed + count)) {
       Sequence* victim = running_.back();
@@ -75,8 +91,9 @@ std::vector<ScheduledChunk> Scheduler::schedule() {
     Sequence* seq = waiting_.front();
     admitFromCache(*seq);
     const int64_t hit = seq->computed;
-    const int64_t count = std::min(seq->uncomputed(), budget);
-    if (!reserve(*seq, seq->computed + count)) {
+    int64_t left = imageBytesLeft;
+    const int64_t count = fitImages(*seq, std::min(seq->uncomputed(), budget), left);
+    if (count == 0 || !reserve(*seq, seq->computed + count)) {
       freeBlocks(*seq);  // gives back the prefix blocks it matched
       break;
     }
@@ -84,6 +101,7 @@ std::vector<ScheduledChunk> Scheduler::schedule() {
     counters_.prefixHitTokens += hit;
     if (!seq->admittedOnce) seq->cachedPromptTokens = std::min(hit, seq->promptLength);
     seq->admittedOnce = true;
+    imageBytesLeft = left;
     waiting_.pop_front();
     running_.push_back(seq);
     chunks.push_back({seq, seq->computed, count,
@@ -102,9 +120,10 @@ void Scheduler::completed(const std::vector<ScheduledChunk>& chunks) {
     for (auto b = static_cast<int64_t>(seq.blockHashes.size()); (b + 1) * bs <= seq.computed; ++b) {
       const uint64_t previous = b == 0 ? 0 : seq.blockHashes.back();
       const int32_t* first = seq.tokens.data() + b * bs;
-      const uint64_t hash = PrefixCache::chainHash(previous, first, bs);
+      const uint64_t salt = seq.salt.forBlock(b, bs);
+      const uint64_t hash = PrefixCache::chainHash(previous, first, bs, salt);
       seq.blockHashes.push_back(hash);
-      prefix_->insert(hash, first, seq.blocks[static_cast<size_t>(b)]);
+      prefix_->insert(hash, first, seq.blocks[static_cast<size_t>(b)], salt);
     }
   }
 }

@@ -19,6 +19,9 @@ struct SchedulerConfig {
   int64_t maxSeqs = 8;
   int64_t maxBatchedTokens = 2048;
   int64_t blockSize = 16;
+  // Image patch bytes one iteration may carry (0: no limit): a chunk that would reach an image
+  // past it stops before the image's first token and takes the image in a later iteration.
+  int64_t maxImageBytes = 0;
 };
 
 // Tokens [start, start + count) of `seq` in this iteration; `samples` when they reach its last
@@ -61,6 +64,7 @@ class Scheduler {
   void freeBlocks(Sequence& seq);
   void preempt(Sequence& seq);
   void admitFromCache(Sequence& seq);
+  int64_t fitImages(const Sequence& seq, int64_t count, int64_t& imageBytesLeft) const;
 
   SchedulerConfig config_;
   KvBlockPool& pool_;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "executor/engine/Engine.h"
+#include "executor/engine/PrefixCache.h"
 
 namespace tpc {
 
@@ -29,10 +30,23 @@ struct Sequence {
   int64_t cachedPromptTokens = 0;     // prompt tokens the prefix cache gave at first admission
   bool admittedOnce = false;
 
+  // llava: the prompt positions of the image tokens (ascending; the k-th takes the image's
+  // k-th feature row), the image's digest, and the salt every block at or after the first of
+  // them mixes into its prefix-cache name, so that blocks are never shared across images.
+  std::vector<int32_t> imagePositions;
+  PrefixSalt salt;
+  int64_t imageBytes = 0;  // the patches' bytes an iteration carries for this sequence
+
   std::chrono::steady_clock::time_point submitted;
   double queueMs = 0;
 
   int64_t uncomputed() const { return static_cast<int64_t>(tokens.size()) - computed; }
+  bool hasImage() const { return !imagePositions.empty(); }
+  // Whether tokens [start, start + count) hold an image token.
+  bool coversImage(int64_t start, int64_t count) const {
+    return hasImage() && start < imagePositions.back() + 1 &&
+           start + count > imagePositions.front();
+  }
 };
 
 }  // namespace tpc

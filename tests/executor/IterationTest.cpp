@@ -57,6 +57,21 @@ TEST(Iteration, DecodesWhatWasEncoded) {
   EXPECT_TRUE(in.paged());
 }
 
+TEST(Iteration, CarriesItsImages) {
+  Iteration it = sampleIteration();
+  it.imageRowCounts = {2};
+  it.imagePatches = {0.5f, -1.0f, 2.0f, 3.25f};
+  it.imageFeatureRows = {-1, 1, -1, -1};
+  Expected<Iteration> back = Iteration::decode(it.encode());
+  ASSERT_TRUE(back) << back.errorMessage();
+  expectSame(*back, it);
+  EXPECT_EQ(back->imageRowCounts, it.imageRowCounts);
+  EXPECT_EQ(back->imagePatches, it.imagePatches);
+  EXPECT_EQ(back->imageFeatureRows, it.imageFeatureRows);
+  it.imageFeatureRows.pop_back();
+  EXPECT_FALSE(Iteration::decode(it.encode())) << "image rows must cover every token";
+}
+
 TEST(Iteration, ADamagedMessageIsAnError) {
   const std::string bytes = sampleIteration().encode();
   for (size_t cut : {size_t(0), size_t(3), bytes.size() / 2, bytes.size() - 1}) {

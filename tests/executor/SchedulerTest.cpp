@@ -212,5 +212,61 @@ TEST(Scheduler, APrefixHitComputesOnlyTheRest) {
   EXPECT_EQ(last[0].count, 4);
 }
 
+// llava: two prompts of the same ids whose images differ share the blocks before the first
+// image token and none after it; the same image shares them all.
+TEST(Scheduler, ImagesSaltTheBlocksFromTheirFirstImageTokenOn) {
+  KvBlockPool pool(32);
+  PrefixCache cache(pool, 4);
+  Scheduler scheduler({8, 100, 4}, pool, &cache);
+  auto withImage = [](EngineRequestId id, uint64_t digest) {
+    auto s = sequence(id, 17);
+    for (int32_t p = 6; p < 10; ++p) s->imagePositions.push_back(p);
+    s->salt = {digest, 6};
+    return s;
+  };
+  auto a = withImage(1, 111);
+  scheduler.add(a.get());
+  complete(scheduler, scheduler.schedule());
+  scheduler.remove(a.get());  // its four full blocks stay cached
+  auto b = withImage(2, 222);
+  scheduler.add(b.get());
+  auto chunks = scheduler.schedule();
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].start, 4) << "only the block before the image (tokens 0..3) is shared";
+  complete(scheduler, chunks);
+  scheduler.remove(b.get());
+  auto again = withImage(3, 111);
+  scheduler.add(again.get());
+  EXPECT_EQ(scheduler.schedule()[0].start, 16) << "the same image shares every full block";
+}
+
+// Across nodes an iteration carries a bounded amount of image patches: a chunk that would reach
+// a second image stops before it, and that image comes in the next iteration.
+TEST(Scheduler, AnImageOverTheIterationsImageBudgetWaitsForTheNext) {
+  KvBlockPool pool(64);
+  SchedulerConfig config{8, 100, 4};
+  config.maxImageBytes = 1000;
+  Scheduler scheduler(config, pool, nullptr);
+  auto image = [](EngineRequestId id) {
+    auto s = sequence(id, 12);
+    for (int32_t p = 3; p < 7; ++p) s->imagePositions.push_back(p);
+    s->imageBytes = 800;
+    return s;
+  };
+  auto a = image(1), b = image(2);
+  scheduler.add(a.get());
+  scheduler.add(b.get());
+  auto first = scheduler.schedule();
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].count, 12);
+  EXPECT_EQ(first[1].seq, b.get());
+  EXPECT_EQ(first[1].count, 3) << "b stops before its image";
+  complete(scheduler, first);
+  auto second = scheduler.schedule();
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[1].start, 3);
+  EXPECT_EQ(second[1].count, 9);
+}
+
 }  // namespace
 }  // namespace tpc
