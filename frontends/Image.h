@@ -22,8 +22,10 @@ inline constexpr int64_t kMaxImageSide = 8192;
 
 // A JPEG or PNG by its signature, converted to RGB as PIL's convert("RGB") does (grey
 // replicated, alpha dropped, palettes expanded). `source` names the image in errors; a corrupt,
-// truncated, oversized or unknown image is one error naming it.
-Expected<RgbImage> decodeImage(std::span<const uint8_t> bytes, const std::string& source);
+// truncated, oversized or unknown image is one error naming it. An image of more than
+// `maxPixels` pixels is refused from its header, before its pixels are decoded.
+Expected<RgbImage> decodeImage(std::span<const uint8_t> bytes, const std::string& source,
+                               int64_t maxPixels = kMaxImageSide * kMaxImageSide);
 Expected<RgbImage> readImageFile(const std::string& path);
 
 // What preprocessor_config.json says (CLIPImageProcessor keys).

@@ -22,20 +22,24 @@ bool isJpeg(std::span<const uint8_t> b) {
   return b.size() >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff;
 }
 
-Error checkSize(int64_t width, int64_t height, const std::string& source) {
+Error checkSize(int64_t width, int64_t height, const std::string& source, int64_t maxPixels) {
   if (width < 1 || height < 1) return makeError(source, ": the image has no pixels");
   if (width > kMaxImageSide || height > kMaxImageSide)
     return makeError(source, ": image ", width, "x", height, " is larger than the ", kMaxImageSide,
                      "x", kMaxImageSide, " limit");
+  if (width * height > maxPixels)
+    return makeError(source, ": image ", width, "x", height, " has ", width * height,
+                     " pixels, more than the limit of ", maxPixels);
   return Error::success();
 }
 
-Expected<RgbImage> decodePng(std::span<const uint8_t> bytes, const std::string& source) {
+Expected<RgbImage> decodePng(std::span<const uint8_t> bytes, const std::string& source,
+                             int64_t maxPixels) {
   png_image image{};
   image.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size()))
     return makeError(source, ": corrupt PNG (", image.message, ")");
-  if (Error e = checkSize(image.width, image.height, source)) {
+  if (Error e = checkSize(image.width, image.height, source, maxPixels)) {
     png_image_free(&image);
     return e;
   }
@@ -71,7 +75,7 @@ void jpegEmitMessage(j_common_ptr info, int level) {
 
 // Plain C data only in here (see the file comment). Returns false with errors->message set.
 bool decodeJpegInto(std::span<const uint8_t> bytes, JpegErrors* errors, jpeg_decompress_struct* d,
-                    std::vector<uint8_t>* out, int64_t* width, int64_t* height) {
+                    std::vector<uint8_t>* out, int64_t* width, int64_t* height, int64_t maxPixels) {
   d->err = jpeg_std_error(&errors->manager);
   errors->manager.error_exit = jpegErrorExit;
   errors->manager.emit_message = jpegEmitMessage;
@@ -84,7 +88,8 @@ bool decodeJpegInto(std::span<const uint8_t> bytes, JpegErrors* errors, jpeg_dec
   jpeg_read_header(d, TRUE);
   *width = d->image_width;
   *height = d->image_height;
-  if (*width > kMaxImageSide || *height > kMaxImageSide || *width < 1 || *height < 1) {
+  if (*width > kMaxImageSide || *height > kMaxImageSide || *width < 1 || *height < 1 ||
+      *width * *height > maxPixels) {
     jpeg_destroy_decompress(d);
     return true;  // the caller reports the size
   }
@@ -100,21 +105,23 @@ bool decodeJpegInto(std::span<const uint8_t> bytes, JpegErrors* errors, jpeg_dec
   return true;
 }
 
-Expected<RgbImage> decodeJpeg(std::span<const uint8_t> bytes, const std::string& source) {
+Expected<RgbImage> decodeJpeg(std::span<const uint8_t> bytes, const std::string& source,
+                              int64_t maxPixels) {
   JpegErrors errors{};
   jpeg_decompress_struct d{};
   RgbImage out;
-  if (!decodeJpegInto(bytes, &errors, &d, &out.pixels, &out.width, &out.height))
+  if (!decodeJpegInto(bytes, &errors, &d, &out.pixels, &out.width, &out.height, maxPixels))
     return makeError(source, ": corrupt JPEG (", errors.message, ")");
-  if (Error e = checkSize(out.width, out.height, source)) return e;
+  if (Error e = checkSize(out.width, out.height, source, maxPixels)) return e;
   return out;
 }
 
 }  // namespace
 
-Expected<RgbImage> decodeImage(std::span<const uint8_t> bytes, const std::string& source) {
-  if (isPng(bytes)) return decodePng(bytes, source);
-  if (isJpeg(bytes)) return decodeJpeg(bytes, source);
+Expected<RgbImage> decodeImage(std::span<const uint8_t> bytes, const std::string& source,
+                               int64_t maxPixels) {
+  if (isPng(bytes)) return decodePng(bytes, source, maxPixels);
+  if (isJpeg(bytes)) return decodeJpeg(bytes, source, maxPixels);
   return makeError(source, ": not a JPEG or PNG image");
 }
 
