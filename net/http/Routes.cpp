@@ -43,10 +43,47 @@ std::optional<ApiError> checkModel(const ServerState& server, const std::string&
   return e;
 }
 
+// The text of the image token, as the tokenizer spells it ("<image>" in llava's).
+std::string imageTokenText(const Tokenizer& tokenizer, int32_t id) {
+  for (const AddedToken& a : tokenizer.addedTokens())
+    if (a.id == id) return a.content;
+  return "<image>";
+}
+
+// The request's image (chatIds has checked the parts: one at most, a vision model), decoded.
+std::optional<ApiError> chatImageOf(const ServerOptions& options,
+                                    const std::vector<ChatImagePart>& parts,
+                                    std::shared_ptr<const EngineImage>& image) {
+  if (parts.empty() || !options.images) return std::nullopt;
+  return loadChatImage(*options.images, parts[0], image);
+}
+
+// Chat messages through the chat template, the image token placed and expanded.
+std::optional<ApiError> chatIds(ServerState& server, const ServerOptions& options,
+                                const std::vector<ChatMessage>& messages,
+                                const std::vector<ChatImagePart>& images,
+                                std::vector<int32_t>& ids) {
+  if (!images.empty() && !options.images)
+    return badRequest("the model '" + server.modelName +
+                          "' takes no images (it is a text model): send text content parts only",
+                      "messages");
+  if (images.size() > 1)
+    return badRequest("a request carries one image at most, not " + std::to_string(images.size()),
+                      "messages");
+  const std::string token =
+      options.images ? imageTokenText(*server.tokenizer, options.images->tokenIndex) : "";
+  Expected<std::vector<int32_t>> chat =
+      renderChatPrompt(*server.tokenizer, messages, images, token);
+  if (!chat) return badRequest(chat.errorMessage(), "messages");
+  ids = std::move(*chat);
+  if (!images.empty()) return expandImageTokens(*options.images, ids);
+  return std::nullopt;
+}
+
 // The prompt's ids: token ids as given, text through the tokenizer, messages through the chat
 // template. The length check names both numbers.
-std::optional<ApiError> promptIdsOf(ServerState& server, const CompletionParams& p,
-                                    std::vector<int32_t>& ids) {
+std::optional<ApiError> promptIdsOf(ServerState& server, const ServerOptions& options,
+                                    const CompletionParams& p, std::vector<int32_t>& ids) {
   if (!server.tokenizer && (p.chat || p.promptIsText))
     return badRequest(
         "this model has no tokenizer: only /v1/completions with a prompt of token ids is served",
@@ -54,9 +91,7 @@ std::optional<ApiError> promptIdsOf(ServerState& server, const CompletionParams&
   if (!server.tokenizer && !p.stop.empty())
     return badRequest("this model has no tokenizer: 'stop' strings cannot be matched", "stop");
   if (p.chat) {
-    Expected<std::vector<int32_t>> chat = renderChatPrompt(*server.tokenizer, p.messages);
-    if (!chat) return badRequest(chat.errorMessage(), "messages");
-    ids = std::move(*chat);
+    if (auto e = chatIds(server, options, p.messages, p.images, ids)) return e;
   } else if (p.promptIsText) {
     Expected<std::vector<int32_t>> text = server.tokenizer->encode(p.promptText, true);
     if (!text) return badRequest(text.errorMessage(), "prompt");
@@ -87,7 +122,8 @@ Routed completion(ServerState& server, const ServerOptions& options, const Route
     return {errorReply(*e)};
   if (auto e = checkModel(server, params.model)) return {errorReply(*e)};
   std::vector<int32_t> ids;
-  if (auto e = promptIdsOf(server, params, ids)) return {errorReply(*e)};
+  if (auto e = promptIdsOf(server, options, params, ids)) return {errorReply(*e)};
+  if (auto e = chatImageOf(options, params.images, params.sampling.image)) return {errorReply(*e)};
   if (server.waiting >= options.maxQueued) {
     ++server.metrics.rejectedQueueFull;
     Reply r = errorReply(withStatus(429, "rate_limit_exceeded",
@@ -107,16 +143,21 @@ Routed completion(ServerState& server, const ServerOptions& options, const Route
   return {c, stream};
 }
 
-Reply tokenize(ServerState& server, const RouteRequest& request) {
+// Image parts are placed and expanded as a completion would, without decoding the images.
+Reply tokenize(ServerState& server, const ServerOptions& options, const RouteRequest& request) {
   if (!server.tokenizer) return errorReply(badRequest("this model has no tokenizer"));
   TokenizeParams p;
   if (auto e = parseTokenize(request.body, p)) return errorReply(*e);
-  Expected<std::vector<int32_t>> ids = p.chat
-                                           ? renderChatPrompt(*server.tokenizer, p.messages)
-                                           : server.tokenizer->encode(p.prompt, p.addSpecialTokens);
-  if (!ids) return errorReply(badRequest(ids.errorMessage(), p.chat ? "messages" : "prompt"));
+  std::vector<int32_t> ids;
+  if (p.chat) {
+    if (auto e = chatIds(server, options, p.messages, p.images, ids)) return errorReply(*e);
+  } else {
+    Expected<std::vector<int32_t>> text = server.tokenizer->encode(p.prompt, p.addSpecialTokens);
+    if (!text) return errorReply(badRequest(text.errorMessage(), "prompt"));
+    ids = std::move(*text);
+  }
   return jsonReply(
-      {{"tokens", *ids}, {"count", ids->size()}, {"max_model_len", server.engine.maxContext()}});
+      {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", server.engine.maxContext()}});
 }
 
 Reply detokenize(ServerState& server, const RouteRequest& request) {
@@ -183,7 +224,7 @@ Routed route(ServerState& server, const ServerOptions& options, const RouteReque
                           {"created", static_cast<int64_t>(std::time(nullptr))},
                           {"owned_by", "tpc"},
                           {"max_model_len", server.engine.maxContext()}}}}})};
-  if (path == "/tokenize") return {tokenize(server, request)};
+  if (path == "/tokenize") return {tokenize(server, options, request)};
   if (path == "/detokenize") return {detokenize(server, request)};
   return completion(server, options, request, path == "/v1/chat/completions", std::move(output),
                     post);

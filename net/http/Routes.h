@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "net/http/ChatImages.h"
 #include "net/http/Completion.h"
 
 namespace tpc::http {
@@ -29,6 +30,8 @@ struct ServerOptions {
   std::chrono::milliseconds idleTimeout{60000}, requestTimeout{30000};
   std::chrono::milliseconds writeTimeout{30000};  // a client that reads nothing this long
   bool stopOnSignals = false;  // SIGINT and SIGTERM end run() cleanly (the tpexec serve process)
+  // A vision model's image input; null: a text-only model (image parts are a 400).
+  std::shared_ptr<const ServedImages> images;
 };
 
 struct Reply {

@@ -126,7 +126,35 @@ class Fields {
   const json& object_;
 };
 
-std::optional<ApiError> readMessages(const json* v, std::vector<ChatMessage>& out) {
+// One content part: text is appended to the message, an image part is recorded where it sits.
+std::optional<ApiError> readPart(const json& part, size_t message, ChatMessage& into,
+                                 std::vector<ChatImagePart>& images) {
+  const std::string type = part.is_object() && part.contains("type") && part["type"].is_string()
+                               ? part["type"].get<std::string>()
+                               : std::string();
+  if (type == "text") {
+    if (!part.contains("text") || !part["text"].is_string())
+      return badRequest("a text content part needs a string 'text'", "messages");
+    into.content += part["text"].get<std::string>();
+    return std::nullopt;
+  }
+  if (type == "image_url") {
+    // {"url": "..."} as OpenAI sends it, or the URL alone as some clients do.
+    const json* url = part.contains("image_url") ? &part["image_url"] : nullptr;
+    if (url && url->is_object()) url = url->contains("url") ? &(*url)["url"] : nullptr;
+    if (!url || !url->is_string())
+      return badRequest("an image_url content part needs 'image_url': {\"url\": \"data:...\"}",
+                        "messages");
+    images.push_back({message, into.content.size(), url->get<std::string>()});
+    return std::nullopt;
+  }
+  return badRequest(
+      "content parts of type '" + type + "' are not supported (only 'text' and 'image_url')",
+      "messages");
+}
+
+std::optional<ApiError> readMessages(const json* v, std::vector<ChatMessage>& out,
+                                     std::vector<ChatImagePart>& images) {
   if (!v) return badRequest("'messages' is required", "messages");
   if (!v->is_array()) return badRequest("'messages' must be an array", "messages");
   if (v->empty()) return badRequest("'messages' must not be empty", "messages");
@@ -149,13 +177,9 @@ std::optional<ApiError> readMessages(const json* v, std::vector<ChatMessage>& ou
     } else if (content->is_string()) {
       message.content = content->get<std::string>();
     } else if (content->is_array()) {
-      // Content parts: only text is served; images need a vision model.
-      for (const json& part : *content) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-            !part["text"].is_string())
-          return badRequest("only text content parts are supported", "messages");
-        message.content += part["text"].get<std::string>();
-      }
+      // Content parts: text, and images for vision models (Routes refuses them otherwise).
+      for (const json& part : *content)
+        if (auto e = readPart(part, out.size(), message, images)) return e;
     } else {
       return badRequest("a message's 'content' must be a string or an array of parts", "messages");
     }
@@ -193,7 +217,7 @@ std::optional<ApiError> parseCompletion(const std::string& body, bool chat, int6
   out.chat = chat;
   if (auto e = f.string("model", out.model)) return e;
   if (chat) {
-    if (auto e = readMessages(f.get("messages"), out.messages)) return e;
+    if (auto e = readMessages(f.get("messages"), out.messages, out.images)) return e;
   } else if (auto e = readPrompt(f.get("prompt"), vocabSize, out)) {
     return e;
   }
@@ -273,7 +297,7 @@ std::optional<ApiError> parseTokenize(const std::string& body, TokenizeParams& o
   if (auto e = f.boolean("add_special_tokens", out.addSpecialTokens)) return e;
   if (f.get("messages")) {
     out.chat = true;
-    return readMessages(f.get("messages"), out.messages);
+    return readMessages(f.get("messages"), out.messages, out.images);
   }
   if (!f.get("prompt")) return badRequest("'prompt' or 'messages' is required", "prompt");
   if (auto e = f.string("prompt", out.prompt)) return e;

@@ -25,6 +25,15 @@ struct ApiError {
 ApiError badRequest(std::string message, std::string param = {});
 std::string errorBody(const ApiError& error);
 
+// A chat message's image part ({"type": "image_url", "image_url": {"url": ...}}): the message
+// it is in, where in that message's text it sits (a byte offset into its content), and the URL
+// as given (Routes checks and decodes it).
+struct ChatImagePart {
+  size_t message = 0;
+  size_t at = 0;
+  std::string url;
+};
+
 // One /v1/completions or /v1/chat/completions request, as the client wrote it. The prompt is
 // still text or messages here; the tokenizer turns it into ids later (Routes).
 struct CompletionParams {
@@ -34,6 +43,7 @@ struct CompletionParams {
   std::string promptText;
   std::vector<int32_t> promptIds;
   std::vector<ChatMessage> messages;
+  std::vector<ChatImagePart> images;
   std::optional<int64_t> maxTokens;  // unset: what the context leaves
   std::vector<std::string> stop;
   bool stream = false, includeUsage = false, returnTokenIds = false;
@@ -48,6 +58,7 @@ std::optional<ApiError> parseCompletion(const std::string& body, bool chat, int6
 struct TokenizeParams {
   std::string prompt;
   std::vector<ChatMessage> messages;
+  std::vector<ChatImagePart> images;
   bool chat = false;
   bool addSpecialTokens = true;
 };

@@ -9,8 +9,10 @@
 
 #include "codegen/PlanFormat.h"
 #include "codegen/PlanReader.h"
+#include "executor/VisionInput.h"
 #include "executor/engine/EngineRun.h"
 #include "net/Channel.h"
+#include "net/Message.h"
 #include "net/http/Server.h"
 #include "tools/common/Args.h"
 #include "tools/common/CompileModel.h"
@@ -58,6 +60,34 @@ tpc::Expected<tpc::LoadedPlan> planToServe(const std::string& path, int64_t worl
   }
 }
 
+// A llava plan's image input for the server: the tower's sizes and the checkpoint's
+// preprocessor_config.json. Null (images refused, said once) when the plan has no tower or its
+// preprocessing settings cannot be read.
+std::shared_ptr<const tpc::http::ServedImages> servedImagesOf(const tpc::LoadedPlan& plan,
+                                                              const std::string& modelDir,
+                                                              int64_t maxBytes, int64_t maxPixels) {
+  using namespace tpc;
+  if (!plan.plan().vision_tower()) return nullptr;
+  Expected<VisionInput> vision = visionInputWithPreprocessing(plan.plan(), modelDir);
+  if (!vision) {
+    std::fprintf(stderr, "tpexec serve: image parts are refused: %s\n",
+                 vision.errorMessage().c_str());
+    return nullptr;
+  }
+  auto served = std::make_shared<http::ServedImages>();
+  served->tokenIndex = vision->tokenIndex;
+  served->seqLength = vision->seqLength;
+  served->maxBytes = static_cast<uint64_t>(maxBytes);
+  served->maxPixels = maxPixels;
+  served->prepare = [v = *vision](const RgbImage& image) {
+    EngineImage out;
+    out.patches = patchesOfImage(v, image);
+    out.rows = v.rows;
+    return out;
+  };
+  return served;
+}
+
 std::string modelFolderOf(const tpc::LoadedPlan& plan, const std::string& modelDir) {
   if (!modelDir.empty()) return modelDir;
   return plan.plan().model_dir() ? plan.plan().model_dir()->str() : std::string();
@@ -71,6 +101,7 @@ int runServeCommand(int argc, char** argv) {
   std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
   int64_t port = 8000, maxQueued = 1024, maxBodyBytes = int64_t{4} << 20;
   int64_t world = 0, localWorld = 0, maxContext = 0, maxBatch = 8, rankTimeoutMs = 5000;
+  int64_t maxImageBytes = int64_t{20} << 20, maxImagePixels = int64_t{4096} * 4096;
   bool eager = false, syntheticWeights = false;
   tpexec::EngineFlags engineFlags;
   tpexec::HeadRunOptions head;
@@ -92,6 +123,10 @@ int runServeCommand(int argc, char** argv) {
   args.option("--max-queued", &maxQueued, "N",
               "requests waiting for their first token at most; past it, 429 (default 1024)");
   args.option("--max-body-bytes", &maxBodyBytes, "N", "largest request body (default 4 MiB)");
+  args.option("--max-image-bytes", &maxImageBytes, "N",
+              "llava: largest image (JPEG or PNG bytes) in a request (default 20 MiB)");
+  args.option("--max-image-pixels", &maxImagePixels, "N",
+              "llava: largest image in pixels, width x height (default 4096 x 4096)");
   args.option("--world", &world, "N",
               "MODEL_DIR: compile for N ranks (default: the GPUs visible, 1 without a GPU)");
   args.option("--max-context", &maxContext, "N", "MODEL_DIR: longest sequence (as tpc compile)");
@@ -128,6 +163,8 @@ int runServeCommand(int argc, char** argv) {
   if (port < 0 || port > 65535) return serveFail("--port must be in 0..65535", 2);
   if (maxQueued < 1) return serveFail("--max-queued must be at least 1", 2);
   if (maxBodyBytes < 1024) return serveFail("--max-body-bytes must be at least 1024", 2);
+  if (maxImageBytes < 1) return serveFail("--max-image-bytes must be at least 1", 2);
+  if (maxImagePixels < 1) return serveFail("--max-image-pixels must be at least 1", 2);
   if (world < 0 || (world & (world - 1)) != 0) return serveFail("--world must be a power of 2", 2);
   Expected<EngineConfig> engineConfig = tpexec::engineConfigOf(engineFlags);
   if (!engineConfig) return serveFail(engineConfig.errorMessage(), 2);
@@ -167,6 +204,7 @@ int runServeCommand(int argc, char** argv) {
                            .filename()
                            .string();
   if (server.modelName.empty()) server.modelName = "model";
+  server.images = servedImagesOf(*plan, modelDir, maxImageBytes, maxImagePixels);
   std::unique_ptr<Tokenizer> tokenizer;
   std::string tokenizerAt = tokenizerPath.empty() ? folder : tokenizerPath;
   bool haveTokenizerFile =
@@ -208,6 +246,9 @@ int runServeCommand(int argc, char** argv) {
     ranks.backend.eager = eager;
     ranks.runsEngine = true;
     ranks.engine = *engineConfig;
+    // An iteration crosses to the workers in one control-plane frame; half of it is left to
+    // the images, the rest to the token arrays and block tables.
+    ranks.engine.maxImageBytesPerIteration = net::kChunkBytes / 2;
     ranks.driver = serve;
     e = tpexec::runHead(*plan, head, std::move(ranks), {});
   } else {
