@@ -10,11 +10,13 @@
 #include <algorithm>
 #include <future>
 #include <map>
+#include <tuple>
 
 #include <boost/beast/core/detail/base64.hpp>
 
 #include "tests/http/Served.h"
 #include "tests/http/ServerFixture.h"
+#include "tests/net/Spawned.h"
 #include "tests/support/GoldenCases.h"
 
 namespace tpc::test {
@@ -95,9 +97,12 @@ class ServeImages : public ::testing::Test {
 
   // The step-by-step path on the same plan: the reference for every served answer (each pair
   // of image and prompt run once).
-  static std::vector<int64_t> solo(const std::string& image, const std::vector<int64_t>& prompt) {
-    static std::map<std::pair<std::string, std::vector<int64_t>>, std::vector<int64_t>> memo;
-    auto known = memo.find({image, prompt});
+  static std::vector<int64_t> solo(const std::string& image, const std::vector<int64_t>& prompt,
+                                   const std::string& plan = plan_) {
+    static std::map<std::tuple<std::string, std::string, std::vector<int64_t>>,
+                    std::vector<int64_t>>
+        memo;
+    auto known = memo.find({plan, image, prompt});
     if (known != memo.end()) return known->second;
     CommandResult r =
         runCommand(binPath("tpexec") + " " + plan_ + " --backend cpu --image " + imagePath(image) +
@@ -106,7 +111,7 @@ class ServeImages : public ::testing::Test {
     EXPECT_EQ(r.exitCode, 0) << r.output;
     if (r.exitCode != 0) return {};
     json out = json::parse(r.output.substr(r.output.find('{')));
-    return memo[{image, prompt}] = out["generated_ids"].get<std::vector<int64_t>>();
+    return memo[{plan, image, prompt}] = out["generated_ids"].get<std::vector<int64_t>>();
   }
 
   // Chunks of 20 tokens put chunk boundaries inside the 16 image tokens; a pool of 32 blocks of
@@ -238,6 +243,32 @@ TEST_F(ServeImages, BadImagesAreOne400EachWhileATextRequestCompletes) {
   ASSERT_EQ(t.status, 200) << t.error;
   EXPECT_EQ(t.ids.size(), 40u);
   EXPECT_EQ(httpRequest(s.port, "GET", "/health").status, 200);
+}
+
+// Across nodes the iteration, image patches included, reaches the worker's ranks through the
+// control plane: a head of 2 ranks and a worker of 2 answer as `tpexec --image` at world 4.
+TEST_F(ServeImages, AHeadWithOneWorkerServesImages) {
+  TempDir tmp;
+  std::string plan = tmp.file("llava.w4.fb");
+  CommandResult c = runCommand(binPath("tpc") + " compile " + dataDir() +
+                               "/hf/llava-tiny --world 4 --dtype f32 --quiet -o " + plan);
+  ASSERT_EQ(c.exitCode, 0) << c.output;
+  std::unique_ptr<Spawned> worker;
+  Served s(tmp,
+           plan + " --backend cpu --tokenizer " + dataDir() +
+               "/tokenizer/llava-chat --max-batched-tokens 20 --listen 127.0.0.1:0 --workers 1",
+           [&](Spawned& head) {
+             if (!head.waitForText("listening on tcp://", std::chrono::seconds(20))) return;
+             worker = std::make_unique<Spawned>(
+                 binPath("tpexec") + " --join 127.0.0.1:" + std::to_string(headPort(head.err())) +
+                     " --local-world 2",
+                 tmp.file("worker.log"));
+           });
+  ASSERT_TRUE(worker) << s.process.err();
+  ASSERT_GT(s.port, 0) << s.process.err() << worker->log();
+  Answer a = post(s.port, chatWith(filePart("exact-32x32.png")));
+  ASSERT_EQ(a.status, 200) << a.error;
+  EXPECT_EQ(a.ids, solo("exact-32x32.png", a.promptIds, plan));
 }
 
 // A text model refuses image parts by name; its text requests are served as before.
