@@ -88,6 +88,17 @@ TEST(ImageDecode, CorruptTruncatedOversizedAndUnknownAreOneError) {
   expectError(huge, "img: image 16384x16384 is larger than the 8192x8192 limit");
 }
 
+// The caller's pixel limit (the server's --max-image-pixels), for both formats.
+TEST(ImageDecode, AnImageOverThePixelLimitIsRefused) {
+  Expected<RgbImage> png = decodeImage(fileBytes("exact-32x32.png"), "img", 1023);
+  ASSERT_FALSE(png);
+  EXPECT_EQ(png.errorMessage(), "img: image 32x32 has 1024 pixels, more than the limit of 1023");
+  Expected<RgbImage> jpeg = decodeImage(fileBytes("wide-57x41.jpg"), "img", 2336);
+  ASSERT_FALSE(jpeg);
+  EXPECT_NE(jpeg.errorMessage().find("57x41 has 2337 pixels"), std::string::npos);
+  EXPECT_TRUE(decodeImage(fileBytes("exact-32x32.png"), "img", 1024));
+}
+
 TEST(ImagePreprocess, RefusesOtherProcessors) {
   Expected<ImagePreprocessing> p =
       parsePreprocessorConfig(R"({"resample": 2, "size": {"shortest_edge": 32}})", "pre.json");
