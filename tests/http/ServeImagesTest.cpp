@@ -145,6 +145,11 @@ TEST_F(ServeImages, AnImagePartGivesWhatTpexecImageGives) {
   EXPECT_GT(first / 20, 0) << "the image should not sit in the first chunk";
   EXPECT_NE(first / 20, (first + kImageTokens - 1) / 20) << "the image should straddle chunks";
   EXPECT_EQ(a.ids, solo("exact-32x32.png", a.promptIds));
+  // /tokenize places and expands the image part the same way.
+  HttpReply tokens = postJson(s.port, "/tokenize",
+                              {{"messages", chatWith(filePart("exact-32x32.png"))["messages"]}});
+  ASSERT_EQ(tokens.status, 200) << tokens.body;
+  EXPECT_EQ(tokens.json()["tokens"].get<std::vector<int64_t>>(), a.promptIds);
   // A JPEG (libjpeg-turbo), resized and cropped by the preprocessing.
   Answer jpeg = post(s.port, chatWith(filePart("wide-57x41.jpg")));
   ASSERT_EQ(jpeg.status, 200) << jpeg.error;
