@@ -47,12 +47,13 @@ json filePart(const std::string& file) {
 }
 
 // A greedy chat request: text, the image part, more text.
-json chatWith(const json& image, const std::string& text = "What is in this picture?") {
+json chatWith(const json& image, const std::string& text = "What is in this picture?",
+              int maxTokens = kNewTokens) {
   json content = json::array({{{"type", "text"}, {"text", text}}});
   if (!image.is_null()) content.push_back(image);
   content.push_back({{"type", "text"}, {"text", " Say it briefly."}});
   return {{"messages", {{{"role", "user"}, {"content", content}}}},
-          {"max_tokens", kNewTokens},
+          {"max_tokens", maxTokens},
           {"temperature", 0},
           {"ignore_eos", true},
           {"return_token_ids", true}};
@@ -98,20 +99,21 @@ class ServeImages : public ::testing::Test {
   // The step-by-step path on the same plan: the reference for every served answer (each pair
   // of image and prompt run once).
   static std::vector<int64_t> solo(const std::string& image, const std::vector<int64_t>& prompt,
-                                   const std::string& plan = plan_) {
-    static std::map<std::tuple<std::string, std::string, std::vector<int64_t>>,
+                                   const std::string& plan = plan_, int newTokens = kNewTokens) {
+    static std::map<std::tuple<std::string, std::string, std::vector<int64_t>, int>,
                     std::vector<int64_t>>
         memo;
-    auto known = memo.find({plan, image, prompt});
+    auto known = memo.find({plan, image, prompt, newTokens});
     if (known != memo.end()) return known->second;
     CommandResult r =
         runCommand(binPath("tpexec") + " " + plan_ + " --backend cpu --image " + imagePath(image) +
                    " --prompt-ids " + joinedIds(prompt) + " --max-new-tokens " +
-                   std::to_string(kNewTokens) + " --ignore-eos --json");
+                   std::to_string(newTokens) + " --ignore-eos --json");
     EXPECT_EQ(r.exitCode, 0) << r.output;
     if (r.exitCode != 0) return {};
     json out = json::parse(r.output.substr(r.output.find('{')));
-    return memo[{plan, image, prompt}] = out["generated_ids"].get<std::vector<int64_t>>();
+    return memo[{plan, image, prompt, newTokens}] =
+               out["generated_ids"].get<std::vector<int64_t>>();
   }
 
   // Chunks of 20 tokens put chunk boundaries inside the 16 image tokens; a pool of 32 blocks of
@@ -186,17 +188,22 @@ TEST_F(ServeImages, ConcurrentImageRequestsEachGiveWhatTheyGiveAloneThroughPreem
   ASSERT_GT(s.port, 0) << s.process.err();
   const std::vector<std::string> images = {"exact-32x32.png", "small-rgba-19x27.png",
                                            "exact-32x32.png", "small-rgba-19x27.png"};
+  // Long enough (about 40 iterations each) that they overlap however the threads start.
+  constexpr int kLong = 30;
+  const std::string text = "What is in this picture?";
   std::vector<std::future<Answer>> together;
   for (size_t i = 0; i < images.size(); ++i)
-    together.push_back(std::async(std::launch::async,
-                                  [&, i] { return post(s.port, chatWith(filePart(images[i]))); }));
-  auto text = std::async(std::launch::async, [&] { return post(s.port, chatWith(nullptr)); });
+    together.push_back(std::async(std::launch::async, [&, i] {
+      return post(s.port, chatWith(filePart(images[i]), text, kLong));
+    }));
+  auto plain =
+      std::async(std::launch::async, [&] { return post(s.port, chatWith(nullptr, text, kLong)); });
   for (size_t i = 0; i < images.size(); ++i) {
     Answer a = together[i].get();
     ASSERT_EQ(a.status, 200) << a.error;
-    EXPECT_EQ(a.ids, solo(images[i], a.promptIds)) << i;
+    EXPECT_EQ(a.ids, solo(images[i], a.promptIds, plan_, kLong)) << i;
   }
-  Answer t = text.get();
+  Answer t = plain.get();
   ASSERT_EQ(t.status, 200) << t.error;
   EXPECT_EQ(std::count(t.promptIds.begin(), t.promptIds.end(), kImageToken), 0);
   EXPECT_GT(metricValue(httpRequest(s.port, "GET", "/metrics").body, "tpc:num_preemptions_total"),
