@@ -225,5 +225,70 @@ TEST(Engine, ABadRequestFailsAloneWithAClearMessage) {
   EXPECT_FALSE(e) << e.message();
 }
 
+// llava: a request's image is checked at submit: its shape against the tower, the prompt's
+// image tokens against its rows, and a prompt holding image tokens without an image are each
+// rejected alone. Two images that together pass the per-iteration image budget (across nodes,
+// half a control-plane frame) run in different iterations and answer alike; an image over the
+// budget by itself is rejected.
+TEST(Engine, BadImageRequestsFailAloneWithAClearMessage) {
+  // tpc compile writes the tower's program (the fixture's compile is text only).
+  test::TempDir tmp;
+  const std::string planPath = tmp.file("llava.fb");
+  test::CommandResult c =
+      test::runCommand(test::binPath("tpc") + " compile " + test::dataDir() +
+                       "/hf/llava-tiny --world 2 --dtype f32 --quiet -o " + planPath);
+  ASSERT_EQ(c.exitCode, 0) << c.output;
+  Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
+  ASSERT_TRUE(plan) << plan.errorMessage();
+  EngineRequest good;
+  good.promptIds = {1, 2, 3};
+  good.promptIds.insert(good.promptIds.begin() + 1, 16, 250);  // image_seq_length image tokens
+  good.maxTokens = 3;
+  good.ignoreEos = true;
+  auto image = std::make_shared<EngineImage>();
+  image->rows = 17;  // the class slot and 16 patches: 13056 bytes of patches
+  image->patches.assign(17 * 3 * 8 * 8, 0.25f);
+  good.image = image;
+  EngineRunOptions options = smallBatches();
+  options.engine.maxImageBytesPerIteration = 16 << 10;
+  Error e = runEngineLocally(*plan, options, [&](Engine& engine) -> Error {
+    EngineRequest noImage = good, fewTokens = good, wrongRows = good;
+    noImage.image = nullptr;
+    fewTokens.promptIds.erase(fewTokens.promptIds.begin() + 1);
+    auto shortImage = std::make_shared<EngineImage>(*image);
+    shortImage->rows = 16;
+    shortImage->patches.resize(16 * 3 * 8 * 8);
+    wrongRows.image = shortImage;
+    Expected<std::vector<Outcome>> out =
+        runTogether(engine, {good, noImage, fewTokens, wrongRows, good});
+    if (!out) return out.takeError();
+    const char* expected[] = {"", "carries no image", "has 15 image tokens", "takes 17 rows", ""};
+    for (size_t i = 0; i < 5; ++i) {
+      const Outcome& o = (*out)[i];
+      if (expected[i][0] == '\0') {
+        if (o.finish != "length" || o.ids.size() != 3)
+          return makeError("good request ", i, " ended with '", o.finish, "': ", o.error);
+      } else if (o.finish != "rejected" || o.error.find(expected[i]) == std::string::npos) {
+        return makeError("bad request ", i, " ended with '", o.finish, "': '", o.error,
+                         "' (expected a message about ", expected[i], ")");
+      }
+    }
+    if ((*out)[0].ids != (*out)[4].ids) return makeError("the same image request gave two answers");
+    return Error::success();
+  });
+  EXPECT_FALSE(e) << e.message();
+  options.engine.maxImageBytesPerIteration = 8 << 10;
+  e = runEngineLocally(*plan, options, [&](Engine& engine) -> Error {
+    Expected<std::vector<Outcome>> out = runTogether(engine, {good});
+    if (!out) return out.takeError();
+    if ((*out)[0].finish != "rejected" ||
+        (*out)[0].error.find("one iteration carries between nodes") == std::string::npos)
+      return makeError("an image over the iteration's budget ended with '", (*out)[0].finish,
+                       "': ", (*out)[0].error);
+    return Error::success();
+  });
+  EXPECT_FALSE(e) << e.message();
+}
+
 }  // namespace
 }  // namespace tpc
