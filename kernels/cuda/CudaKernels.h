@@ -129,5 +129,15 @@ cudaError_t biasAdd(ElementType type, const void* x, const void* bias, int64_t r
 cudaError_t gelu(ElementType type, const void* x, int64_t count, void* out, cudaStream_t stream);
 cudaError_t quickGelu(ElementType type, const void* x, int64_t count, void* out,
                       cudaStream_t stream);
+// cpu::visionEmbed: out = x + position (rows of width), row 0 plus the class embedding too.
+cudaError_t visionEmbed(ElementType type, const void* x, const void* classEmbedding,
+                        const void* position, int64_t rows, int64_t width, void* out,
+                        cudaStream_t stream);
+// cpu::encoderAttention: every row attends over all rows (no mask, no cache); q, k, v and out are
+// [rows, heads * headDim]. rows at most about 12,000 (one row's scores in shared memory; more is
+// cudaErrorInvalidValue).
+cudaError_t encoderAttention(ElementType type, const void* q, const void* k, const void* v,
+                             int64_t rows, int64_t heads, int64_t headDim, float scale, void* out,
+                             cudaStream_t stream);
 
 }  // namespace tpc::cuda

@@ -1,7 +1,7 @@
 // The vision tower's kernels as their CPU twins in kernels/cpu/Vision.cpp compute them:
 // LayerNorm with bias (mean, then the biased variance of x - mean, both in f32 over one block
-// per row), the row-parallel linear's bias_add, exact GELU and quick_gelu. Every result is
-// computed in f32 and rounded once to the storage type.
+// per row), the row-parallel linear's bias_add, exact GELU and quick_gelu, the class and
+// position embeddings. Every result is computed in f32 and rounded once to the storage type.
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DeviceMath.cuh"
 
@@ -52,6 +52,20 @@ __global__ void geluKernel(const T* x, int64_t count, T* out) {
   }
 }
 
+// out = x + position, with the class embedding added to row 0 (the class slot) as well.
+template <typename T>
+__global__ void visionEmbedKernel(const T* x, const T* classEmbedding, const T* position,
+                                  int64_t rows, int64_t width, T* out) {
+  const int64_t count = rows * width;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    // The CPU twin's order: (x + class) + position.
+    float sum = detail::toFloat(x[i]);
+    if (i < width) sum += detail::toFloat(classEmbedding[i]);
+    out[i] = detail::fromFloat<T>(sum + detail::toFloat(position[i]));
+  }
+}
+
 template <bool kQuick>
 cudaError_t launchGelu(ElementType type, const void* x, int64_t count, void* out,
                        cudaStream_t stream) {
@@ -85,6 +99,19 @@ cudaError_t biasAdd(ElementType type, const void* x, const void* bias, int64_t r
         <<<detail::gridFor(rows * width, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
             static_cast<const Element*>(x), static_cast<const Element*>(bias), rows, width,
             static_cast<Element*>(out));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t visionEmbed(ElementType type, const void* x, const void* classEmbedding,
+                        const void* position, int64_t rows, int64_t width, void* out,
+                        cudaStream_t stream) {
+  if (rows <= 0 || width <= 0) return cudaGetLastError();
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    visionEmbedKernel<Element>
+        <<<detail::gridFor(rows * width, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
+            static_cast<const Element*>(x), static_cast<const Element*>(classEmbedding),
+            static_cast<const Element*>(position), rows, width, static_cast<Element*>(out));
     return cudaGetLastError();
   });
 }
