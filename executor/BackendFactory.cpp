@@ -135,9 +135,6 @@ Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_
                      " pipeline stages, which only the CPU backend runs (use --backend cpu)");
   if (options.kind == "cpu") return createCpuBackend(plan, rank, comm, options);
   if (options.kind == "cuda") {
-    if (p.vision_tower())
-      return makeError(
-          "the CUDA backend does not run vision models (llava) yet; use --backend cpu");
 #ifdef TPC_HAVE_CUDA
     return createCudaBackend(plan, rank, comm, options);
 #else

@@ -13,8 +13,8 @@
 #include "executor/MoeGroups.h"
 #include "executor/StepAttrs.h"
 #include "executor/WeightLoader.h"
+#include "executor/cuda/HostConvert.h"
 #include "ir/DType.h"
-#include "ir/Float16.h"
 #include "kernels/cuda/DecodeAttention.h"
 #include "kernels/cuda/SampleRows.h"
 
@@ -56,18 +56,6 @@ int64_t product(const flatbuffers::Vector<int64_t>& shape, uint32_t from) {
   int64_t n = 1;
   for (uint32_t i = from; i < shape.size(); ++i) n *= shape.Get(i);
   return n;
-}
-
-// Converts one f32 weight to its storage type on the host, ready to upload.
-void convertWeight(const std::vector<float>& in, ElementType type, std::vector<uint8_t>& out) {
-  out.resize(in.size() * cuda::elementBytes(type));
-  if (type == ElementType::F32) {
-    std::memcpy(out.data(), in.data(), out.size());
-    return;
-  }
-  auto* dst = reinterpret_cast<uint16_t*>(out.data());
-  for (size_t i = 0; i < in.size(); ++i)
-    dst[i] = type == ElementType::BF16 ? f32ToBf16(in[i]) : f32ToF16(in[i]);
 }
 
 }  // namespace
@@ -127,6 +115,17 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   // Block-table rows: the sequences of one step, or a graph bucket's rows.
   tableRows_ = std::max(graphTokens_, maxBatch_);
   oneRow_ = planOneRowFusion(plan_, rank_);
+  for (const plan::Step* s : *prog_.steps())
+    if (s->op()->string_view() == "image_rows")
+      imageToken_ = static_cast<int32_t>(stepInt(*s, "image_token_index", -1));
+  // llava: the tower first, so that the KV pool is sized around it. A node streamed its text
+  // weights (no checkpoint) has no tower weights: encodeImage says so.
+  if (plan_.vision_tower() && !options.weightSource) {
+    Expected<std::unique_ptr<CudaVisionTower>> tower =
+        CudaVisionTower::create(plan_, rank_, {computeType_, stream_, nccl_, ipc_}, options);
+    if (!tower) return tower.takeError();
+    tower_ = std::move(*tower);
+  }
   if (Error e = allocate(options, device)) return e;
   return loadWeights(options);
 }
@@ -206,7 +205,10 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   hostIo_ = reinterpret_cast<int32_t*>(hostIoMemory_.data());
   for (uint32_t b : *prog_.inputs()) {
     std::string_view name = prog_.buffers()->Get(b)->name()->string_view();
-    ioInputs_[b] = name == "positions" ? 1 : 0;
+    if (name == "image_embeds")  // rows, not ids: in the arena (see uploadImageRows)
+      imageInput_ = b;
+    else
+      ioInputs_[b] = name == "positions" ? 1 : 0;
   }
   if (moeExperts > 0)
     TPC_CUDA_TRY(moeCountsHost_.allocatePinned(static_cast<size_t>(moeExperts) * sizeof(int32_t)));
@@ -218,7 +220,9 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   TPC_CUDA_TRY(cudaHostGetDevicePointer(&picked, pickedHost_.data(), 0));
   pickedIds_ = static_cast<int32_t*>(picked);
 
-  if (Error e = allocatePool(device, weightBytes + activationBytes)) return e;
+  if (Error e = allocatePool(device,
+                             weightBytes + activationBytes + (tower_ ? tower_->deviceBytes() : 0)))
+    return e;
 
   std::vector<float> tables;
   std::vector<std::pair<uint32_t, size_t>> ropeOffsets;
@@ -376,7 +380,7 @@ Error CudaBackend::loadWeights(const BackendOptions& options) {
                                             ? options.weightSource(i)
                                             : loadWeightF32(plan_, rank_, *checkpoint, i);
     if (!data) return data.takeError();
-    convertWeight(*data, computeType_, converted);
+    convertFromF32(data->data(), data->size(), computeType_, converted);
     TPC_CUDA_TRY(
         cudaMemcpy(weights_[i], converted.data(), converted.size(), cudaMemcpyHostToDevice));
     if (options.onProgress) options.onProgress();
@@ -415,7 +419,17 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
   const auto hi = std::lower_bound(lo, logitRows.end(), first + count);
   const int64_t logits = hi - lo;
   const bool everyRow = logits == count;  // ascending and in range: first .. first + count - 1
-  const bool graph = !eager_ && decodeStep_ && count <= graphTokens_ && everyRow;
+  // A chunk with image rows runs eagerly: a graph's image_rows step takes no image.
+  imageRuns_.clear();
+  if (in.imageEmbeds && imageInput_ != UINT32_MAX)
+    for (int64_t t = 0; t < count; ++t)
+      if (in.tokenIds[first + t] == imageToken_) {
+        if (imageRuns_.empty() || imageRuns_.back().first + imageRuns_.back().second != t)
+          imageRuns_.push_back({t, 0});
+        ++imageRuns_.back().second;
+      }
+  const bool graph =
+      !eager_ && decodeStep_ && count <= graphTokens_ && everyRow && imageRuns_.empty();
   int64_t rows = count;
   if (graph)
     for (rows = 1; rows < count;) rows *= 2;
@@ -461,6 +475,7 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
               logits,
               selectStep_ >= 0 ? chunkLogits_ : rows};
   if (!graph) {
+    if (Error e = uploadImageRows(in, first, rows)) return e;
     if (Error e = enqueueSteps(rows)) return e;
     return chunk;
   }

@@ -11,6 +11,7 @@
 #include "executor/OneRowFusion.h"
 #include "executor/PagedStepLayout.h"
 #include "executor/cuda/CudaCheck.h"
+#include "executor/cuda/CudaVisionTower.h"
 #include "executor/cuda/DeviceMemory.h"
 #include "executor/cuda/Gemm.h"
 #include "executor/cuda/IpcCommunicator.h"
@@ -35,6 +36,8 @@ class CudaBackend : public Backend {
   Expected<std::vector<int32_t>> forwardArgmax(const StepInput& in) override;
   Expected<std::vector<int32_t>> forwardSample(const StepInput& in, const RowSampling* rows,
                                                int64_t vocab) override;
+  // llava (CudaImages.cpp): the rank's vision tower on one image.
+  Expected<const float*> encodeImage(const float* patches, int64_t rows) override;
 
  private:
   // A piece of one forward call: `count` tokens starting at `first`, run with `deviceTokens`
@@ -57,6 +60,10 @@ class CudaBackend : public Backend {
   Error enqueue(const plan::Step& s, uint32_t index, size_t& attention, int64_t tokens,
                 int64_t rows);
   Error enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache, int64_t tokens);
+  // llava (CudaImages.cpp): finds the chunk's image-token rows (imageRuns_) and uploads their
+  // image rows into the image_embeds input; the image_rows step then takes those rows from it.
+  Error uploadImageRows(const StepInput& in, int64_t first, int64_t tokens);
+  Error enqueueImageRows(const plan::Step& s, int64_t tokens, int64_t rows);
   Error wait(const char* what) {
     if (nccl_) return nccl_->waitFor(stream_, what);
     if (ipc_) return ipc_->waitFor(stream_, what);
@@ -172,6 +179,15 @@ class CudaBackend : public Backend {
   std::map<uint32_t, std::vector<const void*>> hostExpertPointers_;
   DeviceMemory moeCountsHost_;
   std::vector<float> hostLogits_;
+
+  // llava: the vision tower (null for text plans, and where its weights are not loaded), the text
+  // program's image_embeds input, the image token, and the current chunk's runs of image-token
+  // rows (first, count), empty when the step has no image.
+  std::unique_ptr<CudaVisionTower> tower_;
+  uint32_t imageInput_ = UINT32_MAX;
+  int32_t imageToken_ = -1;
+  std::vector<std::pair<int64_t, int64_t>> imageRuns_;
+  std::vector<uint8_t> imageStaging_;
   std::map<int64_t, cudaGraphExec_t> graphs_;
   // Recorded after each upload of hostIo_: the host rewrites the staging copy only once the
   // previous upload has read it (a call that picks no token returns without waiting).

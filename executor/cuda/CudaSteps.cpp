@@ -12,22 +12,8 @@
 #include "kernels/cuda/Gemv.h"
 
 namespace tpc {
-namespace {
 
 using cuda::ElementType;
-
-ncclDataType_t ncclType(ElementType t) {
-  switch (t) {
-    case ElementType::BF16:
-      return ncclBfloat16;
-    case ElementType::F16:
-      return ncclFloat16;
-    default:
-      return ncclFloat32;
-  }
-}
-
-}  // namespace
 
 Error CudaBackend::enqueueSteps(int64_t tokens) {
   size_t attention = 0;
@@ -120,6 +106,8 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
   } else if (op == "slice") {
     TPC_CUDA_TRY(cuda::copyColumns(type, operand(s, 0, A), T, width(s, 0), stepInt(s, "start"),
                                    stepInt(s, "length"), result(s, A), st));
+  } else if (op == "image_rows") {
+    return enqueueImageRows(s, A, T);
   } else if (op == "moe_router") {
     const plan::Weight& gate = weightOf(s, 1);
     TPC_CUDA_TRY(cuda::moeRouter(
@@ -164,8 +152,9 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
   } else if (op == "all_reduce_add_rms_norm") {
     // NCCL has no fused form: reduce into the gather scratch (room for any activation), then the
     // add_rms_norm kernel the unfused plan would have run.
-    if (Error e = nccl_->allReduceDevice(operand(s, 0, A), gather_.data(),
-                                         static_cast<size_t>(T * width(s, 0)), ncclType(type), st))
+    if (Error e =
+            nccl_->allReduceDevice(operand(s, 0, A), gather_.data(),
+                                   static_cast<size_t>(T * width(s, 0)), ncclTypeOf(type), st))
       return e;
     TPC_CUDA_TRY(cuda::addRmsNorm(type, operand(s, 1, A), gather_.data(), operand(s, 2, A), T,
                                   width(s, 0), eps, result(s, A, 0), result(s, A, 1), st));
@@ -173,15 +162,15 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     return ipc_->allGatherDevice(type, operand(s, 0, A), T, width(s, 0), result(s, A), st);
   } else if (op == "all_reduce") {
     return nccl_->allReduceDevice(operand(s, 0, A), result(s, A),
-                                  static_cast<size_t>(T * width(s, 0)), ncclType(type), st);
+                                  static_cast<size_t>(T * width(s, 0)), ncclTypeOf(type), st);
   } else if (op == "all_gather") {
     const int64_t w = width(s, 0), world = plan_.world();
     const size_t elt = cuda::elementBytes(type);
     if (T == 1)  // one row: rank order is already the gathered row's layout
       return nccl_->allGatherDevice(operand(s, 0, A), result(s, A), static_cast<size_t>(w),
-                                    ncclType(type), st);
+                                    ncclTypeOf(type), st);
     if (Error e = nccl_->allGatherDevice(operand(s, 0, A), gather_.data(),
-                                         static_cast<size_t>(T * w), ncclType(type), st))
+                                         static_cast<size_t>(T * w), ncclTypeOf(type), st))
       return e;
     for (int64_t r = 0; r < world; ++r)
       TPC_CUDA_TRY(cudaMemcpy2DAsync(

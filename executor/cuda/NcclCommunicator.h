@@ -12,8 +12,21 @@
 #include <string>
 
 #include "executor/comm/Communicator.h"
+#include "kernels/cuda/CudaKernels.h"
 
 namespace tpc {
+
+// NCCL's name for a storage type.
+inline ncclDataType_t ncclTypeOf(cuda::ElementType t) {
+  switch (t) {
+    case cuda::ElementType::BF16:
+      return ncclBfloat16;
+    case cuda::ElementType::F16:
+      return ncclFloat16;
+    default:
+      return ncclFloat32;
+  }
+}
 
 class NcclCommunicator : public Communicator {
  public:
