@@ -34,6 +34,44 @@ inline double worstRowError(const NpyArray& ours, const NpyArray& ref) {
   return worst;
 }
 
+// bf16 keeps 8 bits of mantissa: every activation is rounded to a relative 2^-9 and the errors
+// of a few layers accumulate, so a logits row lands within a few percent of the fp32 reference.
+constexpr double kBf16RowError = 3e-2;
+
+inline double maxAbsError(const NpyArray& ours, const NpyArray& ref, int64_t r) {
+  double worst = 0;
+  const int64_t vocab = ref.shape[1];
+  for (int64_t c = 0; c < vocab; ++c)
+    worst = std::max(
+        worst, std::fabs(static_cast<double>(ours.data[r * vocab + c]) - ref.data[r * vocab + c]));
+  return worst;
+}
+
+// Gap between the best and second-best logit of reference row r.
+inline double margin(const NpyArray& ref, int64_t r) {
+  const int64_t vocab = ref.shape[1];
+  double best = -1e30, second = -1e30;
+  for (int64_t c = 0; c < vocab; ++c) {
+    double v = ref.data[r * vocab + c];
+    if (v > best) {
+      second = best;
+      best = v;
+    } else if (v > second) {
+      second = v;
+    }
+  }
+  return best - second;
+}
+
+// Generated ids must agree as long as, on every row so far, our largest logit error is under
+// half the reference's top-2 margin: then no error could have changed the argmax. Past the
+// first row where it isn't, the sequences may legitimately part.
+inline int64_t idsMustAgreeUpTo(const NpyArray& ours, const NpyArray& ref) {
+  int64_t rows = 0;
+  while (rows < ref.shape[0] && 2 * maxAbsError(ours, ref, rows) < margin(ref, rows)) ++rows;
+  return rows;
+}
+
 // Token ids as a --prompt-ids value: "1,17,42".
 inline std::string joinedIds(const std::vector<int64_t>& ids) {
   std::string s;

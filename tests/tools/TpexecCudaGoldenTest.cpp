@@ -2,7 +2,7 @@
 // tests/data/hf (made by make_golden.py: transformers in fp32, eager attention):
 // - f32 plans: greedy ids equal transformers' and every logits row is within 1e-4 relative error;
 // - bf16 plans: every logits row within kBf16RowError, and greedy ids equal wherever the logits
-//   error we measured cannot have flipped the choice (see idsMustAgreeUpTo);
+//   error we measured cannot have flipped the choice (see idsMustAgreeUpTo in GoldenCases.h);
 // - a replayed CUDA Graph gives bit-identical logits to eager execution.
 // Without a GPU every test says "skipped: no GPU".
 #include <gtest/gtest.h>
@@ -19,47 +19,9 @@
 namespace tpc {
 namespace {
 
-// bf16 keeps 8 bits of mantissa: every activation is rounded to a relative 2^-9 and the errors
-// of a few layers accumulate, so a logits row lands within a few percent of the fp32 reference.
-constexpr double kBf16RowError = 3e-2;
-
 #define SKIP_WITHOUT_GPU()                                            \
   if (!haveCudaBackend()) GTEST_SKIP() << "skipped: no CUDA backend"; \
   if (cudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no GPU"
-
-double maxAbsError(const NpyArray& ours, const NpyArray& ref, int64_t r) {
-  double worst = 0;
-  const int64_t vocab = ref.shape[1];
-  for (int64_t c = 0; c < vocab; ++c)
-    worst = std::max(
-        worst, std::fabs(static_cast<double>(ours.data[r * vocab + c]) - ref.data[r * vocab + c]));
-  return worst;
-}
-
-// Gap between the best and second-best logit of reference row r.
-double margin(const NpyArray& ref, int64_t r) {
-  const int64_t vocab = ref.shape[1];
-  double best = -1e30, second = -1e30;
-  for (int64_t c = 0; c < vocab; ++c) {
-    double v = ref.data[r * vocab + c];
-    if (v > best) {
-      second = best;
-      best = v;
-    } else if (v > second) {
-      second = v;
-    }
-  }
-  return best - second;
-}
-
-// Generated ids must agree as long as, on every row so far, our largest logit error is under
-// half the reference's top-2 margin: then no error could have changed the argmax. Past the
-// first row where it isn't, the sequences may legitimately part.
-int64_t idsMustAgreeUpTo(const NpyArray& ours, const NpyArray& ref) {
-  int64_t rows = 0;
-  while (rows < ref.shape[0] && 2 * maxAbsError(ours, ref, rows) < margin(ref, rows)) ++rows;
-  return rows;
-}
 
 struct CaseRun {
   std::vector<int64_t> ids;
@@ -122,13 +84,13 @@ TEST(TpexecCudaGolden, Bf16WithinTolerance) {
     ASSERT_TRUE(ref) << ref.errorMessage();
     CaseRun run = runCase(model, "bf16", "", tmp);
     ASSERT_EQ(run.logits.shape, ref->shape);
-    int64_t agree = idsMustAgreeUpTo(run.logits, *ref);
+    int64_t agree = test::idsMustAgreeUpTo(run.logits, *ref);
     for (int64_t r = 0; r < agree; ++r) {
       EXPECT_EQ(run.ids[static_cast<size_t>(r)], want[static_cast<size_t>(r)]) << "step " << r;
-      EXPECT_LT(test::rowError(run.logits, *ref, r), kBf16RowError) << "step " << r;
+      EXPECT_LT(test::rowError(run.logits, *ref, r), test::kBf16RowError) << "step " << r;
     }
     // Row 0 (the prompt's last position) never depends on a generated token.
-    EXPECT_LT(test::rowError(run.logits, *ref, 0), kBf16RowError);
+    EXPECT_LT(test::rowError(run.logits, *ref, 0), test::kBf16RowError);
     std::printf("%s bf16: ids agree on the %lld of %zu steps the error bound covers\n", name,
                 static_cast<long long>(agree), want.size());
   }
@@ -173,10 +135,10 @@ TEST(TpexecCudaGolden, RanksSharingAGpuOverIpcMatchTransformers) {
         EXPECT_LT(test::rowError(f32.logits, *ref, r), 1e-4);
       CaseRun bf16 = runCase(model, "bf16", "--comm ipc", tmp, world);
       ASSERT_EQ(bf16.logits.shape, ref->shape);
-      int64_t agree = idsMustAgreeUpTo(bf16.logits, *ref);
+      int64_t agree = test::idsMustAgreeUpTo(bf16.logits, *ref);
       for (int64_t r = 0; r < agree; ++r)
         EXPECT_EQ(bf16.ids[static_cast<size_t>(r)], want[static_cast<size_t>(r)]) << "step " << r;
-      EXPECT_LT(test::rowError(bf16.logits, *ref, 0), kBf16RowError);
+      EXPECT_LT(test::rowError(bf16.logits, *ref, 0), test::kBf16RowError);
       CaseRun eager = runCase(model, "bf16", "--comm ipc --eager", tmp, world);
       ASSERT_EQ(eager.logits.data.size(), bf16.logits.data.size());
       EXPECT_EQ(0, std::memcmp(eager.logits.data.data(), bf16.logits.data.data(),
