@@ -10,6 +10,7 @@
 
 #include "codegen/PlanReader.h"
 #include "executor/Backend.h"
+#include "executor/engine/Generation.h"
 
 namespace tpc {
 
@@ -18,6 +19,9 @@ struct BenchOptions {
   int64_t promptLength = 512;
   int64_t generate = 128;  // timed decode steps
   BackendOptions backend;
+  // llava: with patches, the image is encoded (timed on its own) and every prompt holds its
+  // image tokens right after the first token, their rows the image's features.
+  PromptImage image;
   std::function<void(const std::string&)> onStage;  // progress lines ("prefill", "decode", ...)
 };
 
@@ -26,6 +30,8 @@ struct BenchReport {
   int64_t batch = 0, promptLength = 0, generate = 0;
   double prefillMs = 0, prefillTokensPerSecond = 0, prefillTflops = 0;
   double decodeMsPerStep = 0, decodeTokensPerSecond = 0;
+  int64_t imageTokens = 0;        // 0: no image
+  double imageEncodeMs = 0;       // the vision tower and projector on one image, mean of a few runs
   uint64_t weightBytes = 0;       // resident on the rank
   uint64_t bytesReadPerStep = 0;  // weights a decode step reads + its average KV-cache reads
   // MoE: experts a decode step reads per layer, E * (1 - (1 - k/E)^batch), the expected distinct

@@ -133,11 +133,38 @@ TEST(TpexecBenchMoe, StepReadsOnlyTheChosenExperts) {
   }
 }
 
+// llava: --pixel-values (or --image) times the vision tower and projector on the image, and the
+// prompts carry its image tokens; a prompt too short for them, or a text plan, is one line.
+TEST(TpexecBenchLlava, ReportsTheImageEncodeTime) {
+  test::TempDir dir;
+  std::string model = test::dataDir() + "/hf/llava-tiny", plan = dir.file("llava.fb");
+  test::CommandResult c = runCommand(test::binPath("tpc") + " compile " + model +
+                                     " --dtype f32 --max-context 64 --quiet -o " + plan);
+  ASSERT_EQ(c.exitCode, 0) << c.output;
+  const std::string bench = test::binPath("tpexec") + " bench " + plan +
+                            " --backend cpu --pixel-values " + model + "/pixel_values.npy";
+  test::CommandResult r = runCommand(bench + " --prompt-len 20 --gen 3 --json");
+  ASSERT_EQ(r.exitCode, 0) << r.output;
+  nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["image_tokens"], 16);
+  EXPECT_GT(j["image_encode_ms"].get<double>(), 0.0);
+  EXPECT_GT(j["decode_ms_per_step"].get<double>(), 0.0);
+  test::CommandResult text = runCommand(bench + " --prompt-len 20 --gen 3");
+  ASSERT_EQ(text.exitCode, 0) << text.output;
+  EXPECT_NE(text.output.find("image: the vision tower and projector in "), std::string::npos)
+      << text.output;
+  test::CommandResult tooShort = runCommand(bench + " --prompt-len 16 --gen 3");
+  EXPECT_NE(tooShort.exitCode, 0);
+  EXPECT_EQ(tooShort.lineCount(), 1) << tooShort.output;
+  EXPECT_NE(tooShort.output.find("cannot hold the image's 16 tokens"), std::string::npos)
+      << tooShort.output;
+}
+
 TEST_F(TpexecBench, BadRequestsAreOneLineErrors) {
   for (const char* flags :
        {"--batch 5", "--batch 0", "--prompt-len 60 --gen 10", "--synthetic-weights", "--gen x",
         "--requests 0", "--requests 2 --input-len 60 --output-len 10",
-        "--requests 2 --kv-block-size 0"}) {
+        "--requests 2 --kv-block-size 0", "--pixel-values x.npy"}) {
     SCOPED_TRACE(flags);
     test::CommandResult r = bench(flags);
     EXPECT_NE(r.exitCode, 0);
