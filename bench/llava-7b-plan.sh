@@ -3,13 +3,17 @@
 # world 8: the vision tower's per-rank split from `tpc dump`, beside the text model's. The
 # checkpoint is a safetensors header in the Hub's llava-hf layout over a sparse file (no weight
 # bytes): the compiler reads only headers. Usage: bench/llava-7b-plan.sh [BUILD_DIR] [WORLD]
+# (or sourced with --functions-only for llava_checkpoint DIR alone)
 set -euo pipefail
 bin="${1:-build}/bin"
 world="${2:-8}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$work" <<'PY'
+# Writes the checkpoint into folder $1: config.json, the header over a hole, and the llava-1.5
+# preprocessor_config.json (CLIPImageProcessor at 336 px), so that `--image` works on it.
+llava_checkpoint() {
+  python3 - "$1" <<'PY'
 import json, struct, sys
 d = sys.argv[1]
 vision = dict(model_type="clip_vision_model", hidden_size=1024, intermediate_size=4096,
@@ -62,8 +66,19 @@ text += b" " * (-len(text) % 8)
 with open(d + "/model.safetensors", "wb") as f:
     f.write(struct.pack("<Q", len(text)) + text)
     f.truncate(8 + len(text) + offset)
+mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+json.dump(dict(image_processor_type="CLIPImageProcessor", do_resize=True,
+               size=dict(shortest_edge=336), resample=3, do_center_crop=True,
+               crop_size=dict(height=336, width=336), do_rescale=True,
+               rescale_factor=1 / 255, do_normalize=True, image_mean=mean, image_std=std,
+               do_convert_rgb=True), open(d + "/preprocessor_config.json", "w"), indent=1)
 PY
+}
 
+# Sourced with --functions-only (scripts/gpu/bundle.sh): llava_checkpoint and nothing else.
+[ "${1:-}" = --functions-only ] && return 0
+
+llava_checkpoint "$work"
 "$bin/tpc" inspect "$work" | sed -n '1,6p'
 "$bin/tpc" compile "$work" --world "$world" --max-context 4096 --max-batch 8 --quiet -o "$work/plan.fb"
 "$bin/tpc" dump "$work/plan.fb" --rank 0 > "$work/dump.txt"

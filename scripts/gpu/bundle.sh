@@ -60,6 +60,17 @@ if [ ! -f "$mixtral/model.safetensors" ]; then
 fi
 "$tpc" compile "$mixtral" --world 1 --dtype bf16 --max-context 2048 --max-batch 8 --quiet \
   -o "$out/plans/mixtral-8x7b.w1.fb"
+# LLaVA-1.5-7B (CLIP ViT-L/14 at 336 px and a Vicuna-7B text model) at world 1, for the image
+# bench; its preprocessor_config.json travels beside the plan for `tpexec bench --image`.
+llava="$models/llava-1.5-7b"
+if [ ! -f "$llava/model.safetensors" ]; then
+  mkdir -p "$llava"
+  bash -c "source '$root/bench/llava-7b-plan.sh' --functions-only; llava_checkpoint '$llava'"
+fi
+"$tpc" compile "$llava" --world 1 --dtype bf16 --max-context 4096 --max-batch 8 --quiet \
+  -o "$out/plans/llava-1.5-7b.w1.fb"
+mkdir -p "$out/plans/llava-1.5-7b"
+cp "$llava/preprocessor_config.json" "$out/plans/llava-1.5-7b/"
 # gpu-bundle/ is copied to the GPU machine, so binaries and libraries travel compressed and
 # scripts/gpu/unpack.sh opens them there.
 tar -C "$out" -cJf "$out/payload.tar.xz" bin lib

@@ -30,6 +30,9 @@ if [ "$what" != bench ]; then
   timeout 200 "$bundle/bin/tpc_tools_tests" --gtest_filter='TpexecCudaGolden*' > "$logs/golden.log" 2>&1; rc=$?
   table+=("golden models on CUDA: $(grep -E '^\[  (PASSED|FAILED)' "$logs/golden.log" | tr '\n' ' ') rc=$rc")
   [ $rc -eq 0 ] || status=1
+  timeout 120 "$bundle/bin/tpc_tools_tests" --gtest_filter='TpexecCudaLlavaGolden*' > "$logs/llava.log" 2>&1; rc=$?
+  table+=("llava golden models on CUDA: $(grep -E '^\[  (PASSED|FAILED)' "$logs/llava.log" | tr '\n' ' ') rc=$rc")
+  [ $rc -eq 0 ] || status=1
 fi
 
 if [ "$what" != tests ]; then
@@ -62,6 +65,20 @@ PY
   table+=("$(bench 8b-b8 llama3-8b.w1.fb --batch 8 --prompt-len 512 --gen 128)")
   table+=("$(bench 8b-prefill2048 llama3-8b.w1.fb --batch 1 --prompt-len 2048 --gen 16)")
   table+=("$(bench 1b-b1 llama3.2-1b.w1.fb --batch 1 --prompt-len 512 --gen 256)")
+  # LLaVA-1.5-7B: one image (a JPEG resized to 336 px) through the tower, its 576 tokens in the
+  # prompt, then decode.
+  bench llava-7b-image llava-1.5-7b.w1.fb --batch 1 --prompt-len 640 --gen 128 \
+    --image "$root/tests/data/images/wide-57x41.jpg" --model-dir "$bundle/plans/llava-1.5-7b" > /dev/null
+  table+=("$(python3 - "$logs/bench-llava-7b-image.json" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception:
+    print("llava-7b-image: failed"); sys.exit()
+print(f"llava-7b-image: image encode {r['image_encode_ms']:.2f} ms ({r['image_tokens']} tokens), "
+      f"prefill {r['prefill_ms']:.2f} ms, decode {r['decode_ms_per_step']:.3f} ms/step")
+PY
+)")
   table+=("torch 8b-b1: $(torchref 8b-b1 llama3-8b.config.json --batch 1 --prompt-len 512 --gen 256)")
   table+=("torch.compile 8b-b1: $(torchref 8b-b1-compile llama3-8b.config.json --batch 1 --prompt-len 512 --gen 256 --compile)")
   table+=("torch 8b-b8: $(torchref 8b-b8 llama3-8b.config.json --batch 8 --prompt-len 512 --gen 128)")
