@@ -72,6 +72,14 @@ inline int64_t idsMustAgreeUpTo(const NpyArray& ours, const NpyArray& ref) {
   return rows;
 }
 
+// The last line of `output` that starts with '{': tpexec --json's result, past any note a run
+// prints to stderr first (ranks sharing a GPU without the MPS daemon get one).
+inline std::string jsonLine(const std::string& output) {
+  size_t start = output.rfind("\n{");
+  start = start == std::string::npos ? 0 : start + 1;
+  return output.substr(start, output.find('\n', start) - start);
+}
+
 // Token ids as a --prompt-ids value: "1,17,42".
 inline std::string joinedIds(const std::vector<int64_t>& ids) {
   std::string s;

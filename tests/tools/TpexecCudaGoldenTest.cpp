@@ -45,7 +45,7 @@ CaseRun runCase(const std::string& model, const std::string& dtype, const std::s
   EXPECT_EQ(r.exitCode, 0) << r.output;
   CaseRun out;
   if (r.exitCode != 0) return out;
-  nlohmann::json j = nlohmann::json::parse(r.output);
+  nlohmann::json j = nlohmann::json::parse(test::jsonLine(r.output));
   EXPECT_EQ(j["backend"], "cuda");
   out.ids = j["generated_ids"].get<std::vector<int64_t>>();
   out.communicator = j["communicator"].get<std::string>();

@@ -55,7 +55,7 @@ LlavaRun runLlava(const std::string& model, const std::string& dtype, const std:
   EXPECT_EQ(r.exitCode, 0) << r.output;
   LlavaRun out;
   if (r.exitCode != 0) return out;
-  nlohmann::json j = nlohmann::json::parse(r.output);
+  nlohmann::json j = nlohmann::json::parse(test::jsonLine(r.output));
   EXPECT_EQ(j["backend"], "cuda");
   EXPECT_TRUE(j["timings"].contains("image_encode_ms"));
   out.ids = j["generated_ids"].get<std::vector<int64_t>>();
