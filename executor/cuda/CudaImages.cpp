@@ -29,8 +29,8 @@ Error CudaBackend::uploadImageRows(const StepInput& in, int64_t first, int64_t t
   const cuda::ElementType type = bufferTypes_[imageInput_];
   int64_t total = 0;
   for (auto [start, length] : imageRuns_) total += length;
-  // Every run converted first, then uploaded: the staging rows are not rewritten while a copy
-  // may still read them (the step's wait comes before the next call's conversion).
+  // Every run converted, then uploaded from pageable memory: each copy has read its rows when
+  // the call returns, so the next step may rewrite the staging vector.
   imageStaging_.resize(static_cast<size_t>(total) * rowBytes);
   size_t staged = 0;
   for (auto [start, length] : imageRuns_) {

@@ -113,7 +113,9 @@ Error CudaVisionTower::loadWeights(const plan::Plan& plan, uint32_t rank,
         cudaMemcpy(weights_[i], converted.data(), converted.size(), cudaMemcpyHostToDevice));
     if (options.onProgress) options.onProgress();
   }
-  return Error::success();
+  // cudaMemcpy from pageable memory may return before its DMA lands, on the legacy stream, which
+  // the backend's non-blocking stream does not wait for.
+  return cudacheck::check(cudaDeviceSynchronize(), "uploading the weights");
 }
 
 Error CudaVisionTower::enqueue(const float* patches, GemmRunner& gemm) {
