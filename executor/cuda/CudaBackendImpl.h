@@ -38,6 +38,7 @@ class CudaBackend : public Backend {
                                                int64_t vocab) override;
   // llava (CudaImages.cpp): the rank's vision tower on one image.
   Expected<const float*> encodeImage(const float* patches, int64_t rows) override;
+  bool encodesImages() const override { return tower_ != nullptr; }
 
  private:
   // A piece of one forward call: `count` tokens starting at `first`, run with `deviceTokens`
