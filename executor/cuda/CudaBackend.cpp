@@ -419,11 +419,13 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
   const auto hi = std::lower_bound(lo, logitRows.end(), first + count);
   const int64_t logits = hi - lo;
   const bool everyRow = logits == count;  // ascending and in range: first .. first + count - 1
-  // A chunk with image rows runs eagerly: a graph's image_rows step takes no image.
+  // A chunk with image rows runs eagerly: a graph's image_rows step takes no image. The
+  // engine names the rows that take the image (useImageRow): a batch mixes one prompt's image
+  // with other sequences' tokens, and a generated image token id keeps its text embedding.
   imageRuns_.clear();
   if (in.imageEmbeds && imageInput_ != UINT32_MAX)
     for (int64_t t = 0; t < count; ++t)
-      if (in.tokenIds[first + t] == imageToken_) {
+      if (in.useImageRow ? in.useImageRow[first + t] != 0 : in.tokenIds[first + t] == imageToken_) {
         if (imageRuns_.empty() || imageRuns_.back().first + imageRuns_.back().second != t)
           imageRuns_.push_back({t, 0});
         ++imageRuns_.back().second;
