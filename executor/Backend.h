@@ -121,6 +121,9 @@ Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_
 bool haveCudaBackend();
 // GPUs visible to this process (0 without the CUDA backend or without a driver).
 int cudaDeviceCount();
+// The free memory of every visible GPU, in bytes (empty without the CUDA backend or a driver);
+// asked in a forked child, as cudaDeviceCount is, so the caller can still fork CUDA ranks.
+std::vector<uint64_t> cudaFreeMemory();
 // Rooflines of GPU `device` for benchmarks: device-to-device copy bandwidth in bytes/s (bytes
 // read + written), read bandwidth in bytes/s (a kernel that only reads, as decode reads its
 // weights; a copy's reads come out lower) and the bf16 rate of a large cuBLASLt GEMM in FLOP/s.

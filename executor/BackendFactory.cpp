@@ -12,6 +12,8 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <functional>
 #endif
 
 namespace tpc {
@@ -21,50 +23,93 @@ Expected<std::unique_ptr<Backend>> createCudaBackend(const LoadedPlan& plan, uin
                                                      Communicator& comm,
                                                      const BackendOptions& options);
 bool haveCudaBackend() { return true; }
+namespace {
+
 // Asked in a forked child: a process that has initialised CUDA cannot use it in the children
 // it forks afterwards ("initialization error"), and the local runs fork their ranks after
-// asking. The first answer is kept, so a process that later initialises CUDA itself still gets
-// it without forking again.
-int cudaDeviceCount() {
-  static const int count = [] {
-    int fds[2];
-    if (::pipe(fds) != 0) return 0;
-    const pid_t child = ::fork();
-    if (child < 0) {
-      ::close(fds[0]);
-      ::close(fds[1]);
-      return 0;
-    }
-    if (child == 0) {
-      ::close(fds[0]);
-      int n = 0;
-      if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
-      ssize_t written = ::write(fds[1], &n, sizeof n);
-      ::_exit(written == static_cast<ssize_t>(sizeof n) ? 0 : 1);
-    }
+// asking. The child writes a count then that many values; a driver that never answers gives
+// nothing rather than a hang.
+std::vector<uint64_t> askInChild(const std::function<std::vector<uint64_t>()>& ask) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {};
+  const pid_t child = ::fork();
+  if (child < 0) {
+    ::close(fds[0]);
     ::close(fds[1]);
-    int n = 0;
-    ssize_t got = 0;
-    // A driver that never answers counts as no GPU rather than a hang.
+    return {};
+  }
+  if (child == 0) {
+    ::close(fds[0]);
+    std::vector<uint64_t> values = ask();
+    values.insert(values.begin(), values.size());
+    const auto bytes = static_cast<ssize_t>(values.size() * sizeof(uint64_t));
+    ssize_t written = ::write(fds[1], values.data(), static_cast<size_t>(bytes));
+    ::_exit(written == bytes ? 0 : 1);
+  }
+  ::close(fds[1]);
+  std::vector<uint64_t> got;
+  std::vector<char> buffer;
+  char chunk[4096];
+  while (true) {
     pollfd ready{fds[0], POLLIN, 0};
     int polled = 0;
     do {
       polled = ::poll(&ready, 1, 20000);
     } while (polled < 0 && errno == EINTR);
-    if (polled > 0) {
-      do {
-        got = ::read(fds[0], &n, sizeof n);
-      } while (got < 0 && errno == EINTR);
-    } else {
+    if (polled <= 0) {
       ::kill(child, SIGKILL);
+      buffer.clear();
+      break;
     }
-    ::close(fds[0]);
-    int status = 0;
-    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
-    }
-    return got == static_cast<ssize_t>(sizeof n) ? n : 0;
+    ssize_t n = 0;
+    do {
+      n = ::read(fds[0], chunk, sizeof chunk);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) break;
+    buffer.insert(buffer.end(), chunk, chunk + n);
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (buffer.size() < sizeof(uint64_t)) return {};
+  uint64_t count = 0;
+  std::memcpy(&count, buffer.data(), sizeof count);
+  if (buffer.size() != (count + 1) * sizeof(uint64_t)) return {};
+  got.resize(count);
+  std::memcpy(got.data(), buffer.data() + sizeof count, count * sizeof(uint64_t));
+  return got;
+}
+
+}  // namespace
+
+// The first answer is kept, so a process that later initialises CUDA itself still gets it
+// without forking again.
+int cudaDeviceCount() {
+  static const int count = [] {
+    std::vector<uint64_t> n = askInChild([] {
+      int devices = 0;
+      if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
+      return std::vector<uint64_t>{static_cast<uint64_t>(devices)};
+    });
+    return n.empty() ? 0 : static_cast<int>(n[0]);
   }();
   return count;
+}
+
+std::vector<uint64_t> cudaFreeMemory() {
+  return askInChild([] {
+    std::vector<uint64_t> free;
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess) return free;
+    for (int d = 0; d < devices; ++d) {
+      size_t freeBytes = 0, totalBytes = 0;
+      if (cudaSetDevice(d) != cudaSuccess || cudaMemGetInfo(&freeBytes, &totalBytes) != cudaSuccess)
+        return std::vector<uint64_t>{};
+      free.push_back(freeBytes);
+    }
+    return free;
+  });
 }
 Expected<double> measureCopyBandwidth(int device);
 Expected<double> measureGemmFlops(int device);
@@ -75,6 +120,7 @@ Expected<double> deviceGemmFlops(int device) { return measureGemmFlops(device); 
 #else
 bool haveCudaBackend() { return false; }
 int cudaDeviceCount() { return 0; }
+std::vector<uint64_t> cudaFreeMemory() { return {}; }
 Expected<double> deviceCopyBandwidth(int) { return makeError("this build has no CUDA backend"); }
 Expected<double> deviceReadBandwidth(int) { return makeError("this build has no CUDA backend"); }
 Expected<double> deviceGemmFlops(int) { return makeError("this build has no CUDA backend"); }
@@ -93,8 +139,8 @@ Expected<std::unique_ptr<Communicator>> createIpcCommunicator(std::unique_ptr<Co
 
 namespace {
 
-// A device map names each stage's device; the ranks run one backend, so every stage must be
-// on its kind (mixed CUDA and CPU stages in one run are not supported).
+// A device map names each stage's device; a local run gives every rank its stage's backend
+// (executor/process/StageDevices.h), a rank started with another kind is refused here.
 Error checkStageDevice(const plan::Plan& p, uint32_t rank, const std::string& kind) {
   const plan::Attr* a = findPlanAttr(p.model(), "stage_devices");
   if (!a || !a->string_value()) return Error::success();
@@ -111,10 +157,8 @@ Error checkStageDevice(const plan::Plan& p, uint32_t rank, const std::string& ki
   std::string device = devices.substr(start, devices.find(',', start) - start);
   const bool cpu = device == "cpu";
   if (cpu == (kind == "cpu")) return Error::success();
-  return makeError("stage ", stage, " of the plan is placed on ", device, " but --backend is ",
-                   kind,
-                   " (one backend runs every stage; mixed CUDA and CPU stages are not "
-                   "supported)");
+  return makeError("stage ", stage, " of the plan is placed on ", device, " but its rank runs the ",
+                   kind, " backend");
 }
 
 }  // namespace
@@ -130,9 +174,6 @@ Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_
     return makeError("the plan is for world ", p.world(), " but ", comm.world(),
                      " ranks are running");
   if (Error e = checkStageDevice(p, rank, options.kind)) return e;
-  if (options.kind != "cpu" && planIntAttr(p.model(), "pp", 1) > 1)
-    return makeError("the plan has ", planIntAttr(p.model(), "pp", 1),
-                     " pipeline stages, which only the CPU backend runs (use --backend cpu)");
   if (options.kind == "cpu") return createCpuBackend(plan, rank, comm, options);
   if (options.kind == "cuda") {
 #ifdef TPC_HAVE_CUDA

@@ -13,6 +13,7 @@
 #include "codegen/PlanFormat.h"
 #include "executor/Backend.h"
 #include "executor/StepAttrs.h"
+#include "executor/SyntheticWeights.h"
 #include "executor/WeightLoader.h"
 #include "ir/Graph.h"
 #include "kernels/cpu/Kernels.h"
@@ -466,6 +467,12 @@ class CpuBackend : public Backend {
 // From the checkpoint, or from options.weightSource on a node that has none.
 Expected<std::vector<std::vector<float>>> loadRankWeights(const plan::Plan& p, uint32_t rank,
                                                           const BackendOptions& options) {
+  if (options.syntheticWeights) {
+    std::vector<std::vector<float>> weights = syntheticWeightsF32(p, rank);
+    if (options.onProgress)
+      for (size_t w = 0; w < weights.size(); ++w) options.onProgress();
+    return weights;
+  }
   if (!options.weightSource) {
     Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);
     if (!checkpoint) return checkpoint.takeError();
@@ -491,6 +498,8 @@ Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint
   if (!weights) return weights.takeError();
   auto backend = std::make_unique<CpuBackend>(p, rank, *p.ranks()->Get(rank), comm,
                                               std::move(*weights), options);
+  if (p.vision_tower() && options.syntheticWeights)
+    return makeError("--synthetic-weights: the CPU backend makes no vision tower weights");
   if (p.vision_tower() && !options.weightSource) {
     const plan::RankProgram& program = *p.vision_tower()->Get(rank);
     Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);

@@ -76,7 +76,8 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   TPC_CUDA_TRY(cudaSetDevice(device));
   TPC_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   TPC_CUDA_TRY(cudaEventCreateWithFlags(&ioUploaded_, cudaEventDisableTiming));
-  if (plan_.world() > 1) {
+  if (Error e = initializeStages()) return e;
+  if (plan_.world() > 1 && pp_ == 1) {
     nccl_ = dynamic_cast<NcclCommunicator*>(&comm_);
     ipc_ = dynamic_cast<IpcCommunicator*>(&comm_);
     if (!nccl_ && !ipc_)
@@ -88,7 +89,8 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   vocab_ = planIntAttr(plan_.model(), "vocab_size");
   maxBatch_ = plan_.limits()->max_batch();
   maxContext_ = plan_.limits()->max_context();
-  eager_ = options.eager;
+  // Boundaries are host calls, which a CUDA Graph cannot hold.
+  eager_ = options.eager || pp_ > 1;
   memoryUtilization_ = options.gpuMemoryUtilization;
   if (options.kvBlockSize < 1 || options.kvBlockSize > 1024)
     return makeError("the KV block size ", options.kvBlockSize, " is outside 1..1024");
@@ -111,6 +113,10 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   chunkTokens_ = std::max<int64_t>(
       graphTokens_,
       std::min<int64_t>(kPrefillChunkTokens, static_cast<int64_t>(kArenaCap / perToken)));
+  // A boundary carries a whole step, as the CPU stages send and receive it: no chunks.
+  if (pp_ > 1)
+    chunkTokens_ = std::max(
+        chunkTokens_, std::min<int64_t>(maxContext_, static_cast<int64_t>(kArenaCap / perToken)));
   ioTokens_ = chunkTokens_;
   // Block-table rows: the sequences of one step, or a graph bucket's rows.
   tableRows_ = std::max(graphTokens_, maxBatch_);
@@ -304,7 +310,7 @@ Error CudaBackend::allocatePool(int device, size_t othersBytes) {
   // depends on who got there first.
   int visible = 1;
   TPC_CUDA_TRY(cudaGetDeviceCount(&visible));
-  const int64_t sharing = std::max<int64_t>(1, (plan_.world() + visible - 1) / visible);
+  const int64_t sharing = ranksOnDevice(device, visible);
   const double share =
       memoryUtilization_ * static_cast<double>(totalBytes) / static_cast<double>(sharing);
   const double inUse =
@@ -395,6 +401,9 @@ Error CudaBackend::run(const StepInput& in, const std::function<Error(const Chun
   Expected<PagedStepLayout> layout = layoutPagedStep(in, pool_);
   if (!layout) return layout.takeError();
   layout_ = std::move(*layout);
+  if (pp_ > 1 && in.tokens > chunkTokens_)
+    return makeError("a pipeline stage on the GPU runs steps of at most ", chunkTokens_,
+                     " tokens, this one has ", in.tokens, " (lower --max-batched-tokens)");
   for (int64_t first = 0; first < in.tokens; first += chunkTokens_) {
     // The pinned staging area is rewritten for every chunk: the previous upload must be done.
     if (first > 0)
@@ -475,7 +484,7 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
               graph,
               lo - logitRows.begin(),
               logits,
-              selectStep_ >= 0 ? chunkLogits_ : rows};
+              logitRowsOnly() ? chunkLogits_ : rows};
   if (!graph) {
     if (Error e = uploadImageRows(in, first, rows)) return e;
     if (Error e = enqueueSteps(rows)) return e;

@@ -65,6 +65,11 @@ class CudaBackend : public Backend {
   // image rows into the image_embeds input; the image_rows step then takes those rows from it.
   Error uploadImageRows(const StepInput& in, int64_t first, int64_t tokens);
   Error enqueueImageRows(const plan::Step& s, int64_t tokens, int64_t rows);
+  // Pipeline stages (executor/cuda/StageTransfer.cpp): a send or recv step's `rows` through host
+  // memory and the host communicator; the plan's ranks on this GPU; checks of a staged plan.
+  Error transferStage(const plan::Step& s, int64_t tokens, int64_t rows);
+  int64_t ranksOnDevice(int device, int visible) const;
+  Error initializeStages();
   Error wait(const char* what) {
     if (nccl_) return nccl_->waitFor(stream_, what);
     if (ipc_) return ipc_->waitFor(stream_, what);
@@ -73,9 +78,11 @@ class CudaBackend : public Backend {
   // The output row of a chunk's i-th logit row: the plan selected the logit rows itself, or its
   // output holds every token's row.
   int64_t outputRow(const Chunk& c, int64_t i) const {
-    return selectStep_ >= 0 ? i
-                            : layout_.logitRows[static_cast<size_t>(c.logitFirst + i)] - c.first;
+    return logitRowsOnly() ? i : layout_.logitRows[static_cast<size_t>(c.logitFirst + i)] - c.first;
   }
+  // The output holds the chunk's logit rows only: the plan selects them here, or (an earlier
+  // pipeline stage) receives them so from the last stage.
+  bool logitRowsOnly() const { return selectStep_ >= 0 || logitRecvStep_ >= 0; }
 
   char* address(uint32_t buffer, int64_t tokens) const {
     if (buffer == selectAliasFrom_) buffer = selectAliasTo_;
@@ -170,6 +177,13 @@ class CudaBackend : public Backend {
   // The plan's select_rows step (-1: none): later steps run on the chunk's logit rows only. When
   // those are every row it is skipped and its result aliases its operand.
   int64_t selectStep_ = -1;
+  // Pipeline stages: stages and ranks per stage, and the recv of the logit rows from the last
+  // stage (-1: none), past which steps run on the logit rows as after a select_rows. A
+  // boundary crosses through host memory, in f32 whatever its dtype on the device.
+  int64_t pp_ = 1, tp_ = 1;
+  int64_t logitRecvStep_ = -1;
+  std::vector<float> stageHost_;
+  std::vector<uint16_t> stageHalf_;
   int64_t chunkLogits_ = 0;
   uint32_t selectAliasFrom_ = UINT32_MAX, selectAliasTo_ = UINT32_MAX;
 

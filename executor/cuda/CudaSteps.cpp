@@ -22,8 +22,16 @@ Error CudaBackend::enqueueSteps(int64_t tokens) {
     if (tokens == 1 && oneRow_.skip[i]) continue;
     // After the plan's select_rows only the chunk's logit rows go on (none: nothing does).
     int64_t rows = tokens;
-    if (selectStep_ >= 0 && i >= static_cast<uint32_t>(selectStep_)) {
-      if (chunkLogits_ == 0) return Error::success();
+    const int64_t logitsFrom = selectStep_ >= 0 ? selectStep_ : logitRecvStep_;
+    if (logitsFrom >= 0 && i >= static_cast<uint32_t>(logitsFrom)) {
+      // No logit rows: nothing to compute, but every boundary still carries its empty value,
+      // so that both sides of it agree on what comes next.
+      if (chunkLogits_ == 0) {
+        std::string_view op = s.op()->string_view();
+        if (op == "send" || op == "recv")
+          if (Error e = transferStage(s, tokens, 0)) return e;
+        continue;
+      }
       rows = chunkLogits_;
       if (i == static_cast<uint32_t>(selectStep_)) {
         if (selectAliasFrom_ != UINT32_MAX) continue;  // every row: its result is its operand
@@ -142,6 +150,8 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
                                   intermediate, topK, pointers,
                                   per == 3 ? pointers + experts : nullptr, pointers + 2 * experts,
                                   workspace_.data(), result(s, A), st));
+  } else if (op == "send" || op == "recv") {
+    return transferStage(s, A, T);
   } else if (op == "all_reduce" && ipc_) {
     return ipc_->allReduceDevice(type, operand(s, 0, A), T, width(s, 0), result(s, A), st);
   } else if (op == "all_reduce_add_rms_norm" && ipc_) {

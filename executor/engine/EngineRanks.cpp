@@ -1,6 +1,8 @@
 #include "executor/engine/EngineRanks.h"
 
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "codegen/PlanFormat.h"
 
@@ -18,6 +20,23 @@ BackendOptions backendOptionsOf(const EngineRankOptions& o, const std::function<
     if (reportProgress && outer) outer();
   };
   return b;
+}
+
+// The blocks the engine may hand out: every rank's pool must hold them. Stages of a device map
+// size their pools on different devices (a GPU's share, the CPU's --kv-cache-memory), so a
+// staged plan's ranks agree on the smallest; the ranks of one stage's kind size theirs alike.
+Expected<int64_t> agreedKvBlocks(const plan::Plan& p, Communicator& comm, int64_t mine) {
+  if (planIntAttr(p.model(), "pp", 1) == 1) return mine;
+  // Counts travel as two floats each (high and low 24 bits): exact up to 2^48 blocks.
+  const auto blocks = static_cast<uint64_t>(mine);
+  float own[2] = {static_cast<float>(blocks >> 24), static_cast<float>(blocks & 0xffffff)};
+  std::vector<float> all(2 * static_cast<size_t>(comm.world()));
+  if (Error e = comm.allGather(own, 2, all.data())) return e;
+  int64_t fewest = mine;
+  for (size_t r = 0; r < all.size(); r += 2)
+    fewest = std::min(fewest, static_cast<int64_t>((static_cast<uint64_t>(all[r]) << 24) +
+                                                   static_cast<uint64_t>(all[r + 1])));
+  return fewest;
 }
 
 }  // namespace
@@ -67,7 +86,12 @@ Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLi
     engine.fail(backend.errorMessage());
     return finish(backend.takeError());
   }
-  if ((*backend)->kvBlocks() == 0) {
+  Expected<int64_t> blocks = agreedKvBlocks(plan.plan(), **comm, (*backend)->kvBlocks());
+  if (!blocks) {
+    engine.fail(blocks.errorMessage());
+    return finish(blocks.takeError());
+  }
+  if (*blocks == 0) {
     Error e = makeError("the KV cache holds no block of ", options.engine.kvBlockSize,
                         " tokens (give a larger --kv-cache-memory)");
     engine.fail(e.message());
@@ -81,7 +105,7 @@ Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLi
   engine.acceptImages((*backend)->encodesImages());
   LeaderRunner runner(**backend, link, model.vocabSize,
                       planIntAttr(plan.plan().model(), "hidden_size"), heartbeat);
-  Error e = engine.run(runner, (*backend)->kvBlocks());
+  Error e = engine.run(runner, *blocks);
   if (!e) e = runner.stop();
   return finish(std::move(e));
 }
@@ -94,6 +118,8 @@ Error followEngine(const LoadedPlan& plan, uint32_t rank, const ConnectRank& con
   Expected<std::unique_ptr<Backend>> backend =
       createBackend(plan, rank, **comm, backendOptionsOf(options, heartbeat, false));
   if (!backend) return backend.takeError();
+  Expected<int64_t> blocks = agreedKvBlocks(plan.plan(), **comm, (*backend)->kvBlocks());
+  if (!blocks) return blocks.takeError();
   if (Error e = allLoaded()) return e;
   return followIterations(**backend, link, planIntAttr(plan.plan().model(), "vocab_size"),
                           planIntAttr(plan.plan().model(), "hidden_size"), heartbeat);

@@ -1,9 +1,13 @@
 #include "executor/engine/EngineRun.h"
 
+#include <algorithm>
+
 #include "executor/comm/ShmCommunicator.h"
 #include "executor/engine/EngineRanks.h"
 #include "executor/process/LocalComm.h"
+#include "executor/process/NoNcclDeviceMap.h"
 #include "executor/process/ProcessGroup.h"
+#include "executor/process/StageDevices.h"
 #include "kernels/cpu/Threads.h"
 
 namespace tpc {
@@ -25,28 +29,37 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
   if (options.localWorld != 0 && options.localWorld != world)
     return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
                      world, " (spreading ranks over several nodes needs --listen and --workers)");
-  const bool cuda = options.backend.kind == "cuda";
-  const int gpus = cuda ? cudaDeviceCount() : 0;
-  if (cuda && gpus == 0) return makeError("--backend cuda: no CUDA device is visible on this host");
-  Expected<std::string> commName = chooseLocalCommunicator(
-      options.backend.kind, cuda ? options.comm : std::string("auto"), world, gpus);
-  if (!commName) return commName.takeError();
-  const EngineRankOptions rankOptions = rankOptionsOf(options);
+  // The engine's CPU ranks talk over the control mesh (shared memory) whatever --comm says.
+  const bool cudaAsked = options.backend.kind == "cuda";
+  Expected<LocalPlacement> placed =
+      placeRanksOnThisHost(plan, options.backend, cudaAsked ? options.comm : std::string("auto"));
+  if (!placed) return placed.takeError();
+  const std::vector<RankDevice>& ranks = placed->ranks;
+  const std::string& commName = placed->comm;
+  // Every rank of a device map takes its own stage's backend and GPU.
+  auto rankOptionsFor = [&](int rank) {
+    EngineRankOptions r = rankOptionsOf(options);
+    r.backend.kind = ranks[static_cast<size_t>(rank)].kind;
+    r.backend.device = ranks[static_cast<size_t>(rank)].device;
+    return r;
+  };
   if (world == 1) {
     std::unique_ptr<Communicator> local = createLocalCommunicator();
     Expected<std::unique_ptr<Communicator>> comm =
-        oneRankCommunicator(options.backend.kind, options.backend.device, options.rankTimeout);
+        oneRankCommunicator(ranks[0].kind, ranks[0].device, options.rankTimeout, ncclDisabled());
     if (!comm) return comm.takeError();
     MeshLink link(*local);
     Communicator* made = comm->get();
     return hostEngine(
         plan, [made]() -> Expected<Communicator*> { return made; }, link,
-        [] { return Error::success(); }, rankOptions, driver, {});
+        [] { return Error::success(); }, rankOptionsFor(0), driver, {});
   }
   // The ranks' control mesh (iterations, host values) is shared memory, mapped before the fork;
   // CUDA ranks get a second segment for their GPU communicator's set-up (and host values).
   Expected<std::shared_ptr<ShmSegment>> segment = ShmSegment::create(world);
   if (!segment) return segment.takeError();
+  // A staged plan's ranks, CUDA ones included, use the control mesh for their boundaries.
+  const bool cuda = placed->gpuComm;
   std::shared_ptr<ShmSegment> gpuSegment;
   if (cuda) {
     Expected<std::shared_ptr<ShmSegment>> made = ShmSegment::create(world);
@@ -58,7 +71,7 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
   Error e = runLocalRanks(
       world,
       [&](int rank, RankContext& ctx) {
-        cpu::shareKernelThreads(world);
+        cpu::shareKernelThreads(std::max(placed->cpuRanks, 1));
         ShmOptions shm;
         shm.timeout = options.rankTimeout;
         Expected<std::unique_ptr<Communicator>> control =
@@ -70,9 +83,9 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
           Expected<std::unique_ptr<Communicator>> host =
               createShmCommunicator(rank, gpuSegment, shm);
           if (!host) return ctx.fail(host.errorMessage());
-          Expected<std::unique_ptr<Communicator>> made = connectLocalGpus(
-              *commName, std::move(*host), localRankDevice(options.backend.device, rank, gpus),
-              options.rankTimeout);
+          Expected<std::unique_ptr<Communicator>> made =
+              connectLocalGpus(commName, std::move(*host), ranks[static_cast<size_t>(rank)].device,
+                               options.rankTimeout);
           if (!made) return ctx.fail(made.errorMessage());
           gpu = std::move(*made);
           ctx.heartbeat();
@@ -82,6 +95,7 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
         auto beat = [&] { ctx.heartbeat(); };
         MeshLink link(**control);
         auto allLoaded = [&] { return (*control)->barrier(); };
+        const EngineRankOptions rankOptions = rankOptionsFor(rank);
         Error failed = rank == 0
                            ? hostEngine(plan, connect, link, allLoaded, rankOptions, driver, beat)
                            : followEngine(plan, static_cast<uint32_t>(rank), connect, link,

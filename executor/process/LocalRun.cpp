@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +15,9 @@
 
 #include "executor/comm/ShmCommunicator.h"
 #include "executor/process/LocalComm.h"
+#include "executor/process/NoNcclDeviceMap.h"
 #include "executor/process/ProcessGroup.h"
+#include "executor/process/StageDevices.h"
 #include "kernels/cpu/Threads.h"
 
 namespace tpc {
@@ -83,23 +86,34 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
   if (options.localWorld != 0 && options.localWorld != world)
     return makeError("--local-world ", options.localWorld, " does not match the plan's world of ",
                      world, " (spreading ranks over several nodes needs the control plane)");
-  const bool cuda = options.backend.kind == "cuda";
-  const int gpus = cuda ? cudaDeviceCount() : 0;
-  if (cuda && gpus == 0) return makeError("--backend cuda: no CUDA device is visible on this host");
-  Expected<std::string> commName =
-      chooseLocalCommunicator(options.backend.kind, options.comm, world, gpus);
-  if (!commName) return commName.takeError();
-  // NVLink SHARP multicast stays off in every rank this run starts.
-  if (cuda) ::setenv("NCCL_NVLS_ENABLE", "0", 1);
+  Expected<LocalPlacement> placed = placeRanksOnThisHost(plan, options.backend, options.comm);
+  if (!placed) return placed.takeError();
+  const std::vector<RankDevice>& ranks = placed->ranks;
+  const std::string& commName = placed->comm;
+  // Every rank of a device map takes its own stage's backend and GPU.
+  LocalRunOptions rankOptions = options;
+  auto optionsOf = [&](int rank) {
+    rankOptions.backend.kind = ranks[static_cast<size_t>(rank)].kind;
+    rankOptions.backend.device = ranks[static_cast<size_t>(rank)].device;
+    return rankOptions;
+  };
+  // A device map's report names every backend its stages run ("cuda+cpu").
+  const std::string label = backendsLabel(ranks);
+  auto labelled = [&](const RunReport& r) -> Error {
+    if (label == r.backend) return report(r);
+    RunReport named = r;
+    named.backend = label;
+    return report(named);
+  };
   if (world == 1) {
     Expected<std::unique_ptr<Communicator>> comm =
-        oneRankCommunicator(options.backend.kind, options.backend.device, options.rankTimeout);
+        oneRankCommunicator(ranks[0].kind, ranks[0].device, options.rankTimeout, ncclDisabled());
     if (!comm) return comm.takeError();
-    return runRank(plan, 0, **comm, *commName, options, {}, report);
+    return runRank(plan, 0, **comm, commName, optionsOf(0), {}, labelled);
   }
   // Shared memory carries the collectives of CPU ranks and rank 0's NCCL id for GPU ranks;
   // Gloo, when asked for, rendezvouses through a store on a socket bound before the fork.
-  const bool useGloo = *commName == "gloo";
+  const bool useGloo = commName == "gloo";
   std::shared_ptr<ShmSegment> segment;
   int fd = -1, port = 0;
   if (useGloo) {
@@ -117,7 +131,7 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
       world,
       [&](int rank, RankContext& ctx) {
         // The ranks share this host's cores; OpenBLAS would give each of them all of them.
-        cpu::shareKernelThreads(world);
+        cpu::shareKernelThreads(std::max(placed->cpuRanks, 1));
         Expected<std::unique_ptr<Communicator>> comm = makeError("no communicator");
         if (useGloo) {
           GlooOptions gloo;
@@ -132,17 +146,16 @@ Error runPlanLocally(const LoadedPlan& plan, const LocalRunOptions& options,
         }
         if (!comm) return ctx.fail(comm.errorMessage());
         ctx.heartbeat();
-        if (cuda) {
+        if (placed->gpuComm) {
           // Shared memory carries rank 0's NCCL id, or becomes the IPC communicator's host.
-          comm = connectLocalGpus(*commName, std::move(*comm),
-                                  localRankDevice(options.backend.device, rank, gpus),
-                                  options.rankTimeout);
+          comm = connectLocalGpus(commName, std::move(*comm),
+                                  ranks[static_cast<size_t>(rank)].device, options.rankTimeout);
           if (!comm) return ctx.fail(comm.errorMessage());
           ctx.heartbeat();
         }
         Error failed = runRank(
-            plan, static_cast<uint32_t>(rank), **comm, *commName, options, [&] { ctx.heartbeat(); },
-            report);
+            plan, static_cast<uint32_t>(rank), **comm, commName, optionsOf(rank),
+            [&] { ctx.heartbeat(); }, labelled);
         if (failed) {
           (*comm)->abort();
           return ctx.fail(failed.message());

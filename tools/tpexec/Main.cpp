@@ -14,6 +14,7 @@
 #include "tools/common/Args.h"
 #include "tools/common/Progress.h"
 #include "tools/tpexec/EngineFlags.h"
+#include "tools/tpexec/FolderPlan.h"
 #include "tools/tpexec/ImageInput.h"
 #include "tools/tpexec/MultiNode.h"
 #include "tools/tpexec/RequestsMode.h"
@@ -67,13 +68,14 @@ int runTpexec(int argc, char** argv) {
   tpexec::EngineFlags engineFlags;
   int64_t maxNew = 16, topK = 0, seed = 0, localWorld = 0, rankTimeoutMs = 5000;
   double temperature = 0.0, topP = 1.0;
-  bool json = false, ignoreEos = false, eager = false;
+  bool json = false, ignoreEos = false, eager = false, noNccl = false, syntheticWeights = false;
   cli::TextOptions textOptions;
   cli::ArgParser args(
       "tpexec",
       "Runs a plan: prefill the prompt, then decode with a KV cache, on every rank of the\n"
       "plan's world (one process each). Rank 0 prints the generated ids.");
-  args.positional("PLAN", &planPath, "a plan written by tpc compile");
+  args.positional("PLAN|MODEL_DIR", &planPath,
+                  "a plan written by tpc compile, or a checkpoint folder (compiled in memory)");
   args.option("--prompt-ids", &promptIds, "IDS", "prompt token ids, comma-separated (e.g. 1,2,3)");
   args.option("--requests", &requestsPath, "FILE.jsonl",
               "run every request of the file concurrently through the engine; one JSON line\n"
@@ -107,6 +109,11 @@ int runTpexec(int argc, char** argv) {
               "how the ranks talk: cpu shm or gloo; cuda nccl or ipc (one node, ranks may share "
               "a GPU). Default auto: shm on cpu; on cuda ipc when ranks share a GPU, else nccl");
   args.flag("--eager", &eager, "cuda: run every step eagerly, without CUDA Graphs");
+  args.flag("--no-nccl", &noNccl,
+            "leave NCCL out (as TPC_NO_NCCL=1): a MODEL_DIR gets a device map over the GPUs\n"
+            "and the CPU instead of tensor parallelism");
+  args.flag("--synthetic-weights", &syntheticWeights,
+            "random weights instead of the checkpoint's, for timing a shape (token ids only)");
   args.option("--local-world", &localWorld, "N", "ranks on this host (default: the plan's world)");
   args.option("--model-dir", &modelDir, "DIR",
               "checkpoint folder (default: where the plan was compiled from)");
@@ -147,14 +154,20 @@ int runTpexec(int argc, char** argv) {
         "NCCL; use --backend cpu)",
         2);
 
-  Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
+  if (noNccl) ::setenv("TPC_NO_NCCL", "1", 1);  // for this process and every rank it starts
+  tpexec::FolderPlanOptions folderOptions;
+  folderOptions.cuda = backend == "cuda";
+  folderOptions.gpuMemoryUtilization = engineConfig->gpuMemoryUtilization;
+  Expected<LoadedPlan> plan = tpexec::planToRun(planPath, folderOptions);
   if (!plan) return fail(plan.errorMessage());
-  if (backend == "cuda") noteMpsIfRanksShareAGpu(plan->plan().world(), comm);
+  if (backend == "cuda" && !findPlanAttr(plan->plan().model(), "stage_devices"))
+    noteMpsIfRanksShareAGpu(plan->plan().world(), comm);
   LocalRunOptions options;
   options.localWorld = localWorld;
   options.backend.kind = backend;
   options.comm = comm;
   options.backend.eager = eager;
+  options.backend.syntheticWeights = syntheticWeights;
   options.backend.modelDir = modelDir;
   options.rankTimeout = std::chrono::milliseconds(rankTimeoutMs);
   for (int64_t id : *ids) {

@@ -5,6 +5,7 @@
 // server stay on the head's rank 0.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "codegen/PlanFormat.h"
@@ -15,8 +16,8 @@
 #include "net/Message.h"
 #include "net/http/Server.h"
 #include "tools/common/Args.h"
-#include "tools/common/CompileModel.h"
 #include "tools/tpexec/EngineFlags.h"
+#include "tools/tpexec/FolderPlan.h"
 #include "tools/tpexec/HeadRun.h"
 
 namespace {
@@ -24,40 +25,6 @@ namespace {
 int serveFail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "error: %s\n", message.c_str());
   return code;
-}
-
-// The plan to serve: a plan file as it is, or a checkpoint folder compiled for `world` ranks
-// (0: the largest power of 2 <= the GPUs visible that the model's dimensions allow).
-tpc::Expected<tpc::LoadedPlan> planToServe(const std::string& path, int64_t world,
-                                           int64_t maxContext, int64_t maxBatch, bool cuda) {
-  using namespace tpc;
-  if (!std::filesystem::is_directory(path)) return LoadedPlan::readFile(path);
-  cli::CompileSettings settings;
-  settings.maxContext = maxContext;
-  settings.maxBatch = maxBatch;
-  const int gpus = cuda ? cudaDeviceCount() : 0;
-  int64_t tryWorld = world;
-  if (tryWorld == 0) {
-    tryWorld = 1;
-    while (tryWorld * 2 <= gpus) tryWorld *= 2;
-  }
-  while (true) {
-    settings.world = tryWorld;
-    Expected<cli::CompiledModel> compiled = cli::compileModel(path, settings);
-    if (compiled) {
-      std::fprintf(stderr, "tpexec serve: compiled %s (%s) for world %lld (%s)\n", path.c_str(),
-                   compiled->family.c_str(), static_cast<long long>(tryWorld),
-                   world > 0  ? "--world"
-                   : gpus > 0 ? (std::to_string(gpus) +
-                                 " GPUs visible; the largest power of 2 the model allows")
-                                    .c_str()
-                              : "no GPU visible: one CPU rank");
-      return LoadedPlan::fromBytes(std::move(compiled->bytes), path);
-    }
-    // A world the dimensions do not split into is tried smaller; other failures are final.
-    if (world > 0 || tryWorld == 1) return compiled.takeError();
-    tryWorld /= 2;
-  }
 }
 
 // A llava plan's image input for the server: the tower's sizes and the checkpoint's
@@ -102,7 +69,7 @@ int runServeCommand(int argc, char** argv) {
   int64_t port = 8000, maxQueued = 1024, maxBodyBytes = int64_t{4} << 20;
   int64_t world = 0, localWorld = 0, maxContext = 0, maxBatch = 8, rankTimeoutMs = 5000;
   int64_t maxImageBytes = int64_t{20} << 20, maxImagePixels = int64_t{4096} * 4096;
-  bool eager = false, syntheticWeights = false;
+  bool eager = false, syntheticWeights = false, noNccl = false;
   tpexec::EngineFlags engineFlags;
   tpexec::HeadRunOptions head;
   head.workers = 0;
@@ -149,9 +116,12 @@ int runServeCommand(int argc, char** argv) {
               "tokenizer.json or its folder (default: the checkpoint folder's; without one,\n"
               "only prompts of token ids are served)");
   tpexec::addEngineFlags(args, engineFlags);
+  args.flag("--no-nccl", &noNccl,
+            "leave NCCL out (as TPC_NO_NCCL=1): a MODEL_DIR gets a device map over the GPUs\n"
+            "and the CPU instead of tensor parallelism");
   args.flag("--eager", &eager, "cuda: never use CUDA Graphs");
   args.flag("--synthetic-weights", &syntheticWeights,
-            "cuda: random weights made on the GPU, for load tests of a shape without its\n"
+            "random weights (made on the GPU on cuda), for load tests of a shape without its\n"
             "checkpoint (prompts of token ids only)");
   args.option("--rank-timeout-ms", &rankTimeoutMs, "MS",
               "a rank silent this long counts as hung (default 5000)");
@@ -171,8 +141,6 @@ int runServeCommand(int argc, char** argv) {
   if (rankTimeoutMs < 100) return serveFail("--rank-timeout-ms must be at least 100", 2);
   if (backend == "cuda" && !haveCudaBackend())
     return serveFail("--backend cuda: this build has no CUDA backend (use --backend cpu)", 2);
-  if (syntheticWeights && backend != "cuda")
-    return serveFail("--synthetic-weights needs --backend cuda", 2);
   const bool multiNode = !head.listen.empty();
   if (multiNode && syntheticWeights)
     return serveFail("--synthetic-weights serves one node only (workers load the head's weights)",
@@ -195,7 +163,15 @@ int runServeCommand(int argc, char** argv) {
   server.maxBodyBytes = static_cast<uint64_t>(maxBodyBytes);
   server.stopOnSignals = true;
 
-  Expected<LoadedPlan> plan = planToServe(target, world, maxContext, maxBatch, backend == "cuda");
+  if (noNccl) ::setenv("TPC_NO_NCCL", "1", 1);  // for this process and every rank it starts
+  tpexec::FolderPlanOptions folderOptions;
+  folderOptions.tool = "tpexec serve";
+  folderOptions.world = world;
+  folderOptions.maxContext = maxContext;
+  folderOptions.maxBatch = maxBatch;
+  folderOptions.cuda = backend == "cuda";
+  folderOptions.gpuMemoryUtilization = engineConfig->gpuMemoryUtilization;
+  Expected<LoadedPlan> plan = tpexec::planToRun(target, folderOptions);
   if (!plan) return serveFail(plan.errorMessage());
   std::string folder = modelFolderOf(*plan, modelDir);
   if (server.modelName.empty())
