@@ -37,7 +37,8 @@ void fill(std::vector<float>& out, uint64_t seed, float scale) {
 
 }  // namespace
 
-std::vector<std::vector<float>> syntheticWeightsF32(const plan::Plan& p, uint32_t rank) {
+std::vector<std::vector<float>> syntheticWeightsF32(const plan::Plan& p, uint32_t rank,
+                                                    const std::function<void()>& onWeight) {
   std::vector<std::vector<float>> weights;
   for (const plan::Weight* w : *p.ranks()->Get(rank)->weights()) {
     const auto& shape = *w->shape();
@@ -49,6 +50,7 @@ std::vector<std::vector<float>> syntheticWeightsF32(const plan::Plan& p, uint32_
     const float scale = shape.size() > 1 ? 1.0f / std::sqrt(static_cast<float>(fanIn)) : 1.0f;
     weights.emplace_back(static_cast<size_t>(count));
     fill(weights.back(), nameSeed(w->name()->string_view()), scale);
+    if (onWeight) onWeight();
   }
   return weights;
 }

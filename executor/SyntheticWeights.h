@@ -6,13 +6,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "codegen/PlanReader.h"
 
 namespace tpc {
 
-// Every weight of `rank`'s program, as loadWeightsF32 lays them out (the local shape).
-std::vector<std::vector<float>> syntheticWeightsF32(const plan::Plan& p, uint32_t rank);
+// Every weight of `rank`'s program, as loadWeightsF32 lays them out (the local shape);
+// `onWeight` after each (a large model must not look like a hang).
+std::vector<std::vector<float>> syntheticWeightsF32(const plan::Plan& p, uint32_t rank,
+                                                    const std::function<void()>& onWeight);
 
 }  // namespace tpc

@@ -468,10 +468,7 @@ class CpuBackend : public Backend {
 Expected<std::vector<std::vector<float>>> loadRankWeights(const plan::Plan& p, uint32_t rank,
                                                           const BackendOptions& options) {
   if (options.syntheticWeights) {
-    std::vector<std::vector<float>> weights = syntheticWeightsF32(p, rank);
-    if (options.onProgress)
-      for (size_t w = 0; w < weights.size(); ++w) options.onProgress();
-    return weights;
+    return syntheticWeightsF32(p, rank, options.onProgress);
   }
   if (!options.weightSource) {
     Expected<Checkpoint> checkpoint = openPlanCheckpoint(p, options.modelDir);

@@ -401,6 +401,7 @@ Error CudaBackend::run(const StepInput& in, const std::function<Error(const Chun
   Expected<PagedStepLayout> layout = layoutPagedStep(in, pool_);
   if (!layout) return layout.takeError();
   layout_ = std::move(*layout);
+  allRowsCross_ = pp_ > 1 && in.paged() && !in.logitRows;
   if (pp_ > 1 && in.tokens > chunkTokens_)
     return makeError("a pipeline stage on the GPU runs steps of at most ", chunkTokens_,
                      " tokens, this one has ", in.tokens, " (lower --max-batched-tokens)");

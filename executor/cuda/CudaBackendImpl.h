@@ -182,6 +182,9 @@ class CudaBackend : public Backend {
   // boundary crosses through host memory, in f32 whatever its dtype on the device.
   int64_t pp_ = 1, tp_ = 1;
   int64_t logitRecvStep_ = -1;
+  // A paged step that gives no logit rows pointer: the CPU stages then carry every row's logits
+  // across the boundary (its cpu::select_rows keeps all rows), so this stage carries as many.
+  bool allRowsCross_ = false;
   std::vector<float> stageHost_;
   std::vector<uint16_t> stageHalf_;
   int64_t chunkLogits_ = 0;

@@ -29,7 +29,7 @@ Error CudaBackend::enqueueSteps(int64_t tokens) {
       if (chunkLogits_ == 0) {
         std::string_view op = s.op()->string_view();
         if (op == "send" || op == "recv")
-          if (Error e = transferStage(s, tokens, 0)) return e;
+          if (Error e = transferStage(s, tokens, allRowsCross_ ? tokens : 0)) return e;
         continue;
       }
       rows = chunkLogits_;
