@@ -101,6 +101,7 @@ TEST(TpexecCudaGoldenStages, TheEngineRunsAMixedPlan) {
     std::ofstream out(requests);
     for (int i = 0; i < 4; ++i) {
       std::vector<int64_t> prompt;
+      prompt.reserve(3 + 4 * static_cast<size_t>(i));
       for (int k = 0; k < 3 + 4 * i; ++k) prompt.push_back((i * 31 + k * 7 + 1) % 250);
       prompts.push_back(prompt);
       nlohmann::json j;
