@@ -34,6 +34,9 @@ for preset in llama3-8b llama3.2-1b; do
     --quiet -o "$out/plans/$preset.w1.fb"
   cp "$models/$preset/config.json" "$out/plans/$preset.config.json"
 done
+# The Llama-3-8B shape as a device map of an 8 GiB GPU and the CPU (scripts/gpu/device-map.sh).
+"$tpc" compile "$models/llama3-8b" --dtype bf16 --max-context 4096 --max-batch 8 \
+  --device-map auto --device-memory cuda:0=8GiB,cpu=64GiB --quiet -o "$out/plans/llama3-8b.map.fb"
 # The engine's shapes: many sequences per iteration (CUDA Graph buckets up to --max-batch), and
 # the Qwen3-30B-A3B MoE shape from a header over a sparse file (no weight bytes are needed).
 "$tpc" compile "$models/llama3-8b" --world 1 --dtype bf16 --max-context 2048 --max-batch 256 \
