@@ -189,7 +189,6 @@ TEST(ServeCli, BadFlagsAreOneLineErrorsNamingTheFlag) {
       {"--max-queued 0", "--max-queued"},
       {"--max-body-bytes 10", "--max-body-bytes"},
       {"--world 3", "--world"},
-      {"--backend cpu --synthetic-weights", "--synthetic-weights"},
       {"--synthetic-weights --listen 127.0.0.1:0 --workers 1", "--synthetic-weights"},
       {"--rank-timeout-ms 1", "--rank-timeout-ms"},
   };
