@@ -75,6 +75,16 @@ class Backend {
   // `vocab` is the logits' row width (the model's vocab_size).
   virtual Expected<std::vector<int32_t>> forwardSample(const StepInput& in, const RowSampling* rows,
                                                        int64_t vocab);
+  // Pipeline micro-batches: beginForward runs this rank's part of a step up to where the
+  // logits come back from the last stage and returns, so the rank can begin the next
+  // micro-batch while later stages still work on this one; finishForward completes the oldest
+  // begun step (they finish in the order they began) and returns forward()'s logits. `in` must
+  // stay valid until then. Without an override the whole step runs in finishForward.
+  virtual Error beginForward(const StepInput& in) {
+    (void)in;
+    return Error::success();
+  }
+  virtual Expected<const float*> finishForward(const StepInput& in) { return forward(in); }
   // llava: runs this rank's part of the vision tower and projector on one image's
   // pixel_patches ([rows, channels * patch^2], cpu::patchify's layout); returns the image
   // features [rows, text hidden], the same on every rank, valid until the next call.
@@ -113,6 +123,11 @@ struct BackendOptions {
   uint64_t kvCacheBytes = 0;
   double gpuMemoryUtilization = 0.90;
 };
+
+// The host sampler of forwardSample: `count` rows of `logits` ([count, vocab]), row r picked
+// with rows[r] and its own draw.
+std::vector<int32_t> sampleLogitRows(const float* logits, int64_t count, const RowSampling* rows,
+                                     int64_t vocab);
 
 // The backend `options.kind` names; "cuda" is an error in a build without the CUDA toolkit.
 Expected<std::unique_ptr<Backend>> createBackend(const LoadedPlan& plan, uint32_t rank,

@@ -197,14 +197,18 @@ Expected<std::vector<int32_t>> Backend::forwardSample(const StepInput& in, const
                                                       int64_t vocab) {
   Expected<const float*> logits = forward(in);
   if (!logits) return logits.takeError();
-  const int64_t count = in.paged() ? in.logitRowCount : in.tokens;
+  return sampleLogitRows(*logits, in.paged() ? in.logitRowCount : in.tokens, rows, vocab);
+}
+
+std::vector<int32_t> sampleLogitRows(const float* logits, int64_t count, const RowSampling* rows,
+                                     int64_t vocab) {
   std::vector<int32_t> picked;
   picked.reserve(static_cast<size_t>(count));
   for (int64_t r = 0; r < count; ++r) {
     cpu::SamplingParams p{rows[r].temperature, rows[r].topK, rows[r].topP};
     p.minP = rows[r].minP;
     picked.push_back(
-        static_cast<int32_t>(cpu::sampleWithDraw(*logits + r * vocab, vocab, p, rows[r].uniform)));
+        static_cast<int32_t>(cpu::sampleWithDraw(logits + r * vocab, vocab, p, rows[r].uniform)));
   }
   return picked;
 }

@@ -45,6 +45,10 @@ class Communicator {
     (void)count;
     return makeError("rank ", rank(), ": this communicator cannot receive from rank ", peer);
   }
+  // Floats a send may leave behind without waiting for the peer's recv (0: a send may wait for
+  // it). The engine keeps pipeline micro-batches in flight only where a stage's hidden state
+  // fits: then a stage sending forward never waits on one sending logits back.
+  virtual size_t bufferedSendFloats() const { return 0; }
   // Makes any pending and every later collective fail quickly. Safe to call from another
   // thread, e.g. the control plane when it learns that a peer died.
   virtual void abort() = 0;

@@ -254,6 +254,10 @@ class ShmCommunicator final : public Communicator {
     return Error::success();
   }
 
+  // A channel holds one chunk: a send of at most that many floats returns once the previous
+  // one was taken.
+  size_t bufferedSendFloats() const override { return layout_.channelFloats(); }
+
   void abort() override {
     aborted_ = true;
     uint32_t none = 0;

@@ -75,6 +75,14 @@ class CpuBackend : public Backend {
       caches_.push_back(cache);
     }
     allocatePool(options);
+    // An earlier stage's program ends with the recvs of the logits from the last stage: the
+    // part finishForward runs.
+    const auto& steps = *prog_.steps();
+    tailStart_ = steps.size();
+    while (pp > 1 && tailStart_ > 0 && steps.Get(tailStart_ - 1)->op()->string_view() == "recv" &&
+           intAttr(*steps.Get(tailStart_ - 1), "peer_stage") == pp - 1 &&
+           intAttr(*steps.Get(tailStart_ - 1), "stage") != pp - 1)
+      --tailStart_;
   }
 
   const char* name() const override { return "cpu"; }
@@ -84,6 +92,11 @@ class CpuBackend : public Backend {
   int64_t kvBlocks() const override { return poolBlocks_; }
 
   Expected<const float*> forward(const StepInput& in) override {
+    if (Error e = beginForward(in)) return e;
+    return finishForward(in);
+  }
+
+  Error beginForward(const StepInput& in) override {
     tokens_ = in.tokens;
     size_t floats = static_cast<size_t>(scale_ * prog_.arena_bytes_per_token() * in.tokens / 4 + 4);
     if (arena_.size() < floats) arena_.assign(floats, 0.0f);
@@ -103,10 +116,20 @@ class CpuBackend : public Backend {
     input_ = &in;
     if (in.paged())
       if (Error e = checkPaged(in)) return e;
-    size_t attention = 0;
-    for (const plan::Step* s : *prog_.steps())
-      if (Error e = run(*s, attention))
-        return std::move(e).withContext(std::string(s->op()->string_view()) + ": ");
+    return runSteps(0, tailStart_);
+  }
+
+  // The arena is laid out for the step again; what other steps began meanwhile wrote there is
+  // dead by now (they have sent their hidden states), and the tail only receives.
+  Expected<const float*> finishForward(const StepInput& in) override {
+    if (tailStart_ < prog_.steps()->size()) {
+      tokens_ = in.tokens;
+      rows_ = in.tokens;
+      slots_ = in.slots;
+      input_ = &in;
+      if (Error e = runSteps(tailStart_, prog_.steps()->size())) return e;
+    }
+    tokens_ = in.tokens;
     return static_cast<const float*>(buffer(prog_.outputs()->Get(0)));
   }
 
@@ -300,6 +323,16 @@ class CpuBackend : public Backend {
     return Error::success();
   }
 
+  Error runSteps(size_t from, size_t to) {
+    size_t attention = 0;
+    for (size_t i = from; i < to; ++i) {
+      const plan::Step& s = *prog_.steps()->Get(static_cast<flatbuffers::uoffset_t>(i));
+      if (Error e = run(s, attention))
+        return std::move(e).withContext(std::string(s.op()->string_view()) + ": ");
+    }
+    return Error::success();
+  }
+
   Communicator& tpComm() { return group_ ? *group_ : comm_; }
   // The same tensor-parallel rank of the step's peer stage.
   int peerOf(const plan::Step& s) const {
@@ -461,6 +494,7 @@ class CpuBackend : public Backend {
   int64_t rows_ = 0;    // rows the current step runs on (fewer after select_rows)
   const StepInput* input_ = nullptr;
   const int32_t* slots_ = nullptr;
+  size_t tailStart_ = 0;  // steps from here on finish a step (the logits' recvs)
   std::unique_ptr<CpuBackend> tower_;
 };
 
