@@ -128,6 +128,10 @@ struct EngineConfig {
   // travels in one control-plane frame: a larger image is refused at submit, and images that
   // together pass the limit go in different iterations.
   int64_t maxImageBytesPerIteration = 0;
+  // Pipeline micro-batches kept in flight, so that stages work at the same time: the running
+  // sequences split into this many iterations (--micro-batches). 0: the plan's stages; 1: one
+  // iteration at a time.
+  int64_t microBatches = 0;
 };
 
 }  // namespace tpc

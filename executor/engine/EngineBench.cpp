@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "executor/engine/EngineRanks.h"
 #include "executor/engine/Traffic.h"
 
 namespace tpc {
@@ -44,6 +45,8 @@ Error runEngineBench(const LoadedPlan& plan, const EngineBenchOptions& o,
   if (o.inputLength + o.outputLength > p.limits()->max_context())
     return makeError("--input-len ", o.inputLength, " + --output-len ", o.outputLength,
                      " does not fit the plan's max context of ", p.limits()->max_context());
+  Expected<int64_t> microBatches = microBatchesOf(p, o.run.engine);
+  if (!microBatches) return microBatches.takeError();
   std::vector<IterationStats> iterations;
   EngineRunOptions run = o.run;
   run.onIteration = [&iterations](const IterationStats& s) { iterations.push_back(s); };
@@ -96,6 +99,7 @@ Error runEngineBench(const LoadedPlan& plan, const EngineBenchOptions& o,
     r.inputLength = o.inputLength;
     r.outputLength = o.outputLength;
     r.concurrency = concurrency;
+    r.microBatches = *microBatches;
     r.seconds = seconds;
     r.requestsPerSecond = static_cast<double>(o.requests) / seconds;
     r.outputTokensPerSecond = static_cast<double>(o.requests * o.outputLength) / seconds;

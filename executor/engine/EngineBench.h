@@ -22,6 +22,7 @@ struct EngineBenchOptions {
 struct EngineBenchReport {
   std::string backend;
   int64_t world = 1, requests = 0, inputLength = 0, outputLength = 0, concurrency = 0;
+  int64_t microBatches = 1;  // pipeline micro-batches asked for
   double seconds = 0;
   double requestsPerSecond = 0, outputTokensPerSecond = 0, totalTokensPerSecond = 0;
   int64_t iterations = 0;

@@ -211,6 +211,8 @@ Error EngineCore::run(IterationRunner& runner, int64_t kvBlocks) {
   sc.blockSize = config_.kvBlockSize;
   sc.maxImageBytes = config_.maxImageBytesPerIteration;
   scheduler_ = std::make_unique<Scheduler>(sc, *pool_, prefix_.get());
+  microBatches_ = config_.microBatches > 0 ? config_.microBatches : model_.stages;
+  if (runner.inFlightTokens() < 1) microBatches_ = 1;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     poolBlocks_ = kvBlocks;
@@ -243,16 +245,29 @@ Error EngineCore::run(IterationRunner& runner, int64_t kvBlocks) {
     }
     for (EngineRequestId id : cancels) {
       auto it = sequences_.find(id);
-      if (it != sequences_.end()) finish(*it->second, "cancelled");
+      if (it == sequences_.end()) continue;
+      // In flight: it finishes when its micro-batch is back.
+      if (it->second->inFlight)
+        it->second->cancelled = true;
+      else
+        finish(*it->second, "cancelled");
     }
     if (stop) break;
     Error e = scheduler_->idle() ? runner.idle() : runIteration(runner);
     if (e) {
+      inFlight_.clear();
       fail(e.message());
       return e;
     }
     publishCounters();
   }
+  // Every rank finishes what it began before the ranks are told to stop.
+  while (!inFlight_.empty())
+    if (Error e = finishOldest(runner)) {
+      inFlight_.clear();
+      fail(e.message());
+      return e;
+    }
   failAll("the engine stopped");
   std::lock_guard<std::mutex> lock(mutex_);
   if (state_ != EngineState::Failed) state_ = EngineState::Stopped;
@@ -260,19 +275,37 @@ Error EngineCore::run(IterationRunner& runner, int64_t kvBlocks) {
 }
 
 Error EngineCore::runIteration(IterationRunner& runner) {
-  std::vector<ScheduledChunk> chunks = scheduler_->schedule();
-  if (chunks.empty()) return runner.idle();  // nothing fits yet (cannot last: see submit)
-  const auto started = Clock::now();
-  IterationStats stats;
+  // Each micro-batch takes its share of the sequences; while one is in flight the next takes
+  // no more tokens than the stages' sends buffer.
+  const SchedulerConfig& config = scheduler_->config();
+  ScheduleLimits limits{config.maxSeqs, config.maxBatchedTokens};
+  if (microBatches_ > 1) {
+    const auto known =
+        static_cast<int64_t>(scheduler_->running().size() + scheduler_->waiting().size());
+    limits.maxSeqs = (known + microBatches_ - 1) / microBatches_;
+    if (!inFlight_.empty()) limits.maxTokens = runner.inFlightTokens();
+  }
+  std::vector<ScheduledChunk> chosen;
+  if (static_cast<int64_t>(inFlight_.size()) < microBatches_) chosen = scheduler_->schedule(limits);
+  if (chosen.empty()) {
+    if (!inFlight_.empty()) return finishOldest(runner);
+    return runner.idle();  // nothing fits yet (cannot last: see submit)
+  }
+  Scheduled scheduled;
+  scheduled.started = Clock::now();
+  scheduled.chunks = std::move(chosen);
+  const std::vector<ScheduledChunk>& chunks = scheduled.chunks;
+  IterationStats& stats = scheduled.stats;
   stats.sequences = static_cast<int64_t>(chunks.size());
-  Iteration it;
+  stats.alongside = static_cast<int64_t>(inFlight_.size());
+  Iteration& it = scheduled.it;
   it.seqStarts.push_back(0);
   int64_t stride = 0;
   for (const ScheduledChunk& c : chunks)
     stride = std::max<int64_t>(stride, static_cast<int64_t>(c.seq->blocks.size()));
   it.blockTableStride = stride;
-  bool host = false;
-  std::vector<Sequence*> sampling;
+  bool& host = scheduled.host;
+  std::vector<Sequence*>& sampling = scheduled.sampling;
   const bool images = std::any_of(chunks.begin(), chunks.end(), [](const ScheduledChunk& c) {
     return c.seq->coversImage(c.start, c.count);
   });
@@ -304,33 +337,63 @@ Error EngineCore::runIteration(IterationRunner& runner) {
     if (seq.queueMs == 0)
       seq.queueMs = std::chrono::duration<double, std::milli>(Clock::now() - seq.submitted).count();
   }
-  const int64_t vocab = model_.vocabSize;
-  std::vector<int32_t> picked;
-  const float* logits = nullptr;
+  it.kind = host ? Iteration::Kind::Forward : Iteration::Kind::Sample;
+  if (microBatches_ > 1) {
+    for (const ScheduledChunk& c : chunks) c.seq->inFlight = true;
+    inFlight_.push_back(std::move(scheduled));
+    return runner.begin(inFlight_.back().it);
+  }
   if (host) {
-    it.kind = Iteration::Kind::Forward;
     Expected<const float*> out = runner.forward(it);
     if (!out) return out.takeError();
-    logits = *out;
+    scheduled.logits = *out;
   } else {
-    it.kind = Iteration::Kind::Sample;
     Expected<std::vector<int32_t>> out = runner.sample(it);
     if (!out) return out.takeError();
-    picked = std::move(*out);
-    if (picked.size() != sampling.size())
-      return makeError("the backend picked ", picked.size(), " tokens for ", sampling.size(),
-                       " rows");
+    scheduled.picked = std::move(*out);
   }
+  return complete(scheduled);
+}
+
+Error EngineCore::finishOldest(IterationRunner& runner) {
+  Scheduled s = std::move(inFlight_.front());
+  inFlight_.pop_front();
+  for (const ScheduledChunk& c : s.chunks) c.seq->inFlight = false;
+  Expected<const float*> logits = runner.finish(s.it);
+  if (!logits) return logits.takeError();
+  if (s.host)
+    s.logits = *logits;
+  else
+    s.picked = sampleLogitRows(*logits, static_cast<int64_t>(s.it.logitRows.size()),
+                               s.it.sampling.data(), model_.vocabSize);
+  if (Error e = complete(s)) return e;
+  // Going idle: the other ranks finish their part now, not at the next message.
+  if (inFlight_.empty() && scheduler_->idle()) return runner.idle();
+  return Error::success();
+}
+
+Error EngineCore::complete(Scheduled& s) {
+  const std::vector<Sequence*>& sampling = s.sampling;
+  if (!s.host && s.picked.size() != sampling.size())
+    return makeError("the backend picked ", s.picked.size(), " tokens for ", sampling.size(),
+                     " rows");
+  const int64_t vocab = model_.vocabSize;
+  const float* logits = s.logits;
   ++iterations_;
   if (onIteration_) {
-    stats.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-    onIteration_(stats);
+    s.stats.ms = std::chrono::duration<double, std::milli>(Clock::now() - s.started).count();
+    onIteration_(s.stats);
   }
-  scheduler_->completed(chunks);
+  scheduler_->completed(s.chunks);
+  // Cancelled while in flight: they end now, without this iteration's token.
+  std::vector<EngineRequestId> cancelled;
+  for (const ScheduledChunk& c : s.chunks)
+    if (c.seq->cancelled) cancelled.push_back(c.seq->id);
   for (size_t r = 0; r < sampling.size(); ++r) {
     Sequence& seq = *sampling[r];
-    if (!host) {
-      emitToken(seq, picked[r], nullptr);
+    if (seq.cancelled) continue;
+    if (!s.host) {
+      emitToken(seq, s.picked[r], nullptr);
       continue;
     }
     rowScratch_.assign(logits + static_cast<int64_t>(r) * vocab,
@@ -338,6 +401,10 @@ Error EngineCore::runIteration(IterationRunner& runner) {
     applyPenalties(seq, rowScratch_.data(), vocab);
     emitToken(seq, pickToken(seq, rowScratch_.data(), vocab),
               logits + static_cast<int64_t>(r) * vocab);
+  }
+  for (EngineRequestId id : cancelled) {
+    auto it = sequences_.find(id);
+    if (it != sequences_.end()) finish(*it->second, "cancelled");
   }
   return Error::success();
 }

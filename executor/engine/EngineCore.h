@@ -4,8 +4,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -31,6 +33,20 @@ class IterationRunner {
   virtual Expected<std::vector<int32_t>> sample(const Iteration& it) = 0;
   // Nothing to run for a while: keep the other ranks and the process group informed.
   virtual Error idle() = 0;
+  // Pipeline micro-batches (Backend::beginForward): begin hands `it` to every rank and runs
+  // rank 0's part up to where the logits come back; finish completes the oldest begun
+  // iteration, `it` again, and returns its logit rows' logits, valid until the next call.
+  virtual Error begin(const Iteration& it) {
+    (void)it;
+    return makeError("this runner keeps no micro-batch in flight");
+  }
+  virtual Expected<const float*> finish(const Iteration& it) {
+    (void)it;
+    return makeError("this runner keeps no micro-batch in flight");
+  }
+  // The most tokens an iteration may have to begin while another is in flight; 0: none may,
+  // so micro-batches run one at a time.
+  virtual int64_t inFlightTokens() const { return 0; }
 };
 
 // What one iteration computed and how long it took (benchmarks).
@@ -39,12 +55,14 @@ struct IterationStats {
   int64_t prefillTokens = 0;  // tokens of prompt chunks (recomputed ones included)
   int64_t decodeTokens = 0;   // one per sequence that was already fully computed
   int64_t kvTokensRead = 0;   // positions whose K/V the attention reads, over all sequences
-  double ms = 0;
+  int64_t alongside = 0;      // pipeline micro-batches already in flight when it began
+  double ms = 0;              // from its start until its tokens were known
 };
 
 struct EngineModel {
   int64_t maxContext = 0, vocabSize = 0;
   int64_t maxBatch = 8;  // the plan's max batch: the default of EngineConfig::maxSeqs
+  int64_t stages = 1;    // pipeline stages: the default of EngineConfig::microBatches
   std::vector<int64_t> eosIds;
   // llava (imageTokenIndex >= 0): the tower's rows per image, the first feature row that
   // replaces an image token (1 when the class row is dropped), and its patch row's width.
@@ -79,6 +97,8 @@ class EngineCore final : public Engine {
   // Whether the ranks' backend runs the vision tower; set before run(). Requests with an image
   // are refused while it is false.
   void acceptImages(bool accept) { acceptImages_ = accept; }
+  // Micro-batches kept in flight, once run() has started (1: one iteration at a time).
+  int64_t microBatches() const { return microBatches_; }
 
  private:
   Error validate(const EngineRequest& r) const;
@@ -86,7 +106,21 @@ class EngineCore final : public Engine {
   void addImages(const ScheduledChunk& c, Iteration& it) const;
   void takeInbox(std::vector<std::unique_ptr<Sequence>>& fresh,
                  std::vector<EngineRequestId>& cancels, bool& stop);
+  // One iteration; with micro-batches, one more begun (nothing to begin: the oldest finished).
   Error runIteration(IterationRunner& runner);
+  // The iteration the scheduler chose, from building it to its tokens.
+  struct Scheduled {
+    std::vector<ScheduledChunk> chunks;
+    std::vector<Sequence*> sampling;
+    bool host = false;
+    Iteration it;
+    IterationStats stats;
+    std::chrono::steady_clock::time_point started;
+    const float* logits = nullptr;  // host sampling
+    std::vector<int32_t> picked;    // otherwise
+  };
+  Error finishOldest(IterationRunner& runner);
+  Error complete(Scheduled& s);
   void emitToken(Sequence& seq, int32_t token, const float* logits);
   void finish(Sequence& seq, const std::string& reason);
   void failAll(const std::string& why);
@@ -114,6 +148,8 @@ class EngineCore final : public Engine {
   std::map<EngineRequestId, std::unique_ptr<Sequence>> sequences_;
   int64_t promptTokens_ = 0, generationTokens_ = 0, iterations_ = 0, finished_ = 0;
   std::vector<float> rowScratch_;
+  int64_t microBatches_ = 1;
+  std::deque<Scheduled> inFlight_;  // begun micro-batches, oldest first
   std::function<void(const IterationStats&)> onIteration_;
 };
 

@@ -46,6 +46,7 @@ EngineModel engineModelOf(const plan::Plan& p) {
   m.maxContext = p.limits()->max_context();
   m.maxBatch = p.limits()->max_batch();
   m.vocabSize = planIntAttr(p.model(), "vocab_size");
+  m.stages = planIntAttr(p.model(), "pp", 1);
   const plan::Attr* eos = findPlanAttr(p.model(), "eos_token_ids");
   if (eos && eos->ints()) m.eosIds.assign(eos->ints()->begin(), eos->ints()->end());
   if (p.vision_tower()) {
@@ -58,6 +59,17 @@ EngineModel engineModelOf(const plan::Plan& p) {
   return m;
 }
 
+Expected<int64_t> microBatchesOf(const plan::Plan& p, const EngineConfig& config) {
+  const int64_t stages = planIntAttr(p.model(), "pp", 1);
+  if (config.microBatches < 0)
+    return makeError("--micro-batches must be at least 1, not ", config.microBatches);
+  if (config.microBatches > 1 && stages == 1)
+    return makeError("--micro-batches ", config.microBatches,
+                     " keeps pipeline stages busy, but the plan has one stage (compile it with "
+                     "--pp)");
+  return config.microBatches > 0 ? config.microBatches : stages;
+}
+
 Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLink& link,
                  const std::function<Error()>& allLoaded, const EngineRankOptions& options,
                  const std::function<Error(Engine&)>& driver,
@@ -65,6 +77,7 @@ Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLi
   const EngineModel model = engineModelOf(plan.plan());
   EngineCore engine(model, options.engine);
   engine.onIteration(options.onIteration);
+  Expected<int64_t> microBatches = microBatchesOf(plan.plan(), options.engine);
   Error driverError = Error::success();
   std::thread driverThread([&] {
     driverError = driver(engine);
@@ -75,6 +88,10 @@ Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLi
     if (e) return e;
     return std::move(driverError);
   };
+  if (!microBatches) {
+    engine.fail(microBatches.errorMessage());
+    return finish(microBatches.takeError());
+  }
   Expected<Communicator*> comm = connect();
   if (!comm) {
     engine.fail(comm.errorMessage());
@@ -103,8 +120,13 @@ Error hostEngine(const LoadedPlan& plan, const ConnectRank& connect, IterationLi
     return finish(std::move(e));
   }
   engine.acceptImages((*backend)->encodesImages());
+  // Micro-batches overlap only where the other ranks take messages as they come and the
+  // stages' sends are buffered.
+  const int64_t inFlightTokens = *microBatches > 1 && options.followersQueueMessages
+                                     ? inFlightTokenLimit(plan.plan(), **comm)
+                                     : 0;
   LeaderRunner runner(**backend, link, model.vocabSize,
-                      planIntAttr(plan.plan().model(), "hidden_size"), heartbeat);
+                      planIntAttr(plan.plan().model(), "hidden_size"), heartbeat, inFlightTokens);
   Error e = engine.run(runner, *blocks);
   if (!e) e = runner.stop();
   return finish(std::move(e));

@@ -22,9 +22,15 @@ struct EngineRankOptions {
   EngineConfig engine;
   // Rank 0, on the engine thread, after every iteration.
   std::function<void(const IterationStats&)> onIteration;
+  // Every other rank takes iteration messages as soon as rank 0 sends them (a QueuedLink), so
+  // pipeline micro-batches may be in flight together; otherwise they run one at a time.
+  bool followersQueueMessages = false;
 };
 
 EngineModel engineModelOf(const plan::Plan& plan);
+// The micro-batches `config` asks for, resolved against the plan's stages (0: as many as
+// stages), or why they do not fit the plan.
+Expected<int64_t> microBatchesOf(const plan::Plan& plan, const EngineConfig& config);
 
 // The rank's communicator, made when the rank may join its peers (it may wait for that).
 using ConnectRank = std::function<Expected<Communicator*>()>;

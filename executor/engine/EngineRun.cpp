@@ -1,9 +1,11 @@
 #include "executor/engine/EngineRun.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "executor/comm/ShmCommunicator.h"
 #include "executor/engine/EngineRanks.h"
+#include "executor/engine/QueuedLink.h"
 #include "executor/process/LocalComm.h"
 #include "executor/process/NoNcclDeviceMap.h"
 #include "executor/process/ProcessGroup.h"
@@ -36,11 +38,15 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
   if (!placed) return placed.takeError();
   const std::vector<RankDevice>& ranks = placed->ranks;
   const std::string& commName = placed->comm;
+  Expected<int64_t> microBatches = microBatchesOf(plan.plan(), options.engine);
+  if (!microBatches) return microBatches.takeError();
+  bool queueMessages = false;  // see messageSegment below
   // Every rank of a device map takes its own stage's backend and GPU.
   auto rankOptionsFor = [&](int rank) {
     EngineRankOptions r = rankOptionsOf(options);
     r.backend.kind = ranks[static_cast<size_t>(rank)].kind;
     r.backend.device = ranks[static_cast<size_t>(rank)].device;
+    r.followersQueueMessages = queueMessages;
     return r;
   };
   if (world == 1) {
@@ -65,6 +71,20 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
     Expected<std::shared_ptr<ShmSegment>> made = ShmSegment::create(world);
     if (!made) return made.takeError();
     gpuSegment = std::move(*made);
+  }
+  // Micro-batches in flight: iteration messages get a mesh of their own, which a thread of
+  // every other rank reads as they come (a rank busy with one micro-batch must not hold back
+  // rank 0's message for the next).
+  // Only the CPU backend begins a step apart from finishing it (Backend::beginForward): with
+  // any other rank, micro-batches run one at a time.
+  const bool allCpu =
+      std::all_of(ranks.begin(), ranks.end(), [](const RankDevice& r) { return r.kind == "cpu"; });
+  std::shared_ptr<ShmSegment> messageSegment;
+  if (*microBatches > 1 && allCpu) {
+    Expected<std::shared_ptr<ShmSegment>> made = ShmSegment::create(world, size_t{1} << 16);
+    if (!made) return made.takeError();
+    messageSegment = std::move(*made);
+    queueMessages = true;
   }
   ProcessGroupOptions group;
   group.heartbeatTimeout = options.rankTimeout;
@@ -93,7 +113,17 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
         Communicator* comm = gpu ? gpu.get() : control->get();
         auto connect = [comm]() -> Expected<Communicator*> { return comm; };
         auto beat = [&] { ctx.heartbeat(); };
-        MeshLink link(**control);
+        std::unique_ptr<Communicator> messages;
+        if (messageSegment) {
+          Expected<std::unique_ptr<Communicator>> made =
+              createShmCommunicator(rank, messageSegment, shm);
+          if (!made) return ctx.fail(made.errorMessage());
+          messages = std::move(*made);
+        }
+        MeshLink mesh(messages ? *messages : **control);
+        std::optional<QueuedLink> queued;
+        if (messages && rank != 0) queued.emplace(mesh, [&] { messages->abort(); });
+        IterationLink& link = queued ? static_cast<IterationLink&>(*queued) : mesh;
         auto allLoaded = [&] { return (*control)->barrier(); };
         const EngineRankOptions rankOptions = rankOptionsFor(rank);
         Error failed = rank == 0
@@ -102,6 +132,7 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
                                           allLoaded, rankOptions, beat);
         if (failed) {
           (*control)->abort();
+          if (messages) messages->abort();
           if (gpu) gpu->abort();
           return ctx.fail(failed.message());
         }

@@ -47,6 +47,8 @@ std::string Iteration::encode() const {
   const auto k = static_cast<int32_t>(kind);
   out.append(reinterpret_cast<const char*>(&k), sizeof k);
   out.append(reinterpret_cast<const char*>(&blockTableStride), sizeof blockTableStride);
+  const int32_t flow[2] = {finishFirst, inFlight ? 1 : 0};
+  out.append(reinterpret_cast<const char*>(flow), sizeof flow);
   for (const auto* v : {&tokenIds, &positions, &kvSlots, &seqStarts, &blockTables, &logitRows})
     put(out, *v);
   put(out, sampling);
@@ -65,12 +67,18 @@ bool Iteration::isStop(const std::string& bytes) {
 Expected<Iteration> Iteration::decode(const std::string& bytes) {
   Iteration it;
   int32_t k = 0;
-  size_t at = sizeof k + sizeof it.blockTableStride;
+  int32_t flow[2] = {0, 0};
+  size_t at = sizeof k + sizeof it.blockTableStride + sizeof flow;
   if (bytes.size() < at) return makeError("iteration message of ", bytes.size(), " bytes is short");
   std::memcpy(&k, bytes.data(), sizeof k);
   std::memcpy(&it.blockTableStride, bytes.data() + sizeof k, sizeof it.blockTableStride);
+  std::memcpy(flow, bytes.data() + sizeof k + sizeof it.blockTableStride, sizeof flow);
   if (k < 0 || k > static_cast<int32_t>(Kind::Stop))
     return makeError("iteration message of unknown kind ", k);
+  if (flow[0] < 0 || flow[1] < 0 || flow[1] > 1)
+    return makeError("iteration message: bad micro-batch fields ", flow[0], ", ", flow[1]);
+  it.finishFirst = flow[0];
+  it.inFlight = flow[1] != 0;
   it.kind = static_cast<Kind>(k);
   for (auto* v :
        {&it.tokenIds, &it.positions, &it.kvSlots, &it.seqStarts, &it.blockTables, &it.logitRows})

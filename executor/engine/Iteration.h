@@ -23,6 +23,11 @@ struct Iteration {
   std::vector<int32_t> tokenIds, positions, kvSlots, seqStarts, blockTables, logitRows;
   int64_t blockTableStride = 0;
   std::vector<RowSampling> sampling;  // one per logit row (Sample)
+  // Pipeline micro-batches: the rank first finishes this many of its oldest in-flight steps
+  // (as rank 0 did since its last message), then, when `inFlight`, only begins this one
+  // (Backend::beginForward) and finishes it when a later message says so.
+  int32_t finishFirst = 0;
+  bool inFlight = false;
 
   // llava: the images this iteration's chunks reach. Every rank runs each through its part of
   // the (tensor-parallel) tower before the step; image i has imageRowCounts[i] rows of patches,

@@ -37,22 +37,32 @@ class MeshLink final : public IterationLink {
 class LeaderRunner final : public IterationRunner {
  public:
   // `link` carries the iteration messages; `heartbeat` runs after each iteration. `hidden`:
-  // the text model's width (the row width of image features).
+  // the text model's width (the row width of image features). `inFlightTokens`: see
+  // IterationRunner::inFlightTokens.
   LeaderRunner(Backend& backend, IterationLink& link, int64_t vocab, int64_t hidden,
-               std::function<void()> heartbeat);
+               std::function<void()> heartbeat, int64_t inFlightTokens = 0);
   Expected<const float*> forward(const Iteration& it) override;
   Expected<std::vector<int32_t>> sample(const Iteration& it) override;
+  Error begin(const Iteration& it) override;
+  Expected<const float*> finish(const Iteration& it) override;
+  int64_t inFlightTokens() const override { return inFlightTokens_; }
   Error idle() override;
   // Tells the other ranks to return.
   Error stop();
 
  private:
-  Error send(const Iteration& it);
+  Error send(Iteration it);
   Backend& backend_;
   IterationLink& link_;
   int64_t vocab_, hidden_;
   std::function<void()> heartbeat_;
+  int64_t inFlightTokens_;
+  int32_t finished_ = 0;  // steps finished since the last message
 };
+
+// The most tokens a micro-batch may have while another is in flight: its hidden state, at
+// every stage boundary, must fit what `comm` buffers for a send (0: none may).
+int64_t inFlightTokenLimit(const plan::Plan& plan, const Communicator& comm);
 
 // Every rank but 0: runs the iterations rank 0 sends until it sends Stop.
 Error followIterations(Backend& backend, IterationLink& link, int64_t vocab, int64_t hidden,

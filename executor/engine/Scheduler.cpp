@@ -55,14 +55,19 @@ int64_t Scheduler::fitImages(const Sequence& seq, int64_t count, int64_t& imageB
   return std::max<int64_t>(0, seq.imagePositions.front() - seq.computed);
 }
 
-std::vector<ScheduledChunk> Scheduler::schedule() {
+std::vector<ScheduledChunk> Scheduler::schedule(const ScheduleLimits& limits) {
   std::vector<ScheduledChunk> chunks;
-  int64_t budget = config_.maxBatchedTokens;
+  const int64_t maxSeqs = std::min(limits.maxSeqs, config_.maxSeqs);
+  int64_t budget = std::min(limits.maxTokens, config_.maxBatchedTokens);
   int64_t imageBytesLeft = config_.maxImageBytes;
   bool preempted = false;
   for (size_t i = 0; i < running_.size();) {
-    if (static_cast<int64_t>(chunks.size()) >= config_.maxSeqs || budget <= 0) break;
+    if (static_cast<int64_t>(chunks.size()) >= maxSeqs || budget <= 0) break;
     Sequence* seq = running_[i];
+    if (seq->inFlight) {
+      ++i;
+      continue;
+    }
     const int64_t count = fitImages(*seq, std::min(seq->uncomputed(), budget), imageBytesLeft);
     if (count == 0) {  // its image waits for an iteration with room (the oldest always has)
       ++i;
@@ -70,8 +75,11 @@ std::vector<ScheduledChunk> Scheduler::schedule() {
     }
     bool selfPreempted = false;
     while (!reserve(*seq, seq->computed + count)) {
-      Sequence* victim = running_.back();
-      running_.pop_back();
+      // The newest running sequence not in flight: `seq` itself at the latest.
+      size_t v = running_.size() - 1;
+      while (running_[v]->inFlight) --v;
+      Sequence* victim = running_[v];
+      running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(v));
       preempt(*victim);
       preempted = true;
       if (victim == seq) {
@@ -86,7 +94,7 @@ std::vector<ScheduledChunk> Scheduler::schedule() {
     ++i;
   }
   // A preemption means the pool is short: admitting more now would only preempt again.
-  while (!preempted && !waiting_.empty() && static_cast<int64_t>(chunks.size()) < config_.maxSeqs &&
+  while (!preempted && !waiting_.empty() && static_cast<int64_t>(chunks.size()) < maxSeqs &&
          budget > 0) {
     Sequence* seq = waiting_.front();
     admitFromCache(*seq);

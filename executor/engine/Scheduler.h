@@ -32,6 +32,12 @@ struct ScheduledChunk {
   bool samples = false;
 };
 
+// One schedule() call's own limits, within the config's: a pipeline micro-batch takes its
+// share of the sequences, and fewer tokens while another micro-batch is in flight.
+struct ScheduleLimits {
+  int64_t maxSeqs = 0, maxTokens = 0;
+};
+
 struct SchedulerCounters {
   int64_t preemptions = 0;
   int64_t prefixQueriedTokens = 0, prefixHitTokens = 0;
@@ -45,7 +51,11 @@ class Scheduler {
   void add(Sequence* seq) { waiting_.push_back(seq); }
   // A finished or cancelled sequence leaves, its blocks released.
   void remove(Sequence* seq);
-  std::vector<ScheduledChunk> schedule();
+  std::vector<ScheduledChunk> schedule() {
+    return schedule({config_.maxSeqs, config_.maxBatchedTokens});
+  }
+  // Sequences in flight are skipped and never preempted.
+  std::vector<ScheduledChunk> schedule(const ScheduleLimits& limits);
   // After the iteration ran: its chunks' K/V are in their blocks; full blocks get named for
   // the prefix cache. Call before appending the sampled tokens.
   void completed(const std::vector<ScheduledChunk>& chunks);
@@ -53,6 +63,7 @@ class Scheduler {
   const std::deque<Sequence*>& running() const { return running_; }
   const std::deque<Sequence*>& waiting() const { return waiting_; }
   const SchedulerCounters& counters() const { return counters_; }
+  const SchedulerConfig& config() const { return config_; }
   bool idle() const { return running_.empty() && waiting_.empty(); }
   // Blocks a sequence of `tokens` tokens holds.
   int64_t blocksFor(int64_t tokens) const {

@@ -29,6 +29,10 @@ struct Sequence {
   std::vector<uint64_t> blockHashes;  // chain hashes of the leading full blocks
   int64_t cachedPromptTokens = 0;     // prompt tokens the prefix cache gave at first admission
   bool admittedOnce = false;
+  // In a pipeline micro-batch still in flight: not scheduled again, never preempted, and a
+  // cancel waits for the micro-batch to come back.
+  bool inFlight = false;
+  bool cancelled = false;
 
   // llava: the prompt positions of the image tokens (ascending; the k-th takes the image's
   // k-th feature row), the image's digest, and the salt every block at or after the first of

@@ -25,6 +25,8 @@ Iteration sampleIteration() {
   hot.minP = 0.05f;
   hot.uniform = 0.25;
   it.sampling = {greedy, hot};
+  it.finishFirst = 2;
+  it.inFlight = true;
   return it;
 }
 
@@ -37,6 +39,8 @@ void expectSame(const Iteration& a, const Iteration& b) {
   EXPECT_EQ(a.blockTables, b.blockTables);
   EXPECT_EQ(a.blockTableStride, b.blockTableStride);
   EXPECT_EQ(a.logitRows, b.logitRows);
+  EXPECT_EQ(a.finishFirst, b.finishFirst);
+  EXPECT_EQ(a.inFlight, b.inFlight);
   ASSERT_EQ(a.sampling.size(), b.sampling.size());
   for (size_t i = 0; i < a.sampling.size(); ++i) {
     EXPECT_EQ(a.sampling[i].temperature, b.sampling[i].temperature);

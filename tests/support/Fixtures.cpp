@@ -51,14 +51,16 @@ Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world,
 }
 
 Expected<LoadedPlan> compileModelDir(const std::string& dir, int64_t world, DType dtype,
-                                     int64_t maxContext, int64_t maxBatch) {
+                                     int64_t maxContext, int64_t maxBatch, int64_t pp) {
   Expected<ModelSource> source = openModel(dir);
   if (!source) return source.takeError();
   BuildOptions build;
   build.computeDType = dtype;
   Expected<Graph> graph = buildGraph(source->spec, source->lookup(), build);
   if (!graph) return graph.takeError();
-  if (Error e = runPipeline(*graph, PassOptions{world})) return e;
+  PassOptions passes{world};
+  passes.pp = pp;
+  if (Error e = runPipeline(*graph, passes)) return e;
   PlanSource planSource;
   planSource.modelDir = source->directory;
   for (const SafetensorsFile& f : source->checkpoint.files())

@@ -25,7 +25,7 @@ Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world,
 // A checkpoint folder compiled as `tpc compile` does, in memory.
 Expected<LoadedPlan> compileModelDir(const std::string& dir, int64_t world,
                                      DType dtype = DType::F32, int64_t maxContext = 256,
-                                     int64_t maxBatch = 16);
+                                     int64_t maxBatch = 16, int64_t pp = 1);
 // The graph after the whole pipeline.
 Graph compiledGraph(const ModelSpec& spec, int64_t world);
 
