@@ -1,7 +1,8 @@
 // Pipeline stages on the CPU backend, end to end through tpc compile --pp and tpexec: the
 // golden cases at (tp, pp) = (1, 2) and (2, 2) give transformers' greedy ids and logits within
 // 1e-4, and world 1's within 1e-5; a four-layer model at (1, 4), (2, 4) and uneven stages gives
-// world 1's; the engine (--requests) gives what --prompt-ids gives; a dead stage ends the run.
+// world 1's; the engine (--requests), with micro-batches in flight or not, gives what
+// --prompt-ids gives; a dead stage ends the run.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -96,15 +97,12 @@ TEST_F(TpexecPipeline, FourLayersOnFourStagesAndUnevenStagesGiveWorldOnesLogits)
   EXPECT_LT(test::worstRowError(gloo.logits, one.logits), 1e-5);
 }
 
-// The engine at (2, 2): concurrent requests, chunked prefill, each request's tokens those of
-// --prompt-ids alone on the unstaged plan.
+// The engine at (1, 2) and (2, 2): concurrent requests, chunked prefill, with two micro-batches
+// in flight (the default) and with one, each request's tokens those of --prompt-ids alone on
+// the unstaged plan.
 TEST_F(TpexecPipeline, TheEngineRunsStagedPlans) {
   std::string model = test::dataDir() + "/hf/llama-gqa-llama3rope";
-  std::string staged = dir_.file("staged.fb"), flat = dir_.file("flat.fb");
-  ASSERT_EQ(test::runCommand(test::binPath("tpc") + " compile " + model +
-                             " --world 4 --pp 2 --quiet -o " + staged)
-                .exitCode,
-            0);
+  std::string flat = dir_.file("flat.fb");
   ASSERT_EQ(
       test::runCommand(test::binPath("tpc") + " compile " + model + " --quiet -o " + flat).exitCode,
       0);
@@ -125,24 +123,51 @@ TEST_F(TpexecPipeline, TheEngineRunsStagedPlans) {
       out << j.dump() << "\n";
     }
   }
-  test::CommandResult r = test::runCommand(test::binPath("tpexec") + " " + staged + " --requests " +
-                                           requests + " --max-batched-tokens 8");
-  ASSERT_EQ(r.exitCode, 0) << r.output;
-  std::istringstream lines(r.output);
-  size_t seen = 0;
-  for (std::string line; std::getline(lines, line);) {
-    if (line.empty() || line[0] != '{') continue;
-    nlohmann::json got = nlohmann::json::parse(line);
-    size_t i = std::stoul(got["id"].get<std::string>().substr(1));
-    ASSERT_LT(i, prompts.size());
-    test::CommandResult alone =
+  std::vector<nlohmann::json> alone;
+  for (const std::vector<int64_t>& prompt : prompts) {
+    test::CommandResult r =
         test::runCommand(test::binPath("tpexec") + " " + flat + " --json --ignore-eos " +
-                         "--max-new-tokens 5 --prompt-ids " + test::joinedIds(prompts[i]));
-    ASSERT_EQ(alone.exitCode, 0) << alone.output;
-    EXPECT_EQ(got["generated_ids"], nlohmann::json::parse(alone.output)["generated_ids"]) << line;
-    ++seen;
+                         "--max-new-tokens 5 --prompt-ids " + test::joinedIds(prompt));
+    ASSERT_EQ(r.exitCode, 0) << r.output;
+    alone.push_back(nlohmann::json::parse(r.output)["generated_ids"]);
   }
-  EXPECT_EQ(seen, prompts.size()) << r.output;
+  for (const char* world : {"2", "4"}) {
+    std::string staged = dir_.file("staged.fb");
+    ASSERT_EQ(test::runCommand(test::binPath("tpc") + " compile " + model + " --world " + world +
+                               " --pp 2 --quiet -o " + staged)
+                  .exitCode,
+              0);
+    for (const char* micro : {"", " --micro-batches 1"}) {
+      SCOPED_TRACE(std::string("world ") + world + micro);
+      test::CommandResult r =
+          test::runCommand(test::binPath("tpexec") + " " + staged + " --requests " + requests +
+                           " --max-batched-tokens 8" + micro);
+      ASSERT_EQ(r.exitCode, 0) << r.output;
+      std::istringstream lines(r.output);
+      size_t seen = 0;
+      for (std::string line; std::getline(lines, line);) {
+        if (line.empty() || line[0] != '{') continue;
+        nlohmann::json got = nlohmann::json::parse(line);
+        size_t i = std::stoul(got["id"].get<std::string>().substr(1));
+        ASSERT_LT(i, prompts.size());
+        EXPECT_EQ(got["generated_ids"], alone[i]) << line;
+        ++seen;
+      }
+      EXPECT_EQ(seen, prompts.size()) << r.output;
+    }
+  }
+  // Bad micro-batch counts: one line each.
+  for (auto [flags, message] :
+       {std::pair{flat + " --micro-batches 2",
+                  "--micro-batches 2 keeps pipeline stages busy, but the plan has one stage"},
+        std::pair{flat + " --micro-batches 0", "--micro-batches must be a whole number in 1..1024"},
+        std::pair{flat + " --micro-batches two", "not 'two'"}}) {
+    test::CommandResult bad =
+        test::runCommand(test::binPath("tpexec") + " " + flags + " --requests " + requests);
+    EXPECT_NE(bad.exitCode, 0) << flags;
+    EXPECT_NE(bad.output.find(message), std::string::npos) << flags << ": " << bad.output;
+    EXPECT_EQ(std::count(bad.output.begin(), bad.output.end(), '\n'), 1) << bad.output;
+  }
 }
 
 // Device maps whose stages are all on the CPU run world 1's tokens and logits; a stage placed
@@ -206,7 +231,8 @@ TEST_F(TpexecPipeline, SyntheticWeightsOfStagesAreWorldOnes) {
   EXPECT_GT(test::worstRowError(real.logits, one.logits), 1e-2);
 }
 
-// A rank of the second stage killed mid-decode ends every rank within the 5 s rank timeout.
+// A rank of the second stage killed mid-decode ends every rank within the 5 s rank timeout:
+// one sequence, and the engine's two sequences in two micro-batches in flight.
 TEST_F(TpexecPipeline, ADeadStageEndsTheRunInBoundedTime) {
   std::string model = dir_.file("small");
   ASSERT_EQ(test::runCommand(test::binPath("tpc") + " make-model --arch llama --preset small " +
@@ -219,32 +245,43 @@ TEST_F(TpexecPipeline, ADeadStageEndsTheRunInBoundedTime) {
                              " --world 4 --pp 2 --max-context 8192 --quiet -o " + plan)
                 .exitCode,
             0);
-  std::string log = dir_.file("tpexec.log"), script = dir_.file("fault.sh");
+  std::string requests = dir_.file("long.jsonl");
   test::writeFile(
-      script,
-      "#!/bin/bash\n\"" + test::binPath("tpexec") + "\" \"" + plan +
-          "\" --prompt-ids 1,2,3 --max-new-tokens 100000 --ignore-eos > \"$1\" 2>&1 &\n"
-          "pid=$!\n"
-          "for i in $(seq 100); do [ \"$(pgrep -P $pid | wc -l)\" -ge 4 ] && break; sleep 0.05; "
-          "done\n"
-          "ranks=$(pgrep -P $pid | sort -n)\n"
-          "sleep 1\n"
-          "victim=$(echo \"$ranks\" | sed -n 3p)\n"
-          "start=$(date +%s%N)\n"
-          "kill -KILL $victim\n"
-          "wait $pid; rc=$?\n"
-          "end=$(date +%s%N)\n"
-          "alive=0; for p in $ranks; do kill -0 $p 2>/dev/null && alive=$((alive+1)); done\n"
-          "echo \"rc=$rc ms=$(( (end-start)/1000000 )) alive=$alive\"\n");
-  test::CommandResult r = test::runCommand("bash " + script + " " + log, 60);
-  ASSERT_EQ(r.exitCode, 0) << r.output;
-  int rc = -1, ms = -1, alive = -1;
-  ASSERT_EQ(std::sscanf(r.output.c_str(), "rc=%d ms=%d alive=%d", &rc, &ms, &alive), 3) << r.output;
-  std::string errors = test::readFile(log);
-  EXPECT_EQ(rc, 1) << errors;
-  EXPECT_LT(ms, 5000) << errors;
-  EXPECT_EQ(alive, 0) << "ranks left behind";
-  EXPECT_NE(errors.find("rank 2"), std::string::npos) << errors;
+      requests,
+      "{\"id\":\"a\",\"prompt_ids\":[1,2,3],\"max_new_tokens\":8000,\"ignore_eos\":true}\n"
+      "{\"id\":\"b\",\"prompt_ids\":[4,5],\"max_new_tokens\":8000,\"ignore_eos\":true}\n");
+  for (const std::string& run :
+       {std::string("--prompt-ids 1,2,3 --max-new-tokens 100000 --ignore-eos"),
+        "--requests \"" + requests + "\" --micro-batches 2"}) {
+    SCOPED_TRACE(run);
+    std::string log = dir_.file("tpexec.log"), script = dir_.file("fault.sh");
+    test::writeFile(
+        script,
+        "#!/bin/bash\n\"" + test::binPath("tpexec") + "\" \"" + plan + "\" " + run +
+            " > \"$1\" 2>&1 &\n"
+            "pid=$!\n"
+            "for i in $(seq 100); do [ \"$(pgrep -P $pid | wc -l)\" -ge 4 ] && break; sleep 0.05; "
+            "done\n"
+            "ranks=$(pgrep -P $pid | sort -n)\n"
+            "sleep 1\n"
+            "victim=$(echo \"$ranks\" | sed -n 3p)\n"
+            "start=$(date +%s%N)\n"
+            "kill -KILL $victim\n"
+            "wait $pid; rc=$?\n"
+            "end=$(date +%s%N)\n"
+            "alive=0; for p in $ranks; do kill -0 $p 2>/dev/null && alive=$((alive+1)); done\n"
+            "echo \"rc=$rc ms=$(( (end-start)/1000000 )) alive=$alive\"\n");
+    test::CommandResult r = test::runCommand("bash " + script + " " + log, 60);
+    ASSERT_EQ(r.exitCode, 0) << r.output;
+    int rc = -1, ms = -1, alive = -1;
+    ASSERT_EQ(std::sscanf(r.output.c_str(), "rc=%d ms=%d alive=%d", &rc, &ms, &alive), 3)
+        << r.output;
+    std::string errors = test::readFile(log);
+    EXPECT_EQ(rc, 1) << errors;
+    EXPECT_LT(ms, 5000) << errors;
+    EXPECT_EQ(alive, 0) << "ranks left behind";
+    EXPECT_NE(errors.find("rank 2"), std::string::npos) << errors;
+  }
 }
 
 }  // namespace

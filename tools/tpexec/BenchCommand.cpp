@@ -28,6 +28,7 @@ int printEngineReport(const std::string& planPath, const tpc::EngineBenchReport&
     j["input_len"] = r.inputLength;
     j["output_len"] = r.outputLength;
     j["concurrency"] = r.concurrency;
+    j["micro_batches"] = r.microBatches;
     j["seconds"] = r.seconds;
     j["requests_per_s"] = r.requestsPerSecond;
     j["output_tokens_per_s"] = r.outputTokensPerSecond;
@@ -55,9 +56,12 @@ int printEngineReport(const std::string& planPath, const tpc::EngineBenchReport&
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("%s: %s world %lld, %lld requests x %lld in / %lld out, %lld in flight\n",
-              planPath.c_str(), r.backend.c_str(), (long long)r.world, (long long)r.requests,
-              (long long)r.inputLength, (long long)r.outputLength, (long long)r.concurrency);
+  std::printf(
+      "%s: %s world %lld, %lld requests x %lld in / %lld out, %lld in flight, %lld "
+      "micro-batches\n",
+      planPath.c_str(), r.backend.c_str(), (long long)r.world, (long long)r.requests,
+      (long long)r.inputLength, (long long)r.outputLength, (long long)r.concurrency,
+      (long long)r.microBatches);
   std::printf("%.2f s: %.2f requests/s, %.1f output tokens/s, %.1f total tokens/s\n", r.seconds,
               r.requestsPerSecond, r.outputTokensPerSecond, r.totalTokensPerSecond);
   std::printf(
@@ -84,7 +88,7 @@ int runBenchCommand(int argc, char** argv) {
   std::string backend = cudaDeviceCount() > 0 ? "cuda" : "cpu";
   BenchOptions options;
   int64_t device = -1;
-  bool json = false, eager = false;
+  bool json = false, eager = false, compareMicroBatches = false;
   EngineBenchOptions engineBench;
   tpexec::EngineFlags engineFlags;
   int64_t localWorld = 0;
@@ -114,6 +118,9 @@ int runBenchCommand(int argc, char** argv) {
   args.option("--local-world", &localWorld, "N",
               "engine mode: ranks on this host (default: the plan's world)");
   tpexec::addEngineFlags(args, engineFlags);
+  args.flag("--compare-micro-batches", &compareMicroBatches,
+            "engine mode: the same load with one micro-batch first, then with --micro-batches, "
+            "and the ratio of their output tokens/s");
   args.flag("--synthetic-weights", &options.backend.syntheticWeights,
             "random weights (made on the GPU on cuda): no checkpoint needed");
   args.choice("--backend", &backend, {"cpu", "cuda"},
@@ -156,15 +163,32 @@ int runBenchCommand(int argc, char** argv) {
   if (args.seen("--requests")) {
     Expected<EngineConfig> config = tpexec::engineConfigOf(engineFlags);
     if (!config) return benchFail(config.errorMessage(), 2);
-    engineBench.run.engine = *config;
     engineBench.run.backend = options.backend;
     engineBench.run.localWorld = localWorld;
-    Error e = runEngineBench(*plan, engineBench, [&](const EngineBenchReport& r) -> Error {
-      printEngineReport(planPath, r, json);
-      std::fflush(stdout);
-      return Error::success();
-    });
-    if (e) return benchFail(e.message());
+    std::vector<EngineConfig> configs = {*config};
+    if (compareMicroBatches) configs.insert(configs.begin(), *config)->microBatches = 1;
+    std::vector<EngineBenchReport> reports;
+    for (const EngineConfig& c : configs) {
+      engineBench.run.engine = c;
+      Error e = runEngineBench(*plan, engineBench, [&](const EngineBenchReport& r) -> Error {
+        printEngineReport(planPath, r, json);
+        std::fflush(stdout);
+        reports.push_back(r);
+        return Error::success();
+      });
+      if (e) return benchFail(e.message());
+    }
+    if (reports.size() == 2) {
+      const double ratio = reports[1].outputTokensPerSecond / reports[0].outputTokensPerSecond;
+      if (json)
+        std::printf("%s\n", nlohmann::ordered_json{{"micro_batches", reports[1].microBatches},
+                                                   {"output_tokens_per_s_ratio", ratio}}
+                                .dump()
+                                .c_str());
+      else
+        std::printf("%lld micro-batches: %.2fx the output tokens/s of one\n",
+                    (long long)reports[1].microBatches, ratio);
+    }
     return 0;
   }
   Expected<BenchReport> r = runBench(*plan, options);

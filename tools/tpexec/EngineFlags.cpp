@@ -19,6 +19,9 @@ void addEngineFlags(cli::ArgParser& args, EngineFlags& f) {
               "(default 0.90)");
   args.flag("--no-prefix-caching", &f.noPrefixCaching,
             "compute every prompt in full (by default cached prefix blocks are reused)");
+  args.option("--micro-batches", &f.microBatches, "N",
+              "pipeline stages: split the running sequences into N iterations in flight at once, "
+              "so the stages work at the same time (default: the plan's stages; 1: off)");
 }
 
 Expected<EngineConfig> engineConfigOf(const EngineFlags& f) {
@@ -34,6 +37,14 @@ Expected<EngineConfig> engineConfigOf(const EngineFlags& f) {
   c.kvBlockSize = f.kvBlockSize;
   c.gpuMemoryUtilization = f.gpuMemoryUtilization;
   c.prefixCaching = !f.noPrefixCaching;
+  if (!f.microBatches.empty()) {
+    char* end = nullptr;
+    const long long n = std::strtoll(f.microBatches.c_str(), &end, 10);
+    if (*end != '\0' || n < 1 || n > 1024)
+      return makeError("--micro-batches must be a whole number in 1..1024, not '", f.microBatches,
+                       "'");
+    c.microBatches = n;
+  }
   if (!f.kvCacheMemory.empty()) {
     Expected<uint64_t> bytes = parseByteSize(f.kvCacheMemory, "--kv-cache-memory");
     if (!bytes) return bytes.takeError();

@@ -14,6 +14,7 @@ struct EngineFlags {
   std::string kvCacheMemory;
   double gpuMemoryUtilization = 0.90;
   bool noPrefixCaching = false;
+  std::string microBatches;  // empty: as many as the plan's pipeline stages
 };
 
 void addEngineFlags(cli::ArgParser& args, EngineFlags& f);
