@@ -72,11 +72,11 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
     if (!made) return made.takeError();
     gpuSegment = std::move(*made);
   }
-  // Micro-batches in flight: iteration messages get a mesh of their own, which a thread of
-  // every other rank reads as they come (a rank busy with one micro-batch must not hold back
-  // rank 0's message for the next).
-  // Only the CPU backend begins a step apart from finishing it (Backend::beginForward): with
-  // any other rank, micro-batches run one at a time.
+  // Micro-batches in flight: iteration messages get a mesh of their own, sent point to point,
+  // which a thread of every other rank reads as they come (a rank busy with one micro-batch
+  // must not hold back rank 0's message for the next). Only the CPU backend begins a step apart
+  // from finishing it (Backend::beginForward): with any other rank, micro-batches run one at a
+  // time.
   const bool allCpu =
       std::all_of(ranks.begin(), ranks.end(), [](const RankDevice& r) { return r.kind == "cpu"; });
   std::shared_ptr<ShmSegment> messageSegment;
@@ -120,10 +120,14 @@ Error runEngineLocally(const LoadedPlan& plan, const EngineRunOptions& options,
           if (!made) return ctx.fail(made.errorMessage());
           messages = std::move(*made);
         }
-        MeshLink mesh(messages ? *messages : **control);
+        MeshLink mesh(**control);
+        std::optional<PointToPointLink> direct;
         std::optional<QueuedLink> queued;
-        if (messages && rank != 0) queued.emplace(mesh, [&] { messages->abort(); });
-        IterationLink& link = queued ? static_cast<IterationLink&>(*queued) : mesh;
+        if (messages) direct.emplace(*messages);
+        if (messages && rank != 0) queued.emplace(*direct, [&] { messages->abort(); });
+        IterationLink& link = queued   ? static_cast<IterationLink&>(*queued)
+                              : direct ? static_cast<IterationLink&>(*direct)
+                                       : mesh;
         auto allLoaded = [&] { return (*control)->barrier(); };
         const EngineRankOptions rankOptions = rankOptionsFor(rank);
         Error failed = rank == 0

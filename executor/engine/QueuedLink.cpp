@@ -1,8 +1,52 @@
 #include "executor/engine/QueuedLink.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
 #include "executor/engine/Iteration.h"
 
 namespace tpc {
+
+namespace {
+
+// Small enough to copy for every message, large enough for any decode iteration.
+constexpr size_t kFrameFloats = 4096;
+constexpr size_t kFrameBytes = kFrameFloats * sizeof(float) - sizeof(uint64_t);
+
+}  // namespace
+
+Error PointToPointLink::send(std::string message) {
+  frame_.assign(kFrameFloats, 0.0f);
+  const uint64_t size = message.size();
+  std::memcpy(frame_.data(), &size, sizeof size);
+  const size_t first = std::min<size_t>(size, kFrameBytes);
+  std::memcpy(reinterpret_cast<char*>(frame_.data()) + sizeof size, message.data(), first);
+  std::vector<float> rest((size - first + sizeof(float) - 1) / sizeof(float));
+  if (!rest.empty()) std::memcpy(rest.data(), message.data() + first, size - first);
+  for (int peer = 1; peer < comm_.world(); ++peer) {
+    if (Error e = comm_.send(frame_.data(), kFrameFloats, peer)) return e;
+    if (!rest.empty())
+      if (Error e = comm_.send(rest.data(), rest.size(), peer)) return e;
+  }
+  return Error::success();
+}
+
+Expected<std::string> PointToPointLink::receive() {
+  frame_.resize(kFrameFloats);
+  if (Error e = comm_.recv(frame_.data(), kFrameFloats, 0)) return e;
+  uint64_t size = 0;
+  std::memcpy(&size, frame_.data(), sizeof size);
+  if (size > (uint64_t{1} << 34)) return makeError("iteration message of ", size, " bytes");
+  const size_t first = std::min<size_t>(size, kFrameBytes);
+  std::string message(reinterpret_cast<const char*>(frame_.data()) + sizeof size, first);
+  if (size > first) {
+    std::vector<float> rest((size - first + sizeof(float) - 1) / sizeof(float));
+    if (Error e = comm_.recv(rest.data(), rest.size(), 0)) return e;
+    message.append(reinterpret_cast<const char*>(rest.data()), size - first);
+  }
+  return message;
+}
 
 QueuedLink::QueuedLink(IterationLink& inner, std::function<void()> abortInner)
     : inner_(inner), abortInner_(std::move(abortInner)) {}

@@ -10,10 +10,26 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "executor/engine/RankRunners.h"
 
 namespace tpc {
+
+// Iteration messages from rank 0 to every other rank over point-to-point sends of `comm`:
+// unlike a broadcast, rank 0's send returns without waiting for the receivers, as long as each
+// took the previous message. A message travels as one frame of fixed size (its length, then as
+// many bytes as fit) and, when longer, one more send of the rest.
+class PointToPointLink final : public IterationLink {
+ public:
+  explicit PointToPointLink(Communicator& comm) : comm_(comm) {}
+  Error send(std::string message) override;
+  Expected<std::string> receive() override;
+
+ private:
+  Communicator& comm_;
+  std::vector<float> frame_;
+};
 
 class QueuedLink final : public IterationLink {
  public:
