@@ -2,10 +2,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <vector>
+
+#include <sys/mman.h>
 
 #include "codegen/PlanSummary.h"
 #include "executor/engine/Bench.h"
 #include "executor/engine/EngineBench.h"
+#include "executor/engine/EngineRanks.h"
 #include "tools/common/Args.h"
 #include "tools/tpexec/EngineFlags.h"
 #include "tools/tpexec/ImageInput.h"
@@ -167,28 +171,37 @@ int runBenchCommand(int argc, char** argv) {
     engineBench.run.localWorld = localWorld;
     std::vector<EngineConfig> configs = {*config};
     if (compareMicroBatches) configs.insert(configs.begin(), *config)->microBatches = 1;
-    std::vector<EngineBenchReport> reports;
-    for (const EngineConfig& c : configs) {
-      engineBench.run.engine = c;
+    // The report runs in rank 0's process, forked at world > 1: each run's tokens/s come back
+    // through a shared page.
+    void* page = ::mmap(nullptr, 2 * sizeof(double), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) return benchFail("cannot map a page for the benchmark's results");
+    auto* tokensPerSecond = static_cast<double*>(page);
+    int64_t microBatches = 1;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      engineBench.run.engine = configs[i];
       Error e = runEngineBench(*plan, engineBench, [&](const EngineBenchReport& r) -> Error {
         printEngineReport(planPath, r, json);
         std::fflush(stdout);
-        reports.push_back(r);
+        tokensPerSecond[i] = r.outputTokensPerSecond;
         return Error::success();
       });
       if (e) return benchFail(e.message());
+      Expected<int64_t> resolved = microBatchesOf(plan->plan(), configs[i]);
+      if (resolved) microBatches = *resolved;
     }
-    if (reports.size() == 2) {
-      const double ratio = reports[1].outputTokensPerSecond / reports[0].outputTokensPerSecond;
+    if (configs.size() == 2) {
+      const double ratio = tokensPerSecond[1] / tokensPerSecond[0];
       if (json)
-        std::printf("%s\n", nlohmann::ordered_json{{"micro_batches", reports[1].microBatches},
+        std::printf("%s\n", nlohmann::ordered_json{{"micro_batches", microBatches},
                                                    {"output_tokens_per_s_ratio", ratio}}
                                 .dump()
                                 .c_str());
       else
         std::printf("%lld micro-batches: %.2fx the output tokens/s of one\n",
-                    (long long)reports[1].microBatches, ratio);
+                    (long long)microBatches, ratio);
     }
+    ::munmap(page, 2 * sizeof(double));
     return 0;
   }
   Expected<BenchReport> r = runBench(*plan, options);
