@@ -187,6 +187,29 @@ TEST(Scheduler, PreemptsTheNewestRunningSequenceWhenBlocksRunOut) {
   EXPECT_EQ(again[1].count, 5);
 }
 
+TEST(Scheduler, SkipsSequencesInFlightAndNeverPreemptsThem) {
+  // As above, but c is in a micro-batch still in flight: b, needing a second block with none
+  // free, preempts itself instead of c, and the next micro-batch's limits hold.
+  KvBlockPool pool(4);
+  Scheduler scheduler({8, 100, 4}, pool, nullptr);
+  auto a = sequence(1, 4), b = sequence(2, 4), c = sequence(3, 4);
+  for (auto* s : {a.get(), b.get(), c.get()}) scheduler.add(s);
+  complete(scheduler, scheduler.schedule());
+  c->inFlight = true;
+  auto chunks = scheduler.schedule({8, 100});
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].seq, a.get());
+  EXPECT_EQ(scheduler.counters().preemptions, 1);
+  ASSERT_EQ(scheduler.waiting().size(), 1u);
+  EXPECT_EQ(scheduler.waiting().front(), b.get());
+  EXPECT_EQ(c->blocks.size(), 1u) << "the sequence in flight keeps its block";
+  complete(scheduler, chunks);
+  c->inFlight = false;
+  auto limited = scheduler.schedule({1, 100});
+  ASSERT_EQ(limited.size(), 1u) << "a micro-batch's share of the sequences";
+  EXPECT_EQ(limited[0].seq, a.get());
+}
+
 TEST(Scheduler, APrefixHitComputesOnlyTheRest) {
   KvBlockPool pool(16);
   PrefixCache cache(pool, 4);
