@@ -133,15 +133,16 @@ TEST_F(TpexecPipeline, TheEngineRunsStagedPlans) {
   }
   for (const char* world : {"2", "4"}) {
     std::string staged = dir_.file("staged.fb");
-    ASSERT_EQ(test::runCommand(test::binPath("tpc") + " compile " + model + " --world " + world +
-                               " --pp 2 --quiet -o " + staged)
-                  .exitCode,
-              0);
+    std::string compile = test::binPath("tpc");
+    compile.append(" compile ").append(model).append(" --world ").append(world);
+    compile.append(" --pp 2 --quiet -o ").append(staged);
+    ASSERT_EQ(test::runCommand(compile).exitCode, 0);
     for (const char* micro : {"", " --micro-batches 1"}) {
       SCOPED_TRACE(std::string("world ") + world + micro);
-      test::CommandResult r =
-          test::runCommand(test::binPath("tpexec") + " " + staged + " --requests " + requests +
-                           " --max-batched-tokens 8" + micro);
+      std::string command = test::binPath("tpexec");
+      command.append(" ").append(staged).append(" --requests ").append(requests);
+      command.append(" --max-batched-tokens 8").append(micro);
+      test::CommandResult r = test::runCommand(command);
       ASSERT_EQ(r.exitCode, 0) << r.output;
       std::istringstream lines(r.output);
       size_t seen = 0;
@@ -162,8 +163,9 @@ TEST_F(TpexecPipeline, TheEngineRunsStagedPlans) {
                   "--micro-batches 2 keeps pipeline stages busy, but the plan has one stage"},
         std::pair{flat + " --micro-batches 0", "--micro-batches must be a whole number in 1..1024"},
         std::pair{flat + " --micro-batches two", "not 'two'"}}) {
-    test::CommandResult bad =
-        test::runCommand(test::binPath("tpexec") + " " + flags + " --requests " + requests);
+    std::string command = test::binPath("tpexec");
+    command.append(" ").append(flags).append(" --requests ").append(requests);
+    test::CommandResult bad = test::runCommand(command);
     EXPECT_NE(bad.exitCode, 0) << flags;
     EXPECT_NE(bad.output.find(message), std::string::npos) << flags << ": " << bad.output;
     EXPECT_EQ(std::count(bad.output.begin(), bad.output.end(), '\n'), 1) << bad.output;
@@ -255,23 +257,26 @@ TEST_F(TpexecPipeline, ADeadStageEndsTheRunInBoundedTime) {
         "--requests \"" + requests + "\" --micro-batches 2"}) {
     SCOPED_TRACE(run);
     std::string log = dir_.file("tpexec.log"), script = dir_.file("fault.sh");
-    test::writeFile(
-        script,
-        "#!/bin/bash\n\"" + test::binPath("tpexec") + "\" \"" + plan + "\" " + run +
-            " > \"$1\" 2>&1 &\n"
-            "pid=$!\n"
-            "for i in $(seq 100); do [ \"$(pgrep -P $pid | wc -l)\" -ge 4 ] && break; sleep 0.05; "
-            "done\n"
-            "ranks=$(pgrep -P $pid | sort -n)\n"
-            "sleep 1\n"
-            "victim=$(echo \"$ranks\" | sed -n 3p)\n"
-            "start=$(date +%s%N)\n"
-            "kill -KILL $victim\n"
-            "wait $pid; rc=$?\n"
-            "end=$(date +%s%N)\n"
-            "alive=0; for p in $ranks; do kill -0 $p 2>/dev/null && alive=$((alive+1)); done\n"
-            "echo \"rc=$rc ms=$(( (end-start)/1000000 )) alive=$alive\"\n");
-    test::CommandResult r = test::runCommand("bash " + script + " " + log, 60);
+    std::string text = "#!/bin/bash\n\"";
+    text.append(test::binPath("tpexec")).append("\" \"").append(plan).append("\" ").append(run);
+    text.append(
+        " > \"$1\" 2>&1 &\n"
+        "pid=$!\n"
+        "for i in $(seq 100); do [ \"$(pgrep -P $pid | wc -l)\" -ge 4 ] && break; sleep 0.05; "
+        "done\n"
+        "ranks=$(pgrep -P $pid | sort -n)\n"
+        "sleep 1\n"
+        "victim=$(echo \"$ranks\" | sed -n 3p)\n"
+        "start=$(date +%s%N)\n"
+        "kill -KILL $victim\n"
+        "wait $pid; rc=$?\n"
+        "end=$(date +%s%N)\n"
+        "alive=0; for p in $ranks; do kill -0 $p 2>/dev/null && alive=$((alive+1)); done\n"
+        "echo \"rc=$rc ms=$(( (end-start)/1000000 )) alive=$alive\"\n");
+    test::writeFile(script, text);
+    std::string command = "bash ";
+    command.append(script).append(" ").append(log);
+    test::CommandResult r = test::runCommand(command, 60);
     ASSERT_EQ(r.exitCode, 0) << r.output;
     int rc = -1, ms = -1, alive = -1;
     ASSERT_EQ(std::sscanf(r.output.c_str(), "rc=%d ms=%d alive=%d", &rc, &ms, &alive), 3)
