@@ -76,6 +76,7 @@ TEST_F(TpexecBench, EngineModeReportsThroughputOfTheRequestsItServed) {
   EXPECT_EQ(j["mode"], "engine");
   EXPECT_EQ(j["backend"], "cpu");
   EXPECT_EQ(j["concurrency"], 3);
+  EXPECT_EQ(j["micro_batches"], 1) << "an unstaged plan";
   const double seconds = j["seconds"].get<double>();
   ASSERT_GT(seconds, 0.0);
   EXPECT_NEAR(j["requests_per_s"].get<double>() * seconds, 6.0, 1e-6);
@@ -164,7 +165,8 @@ TEST_F(TpexecBench, BadRequestsAreOneLineErrors) {
   for (const char* flags :
        {"--batch 5", "--batch 0", "--prompt-len 60 --gen 10", "--synthetic-weights", "--gen x",
         "--requests 0", "--requests 2 --input-len 60 --output-len 10",
-        "--requests 2 --kv-block-size 0", "--pixel-values x.npy"}) {
+        "--requests 2 --kv-block-size 0", "--pixel-values x.npy", "--compare-micro-batches",
+        "--requests 2 --micro-batches 2"}) {
     SCOPED_TRACE(flags);
     test::CommandResult r = bench(flags);
     EXPECT_NE(r.exitCode, 0);

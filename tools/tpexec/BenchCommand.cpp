@@ -155,6 +155,8 @@ int runBenchCommand(int argc, char** argv) {
 
   Expected<LoadedPlan> plan = LoadedPlan::readFile(planPath);
   if (!plan) return benchFail(plan.errorMessage());
+  if (compareMicroBatches && !args.seen("--requests"))
+    return benchFail("--compare-micro-batches goes with --requests (engine mode)", 2);
   if (!imagePath.empty() || !pixelValuesPath.empty()) {
     if (!imagePath.empty() && !pixelValuesPath.empty())
       return benchFail("give either --image or --pixel-values, not both", 2);
