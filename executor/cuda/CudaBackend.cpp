@@ -33,19 +33,6 @@ constexpr size_t kSlackBytes = size_t{64} << 20;
 
 size_t alignUp(size_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
 
-std::optional<ElementType> elementType(uint8_t dtype) {
-  switch (static_cast<DType>(dtype)) {
-    case DType::F32:
-      return ElementType::F32;
-    case DType::BF16:
-      return ElementType::BF16;
-    case DType::F16:
-      return ElementType::F16;
-    default:
-      return std::nullopt;
-  }
-}
-
 std::string gib(uint64_t bytes) {
   char text[32];
   std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
@@ -83,7 +70,7 @@ Error CudaBackend::initialize(const BackendOptions& options) {
     if (!nccl_ && !ipc_)
       return makeError("the CUDA backend needs an NCCL or IPC communicator at world > 1");
   }
-  std::optional<ElementType> compute = elementType(plan_.compute_dtype());
+  std::optional<ElementType> compute = elementTypeOf(plan_.compute_dtype());
   if (!compute) return makeError("the plan's compute dtype is not f32, f16 or bf16");
   computeType_ = *compute;
   vocab_ = planIntAttr(plan_.model(), "vocab_size");
@@ -104,7 +91,7 @@ Error CudaBackend::initialize(const BackendOptions& options) {
     if (prog_.steps()->Get(i)->op()->string_view() == "select_rows") selectStep_ = i;
   for (const plan::Buffer* b : *prog_.buffers()) {
     widths_.push_back(elementsPerToken(*b->shape()));
-    bufferTypes_.push_back(elementType(b->dtype()).value_or(ElementType::F32));
+    bufferTypes_.push_back(elementTypeOf(b->dtype()).value_or(ElementType::F32));
   }
   // Graph buckets: powers of 2 up to the first one holding max_batch.
   graphTokens_ = 1;

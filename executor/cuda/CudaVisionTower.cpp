@@ -26,19 +26,6 @@ int64_t elements(const flatbuffers::Vector<int64_t>& shape, uint32_t from = 0) {
   return n;
 }
 
-std::optional<ElementType> elementType(uint8_t dtype) {
-  switch (static_cast<DType>(dtype)) {
-    case DType::F32:
-      return ElementType::F32;
-    case DType::BF16:
-      return ElementType::BF16;
-    case DType::F16:
-      return ElementType::F16;
-    default:
-      return std::nullopt;
-  }
-}
-
 }  // namespace
 
 Expected<std::unique_ptr<CudaVisionTower>> CudaVisionTower::create(const plan::Plan& plan,
@@ -59,7 +46,7 @@ Expected<std::unique_ptr<CudaVisionTower>> CudaVisionTower::create(const plan::P
 Error CudaVisionTower::allocate() {
   for (const plan::Buffer* b : *prog_.buffers()) {
     widths_.push_back(elementsPerToken(*b->shape()));
-    std::optional<ElementType> type = elementType(b->dtype());
+    std::optional<ElementType> type = elementTypeOf(b->dtype());
     if (!type) return makeError("buffer ", b->name()->str(), " is not f32, f16 or bf16");
     bufferTypes_.push_back(*type);
   }

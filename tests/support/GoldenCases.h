@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "executor/Npy.h"
 
@@ -85,6 +89,26 @@ inline std::string joinedIds(const std::vector<int64_t>& ids) {
   std::string s;
   for (int64_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
   return s;
+}
+
+// Writes a --requests file of `count` greedy requests with prompts of 3, 7, 11, ... ids (below
+// 250, inside every golden vocab), 5 new tokens each, ids "r0", "r1", ...; returns the prompts.
+inline std::vector<std::vector<int64_t>> writeStaggeredRequests(const std::string& path,
+                                                                int count = 4) {
+  std::vector<std::vector<int64_t>> prompts;
+  std::ofstream out(path);
+  for (int i = 0; i < count; ++i) {
+    std::vector<int64_t> prompt;
+    for (int k = 0; k < 3 + 4 * i; ++k) prompt.push_back((i * 31 + k * 7 + 1) % 250);
+    nlohmann::json j;
+    j["id"] = "r" + std::to_string(i);
+    j["prompt_ids"] = prompt;
+    j["max_new_tokens"] = 5;
+    j["ignore_eos"] = true;
+    out << j.dump() << "\n";
+    prompts.push_back(std::move(prompt));
+  }
+  return prompts;
 }
 
 }  // namespace tpc::test

@@ -96,22 +96,7 @@ TEST(TpexecCudaGoldenStages, TheEngineRunsAMixedPlan) {
                              " --dtype f32 --device-map cuda:0=1,cpu=* --quiet -o " + plan)
                 .exitCode,
             0);
-  std::vector<std::vector<int64_t>> prompts;
-  {
-    std::ofstream out(requests);
-    for (int i = 0; i < 4; ++i) {
-      std::vector<int64_t> prompt;
-      prompt.reserve(3 + 4 * static_cast<size_t>(i));
-      for (int k = 0; k < 3 + 4 * i; ++k) prompt.push_back((i * 31 + k * 7 + 1) % 250);
-      prompts.push_back(prompt);
-      nlohmann::json j;
-      j["id"] = "r" + std::to_string(i);
-      j["prompt_ids"] = prompt;
-      j["max_new_tokens"] = 5;
-      j["ignore_eos"] = true;
-      out << j.dump() << "\n";
-    }
-  }
+  const std::vector<std::vector<int64_t>> prompts = test::writeStaggeredRequests(requests);
   test::CommandResult r = test::runCommand(test::binPath("tpexec") + " " + plan + " --requests " +
                                            requests + " --max-batched-tokens 8");
   ASSERT_EQ(r.exitCode, 0) << r.output;

@@ -107,22 +107,7 @@ TEST_F(TpexecPipeline, TheEngineRunsStagedPlans) {
       test::runCommand(test::binPath("tpc") + " compile " + model + " --quiet -o " + flat).exitCode,
       0);
   std::string requests = dir_.file("requests.jsonl");
-  std::vector<std::vector<int64_t>> prompts;
-  {
-    std::ofstream out(requests);
-    for (int i = 0; i < 4; ++i) {
-      std::vector<int64_t> prompt;
-      prompt.reserve(3 + 4 * static_cast<size_t>(i));
-      for (int k = 0; k < 3 + 4 * i; ++k) prompt.push_back((i * 31 + k * 7 + 1) % 250);
-      prompts.push_back(prompt);
-      nlohmann::json j;
-      j["id"] = "r" + std::to_string(i);
-      j["prompt_ids"] = prompt;
-      j["max_new_tokens"] = 5;
-      j["ignore_eos"] = true;
-      out << j.dump() << "\n";
-    }
-  }
+  const std::vector<std::vector<int64_t>> prompts = test::writeStaggeredRequests(requests);
   std::vector<nlohmann::json> alone;
   for (const std::vector<int64_t>& prompt : prompts) {
     test::CommandResult r =
