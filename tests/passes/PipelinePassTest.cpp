@@ -62,8 +62,12 @@ TEST(PipelinePass, TwoStagesOfTheTinyLlamaSendTheHiddenStateAndTheLogitsBack) {
                            {{0, 1}, spec.hiddenSize * 2}, {{1, 0}, spec.vocabSize * 4}}));
   // The embedding on stage 0, the lm_head on the last stage.
   for (size_t i = 0; i < g.nodes().size(); ++i) {
-    if (g.nodes()[i]->op == OpKind::Embedding) EXPECT_EQ(stage[i], 0);
-    if (g.nodes()[i]->op == OpKind::SelectRows) EXPECT_EQ(stage[i], 1);
+    if (g.nodes()[i]->op == OpKind::Embedding) {
+      EXPECT_EQ(stage[i], 0);
+    }
+    if (g.nodes()[i]->op == OpKind::SelectRows) {
+      EXPECT_EQ(stage[i], 1);
+    }
   }
   EXPECT_EQ(g.outputs().size(), 2u);  // one per stage
 

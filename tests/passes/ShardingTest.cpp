@@ -215,8 +215,9 @@ TEST(Sharding, KvHeadsAreReplicatedWhenTheWorldExceedsThem) {
   for (const plan::RankProgram* rank : *plan->plan().ranks())
     for (const plan::Weight* w : *rank->weights())
       for (const plan::WeightSlice* s : *w->slices())
-        if (s->tensor()->str() == "model.layers.0.self_attn.k_proj.weight")
+        if (s->tensor()->str() == "model.layers.0.self_attn.k_proj.weight") {
           EXPECT_EQ(s->start(), (rank->rank() / 4) * spec.headDim) << "rank " << rank->rank();
+        }
 }
 
 TEST(Sharding, WorldRulesNameTheProblem) {

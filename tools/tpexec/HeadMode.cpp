@@ -189,7 +189,9 @@ int runHeadMode(int argc, char** argv) {
   } else {
     Expected<std::vector<int64_t>> ids = cli::parseIntList(f.promptIds, "--prompt-ids");
     if (!ids) return printError(ids.errorMessage(), 2);
-    NamedRequest one{"0", defaults};
+    NamedRequest one;
+    one.id = "0";
+    one.request = defaults;
     for (int64_t id : *ids) {
       if (id < 0 || id > INT32_MAX)
         return printError("--prompt-ids: token id " + std::to_string(id) + " is out of range", 2);

@@ -72,7 +72,8 @@ Expected<NamedRequest> parseLine(const std::string& line, const GenerationReques
                                  const std::vector<int64_t>& planEos) {
   nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return makeError("not a JSON object");
-  NamedRequest r{"", defaults};
+  NamedRequest r;
+  r.request = defaults;
   bool ignoreEos = defaults.eosIds.empty();
   for (auto& [key, value] : j.items()) {
     if (key == "id") {
