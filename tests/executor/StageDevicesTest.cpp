@@ -32,13 +32,7 @@ Expected<LoadedPlan> deviceMapPlan(const std::string& devices) {
   Graph g = test::buildSpecGraph(test::presetSpec(Family::Llama));
   g.attrs.setString("stage_devices", devices);
   if (Error e = runPipeline(g, PassOptions{2, {}, true, 2, {}})) return e;
-  PlanSource source;
-  source.modelDir = "model";
-  source.files.push_back({"model.safetensors", 1234, 0x5eed});
-  source.fileOf = [](const std::string&) -> std::optional<size_t> { return 0; };
-  Expected<std::vector<uint8_t>> bytes = lowerToPlan(g, source, PlanLimits{256, 4});
-  if (!bytes) return bytes.takeError();
-  return LoadedPlan::fromBytes(std::move(*bytes), "mapped.fb");
+  return test::lowerPassedGraph(g, "mapped.fb");
 }
 
 TEST(StageDevices, TheDeviceMapPutsEachStageOnItsDeviceWhateverTheBackendAsked) {

@@ -41,13 +41,17 @@ Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world,
                                  const std::vector<std::string>& preferredRules) {
   Graph g = buildSpecGraph(spec);
   if (Error e = runPipeline(g, PassOptions{world, preferredRules})) return e;
+  return lowerPassedGraph(g, "test-plan.fb");
+}
+
+Expected<LoadedPlan> lowerPassedGraph(const Graph& g, const std::string& planName) {
   PlanSource source;
   source.modelDir = "model";
   source.files.push_back({"model.safetensors", 1234, 0x5eed});
   source.fileOf = [](const std::string&) -> std::optional<size_t> { return 0; };
   Expected<std::vector<uint8_t>> bytes = lowerToPlan(g, source, PlanLimits{256, 4});
   if (!bytes) return bytes.takeError();
-  return LoadedPlan::fromBytes(std::move(*bytes), "test-plan.fb");
+  return LoadedPlan::fromBytes(std::move(*bytes), planName);
 }
 
 Expected<LoadedPlan> compileModelDir(const std::string& dir, int64_t world, DType dtype,

@@ -22,6 +22,9 @@ Graph buildSpecGraph(const ModelSpec& spec);
 // `preferredRules` as PassOptions has them ({"expert-parallel"} for --expert-parallel).
 Expected<LoadedPlan> compileSpec(const ModelSpec& spec, int64_t world,
                                  const std::vector<std::string>& preferredRules = {});
+// A graph the passes have run on, lowered to a plan over one fake checkpoint file (max context
+// 256, max batch 4), as compileSpec does after its passes.
+Expected<LoadedPlan> lowerPassedGraph(const Graph& g, const std::string& planName);
 // A checkpoint folder compiled as `tpc compile` does, in memory.
 Expected<LoadedPlan> compileModelDir(const std::string& dir, int64_t world,
                                      DType dtype = DType::F32, int64_t maxContext = 256,
