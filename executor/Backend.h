@@ -145,6 +145,11 @@ std::vector<uint64_t> cudaFreeMemory();
 Expected<double> deviceCopyBandwidth(int device);
 Expected<double> deviceReadBandwidth(int device);
 Expected<double> deviceGemmFlops(int device);
+// Brackets what an external profiler started with `--profile-from-start off` records (Nsight
+// Compute, Nsight Systems), so a profile of `tpexec bench` holds the timed steps and not the
+// weight fill, prefill or graph capture before them. Nothing happens without the CUDA backend or
+// without a profiler attached.
+void deviceProfilerRange(bool record);
 
 // The CPU backend itself; createBackend checks rank and world before calling it.
 Expected<std::unique_ptr<Backend>> createCpuBackend(const LoadedPlan& plan, uint32_t rank,

@@ -5,6 +5,7 @@
 #include "kernels/cpu/Kernels.h"
 
 #ifdef TPC_HAVE_CUDA
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <poll.h>
 #include <sys/wait.h>
@@ -117,6 +118,10 @@ Expected<double> measureReadBandwidth(int device);
 Expected<double> deviceCopyBandwidth(int device) { return measureCopyBandwidth(device); }
 Expected<double> deviceReadBandwidth(int device) { return measureReadBandwidth(device); }
 Expected<double> deviceGemmFlops(int device) { return measureGemmFlops(device); }
+void deviceProfilerRange(bool record) {
+  // Errors only mean no profiler is attached or the range is already in that state.
+  (void)(record ? cudaProfilerStart() : cudaProfilerStop());
+}
 #else
 bool haveCudaBackend() { return false; }
 int cudaDeviceCount() { return 0; }
@@ -124,6 +129,7 @@ std::vector<uint64_t> cudaFreeMemory() { return {}; }
 Expected<double> deviceCopyBandwidth(int) { return makeError("this build has no CUDA backend"); }
 Expected<double> deviceReadBandwidth(int) { return makeError("this build has no CUDA backend"); }
 Expected<double> deviceGemmFlops(int) { return makeError("this build has no CUDA backend"); }
+void deviceProfilerRange(bool) {}
 Expected<std::string> newNcclUniqueId() {
   return makeError("this build has no CUDA backend (configure with the CUDA toolkit and NCCL)");
 }

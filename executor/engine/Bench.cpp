@@ -134,6 +134,7 @@ Expected<BenchReport> runBench(const LoadedPlan& plan, const BenchOptions& o) {
     if (step == 0) stage("decode (warm-up and graph capture)");
     if (step == warmupSteps) {
       stage("decode");
+      deviceProfilerRange(true);  // a profiler's window: the timed steps only
       start = Clock::now();
     }
     std::fill(stepPositions.begin(), stepPositions.end(), static_cast<int32_t>(position++));
@@ -143,6 +144,7 @@ Expected<BenchReport> runBench(const LoadedPlan& plan, const BenchOptions& o) {
     next = *picked;
   }
   report.decodeMsPerStep = millisSince(start) / static_cast<double>(o.generate);
+  deviceProfilerRange(false);
   report.decodeTokensPerSecond = static_cast<double>(o.batch) * 1e3 / report.decodeMsPerStep;
   // The mean context of a timed step: its KV reads grow linearly over the run.
   const double meanContext =
