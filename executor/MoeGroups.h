@@ -15,7 +15,9 @@ namespace tpc {
 // Below this many (token, choice) assignments a step runs the per-assignment kernels: a decode
 // step reads each chosen expert about once either way, and the grouped path's host round trip
 // and per-expert GEMM launches would cost more than the re-reads they save. A CUDA Graph decode
-// step never takes the grouped path (it syncs with the host), whatever its size.
+// step never takes the grouped path (it syncs with the host), whatever its size. (The CUDA
+// backend runs steps of up to 64 tokens, and graph steps, on its streaming kernels before it
+// asks this: kernels/cuda/MoeStreaming.h.)
 constexpr int64_t kMoeGroupedMinAssignments = 16;
 
 struct MoeShape {

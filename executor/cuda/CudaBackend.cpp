@@ -16,6 +16,7 @@
 #include "executor/cuda/HostConvert.h"
 #include "ir/DType.h"
 #include "kernels/cuda/DecodeAttention.h"
+#include "kernels/cuda/MoeStreaming.h"
 #include "kernels/cuda/SampleRows.h"
 
 namespace tpc {
@@ -143,6 +144,10 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
                                        cuda::decodeAttentionWorkspaceBytes(
                                            std::max(graphTokens_, maxBatch_), stepInt(*s, "heads"),
                                            kvHeads, headDim, tableContext));
+    } else if (op == "moe_router") {
+      attentionWorkspace_ = std::max(
+          attentionWorkspace_,
+          cuda::moeRouterStreamingWorkspaceBytes(chunkTokens_, weightOf(*s, 1).shape()->Get(0)));
     } else if (op == "moe_experts") {
       // The CUDA expert kernels index one rank's pointer arrays by global expert id.
       if (s->sharding() && s->sharding()->string_view() == "expert-parallel")
@@ -156,9 +161,14 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
                    cuda::moeWorkspaceBytes(chunkTokens_, stepInt(*s, "top_k"), intermediate));
       // The grouped path's buffers for the largest chunk (a smaller step's layout is smaller).
       const int64_t experts = stepInt(*s, "experts");
-      if (std::optional<MoeGroupedLayout> grouped = moeGroupedLayout(
-              {chunkTokens_, widths_[s->operands()->Get(0)->index()], intermediate,
-               stepInt(*s, "top_k"), experts, cuda::elementBytes(operandType(*s, 0))}))
+      const int64_t hidden = widths_[s->operands()->Get(0)->index()];
+      attentionWorkspace_ =
+          std::max(attentionWorkspace_, cuda::moeExpertsStreamingWorkspaceBytes(
+                                            operandType(*s, 0), chunkTokens_, stepInt(*s, "top_k"),
+                                            hidden, intermediate, experts));
+      if (std::optional<MoeGroupedLayout> grouped =
+              moeGroupedLayout({chunkTokens_, hidden, intermediate, stepInt(*s, "top_k"), experts,
+                                cuda::elementBytes(operandType(*s, 0))}))
         attentionWorkspace_ = std::max(attentionWorkspace_, grouped->bytes);
       moeExperts = std::max(moeExperts, experts);
     }

@@ -1,4 +1,6 @@
 // One plan step's kernels on the CUDA backend (the class is in CudaBackendImpl.h).
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,10 +12,18 @@
 #include "kernels/cuda/AttentionPrefill.h"
 #include "kernels/cuda/DecodeAttention.h"
 #include "kernels/cuda/Gemv.h"
+#include "kernels/cuda/MoeStreaming.h"
 
 namespace tpc {
 
 using cuda::ElementType;
+
+namespace {
+// Eager steps up to this many tokens run the streaming MoE kernels; larger ones (prefill) group
+// by expert through cuBLASLt, whose host round trip a graph cannot hold, so graph steps of any
+// size stream.
+constexpr int64_t kMoeStreamingMaxTokens = 64;
+}  // namespace
 
 Error CudaBackend::enqueueSteps(int64_t tokens) {
   size_t attention = 0;
@@ -118,6 +128,16 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     return enqueueImageRows(s, A, T);
   } else if (op == "moe_router") {
     const plan::Weight& gate = weightOf(s, 1);
+    const int64_t experts = gate.shape()->Get(0);
+    if (!cuda::moeStreamingDisabled() &&
+        cuda::moeRouterStreamingSupports(type, width(s, 0), experts, operand(s, 0, A),
+                                         operand(s, 1, A), workspace_.data())) {
+      TPC_CUDA_TRY(cuda::moeRouterStreaming(
+          type, operand(s, 0, A), operand(s, 1, A), T, width(s, 0), experts, stepInt(s, "top_k"),
+          stepInt(s, "norm_topk_prob") != 0, workspace_.data(),
+          static_cast<float*>(result(s, A, 0)), static_cast<int32_t*>(result(s, A, 1)), st));
+      return Error::success();
+    }
     TPC_CUDA_TRY(cuda::moeRouter(
         type, operand(s, 0, A), operand(s, 1, A), T, width(s, 0), gate.shape()->Get(0),
         stepInt(s, "top_k"), stepInt(s, "norm_topk_prob") != 0,
@@ -129,15 +149,33 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     const int64_t topK = stepInt(s, "top_k");
     const auto* routingWeights = static_cast<const float*>(operand(s, 1, A));
     const auto* chosen = static_cast<const int32_t*>(operand(s, 2, A));
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    TPC_CUDA_TRY(cudaStreamIsCapturing(st, &capture));
+    const std::vector<const void*>& host = hostExpertPointers_.at(index);
+    // Decode-sized steps, and any step of a graph: the streaming kernels (no host round trip).
+    const bool streaming =
+        !cuda::moeStreamingDisabled() &&
+        (T <= kMoeStreamingMaxTokens || capture != cudaStreamCaptureStatusNone) &&
+        cuda::moeExpertsStreamingSupports(type, hidden, intermediate, experts, operand(s, 0, A),
+                                          workspace_.data()) &&
+        std::all_of(host.begin(), host.end(),
+                    [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; });
+    const void* const* devicePointers = expertPointers_.at(index);
+    if (streaming) {
+      TPC_CUDA_TRY(cuda::moeExpertsStreaming(
+          type, operand(s, 0, A), routingWeights, chosen, T, hidden, intermediate, topK, experts,
+          devicePointers, per == 3 ? devicePointers + experts : nullptr,
+          devicePointers + 2 * experts, cuda::moeDirectMaxTokens(), /*accumulate=*/false,
+          workspace_.data(), result(s, A), st));
+      return Error::success();
+    }
+    // The other kernels accumulate into a zeroed result.
     TPC_CUDA_TRY(cudaMemsetAsync(result(s, A), 0,
                                  static_cast<size_t>(T * hidden) * cuda::elementBytes(type), st));
     // Many tokens: grouped by expert (GEMMs). A graph being captured cannot wait for the host.
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    TPC_CUDA_TRY(cudaStreamIsCapturing(st, &capture));
     const MoeShape shape{T, hidden, intermediate, topK, experts, cuda::elementBytes(type)};
     if (moeRunsGrouped(T, topK, capture != cudaStreamCaptureStatusNone) &&
         moeGroupedLayout(shape)) {
-      const std::vector<const void*>& host = hostExpertPointers_.at(index);
       const MoeExpertPointers pointers{host.data(), per == 3 ? host.data() + experts : nullptr,
                                        host.data() + 2 * experts};
       return moeExpertsGrouped(*gemm_, type, shape, operand(s, 0, A), routingWeights, chosen,
@@ -145,11 +183,10 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
                                reinterpret_cast<int32_t*>(moeCountsHost_.data()), result(s, A), st,
                                [this] { return wait("MoE expert counts"); });
     }
-    const void* const* pointers = expertPointers_.at(index);
-    TPC_CUDA_TRY(cuda::moeExperts(type, operand(s, 0, A), routingWeights, chosen, T, hidden,
-                                  intermediate, topK, pointers,
-                                  per == 3 ? pointers + experts : nullptr, pointers + 2 * experts,
-                                  workspace_.data(), result(s, A), st));
+    TPC_CUDA_TRY(
+        cuda::moeExperts(type, operand(s, 0, A), routingWeights, chosen, T, hidden, intermediate,
+                         topK, devicePointers, per == 3 ? devicePointers + experts : nullptr,
+                         devicePointers + 2 * experts, workspace_.data(), result(s, A), st));
   } else if (op == "send" || op == "recv") {
     return transferStage(s, A, T);
   } else if (op == "all_reduce" && ipc_) {

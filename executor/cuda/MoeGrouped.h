@@ -4,7 +4,7 @@
 // expert with tokens runs its gate/up GEMM, SwiGLU and down GEMM over its whole block through
 // cuBLASLt; a combine kernel adds the weighted rows back into each token's output in choice
 // order. Same contract as cuda::moeExperts (accumulates into out); decode-sized steps and CUDA
-// Graph steps keep cuda::moeExperts (see moeRunsGrouped).
+// Graph steps run the streaming kernels (kernels/cuda/MoeStreaming.h) or cuda::moeExperts.
 #pragma once
 
 #include <cuda_runtime_api.h>

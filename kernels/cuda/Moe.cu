@@ -5,8 +5,10 @@
 //     one warp per intermediate row; phase 2: out[t, :] += sum_k w[t, k] * (down_e hidden[t, k])
 //     with one warp per output element, the k terms added in k order in f32 and rounded once.
 // Each assignment reads its expert's rows itself (no grouping of tokens by expert), so many tokens
-// re-read expert weights from L2: these kernels serve decode-sized steps and CUDA Graphs; steps
-// with many tokens group them by expert and run GEMMs instead (MoeGrouped.h).
+// re-read expert weights from L2. The backend runs the streaming kernels (MoeStreaming.h) in their
+// place wherever the shapes allow, and these where not (rows of no whole 16-byte vectors, more
+// than 4096 experts) or when TPC_MOE_KERNELS=old asks for them; steps with many tokens outside a
+// graph group them by expert and run GEMMs (MoeGrouped.h).
 #include <cmath>
 #include <type_traits>
 

@@ -1,0 +1,221 @@
+// tpc_moe_bench: one MoE layer's kernels at real shapes (Qwen3-30B-A3B and Mixtral-8x7B, bf16,
+// synthetic weights in distinct memory per expert), each variant captured `--calls` times into
+// one CUDA Graph that is replayed `--replays` times: microseconds per call and the bandwidth that
+// makes of the bytes the call must read (the chosen experts' weights, counted from the routing
+// the router made; the router's gate). Variants: the first kernels (cuda::moeRouter and
+// cuda::moeExperts after a memset, as the backend runs them) against the streaming ones
+// (kernels/cuda/MoeStreaming.h), direct and grouped.
+//   tpc_moe_bench [--tokens 1,8,64] [--calls 20] [--replays 10]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/CudaKernels.h"
+#include "kernels/cuda/MoeStreaming.h"
+
+namespace {
+
+using namespace tpc::cuda;
+
+struct Shape {
+  const char* name;
+  int64_t hidden, intermediate, experts, topK;
+  bool norm;
+};
+const Shape kShapes[] = {{"qwen3-30b-a3b", 2048, 768, 128, 8, true},
+                         {"mixtral-8x7b", 4096, 14336, 8, 2, true}};
+
+#define BENCH_CHECK(call)                                                          \
+  do {                                                                             \
+    cudaError_t status_ = (call);                                                  \
+    if (status_ != cudaSuccess) {                                                  \
+      std::fprintf(stderr, "error: %s: %s\n", #call, cudaGetErrorString(status_)); \
+      std::exit(1);                                                                \
+    }                                                                              \
+  } while (0)
+
+void* deviceAlloc(size_t bytes) {
+  void* p = nullptr;
+  BENCH_CHECK(cudaMalloc(&p, bytes));
+  return p;
+}
+
+// Microseconds per call of `enqueue`, captured `calls` times into one graph.
+double timeGraph(const std::function<void(cudaStream_t)>& enqueue, int calls, int replays,
+                 cudaStream_t stream) {
+  cudaGraph_t graph = nullptr;
+  BENCH_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int c = 0; c < calls; ++c) enqueue(stream);
+  BENCH_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  BENCH_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
+  cudaEvent_t begin, end;
+  BENCH_CHECK(cudaEventCreate(&begin));
+  BENCH_CHECK(cudaEventCreate(&end));
+  BENCH_CHECK(cudaEventRecord(begin, stream));
+  for (int r = 0; r < replays; ++r) BENCH_CHECK(cudaGraphLaunch(exec, stream));
+  BENCH_CHECK(cudaEventRecord(end, stream));
+  BENCH_CHECK(cudaEventSynchronize(end));
+  float ms = 0;
+  BENCH_CHECK(cudaEventElapsedTime(&ms, begin, end));
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return 1000.0 * ms / (calls * replays);
+}
+
+std::vector<int64_t> parseList(const char* text) {
+  std::vector<int64_t> out;
+  for (const char* p = text; *p;) {
+    char* end = nullptr;
+    out.push_back(std::strtoll(p, &end, 10));
+    if (end == p) return {};
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
+
+void benchShape(const Shape& s, const std::vector<int64_t>& tokenCounts, int calls, int replays,
+                cudaStream_t stream) {
+  const ElementType type = ElementType::BF16;
+  const size_t element = elementBytes(type);
+  const int64_t h = s.hidden, inter = s.intermediate;
+  const size_t expertBytes = static_cast<size_t>(3 * inter * h) * element;
+  // Every expert in its own memory, as a checkpoint's are.
+  std::vector<const void*> pointers(static_cast<size_t>(3 * s.experts));
+  for (int64_t e = 0; e < s.experts; ++e) {
+    for (int part = 0; part < 3; ++part) {
+      void* p = deviceAlloc(static_cast<size_t>(inter * h) * element);
+      BENCH_CHECK(
+          fillUniform(type, p, inter * h, 0.02f, static_cast<uint64_t>(10 + 3 * e + part), stream));
+      pointers[static_cast<size_t>(part * s.experts + e)] = p;
+    }
+  }
+  auto* table = static_cast<const void**>(deviceAlloc(pointers.size() * sizeof(void*)));
+  BENCH_CHECK(
+      cudaMemcpy(table, pointers.data(), pointers.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  const void* const* gateUp = table;
+  const void* const* up = table + s.experts;
+  const void* const* down = table + 2 * s.experts;
+  void* gate = deviceAlloc(static_cast<size_t>(s.experts * h) * element);
+  BENCH_CHECK(fillUniform(type, gate, s.experts * h, 0.05f, 7, stream));
+  std::printf("%s: hidden %lld, intermediate %lld, %lld experts, top-%lld (bf16)\n", s.name,
+              static_cast<long long>(h), static_cast<long long>(inter),
+              static_cast<long long>(s.experts), static_cast<long long>(s.topK));
+  for (int64_t tokens : tokenCounts) {
+    const int64_t a = tokens * s.topK;
+    void* x = deviceAlloc(static_cast<size_t>(tokens * h) * element);
+    BENCH_CHECK(
+        fillUniform(type, x, tokens * h, 1.0f, static_cast<uint64_t>(100 + tokens), stream));
+    auto* weights = static_cast<float*>(deviceAlloc(static_cast<size_t>(a) * sizeof(float)));
+    auto* experts = static_cast<int32_t*>(deviceAlloc(static_cast<size_t>(a) * sizeof(int32_t)));
+    const size_t workspaceBytes =
+        std::max({moeWorkspaceBytes(tokens, s.topK, inter),
+                  moeRouterStreamingWorkspaceBytes(tokens, s.experts),
+                  moeExpertsStreamingWorkspaceBytes(type, tokens, s.topK, h, inter, s.experts)});
+    void* workspace = deviceAlloc(workspaceBytes);
+    void* out = deviceAlloc(static_cast<size_t>(tokens * h) * element);
+    BENCH_CHECK(moeRouterStreaming(type, x, gate, tokens, h, s.experts, s.topK, s.norm, workspace,
+                                   weights, experts, stream));
+    std::vector<int32_t> chosen(static_cast<size_t>(a));
+    BENCH_CHECK(cudaMemcpyAsync(chosen.data(), experts, chosen.size() * sizeof(int32_t),
+                                cudaMemcpyDeviceToHost, stream));
+    BENCH_CHECK(cudaStreamSynchronize(stream));
+    const std::set<int32_t> distinct(chosen.begin(), chosen.end());
+    const double expertGB = static_cast<double>(distinct.size() * expertBytes) / 1e9;
+    const double gateGB = static_cast<double>(s.experts * h) * element / 1e9;
+
+    const auto oldRouter = [&](cudaStream_t st) {
+      BENCH_CHECK(
+          moeRouter(type, x, gate, tokens, h, s.experts, s.topK, s.norm, weights, experts, st));
+    };
+    const auto newRouter = [&](cudaStream_t st) {
+      BENCH_CHECK(moeRouterStreaming(type, x, gate, tokens, h, s.experts, s.topK, s.norm, workspace,
+                                     weights, experts, st));
+    };
+    const auto oldExperts = [&](cudaStream_t st) {
+      BENCH_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(tokens * h) * element, st));
+      BENCH_CHECK(moeExperts(type, x, weights, experts, tokens, h, inter, s.topK, gateUp, up, down,
+                             workspace, out, st));
+    };
+    const auto newExperts = [&](int64_t directMaxTokens) {
+      return [&, directMaxTokens](cudaStream_t st) {
+        BENCH_CHECK(moeExpertsStreaming(type, x, weights, experts, tokens, h, inter, s.topK,
+                                        s.experts, gateUp, up, down, directMaxTokens, false,
+                                        workspace, out, st));
+      };
+    };
+    struct Variant {
+      const char* name;
+      std::function<void(cudaStream_t)> run;
+      double gigabytes;
+    };
+    std::vector<Variant> variants = {
+        {"router, first kernel", oldRouter, gateGB},
+        {"router, streaming", newRouter, gateGB},
+        {"experts, first kernels (+ memset)", oldExperts, expertGB},
+        {"experts, streaming grouped", newExperts(0), expertGB},
+    };
+    if (a <= 64) variants.push_back({"experts, streaming direct", newExperts(tokens), expertGB});
+    variants.push_back({"layer, first kernels",
+                        [&](cudaStream_t st) {
+                          oldRouter(st);
+                          oldExperts(st);
+                        },
+                        gateGB + expertGB});
+    variants.push_back({"layer, streaming (backend's choice)",
+                        [&](cudaStream_t st) {
+                          newRouter(st);
+                          newExperts(moeDirectMaxTokens())(st);
+                        },
+                        gateGB + expertGB});
+    std::printf("  %lld tokens: %zu distinct experts, %.1f MB of expert weights\n",
+                static_cast<long long>(tokens), distinct.size(), expertGB * 1e3);
+    for (const Variant& v : variants) {
+      const double us = timeGraph(v.run, calls, replays, stream);
+      std::printf("    %-38s %9.2f us  %7.0f GB/s\n", v.name, us, v.gigabytes / (us * 1e-6));
+    }
+    for (void* p : {x, static_cast<void*>(weights), static_cast<void*>(experts), workspace, out})
+      cudaFree(p);
+  }
+  for (const void* p : pointers) cudaFree(const_cast<void*>(p));
+  cudaFree(table);
+  cudaFree(gate);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int64_t> tokens{1, 8, 64};
+  int calls = 20, replays = 10;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--tokens" && i + 1 < argc) {
+      tokens = parseList(argv[++i]);
+    } else if (arg == "--calls" && i + 1 < argc) {
+      calls = std::atoi(argv[++i]);
+    } else if (arg == "--replays" && i + 1 < argc) {
+      replays = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: tpc_moe_bench [--tokens 1,8,64] [--calls N] [--replays N]\n");
+      return 2;
+    }
+  }
+  if (tokens.empty() || calls <= 0 || replays <= 0) {
+    std::fprintf(stderr, "error: --tokens, --calls and --replays need positive numbers\n");
+    return 2;
+  }
+  cudaStream_t stream = nullptr;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (const Shape& s : kShapes) benchShape(s, tokens, calls, replays, stream);
+  cudaStreamDestroy(stream);
+  return 0;
+}

@@ -1,0 +1,180 @@
+// The streaming MoE router (MoeStreaming.h): logits by many warps, then one warp per token for
+// the softmax and the top-k, with the selection rules of the first router (Moe.cu) and of
+// cpu::moeRouter.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/DependentLaunch.cuh"
+#include "kernels/cuda/MoeStreaming.h"
+#include "kernels/cuda/StreamRows.cuh"
+
+namespace tpc::cuda {
+namespace {
+
+constexpr int kWarps = 8;  // logits: one expert row per warp
+constexpr int kTokensPerPass = 8;
+constexpr int kSelectWarps = 4;  // selection: one token per warp
+constexpr int kMaxExperts = 1024;
+// Where a NaN probability ranks: below every probability, above the -1 that marks an expert
+// already chosen, as the CPU twin ranks it.
+constexpr float kRankOfNan = -0.5f;
+
+// Grid (expert blocks, token blocks): warp w of block (b, c) computes expert b * kWarps + w's
+// logits for tokens [c * 8, c * 8 + 8).
+template <class T>
+__global__ void __launch_bounds__(kWarps * 32)
+    routerLogitsKernel(const T* x, const T* gate, int64_t tokens, int64_t hidden,
+                       int64_t numExperts, float* logits) {
+  detail::allowDependentLaunch();
+  const int lane = threadIdx.x & 31;
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t vectors = hidden * static_cast<int64_t>(sizeof(T)) / 16;
+  const uint4* row = reinterpret_cast<const uint4*>(gate + (e < numExperts ? e : 0) * hidden);
+  // No earlier kernel writes the gate: its row heads for L2 while the previous kernel finishes.
+  for (int64_t v = lane * 8; v < vectors; v += 32 * 8)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(row + v));
+  detail::waitForPrerequisites();
+  if (e >= numExperts) return;
+  const int64_t first = static_cast<int64_t>(blockIdx.y) * kTokensPerPass;
+  const int count = static_cast<int>(detail::minI64(kTokensPerPass, tokens - first));
+  const uint4* inputs[kTokensPerPass];
+#pragma unroll
+  for (int t = 0; t < kTokensPerPass; ++t)
+    inputs[t] = reinterpret_cast<const uint4*>(x + (first + (t < count ? t : 0)) * hidden);
+  const uint4* rows[1] = {row};
+  float acc[1][kTokensPerPass] = {};
+  detail::streamRows<T, 1, kTokensPerPass, 4>(rows, inputs, count, vectors, acc);
+  detail::warpSums(acc, count);
+#pragma unroll
+  for (int t = 0; t < kTokensPerPass; ++t)
+    if (t < count && lane == t) logits[(first + t) * numExperts + e] = acc[0][t];
+}
+
+// One warp per token: softmax over its logits, then top-k by repeated maximum, as routerKernel
+// in Moe.cu.
+__global__ void __launch_bounds__(kSelectWarps * 32)
+    routerSelectKernel(const float* logits, int64_t tokens, int64_t numExperts, int64_t topK,
+                       bool normTopkProb, float* weights, int32_t* experts) {
+  __shared__ float shared[kSelectWarps][kMaxExperts];
+  detail::allowDependentLaunch();
+  detail::waitForPrerequisites();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kSelectWarps + warp;
+  if (t >= tokens) return;
+  float* probs = shared[warp];
+  float maximum = -INFINITY;
+  for (int64_t e = lane; e < numExperts; e += 32) {
+    const float logit = __ldca(logits + t * numExperts + e);
+    probs[e] = logit;
+    maximum = fmaxf(maximum, logit);
+  }
+  maximum = detail::warpMax(maximum);
+  float total = 0.0f;
+  for (int64_t e = lane; e < numExperts; e += 32) {
+    const float value = expf(probs[e] - maximum);
+    probs[e] = value;
+    total += value;
+  }
+  const float inverse = 1.0f / detail::warpSum(total);
+  for (int64_t e = lane; e < numExperts; e += 32) probs[e] *= inverse;
+  __syncwarp();
+  float chosenSum = 0.0f;
+  for (int64_t j = 0; j < topK; ++j) {
+    // Each lane's best (largest, then lowest index), then the warp's. Every rank is at least -1,
+    // above the -inf start, so a lane holding an expert always names one in range.
+    float best = -INFINITY;
+    int32_t bestIndex = INT32_MAX;
+    for (int64_t e = lane; e < numExperts; e += 32) {
+      const float rank = isnan(probs[e]) ? kRankOfNan : probs[e];
+      if (rank > best) {  // ascending indices: strict keeps the lower one
+        best = rank;
+        bestIndex = static_cast<int32_t>(e);
+      }
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const float otherBest = __shfl_xor_sync(detail::kFullMask, best, offset);
+      const int32_t otherIndex = __shfl_xor_sync(detail::kFullMask, bestIndex, offset);
+      if (otherBest > best || (otherBest == best && otherIndex < bestIndex)) {
+        best = otherBest;
+        bestIndex = otherIndex;
+      }
+    }
+    const float chosen = probs[bestIndex];  // the probability itself, NaN included
+    __syncwarp();                           // every lane has read it before lane 0 marks it
+    chosenSum += chosen;
+    if (lane == 0) {
+      weights[t * topK + j] = chosen;
+      experts[t * topK + j] = bestIndex;
+      probs[bestIndex] = -1.0f;  // below any probability, as the CPU twin marks it
+    }
+    __syncwarp();
+  }
+  __syncwarp();
+  // chosenSum is the same in every lane; lane 0's writes above are visible within the warp.
+  if (normTopkProb)
+    for (int64_t j = lane; j < topK; j += 32) weights[t * topK + j] /= chosenSum;
+}
+
+template <class T>
+cudaError_t launchRouter(const void* x, const void* gate, int64_t tokens, int64_t hidden,
+                         int64_t numExperts, int64_t topK, bool norm, float* logits, float* weights,
+                         int32_t* experts, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((numExperts + kWarps - 1) / kWarps),
+                  static_cast<unsigned>((tokens + kTokensPerPass - 1) / kTokensPerPass));
+  if (cudaError_t e = detail::launchDependent(
+          routerLogitsKernel<T>, grid, dim3(kWarps * 32), stream, static_cast<const T*>(x),
+          static_cast<const T*>(gate), tokens, hidden, numExperts, logits))
+    return e;
+  const dim3 selectGrid(static_cast<unsigned>((tokens + kSelectWarps - 1) / kSelectWarps));
+  if (cudaError_t e =
+          detail::launchDependent(routerSelectKernel, selectGrid, dim3(kSelectWarps * 32), stream,
+                                  logits, tokens, numExperts, topK, norm, weights, experts))
+    return e;
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool moeStreamingDisabled() {
+  static const bool disabled = [] {
+    const char* v = std::getenv("TPC_MOE_KERNELS");
+    return v && std::strcmp(v, "old") == 0;
+  }();
+  return disabled;
+}
+
+int64_t moeDirectMaxTokens() {
+  static const int64_t tokens = [] {
+    const char* v = std::getenv("TPC_MOE_DIRECT_TOKENS");
+    return v && *v ? std::atoll(v) : int64_t{1};
+  }();
+  return tokens;
+}
+
+size_t moeRouterStreamingWorkspaceBytes(int64_t tokens, int64_t numExperts) {
+  return static_cast<size_t>(tokens * numExperts) * sizeof(float);
+}
+
+bool moeRouterStreamingSupports(ElementType type, int64_t hidden, int64_t numExperts, const void* x,
+                                const void* gate, const void* workspace) {
+  return hidden > 0 && (hidden * static_cast<int64_t>(elementBytes(type))) % 16 == 0 &&
+         numExperts > 0 && numExperts <= kMaxExperts && workspace && detail::aligned16(x) &&
+         detail::aligned16(gate) && detail::aligned16(workspace);
+}
+
+cudaError_t moeRouterStreaming(ElementType type, const void* x, const void* gate, int64_t tokens,
+                               int64_t hidden, int64_t numExperts, int64_t topK, bool normTopkProb,
+                               void* workspace, float* weights, int32_t* experts,
+                               cudaStream_t stream) {
+  if (topK <= 0 || topK > numExperts || numExperts > kMaxExperts) return cudaErrorInvalidValue;
+  if (tokens <= 0) return cudaGetLastError();
+  if ((tokens + kTokensPerPass - 1) / kTokensPerPass > 65535) return cudaErrorInvalidValue;
+  auto* logits = static_cast<float*>(workspace);
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    return launchRouter<Element>(x, gate, tokens, hidden, numExperts, topK, normTopkProb, logits,
+                                 weights, experts, stream);
+  });
+}
+
+}  // namespace tpc::cuda
