@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DeviceMath.cuh"
+#include "kernels/cuda/MoeSelect.cuh"
 
 namespace tpc::cuda {
 namespace {
@@ -24,9 +25,6 @@ using detail::kWarpSize;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / kWarpSize;
-// Where a NaN probability ranks in expert selection: below every probability, above the -1 that
-// marks an expert already chosen, as the CPU twin ranks it.
-constexpr float kRouterRankOfNan = -0.5f;
 
 // Partial dot product of this lane's share of a[0:n) . b[0:n) (a in storage type, b either the
 // storage type or f32); the caller reduces over the warp. Vectorized when the caller allows it
@@ -80,53 +78,8 @@ __global__ void routerKernel(const T* x, const T* gate, int64_t hidden, int64_t 
   __syncthreads();
   // Softmax and selection are tiny (numExperts ~ 8..512): warp 0 does them.
   if (warp != 0) return;
-  float maximum = -INFINITY;
-  for (int64_t e = lane; e < numExperts; e += kWarpSize) maximum = fmaxf(maximum, probs[e]);
-  maximum = detail::warpMax(maximum);
-  float total = 0.0f;
-  for (int64_t e = lane; e < numExperts; e += kWarpSize) {
-    const float value = expf(probs[e] - maximum);
-    probs[e] = value;
-    total += value;
-  }
-  const float inverse = 1.0f / detail::warpSum(total);
-  for (int64_t e = lane; e < numExperts; e += kWarpSize) probs[e] *= inverse;
-  __syncwarp();
-  float chosenSum = 0.0f;
-  for (int64_t j = 0; j < topK; ++j) {
-    // Each lane's best (largest, then lowest index), then the warp's. Every expert's rank is at
-    // least -1 (a NaN ranks as kRouterRankOfNan), above the -inf start, so a lane that holds an
-    // expert always names one: a non-finite hidden state never makes an out-of-range index.
-    float best = -INFINITY;
-    int32_t bestIndex = INT32_MAX;
-    for (int64_t e = lane; e < numExperts; e += kWarpSize) {
-      const float rank = isnan(probs[e]) ? kRouterRankOfNan : probs[e];
-      if (rank > best) {  // lanes visit ascending indices: strict keeps the lower one
-        best = rank;
-        bestIndex = static_cast<int32_t>(e);
-      }
-    }
-    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-      const float otherBest = __shfl_xor_sync(detail::kFullMask, best, offset);
-      const int32_t otherIndex = __shfl_xor_sync(detail::kFullMask, bestIndex, offset);
-      if (otherBest > best || (otherBest == best && otherIndex < bestIndex)) {
-        best = otherBest;
-        bestIndex = otherIndex;
-      }
-    }
-    const float chosen = probs[bestIndex];  // the probability itself, NaN included
-    __syncwarp();                           // every lane has read it before lane 0 marks it chosen
-    chosenSum += chosen;
-    if (lane == 0) {
-      weights[t * topK + j] = chosen;
-      experts[t * topK + j] = bestIndex;
-      probs[bestIndex] = -1.0f;  // below any probability, as the CPU twin marks it
-    }
-    __syncwarp();
-  }
-  // chosenSum is the same in every lane (the butterfly leaves every lane with the same winner).
-  if (normTopkProb)
-    for (int64_t j = lane; j < topK; j += kWarpSize) weights[t * topK + j] /= chosenSum;
+  detail::warpSoftmaxTopK(probs, numExperts, topK, normTopkProb, weights + t * topK,
+                          experts + t * topK);
 }
 
 // Phase 1: grid (assignments, row blocks of the intermediate dimension).

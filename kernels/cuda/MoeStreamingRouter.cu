@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/cuda/DependentLaunch.cuh"
+#include "kernels/cuda/MoeSelect.cuh"
 #include "kernels/cuda/MoeStreaming.h"
 #include "kernels/cuda/StreamRows.cuh"
 
@@ -16,9 +17,6 @@ constexpr int kWarps = 8;  // logits: one expert row per warp
 constexpr int kTokensPerPass = 8;
 constexpr int kSelectWarps = 4;  // selection: one token per warp
 constexpr int kMaxExperts = 1024;
-// Where a NaN probability ranks: below every probability, above the -1 that marks an expert
-// already chosen, as the CPU twin ranks it.
-constexpr float kRankOfNan = -0.5f;
 
 // Grid (expert blocks, token blocks): warp w of block (b, c) computes expert b * kWarps + w's
 // logits for tokens [c * 8, c * 8 + 8).
@@ -51,8 +49,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (t < count && lane == t) logits[(first + t) * numExperts + e] = acc[0][t];
 }
 
-// One warp per token: softmax over its logits, then top-k by repeated maximum, as routerKernel
-// in Moe.cu.
+// One warp per token: softmax over its logits, then top-k by repeated maximum (MoeSelect.cuh),
+// as routerKernel in Moe.cu.
 __global__ void __launch_bounds__(kSelectWarps * 32)
     routerSelectKernel(const float* logits, int64_t tokens, int64_t numExperts, int64_t topK,
                        bool normTopkProb, float* weights, int32_t* experts) {
@@ -63,57 +61,10 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kSelectWarps + warp;
   if (t >= tokens) return;
   float* probs = shared[warp];
-  float maximum = -INFINITY;
-  for (int64_t e = lane; e < numExperts; e += 32) {
-    const float logit = __ldca(logits + t * numExperts + e);
-    probs[e] = logit;
-    maximum = fmaxf(maximum, logit);
-  }
-  maximum = detail::warpMax(maximum);
-  float total = 0.0f;
-  for (int64_t e = lane; e < numExperts; e += 32) {
-    const float value = expf(probs[e] - maximum);
-    probs[e] = value;
-    total += value;
-  }
-  const float inverse = 1.0f / detail::warpSum(total);
-  for (int64_t e = lane; e < numExperts; e += 32) probs[e] *= inverse;
+  for (int64_t e = lane; e < numExperts; e += 32) probs[e] = __ldca(logits + t * numExperts + e);
   __syncwarp();
-  float chosenSum = 0.0f;
-  for (int64_t j = 0; j < topK; ++j) {
-    // Each lane's best (largest, then lowest index), then the warp's. Every rank is at least -1,
-    // above the -inf start, so a lane holding an expert always names one in range.
-    float best = -INFINITY;
-    int32_t bestIndex = INT32_MAX;
-    for (int64_t e = lane; e < numExperts; e += 32) {
-      const float rank = isnan(probs[e]) ? kRankOfNan : probs[e];
-      if (rank > best) {  // ascending indices: strict keeps the lower one
-        best = rank;
-        bestIndex = static_cast<int32_t>(e);
-      }
-    }
-    for (int offset = 16; offset > 0; offset /= 2) {
-      const float otherBest = __shfl_xor_sync(detail::kFullMask, best, offset);
-      const int32_t otherIndex = __shfl_xor_sync(detail::kFullMask, bestIndex, offset);
-      if (otherBest > best || (otherBest == best && otherIndex < bestIndex)) {
-        best = otherBest;
-        bestIndex = otherIndex;
-      }
-    }
-    const float chosen = probs[bestIndex];  // the probability itself, NaN included
-    __syncwarp();                           // every lane has read it before lane 0 marks it
-    chosenSum += chosen;
-    if (lane == 0) {
-      weights[t * topK + j] = chosen;
-      experts[t * topK + j] = bestIndex;
-      probs[bestIndex] = -1.0f;  // below any probability, as the CPU twin marks it
-    }
-    __syncwarp();
-  }
-  __syncwarp();
-  // chosenSum is the same in every lane; lane 0's writes above are visible within the warp.
-  if (normTopkProb)
-    for (int64_t j = lane; j < topK; j += 32) weights[t * topK + j] /= chosenSum;
+  detail::warpSoftmaxTopK(probs, numExperts, topK, normTopkProb, weights + t * topK,
+                          experts + t * topK);
 }
 
 template <class T>
