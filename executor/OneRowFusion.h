@@ -5,7 +5,12 @@
 //   its bytes while a view is still to be read;
 // - a gate/up linear whose split halves feed only a swiglu can write the swiglu's result itself;
 // - a rope whose input view has no other reader rotates in place, and the q and k ropes of a
-//   layer, adjacent in the qkv buffer, become one launch.
+//   layer, adjacent in the qkv buffer, become one launch;
+// - an rms_norm or add_rms_norm whose normed row feeds only the linear right after it is folded
+//   into that linear's GEMV (which computes the norm itself and stores add_rms_norm's sum), so
+//   the norm's own launch - one latency-bound block - is skipped (`folds.norms`);
+// - a layer's fused q/k rope whose rotated views only the attention after it reads is folded into
+//   that attention, which rotates what it reads (`folds.ropes`).
 // Plain host code (no CUDA), so it is tested on any machine.
 #pragma once
 
@@ -26,8 +31,16 @@ struct OneRowFusion {
   std::vector<bool> skip;                      // per step: nothing to run at one token
   std::map<uint32_t, uint32_t> swigluInto;     // gate/up linear step -> the swiglu step it writes
   std::map<uint32_t, int64_t> fusedRopeHeads;  // first rope step -> heads of both ropes
+  std::map<uint32_t, uint32_t> normInto;       // linear step -> the norm step folded into it
+  std::map<uint32_t, uint32_t> ropeInto;       // attention step -> the rope step folded into it
 };
 
-OneRowFusion planOneRowFusion(const plan::Plan& plan, uint32_t rank);
+// Which neighbours' work the one-token kernels take over.
+struct OneRowFolds {
+  bool norms = true;
+  bool ropes = true;
+};
+
+OneRowFusion planOneRowFusion(const plan::Plan& plan, uint32_t rank, OneRowFolds folds = {});
 
 }  // namespace tpc

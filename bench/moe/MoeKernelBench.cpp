@@ -16,12 +16,20 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/GraphTimer.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/MoeStreaming.h"
 
 namespace {
 
 using namespace tpc::cuda;
+using tpc::bench::deviceAlloc;
+
+// Microseconds per call of `enqueue`, captured `calls` times into one graph.
+double timeGraph(const std::function<void(cudaStream_t)>& enqueue, int calls, int replays,
+                 cudaStream_t stream) {
+  return tpc::bench::timeGraph([&](cudaStream_t s, int) { enqueue(s); }, calls, replays, stream);
+}
 
 struct Shape {
   const char* name;
@@ -30,47 +38,6 @@ struct Shape {
 };
 const Shape kShapes[] = {{"qwen3-30b-a3b", 2048, 768, 128, 8, true},
                          {"mixtral-8x7b", 4096, 14336, 8, 2, true}};
-
-#define BENCH_CHECK(call)                                                          \
-  do {                                                                             \
-    cudaError_t status_ = (call);                                                  \
-    if (status_ != cudaSuccess) {                                                  \
-      std::fprintf(stderr, "error: %s: %s\n", #call, cudaGetErrorString(status_)); \
-      std::exit(1);                                                                \
-    }                                                                              \
-  } while (0)
-
-void* deviceAlloc(size_t bytes) {
-  void* p = nullptr;
-  BENCH_CHECK(cudaMalloc(&p, bytes));
-  return p;
-}
-
-// Microseconds per call of `enqueue`, captured `calls` times into one graph.
-double timeGraph(const std::function<void(cudaStream_t)>& enqueue, int calls, int replays,
-                 cudaStream_t stream) {
-  cudaGraph_t graph = nullptr;
-  BENCH_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  for (int c = 0; c < calls; ++c) enqueue(stream);
-  BENCH_CHECK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec = nullptr;
-  BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  BENCH_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
-  cudaEvent_t begin, end;
-  BENCH_CHECK(cudaEventCreate(&begin));
-  BENCH_CHECK(cudaEventCreate(&end));
-  BENCH_CHECK(cudaEventRecord(begin, stream));
-  for (int r = 0; r < replays; ++r) BENCH_CHECK(cudaGraphLaunch(exec, stream));
-  BENCH_CHECK(cudaEventRecord(end, stream));
-  BENCH_CHECK(cudaEventSynchronize(end));
-  float ms = 0;
-  BENCH_CHECK(cudaEventElapsedTime(&ms, begin, end));
-  cudaEventDestroy(begin);
-  cudaEventDestroy(end);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  return 1000.0 * ms / (calls * replays);
-}
 
 std::vector<int64_t> parseList(const char* text) {
   std::vector<int64_t> out;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -54,6 +55,29 @@ CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamDestroy(stream_);
 }
 
+// Aliasing select_rows's result to its operand reads the operand's bytes where the memory plan
+// gave the result its own: the plan may have let a later step's result (the lm_head's logits)
+// reuse the operand's bytes, dead after the select. Then a reader of the alias would race with
+// that step's writes (the lm_head GEMV's blocks write logits over the normed row later blocks
+// still read), so the select copies instead.
+bool CudaBackend::selectAliasIsSafe() const {
+  const plan::Step& select = *prog_.steps()->Get(static_cast<uint32_t>(selectStep_));
+  const uint32_t from = select.results()->Get(0), to = select.operands()->Get(0)->index();
+  const plan::Buffer& target = *prog_.buffers()->Get(to);
+  const int64_t begin = target.arena_offset(), end = begin + target.bytes_per_token();
+  uint32_t lastReader = static_cast<uint32_t>(selectStep_);
+  for (uint32_t i = lastReader + 1; i < prog_.steps()->size(); ++i)
+    for (const plan::Ref* r : *prog_.steps()->Get(i)->operands())
+      if (r->kind() == plan::RefKind::Buffer && r->index() == from) lastReader = i;
+  for (uint32_t i = static_cast<uint32_t>(selectStep_) + 1; i <= lastReader; ++i)
+    for (uint32_t b : *prog_.steps()->Get(i)->results()) {
+      const plan::Buffer& written = *prog_.buffers()->Get(b);
+      const int64_t wBegin = written.arena_offset(), wEnd = wBegin + written.bytes_per_token();
+      if (wBegin < end && begin < wEnd) return false;
+    }
+  return true;
+}
+
 Error CudaBackend::initialize(const BackendOptions& options) {
   int devices = 0;
   TPC_CUDA_TRY(cudaGetDeviceCount(&devices));
@@ -90,6 +114,7 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   pool_.maxBatch = maxBatch_;
   for (uint32_t i = 0; i < prog_.steps()->size(); ++i)
     if (prog_.steps()->Get(i)->op()->string_view() == "select_rows") selectStep_ = i;
+  selectMayAlias_ = selectStep_ >= 0 && selectAliasIsSafe();
   for (const plan::Buffer* b : *prog_.buffers()) {
     widths_.push_back(elementsPerToken(*b->shape()));
     bufferTypes_.push_back(elementTypeOf(b->dtype()).value_or(ElementType::F32));
@@ -108,7 +133,13 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   ioTokens_ = chunkTokens_;
   // Block-table rows: the sequences of one step, or a graph bucket's rows.
   tableRows_ = std::max(graphTokens_, maxBatch_);
-  oneRow_ = planOneRowFusion(plan_, rank_);
+  // TPC_NO_NORM_FOLD=1 / TPC_NO_ROPE_FOLD=1 keep norms / ropes their own launches at one token
+  // instead of folding them into the GEMV / attention after them (to compare, or to bisect).
+  const auto flag = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v && *v != '0';
+  };
+  oneRow_ = planOneRowFusion(plan_, rank_, {!flag("TPC_NO_NORM_FOLD"), !flag("TPC_NO_ROPE_FOLD")});
   for (const plan::Step* s : *prog_.steps())
     if (s->op()->string_view() == "image_rows")
       imageToken_ = static_cast<int32_t>(stepInt(*s, "image_token_index", -1));
@@ -443,7 +474,7 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
   if (graph)
     for (rows = 1; rows < count;) rows *= 2;
   chunkLogits_ = everyRow ? rows : logits;
-  if (selectStep_ >= 0 && everyRow) {
+  if (selectMayAlias_ && everyRow) {
     const plan::Step& select = *prog_.steps()->Get(static_cast<uint32_t>(selectStep_));
     selectAliasFrom_ = select.results()->Get(0);
     selectAliasTo_ = select.operands()->Get(0)->index();
@@ -470,6 +501,10 @@ Expected<CudaBackend::Chunk> CudaBackend::runChunk(const StepInput& in, int64_t 
       std::fill_n(table + t * stride, stride, static_cast<int32_t>(pool_.blocks));
   }
   for (int64_t i = 0; i < logits; ++i) hostIo_[3 * rows + i] = *(lo + i) - int32_t(first);
+  // Every row samples (a graph bucket's padding too): a select_rows that copies (its alias being
+  // unsafe) takes row i to row i.
+  if (everyRow)
+    for (int64_t i = logits; i < rows; ++i) hostIo_[3 * rows + i] = static_cast<int32_t>(i);
   const int64_t tableRows = graph ? rows : layout_.rows;
   if (!graph) std::copy(layout_.table.begin(), layout_.table.end(), table);
   TPC_CUDA_TRY(cudaMemcpyAsync(io_.data(), hostIo_,

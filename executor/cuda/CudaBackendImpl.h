@@ -17,6 +17,8 @@
 #include "executor/cuda/IpcCommunicator.h"
 #include "executor/cuda/NcclCommunicator.h"
 #include "kernels/cuda/CudaKernels.h"
+#include "kernels/cuda/DecodeAttention.h"
+#include "kernels/cuda/Gemv.h"
 
 namespace tpc {
 
@@ -58,9 +60,15 @@ class CudaBackend : public Backend {
   Error run(const StepInput& in, const std::function<Error(const Chunk&)>& afterChunk);
   Expected<Chunk> runChunk(const StepInput& in, int64_t first, int64_t count);
   Error enqueueSteps(int64_t tokens);
+  bool selectAliasIsSafe() const;
   Error enqueue(const plan::Step& s, uint32_t index, size_t& attention, int64_t tokens,
                 int64_t rows);
-  Error enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache, int64_t tokens);
+  // A linear step on `T` of `A` rows; `norm`: a norm folded into its one-token GEMV.
+  Error enqueueLinear(const plan::Step& s, uint32_t index, const cuda::GemvNorm* norm, int64_t A,
+                      int64_t T);
+  // `rope`: the layer's rope, folded into the decode kernel (one-token steps).
+  Error enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache, int64_t tokens,
+                         const cuda::DecodeRope* rope);
   // llava (CudaImages.cpp): finds the chunk's image-token rows (imageRuns_) and uploads their
   // image rows into the image_embeds input; the image_rows step then takes those rows from it.
   Error uploadImageRows(const StepInput& in, int64_t first, int64_t tokens);
@@ -189,6 +197,7 @@ class CudaBackend : public Backend {
   std::vector<uint16_t> stageHalf_;
   int64_t chunkLogits_ = 0;
   uint32_t selectAliasFrom_ = UINT32_MAX, selectAliasTo_ = UINT32_MAX;
+  bool selectMayAlias_ = false;  // selectAliasIsSafe()
 
   std::map<uint32_t, std::pair<const float*, float>> rope_;  // step: inverse freqs, scaling
   std::map<uint32_t, const void* const*> expertPointers_;    // step: gate, up, down arrays

@@ -57,6 +57,30 @@ Error CudaBackend::enqueueSteps(int64_t tokens) {
   return Error::success();
 }
 
+// A linear step: the one-token paired GEMV that also writes the swiglu, the GEMV with a folded
+// norm, or GemmRunner (our GEMV or cuBLASLt).
+Error CudaBackend::enqueueLinear(const plan::Step& s, uint32_t index, const cuda::GemvNorm* norm,
+                                 int64_t A, int64_t T) {
+  const ElementType type = operandType(s, 0);
+  cudaStream_t st = stream_;
+  const plan::Weight& w = weightOf(s, 1);
+  const void* bias = s.operands()->size() == 3 ? operand(s, 2, A) : nullptr;
+  // Norms never fold into the gate/up pair (OneRowFusion), so the pair reads its operand.
+  if (T == 1 && oneRow_.swigluInto.count(index)) {
+    const plan::Step& swiglu = *prog_.steps()->Get(oneRow_.swigluInto.at(index));
+    TPC_CUDA_TRY(cuda::gemvSwiglu(type, operand(s, 0, A), operand(s, 1, A), bias, w.shape()->Get(1),
+                                  w.shape()->Get(0) / 2, result(swiglu, A), st));
+    return Error::success();
+  }
+  if (norm) {
+    TPC_CUDA_TRY(cuda::gemv(type, type, nullptr, operand(s, 1, A), bias, 1, w.shape()->Get(1),
+                            w.shape()->Get(0), result(s, A), st, norm));
+    return Error::success();
+  }
+  return gemm_->linear(type, resultType(s), operand(s, 0, A), operand(s, 1, A), bias, T,
+                       w.shape()->Get(1), w.shape()->Get(0), result(s, A), st);
+}
+
 Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attention, int64_t tokens,
                            int64_t rows) {
   std::string_view op = s.op()->string_view();
@@ -65,6 +89,31 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
   const ElementType type = operandType(s, 0);
   auto eps = static_cast<float>(stepFloat(s, "eps", 1e-6));
   cudaStream_t st = stream_;
+  // A norm folded into this one-token linear (skipped as a step at one token): the GEMV computes
+  // it, or, where the GEMV cannot take the shape or is turned off, the norm runs here first.
+  cuda::GemvNorm foldedNorm;
+  const cuda::GemvNorm* norm = nullptr;
+  if (op == "linear" && A == 1 && T == 1) {
+    const int64_t in = weightOf(s, 1).shape()->Get(1);
+    const bool gemvRuns =
+        !oneRow_.swigluInto.count(index) && GemmRunner::gemvEnabled() && resultType(s) == type;
+    const auto folded = oneRow_.normInto.find(index);
+    if (folded != oneRow_.normInto.end()) {
+      const plan::Step& ns = *prog_.steps()->Get(folded->second);
+      const bool add = ns.op()->string_view() == "add_rms_norm";
+      foldedNorm.x = operand(ns, 0, A);
+      foldedNorm.residual = add ? operand(ns, 1, A) : nullptr;
+      foldedNorm.weight = operand(ns, add ? 2 : 1, A);
+      foldedNorm.eps = static_cast<float>(stepFloat(ns, "eps", 1e-6));
+      foldedNorm.sum = add ? result(ns, A, 0) : nullptr;
+      if (gemvRuns && cuda::gemvNormSupports(type, in, foldedNorm) &&
+          cuda::gemvSupports(type, 1, in, foldedNorm.x, operand(s, 1, A)))
+        norm = &foldedNorm;
+      else if (Error e = enqueue(ns, folded->second, attention, tokens, rows))
+        return e;
+    }
+  }
+  if (op == "linear") return enqueueLinear(s, index, norm, A, T);
   if (op == "embedding") {
     const plan::Weight& table = weightOf(s, 1);
     const plan::WeightSlice* slice = table.slices()->Get(0);
@@ -85,18 +134,6 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
   } else if (op == "add") {
     TPC_CUDA_TRY(
         cuda::add(type, operand(s, 0, A), operand(s, 1, A), T * width(s, 0), result(s, A), st));
-  } else if (op == "linear" && T == 1 && oneRow_.swigluInto.count(index)) {
-    const plan::Weight& w = weightOf(s, 1);
-    const plan::Step& swiglu = *prog_.steps()->Get(oneRow_.swigluInto.at(index));
-    TPC_CUDA_TRY(cuda::gemvSwiglu(type, operand(s, 0, A), operand(s, 1, A),
-                                  s.operands()->size() == 3 ? operand(s, 2, A) : nullptr,
-                                  w.shape()->Get(1), w.shape()->Get(0) / 2, result(swiglu, A), st));
-  } else if (op == "linear") {
-    const plan::Weight& w = weightOf(s, 1);
-    if (Error e = gemm_->linear(type, resultType(s), operand(s, 0, A), operand(s, 1, A),
-                                s.operands()->size() == 3 ? operand(s, 2, A) : nullptr, T,
-                                w.shape()->Get(1), w.shape()->Get(0), result(s, A), st))
-      return e;
   } else if (op == "rope") {
     auto [inverse, scaling] = rope_.at(index);
     int64_t d = stepInt(s, "head_dim");
@@ -109,7 +146,18 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     if (attention >= caches_.size()) return makeError("more attention steps than KV caches");
     cuda::KvCacheView cache = caches_[attention++];
     cache.blockTable = blockTableFor(A);
-    return enqueueAttention(s, cache, A);
+    // One token: the layer's rope may be folded in; the decode kernel rotates, any other kernel
+    // gets the rope run first as its own step.
+    const auto folded = A == 1 ? oneRow_.ropeInto.find(index) : oneRow_.ropeInto.end();
+    if (folded == oneRow_.ropeInto.end()) return enqueueAttention(s, cache, A, nullptr);
+    if (cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads, cache.headDim)) {
+      const cuda::DecodeRope rope{rope_.at(folded->second).first, rope_.at(folded->second).second};
+      return enqueueAttention(s, cache, A, &rope);
+    }
+    if (Error e =
+            enqueue(*prog_.steps()->Get(folded->second), folded->second, attention, tokens, rows))
+      return e;
+    return enqueueAttention(s, cache, A, nullptr);
   } else if (op == "swiglu") {
     TPC_CUDA_TRY(
         cuda::swiglu(type, operand(s, 0, A), operand(s, 1, A), T * width(s, 0), result(s, A), st));
@@ -231,7 +279,7 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
 }
 
 Error CudaBackend::enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache,
-                                    int64_t tokens) {
+                                    int64_t tokens, const cuda::DecodeRope* rope) {
   const ElementType type = operandType(s, 0);
   const int64_t heads = stepInt(s, "heads");
   const auto scale = static_cast<float>(stepFloat(s, "scale"));
@@ -255,13 +303,15 @@ Error CudaBackend::enqueueAttention(const plan::Step& s, const cuda::KvCacheView
     const char* ki = k + first * kRow;
     const char* vi = v + first * vRow;
     char* oi = out + first * outRow;
+    if (rope && (prompt || !decodeKernel || count > cuda::kDecodeMaxTokens))
+      return makeError("a folded rope reached an attention kernel that cannot rotate");
     if (prompt && prefillKernel) {
       TPC_CUDA_TRY(cuda::prefillAttention(type, qi, ki, vi, count, heads, startPosition, row, scale,
                                           cache, oi, stream_));
     } else if (!prompt && decodeKernel && count <= cuda::kDecodeMaxTokens) {
       TPC_CUDA_TRY(cuda::decodeAttention(type, qi, ki, vi, positions + first, tableRows + first,
                                          count, heads, scale, cache, decodeWorkspace_.data(), oi,
-                                         stream_));
+                                         stream_, rope));
     } else {
       TPC_CUDA_TRY(cuda::attention(type, qi, ki, vi, positions + first, tableRows + first, count,
                                    heads, scale, cache, workspace_.data(), oi, stream_));

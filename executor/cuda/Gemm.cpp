@@ -85,19 +85,24 @@ Expected<GemmRunner::Prepared*> GemmRunner::prepare(const Shape& s) {
   return &prepared_.emplace(s, p).first->second;
 }
 
+bool GemmRunner::gemvEnabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("TPC_NO_GEMV");
+    return !(v && *v && *v != '0');
+  }();
+  return enabled;
+}
+
 Error GemmRunner::linear(cuda::ElementType inputType, cuda::ElementType outputType, const void* x,
                          const void* w, const void* bias, int64_t tokens, int64_t in, int64_t out,
                          void* y, cudaStream_t stream) {
   // A one-token step only streams the weights: our GEMV keeps more loads in flight than
-  // cuBLASLt's small-N kernels. TPC_NO_GEMV=1 sends everything to cuBLASLt (for comparison).
-  static const bool gemvDisabled = [] {
-    const char* v = std::getenv("TPC_NO_GEMV");
-    return v && *v && *v != '0';
-  }();
+  // cuBLASLt's small-N kernels.
   // Measured on an H100 (Llama-3-8B shapes): ahead of cuBLASLt for one token, behind it for 8,
   // where cuBLASLt's tensor-core kernels reuse each weight load across the tokens.
   constexpr int64_t kGemvMaxTokens = 1;
-  if (!gemvDisabled && tokens <= kGemvMaxTokens && cuda::gemvSupports(inputType, tokens, in, x, w))
+  if (gemvEnabled() && tokens <= kGemvMaxTokens && cuda::gemvVariantFor(in, out).unroll >= 0 &&
+      cuda::gemvSupports(inputType, tokens, in, x, w))
     return cudacheck::check(
         cuda::gemv(inputType, outputType, x, w, bias, tokens, in, out, y, stream), "gemv");
   Expected<Prepared*> p = prepare({inputType, outputType, bias != nullptr, tokens, in, out});

@@ -22,6 +22,9 @@ class GemmRunner {
   static Expected<std::unique_ptr<GemmRunner>> create(size_t workspaceBytes);
   ~GemmRunner();
 
+  // Whether one-token linears may run our GEMV (TPC_NO_GEMV=1 sends everything to cuBLASLt).
+  static bool gemvEnabled();
+
   // x and w share `inputType`; y may differ (logits are f32); bias has y's type.
   Error linear(cuda::ElementType inputType, cuda::ElementType outputType, const void* x,
                const void* w, const void* bias, int64_t tokens, int64_t in, int64_t out, void* y,

@@ -1,18 +1,23 @@
 // Decode attention in one launch. A block owns (chunk of kDecodeChunk positions, KV head,
-// token): it stages the chunk's keys and values in shared memory (the block holding the token's
-// own position takes that row from k/v and writes it to the cache too), computes the scores and
-// the softmax-weighted values of every query head of the KV head's group, and leaves them as a
-// partial result. The last block of a (token, KV head) to finish - found by an atomic counter,
-// after a fence that publishes the partials - merges the chunks in chunk order (so the result does
-// not depend on which block came last) and resets the counter for the next step or graph replay.
+// token): it stages the chunk's keys and values in shared memory (the rows earlier steps wrote
+// before waiting for the kernel ahead of it, a dependent launch, so their latency hides behind
+// that kernel's tail; the block holding the token's own position takes that row from k/v after
+// the wait, rotating the key when the layer's rope is folded in, and writes it to the cache too),
+// computes the scores and the softmax-weighted values of every query head of the KV head's
+// group, and leaves them as a partial result. The last block of a (token, KV head) to finish -
+// found by an atomic counter, after a fence that publishes the partials - merges the chunks in
+// chunk order (so the result does not depend on which block came last) and resets the counter for
+// the next step or graph replay.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "kernels/cuda/DecodeAttention.h"
 #include "kernels/cuda/DependentLaunch.cuh"
 #include "kernels/cuda/DeviceMath.cuh"
+#include "kernels/cuda/RopeMath.cuh"
 
 namespace tpc::cuda {
 namespace {
@@ -35,6 +40,8 @@ struct DecodeArgs {
   T* cacheV;
   int64_t heads, kvHeads, maxContext, splits;
   float scale;
+  const float* ropeInverse;  // null: q and k come rotated
+  float ropeScaling;
   unsigned* counters;   // [tokens][kvHeads]
   float* partialStats;  // [tokens][heads][splits][2]: max, sum
   float* partialAcc;    // [tokens][heads][splits][headDim]
@@ -64,10 +71,13 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   __shared__ float weights[kMaxGroup][kChunk];
   __shared__ float chunkMax[kMaxGroup], chunkSum[kMaxGroup];
   __shared__ bool lastBlock;
+  constexpr int kHalf = kHeadDim / 2;
+  __shared__ float ropeCos[kHalf], ropeSin[kHalf];
 
-  detail::allowDependentLaunch();  // the output projection may start fetching its weights
   const int split = static_cast<int>(blockIdx.x);
   const int64_t kvHead = blockIdx.y, t = blockIdx.z;
+  // Positions, slots and block tables are the step's inputs, uploaded before its first kernel:
+  // readable before the wait.
   const int position = a.positions[t];
   const int start = split * kChunk;
   if (start > position) return;  // the whole block leaves: no barrier is skipped by some threads
@@ -77,29 +87,74 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t slot = a.slots[t];
   const int64_t firstHead = kvHead * group;
+  const bool rotate = a.ropeInverse != nullptr;
+  if (rotate)
+    for (int i = threadIdx.x; i < kHalf; i += kThreads)
+      detail::ropeCosSin(a.ropeInverse[i], position, a.ropeScaling, &ropeCos[i], &ropeSin[i]);
 
-  for (int i = threadIdx.x; i < group * kHeadDim; i += kThreads) {
-    const int g = i / kHeadDim, d = i % kHeadDim;
-    query[g][d] = detail::toFloat(a.q[(t * a.heads + firstHead + g) * kHeadDim + d]) * a.scale;
-  }
-  const T* newKey = a.k + (t * a.kvHeads + kvHead) * kHeadDim;
-  const T* newValue = a.v + (t * a.kvHeads + kvHead) * kHeadDim;
+  // The chunk's rows before this token's own were written by earlier steps: they are staged
+  // while the kernel that computes q, k and v (dependent launch) may still run.
   for (int i = threadIdx.x; i < rows * kVectorsPerRow; i += kThreads) {
     const int r = i / kVectorsPerRow, c = (i % kVectorsPerRow) * kVec;
+    if (start + r == position) continue;
     const int64_t row = detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, start + r);
     const int64_t cached = (row * a.kvHeads + kvHead) * kHeadDim + c;
-    uint4 key, value;
-    if (start + r == position) {  // this token's own row: from k/v, and into the cache
-      key = *reinterpret_cast<const uint4*>(newKey + c);
-      value = *reinterpret_cast<const uint4*>(newValue + c);
-      *reinterpret_cast<uint4*>(a.cacheK + cached) = key;
-      *reinterpret_cast<uint4*>(a.cacheV + cached) = value;
-    } else {
-      key = *reinterpret_cast<const uint4*>(a.cacheK + cached);
-      value = *reinterpret_cast<const uint4*>(a.cacheV + cached);
+    *reinterpret_cast<uint4*>(&keys[r][c]) = *reinterpret_cast<const uint4*>(a.cacheK + cached);
+    *reinterpret_cast<uint4*>(&values[r][c]) = *reinterpret_cast<const uint4*>(a.cacheV + cached);
+  }
+  detail::waitForPrerequisites();
+  // Only now may the output projection start: it must not run ahead of a kernel that has not
+  // itself waited for its inputs.
+  detail::allowDependentLaunch();
+
+  if (rotate) {
+    __syncthreads();  // the angles
+    // Rotated and rounded to T as the rope step would have stored them, then scaled.
+    for (int i = threadIdx.x; i < group * kHalf; i += kThreads) {
+      const int g = i / kHalf, p = i % kHalf;
+      const T* head = a.q + (t * a.heads + firstHead + g) * kHeadDim;
+      float first, second;
+      detail::ropeRotate(detail::toFloat(head[p]), detail::toFloat(head[p + kHalf]), ropeCos[p],
+                         ropeSin[p], &first, &second);
+      query[g][p] = detail::toFloat(detail::fromFloat<T>(first)) * a.scale;
+      query[g][p + kHalf] = detail::toFloat(detail::fromFloat<T>(second)) * a.scale;
     }
-    *reinterpret_cast<uint4*>(&keys[r][c]) = key;
-    *reinterpret_cast<uint4*>(&values[r][c]) = value;
+  } else {
+    for (int i = threadIdx.x; i < group * kHeadDim; i += kThreads) {
+      const int g = i / kHeadDim, d = i % kHeadDim;
+      query[g][d] = detail::toFloat(a.q[(t * a.heads + firstHead + g) * kHeadDim + d]) * a.scale;
+    }
+  }
+  // This token's own row: from k/v (the key rotated first), and into the cache.
+  if (position < start + rows) {
+    const T* newKey = a.k + (t * a.kvHeads + kvHead) * kHeadDim;
+    const T* newValue = a.v + (t * a.kvHeads + kvHead) * kHeadDim;
+    const int r = position - start;
+    const int64_t row = detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, position);
+    T* cachedKey = a.cacheK + (row * a.kvHeads + kvHead) * kHeadDim;
+    T* cachedValue = a.cacheV + (row * a.kvHeads + kvHead) * kHeadDim;
+    for (int c = threadIdx.x * kVec; c < kHeadDim; c += kThreads * kVec) {
+      const uint4 value = *reinterpret_cast<const uint4*>(newValue + c);
+      *reinterpret_cast<uint4*>(cachedValue + c) = value;
+      *reinterpret_cast<uint4*>(&values[r][c]) = value;
+      if (!rotate) {
+        const uint4 key = *reinterpret_cast<const uint4*>(newKey + c);
+        *reinterpret_cast<uint4*>(cachedKey + c) = key;
+        *reinterpret_cast<uint4*>(&keys[r][c]) = key;
+      }
+    }
+    if (rotate)
+      for (int p = threadIdx.x; p < kHalf; p += kThreads) {
+        float first, second;
+        detail::ropeRotate(detail::toFloat(newKey[p]), detail::toFloat(newKey[p + kHalf]),
+                           ropeCos[p], ropeSin[p], &first, &second);
+        const T rotatedFirst = detail::fromFloat<T>(first);
+        const T rotatedSecond = detail::fromFloat<T>(second);
+        cachedKey[p] = rotatedFirst;
+        cachedKey[p + kHalf] = rotatedSecond;
+        keys[r][p] = rotatedFirst;
+        keys[r][p + kHalf] = rotatedSecond;
+      }
   }
   __syncthreads();
 
@@ -223,7 +278,8 @@ WorkspaceLayout layoutOf(int64_t tokens, int64_t heads, int64_t kvHeads, int64_t
 template <typename T, int kHeadDim>
 cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* positions,
                    const int32_t* slots, int64_t tokens, int64_t heads, float scale,
-                   const KvCacheView& cache, void* workspace, void* out, cudaStream_t stream) {
+                   const KvCacheView& cache, void* workspace, void* out, cudaStream_t stream,
+                   const DecodeRope* rope) {
   const WorkspaceLayout layout = layoutOf(tokens, heads, cache.kvHeads, kHeadDim, cache.maxContext);
   auto* base = static_cast<char*>(workspace);
   DecodeArgs<T> a{static_cast<const T*>(q),
@@ -240,26 +296,39 @@ cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* p
                   cache.maxContext,
                   (cache.maxContext + kChunk - 1) / kChunk,
                   scale,
+                  rope ? rope->inverseFrequencies : nullptr,
+                  rope ? rope->scaling : 1.0f,
                   reinterpret_cast<unsigned*>(base + layout.counters),
                   reinterpret_cast<float*>(base + layout.stats),
                   reinterpret_cast<float*>(base + layout.acc),
                   static_cast<T*>(out)};
   dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(cache.kvHeads),
             static_cast<unsigned>(tokens));
-  decodeAttentionKernel<T, kHeadDim><<<grid, kThreads, 0, stream>>>(a);
-  return cudaGetLastError();
+  // TPC_NO_ATTENTION_EARLY=1: a plain launch (the cache rows are then staged after the kernel
+  // ahead has finished), to measure what the early start gains.
+  static const bool early = [] {
+    const char* v = std::getenv("TPC_NO_ATTENTION_EARLY");
+    return !(v && *v && *v != '0');
+  }();
+  if (!early) {
+    decodeAttentionKernel<T, kHeadDim><<<grid, kThreads, 0, stream>>>(a);
+    return cudaGetLastError();
+  }
+  const cudaError_t e =
+      detail::launchDependent(decodeAttentionKernel<T, kHeadDim>, grid, dim3(kThreads), stream, a);
+  return e != cudaSuccess ? e : cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t launchFor(int64_t headDim, const void* q, const void* k, const void* v,
                       const int32_t* positions, const int32_t* slots, int64_t tokens, int64_t heads,
                       float scale, const KvCacheView& cache, void* workspace, void* out,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, const DecodeRope* rope) {
   if (headDim == 64)
     return launch<T, 64>(q, k, v, positions, slots, tokens, heads, scale, cache, workspace, out,
-                         stream);
+                         stream, rope);
   return launch<T, 128>(q, k, v, positions, slots, tokens, heads, scale, cache, workspace, out,
-                        stream);
+                        stream, rope);
 }
 
 }  // namespace
@@ -278,15 +347,16 @@ size_t decodeAttentionWorkspaceBytes(int64_t tokens, int64_t heads, int64_t kvHe
 cudaError_t decodeAttention(ElementType type, const void* q, const void* k, const void* v,
                             const int32_t* positions, const int32_t* slots, int64_t tokens,
                             int64_t heads, float scale, const KvCacheView& cache, void* workspace,
-                            void* out, cudaStream_t stream) {
+                            void* out, cudaStream_t stream, const DecodeRope* rope) {
+  if (rope && !rope->inverseFrequencies) return cudaErrorInvalidValue;
   if (!decodeAttentionSupports(type, heads, cache.kvHeads, cache.headDim) || tokens < 1 ||
       tokens > kDecodeMaxTokens || !detail::pagingValid(cache))
     return cudaErrorInvalidValue;
   if (type == ElementType::BF16)
     return launchFor<__nv_bfloat16>(cache.headDim, q, k, v, positions, slots, tokens, heads, scale,
-                                    cache, workspace, out, stream);
+                                    cache, workspace, out, stream, rope);
   return launchFor<__half>(cache.headDim, q, k, v, positions, slots, tokens, heads, scale, cache,
-                           workspace, out, stream);
+                           workspace, out, stream, rope);
 }
 
 }  // namespace tpc::cuda

@@ -22,11 +22,20 @@ bool decodeAttentionSupports(ElementType type, int64_t heads, int64_t kvHeads, i
 size_t decodeAttentionWorkspaceBytes(int64_t tokens, int64_t heads, int64_t kvHeads,
                                      int64_t headDim, int64_t maxContext);
 
+// The plan's rope steps of q and k folded into the attention: each block rotates the queries it
+// reads and the new key row it stores, with the rope kernel's arithmetic (RopeMath.cuh) and its
+// rounding to the storage type, so the rope launch disappears and the results are the same bits.
+struct DecodeRope {
+  const float* inverseFrequencies = nullptr;  // device, headDim / 2
+  float scaling = 1.0f;
+};
+
 // cpu::attention's contract for calls whose tokens all have different slots (as in a batch of
-// decode steps; tokens sharing a slot would race on the cache).
+// decode steps; tokens sharing a slot would race on the cache). With `rope`, q and k are taken
+// before rotation.
 cudaError_t decodeAttention(ElementType type, const void* q, const void* k, const void* v,
                             const int32_t* positions, const int32_t* slots, int64_t tokens,
                             int64_t heads, float scale, const KvCacheView& cache, void* workspace,
-                            void* out, cudaStream_t stream);
+                            void* out, cudaStream_t stream, const DecodeRope* rope = nullptr);
 
 }  // namespace tpc::cuda

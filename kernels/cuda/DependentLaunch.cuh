@@ -43,14 +43,15 @@ inline bool dependentLaunchDisabled() {
   return disabled;
 }
 
-// Launches `kernel` so that it may overlap the previous kernel in `stream` (see above).
+// Launches `kernel` so that it may overlap the previous kernel in `stream` (see above), with
+// `sharedBytes` of dynamic shared memory.
 template <typename... Params, typename... Args>
-cudaError_t launchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
-                            Args... args) {
+cudaError_t launchDependentShared(void (*kernel)(Params...), dim3 grid, dim3 block,
+                                  size_t sharedBytes, cudaStream_t stream, Args... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
-  config.dynamicSmemBytes = 0;
+  config.dynamicSmemBytes = sharedBytes;
   config.stream = stream;
   cudaLaunchAttribute attribute[1];
   attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -58,6 +59,12 @@ cudaError_t launchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, cu
   config.attrs = attribute;
   config.numAttrs = dependentLaunchDisabled() ? 0 : 1;
   return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+}
+
+template <typename... Params, typename... Args>
+cudaError_t launchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                            Args... args) {
+  return launchDependentShared(kernel, grid, block, 0, stream, args...);
 }
 
 }  // namespace tpc::cuda::detail

@@ -1,10 +1,20 @@
-// One warp per output row: each lane streams 16-byte vectors of the row (several in flight,
-// unrolled), multiplies them with the matching slice of every token's x (small, served from the
-// L1/L2 caches), and the warp reduces its tokens' sums at the end. All arithmetic is f32.
+// Output rows go to warps (or to `split` warps each, for one token): each lane streams 16-byte
+// vectors of its row, `unroll` per stage with the next stage's loads issued before the current
+// one is summed, so a lane never drains its loads to zero between stages; the matching slice of
+// every token's x comes from the L1/L2 caches (or from shared memory, where an RMSNorm is folded
+// in). The warp reduces its tokens' sums at the end. All arithmetic is f32; with split 1 a row's
+// sum is accumulated in the same order whatever the unroll.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 #include "kernels/cuda/DependentLaunch.cuh"
 #include "kernels/cuda/DeviceMath.cuh"
@@ -14,9 +24,17 @@ namespace tpc::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
+constexpr int kThreads = kWarpsPerBlock * 32;
+// At least this many blocks per SM stay resident (caps registers at 64 a thread): a 4096-row
+// matrix then runs in one wave of 32 warps per SM on 132 SMs. Stages of 8 loads need more
+// registers and keep 2 blocks.
+constexpr int kMinBlocksPerSm = 4;
+// The swiglu pair (and the legacy kernel) keep the first kernel's shape: kUnroll loads per row
+// per stage and twice that fetched before the wait.
 constexpr int kUnroll = 4;
-// Weight vectors per lane fetched before waiting on the previous kernel (dependent launch).
 constexpr int kPrefetch = 2 * kUnroll;
+// Rows the folded norm handles: the norm kernel's one-block path (one thread per vector).
+constexpr int64_t kNormMaxVectors = 1024;
 
 using detail::fromFloat;
 using detail::toFloat;
@@ -37,13 +55,174 @@ __device__ __forceinline__ float dot16(const uint4& w, const uint4& x) {
 // coherent load after the wait, never through the read-only path (__ldg, const __restrict__):
 // that path assumes data unchanged for the kernel's whole lifetime, which lets the compiler move
 // the load above the wait and the non-coherent cache keep lines from before the writes landed.
-// Still cached in L1, where every warp of the SM finds the same x.
-__device__ __forceinline__ uint4 loadInput(const uint4* p) { return __ldca(p); }
+// Still cached in L1, where every warp of the SM finds the same x. A folded norm's row is in
+// shared memory instead.
+template <bool kStaged>
+__device__ __forceinline__ uint4 loadInput(const uint4* p) {
+  if constexpr (kStaged)
+    return *p;
+  else
+    return __ldca(p);
+}
 
+template <class T>
+struct NormArgs {
+  const T* x;
+  const T* residual;
+  const T* weight;
+  float eps;
+  T* sum;
+};
+
+template <class T>
+NormArgs<T> normArgs(const GemvNorm* n) {
+  if (!n) return {nullptr, nullptr, nullptr, 0.0f, nullptr};
+  return {static_cast<const T*>(n->x), static_cast<const T*>(n->residual),
+          static_cast<const T*>(n->weight), n->eps, static_cast<T*>(n->sum)};
+}
+
+// The normed row into shared memory `staged` (width elements of T), computed as
+// rmsNormRegistersKernel (Norms.cu) does for one row: each vector's squares summed by the thread
+// that would own it there, a warp butterfly per 32 vectors, the warps' sums added in order, then
+// w * (x * (1 / sqrt(mean + eps))) rounded to T. Bit for bit the norm step's result. Block 0
+// also stores add_rms_norm's sum. Every thread of the block must call it (it has barriers).
+template <class T>
+__device__ void stageNormedRow(const NormArgs<T>& n, int64_t width, T* staged) {
+  constexpr int kWidth = detail::kVecWidth<T>;
+  __shared__ float warpSquares[32];
+  const int vectors = static_cast<int>(width / kWidth);
+  const int normWarps = (vectors + 31) / 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int nw = warp; nw < normWarps; nw += kWarpsPerBlock) {
+    const int v = nw * 32 + lane;
+    float squares = 0.0f;
+    if (v < vectors) {
+      float values[kWidth];
+      detail::loadVec(n.x + v * kWidth, values);
+      if (n.residual) {
+        float other[kWidth];
+        detail::loadVec(n.residual + v * kWidth, other);
+#pragma unroll
+        for (int i = 0; i < kWidth; ++i) values[i] = toFloat(fromFloat<T>(values[i] + other[i]));
+        if (n.sum && blockIdx.x == 0) detail::storeVec(n.sum + v * kWidth, values);
+      }
+#pragma unroll
+      for (int i = 0; i < kWidth; ++i) squares += values[i] * values[i];
+      detail::storeVec(staged + v * kWidth, values);  // exact: values are T already
+    }
+    squares = detail::warpSum(squares);
+    if (lane == 0) warpSquares[nw] = squares;
+  }
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < normWarps; ++w) total += warpSquares[w];
+  const float inverseRms = 1.0f / sqrtf(total / static_cast<float>(width) + n.eps);
+  for (int v = static_cast<int>(threadIdx.x); v < vectors; v += kThreads) {
+    float values[kWidth], w[kWidth];
+    detail::loadVec(staged + v * kWidth, values);
+    detail::loadVec(n.weight + v * kWidth, w);
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) values[i] = w[i] * (values[i] * inverseRms);
+    detail::storeVec(staged + v * kWidth, values);
+  }
+  __syncthreads();
+}
+
+template <class T, class Out>
+struct GemvArgs {
+  const T* x;
+  const T* w;
+  const Out* bias;
+  int64_t in, out;
+  Out* y;
+  NormArgs<T> norm;
+};
+
+template <class T, class Out, int kTokens, int kStage, int kSplit, bool kNormed>
+__global__ void __launch_bounds__(kThreads, kTokens == 1 ? (kStage == 8 ? 2 : kMinBlocksPerSm) : 1)
+    gemvKernel(GemvArgs<T, Out> a) {
+  detail::allowDependentLaunch();
+  extern __shared__ uint4 staged[];  // the folded norm's row (kNormed)
+  __shared__ float partial[kSplit > 1 ? kWarpsPerBlock : 1][kTokens];
+  constexpr int kRowsPerBlock = kWarpsPerBlock / kSplit;
+  constexpr int kStride = 32 * kSplit;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp / kSplit;
+  const bool active = row < a.out;
+  // Warps past the last row stay for the barriers of the norm and the split's reduction.
+  if (!active && !kNormed && kSplit == 1) return;
+  // 32-bit vector indices (a row has far fewer than 2^31 vectors) keep the loop's registers for
+  // the loads in flight.
+  const int vectors = static_cast<int>(a.in * static_cast<int64_t>(sizeof(T)) / 16);
+  const uint4* wRow = reinterpret_cast<const uint4*>(a.w + (active ? row : 0) * a.in);
+  float acc[kTokens];
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
+
+  int v = (warp % kSplit) * 32 + lane;
+  // The first stage is fetched before waiting for the kernel that writes x.
+  uint4 current[kStage];
+  bool full = active && v + (kStage - 1) * kStride < vectors;
+  if (full)
+#pragma unroll
+    for (int u = 0; u < kStage; ++u) current[u] = __ldcs(wRow + v + u * kStride);
+  detail::waitForPrerequisites();
+  if constexpr (kNormed) stageNormedRow<T>(a.norm, a.in, reinterpret_cast<T*>(staged));
+  const uint4* xRows = kNormed ? staged : reinterpret_cast<const uint4*>(a.x);
+  while (full) {
+    const int next = v + kStage * kStride;
+    const bool nextFull = next + (kStage - 1) * kStride < vectors;
+    uint4 upcoming[kStage];
+    if (nextFull)
+#pragma unroll
+      for (int u = 0; u < kStage; ++u) upcoming[u] = __ldcs(wRow + next + u * kStride);
+#pragma unroll
+    for (int u = 0; u < kStage; ++u)
+#pragma unroll
+      for (int t = 0; t < kTokens; ++t)
+        acc[t] += dot16<T>(current[u], loadInput<kNormed>(xRows + t * vectors + v + u * kStride));
+#pragma unroll
+    for (int u = 0; u < kStage; ++u) current[u] = upcoming[u];
+    v = next;
+    full = nextFull;
+  }
+  if (active)
+    for (; v < vectors; v += kStride) {
+      const uint4 wv = __ldcs(wRow + v);
+#pragma unroll
+      for (int t = 0; t < kTokens; ++t)
+        acc[t] += dot16<T>(wv, loadInput<kNormed>(xRows + t * vectors + v));
+    }
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) acc[t] = detail::warpSum(acc[t]);
+  if constexpr (kSplit > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int t = 0; t < kTokens; ++t) partial[warp][t] = acc[t];
+    __syncthreads();
+    if (warp % kSplit != 0) return;
+#pragma unroll
+    for (int t = 0; t < kTokens; ++t) {
+      float s = partial[warp][t];
+#pragma unroll
+      for (int p = 1; p < kSplit; ++p) s += partial[warp + p][t];
+      acc[t] = s;
+    }
+  }
+  if (active && lane == 0) {
+    const float b = a.bias ? toFloat(a.bias[row]) : 0.0f;
+#pragma unroll
+    for (int t = 0; t < kTokens; ++t) a.y[t * a.out + row] = fromFloat<Out>(acc[t] + b);
+  }
+}
+
+// The first GEMV (before the pipelined stages): kPrefetch loads before the wait, then
+// stages of kUnroll loads each summed before the next is issued. Kept as variant "legacy" so a
+// benchmark can put the two side by side in one run.
 template <class T, class Out, int kTokens>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemvKernel(const T* x, const T* __restrict__ w, const Out* __restrict__ bias, int64_t in,
-               int64_t out, Out* __restrict__ y) {
+    gemvLegacyKernel(const T* x, const T* __restrict__ w, const Out* __restrict__ bias, int64_t in,
+                     int64_t out, Out* __restrict__ y) {
   detail::allowDependentLaunch();
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
@@ -66,7 +245,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int u = 0; u < kPrefetch; ++u)
 #pragma unroll
       for (int t = 0; t < kTokens; ++t)
-        acc[t] += dot16<T>(wv[u], loadInput(xRows + t * vectors + v + u * 32));
+        acc[t] += dot16<T>(wv[u], loadInput<false>(xRows + t * vectors + v + u * 32));
     v += kPrefetch * 32;
   } else {
     detail::waitForPrerequisites();
@@ -80,12 +259,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
       for (int t = 0; t < kTokens; ++t)
-        acc[t] += dot16<T>(wv[u], loadInput(xRows + t * vectors + v + u * 32));
+        acc[t] += dot16<T>(wv[u], loadInput<false>(xRows + t * vectors + v + u * 32));
   }
   for (; v < vectors; v += 32) {
     uint4 wv = __ldcs(wRow + v);
 #pragma unroll
-    for (int t = 0; t < kTokens; ++t) acc[t] += dot16<T>(wv, loadInput(xRows + t * vectors + v));
+    for (int t = 0; t < kTokens; ++t)
+      acc[t] += dot16<T>(wv, loadInput<false>(xRows + t * vectors + v));
   }
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) {
@@ -128,7 +308,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     detail::waitForPrerequisites();
 #pragma unroll
     for (int k = 0; k < kPrefetch; ++k) {
-      const uint4 xk = loadInput(xv + v + k * 32);
+      const uint4 xk = loadInput<false>(xv + v + k * 32);
       gate += dot16<T>(g[k], xk);
       up += dot16<T>(u[k], xk);
     }
@@ -145,13 +325,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     }
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
-      const uint4 xk = loadInput(xv + v + k * 32);
+      const uint4 xk = loadInput<false>(xv + v + k * 32);
       gate += dot16<T>(g[k], xk);
       up += dot16<T>(u[k], xk);
     }
   }
   for (; v < vectors; v += 32) {
-    const uint4 xk = loadInput(xv + v);
+    const uint4 xk = loadInput<false>(xv + v);
     gate += dot16<T>(__ldcs(gateRow + v), xk);
     up += dot16<T>(__ldcs(upRow + v), xk);
   }
@@ -167,38 +347,113 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <class T, class Out, int kTokens, int kStage, int kSplit, bool kNormed>
+cudaError_t launchOne(const GemvArgs<T, Out>& a, cudaStream_t stream) {
+  constexpr int kRowsPerBlock = kWarpsPerBlock / kSplit;
+  const dim3 grid(static_cast<unsigned>((a.out + kRowsPerBlock - 1) / kRowsPerBlock));
+  const size_t shared = kNormed ? static_cast<size_t>(a.in) * sizeof(T) : 0;
+  const cudaError_t e =
+      detail::launchDependentShared(gemvKernel<T, Out, kTokens, kStage, kSplit, kNormed>, grid,
+                                    dim3(kThreads), shared, stream, a);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+template <class T, class Out, bool kNormed>
+cudaError_t launchVariant(GemvVariant variant, const GemvArgs<T, Out>& a, cudaStream_t stream) {
+  switch (variant.unroll * 10 + variant.split) {
+    case 1:
+      if constexpr (kNormed) {
+        return cudaErrorInvalidValue;  // the legacy kernel reads x from global memory only
+      } else {
+        const dim3 grid(static_cast<unsigned>((a.out + kWarpsPerBlock - 1) / kWarpsPerBlock));
+        const cudaError_t e =
+            detail::launchDependent(gemvLegacyKernel<T, Out, 1>, grid, dim3(kThreads), stream, a.x,
+                                    a.w, a.bias, a.in, a.out, a.y);
+        return e != cudaSuccess ? e : cudaGetLastError();
+      }
+    case 21:
+      return launchOne<T, Out, 1, 2, 1, kNormed>(a, stream);
+    case 22:
+      return launchOne<T, Out, 1, 2, 2, kNormed>(a, stream);
+    case 24:
+      return launchOne<T, Out, 1, 2, 4, kNormed>(a, stream);
+    case 41:
+      return launchOne<T, Out, 1, 4, 1, kNormed>(a, stream);
+    case 42:
+      return launchOne<T, Out, 1, 4, 2, kNormed>(a, stream);
+    case 44:
+      return launchOne<T, Out, 1, 4, 4, kNormed>(a, stream);
+    case 81:
+      return launchOne<T, Out, 1, 8, 1, kNormed>(a, stream);
+    case 82:
+      return launchOne<T, Out, 1, 8, 2, kNormed>(a, stream);
+    case 84:
+      return launchOne<T, Out, 1, 8, 4, kNormed>(a, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
 template <class T, class Out>
-cudaError_t launch(const void* x, const void* w, const void* bias, int64_t tokens, int64_t in,
-                   int64_t out, void* y, cudaStream_t stream) {
-  dim3 grid(static_cast<unsigned>((out + kWarpsPerBlock - 1) / kWarpsPerBlock));
-  dim3 block(kWarpsPerBlock * 32);
-  auto* xp = static_cast<const T*>(x);
-  auto* wp = static_cast<const T*>(w);
-  auto* bp = static_cast<const Out*>(bias);
-  auto* yp = static_cast<Out*>(y);
+cudaError_t launch(GemvVariant variant, const GemvArgs<T, Out>& a, int64_t tokens, bool normed,
+                   cudaStream_t stream) {
+  if (normed) {
+    // The folded norm writes rows of T: only a T -> T GEMV reads them as the norm step would.
+    if constexpr (std::is_same_v<T, Out>)
+      return tokens == 1 ? launchVariant<T, Out, true>(variant, a, stream) : cudaErrorInvalidValue;
+    else
+      return cudaErrorInvalidValue;
+  }
   switch (tokens) {
-#define TPC_GEMV_CASE(n)                                                                        \
-  case n:                                                                                       \
-    if (cudaError_t e = detail::launchDependent(gemvKernel<T, Out, n>, grid, block, stream, xp, \
-                                                wp, bp, in, out, yp))                           \
-      return e;                                                                                 \
-    break;
-    TPC_GEMV_CASE(1)
-    TPC_GEMV_CASE(2)
-    TPC_GEMV_CASE(3)
-    TPC_GEMV_CASE(4)
-    TPC_GEMV_CASE(5)
-    TPC_GEMV_CASE(6)
-    TPC_GEMV_CASE(7)
-    TPC_GEMV_CASE(8)
+    case 1:
+      return launchVariant<T, Out, false>(variant, a, stream);
+#define TPC_GEMV_CASE(n) \
+  case n:                \
+    return launchOne<T, Out, n, 4, 1, false>(a, stream);
+      TPC_GEMV_CASE(2)
+      TPC_GEMV_CASE(3)
+      TPC_GEMV_CASE(4)
+      TPC_GEMV_CASE(5)
+      TPC_GEMV_CASE(6)
+      TPC_GEMV_CASE(7)
+      TPC_GEMV_CASE(8)
 #undef TPC_GEMV_CASE
     default:
       return cudaErrorInvalidValue;
   }
-  return cudaGetLastError();
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+template <class T, class Out>
+cudaError_t launchTyped(GemvVariant variant, const void* x, const void* w, const void* bias,
+                        int64_t tokens, int64_t in, int64_t out, void* y, const GemvNorm* norm,
+                        cudaStream_t stream) {
+  const GemvArgs<T, Out> a{
+      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const Out*>(bias), in, out,
+      static_cast<Out*>(y),     normArgs<T>(norm)};
+  return launch<T, Out>(variant, a, tokens, norm != nullptr, stream);
+}
+
+cudaError_t dispatch(GemvVariant variant, ElementType input, ElementType output, const void* x,
+                     const void* w, const void* bias, int64_t tokens, int64_t in, int64_t out,
+                     void* y, cudaStream_t stream, const GemvNorm* norm) {
+  const bool f32Out = output == ElementType::F32;
+  switch (input) {
+    case ElementType::BF16:
+      return f32Out ? launchTyped<__nv_bfloat16, float>(variant, x, w, bias, tokens, in, out, y,
+                                                        norm, stream)
+                    : launchTyped<__nv_bfloat16, __nv_bfloat16>(variant, x, w, bias, tokens, in,
+                                                                out, y, norm, stream);
+    case ElementType::F16:
+      return f32Out
+                 ? launchTyped<__half, float>(variant, x, w, bias, tokens, in, out, y, norm, stream)
+                 : launchTyped<__half, __half>(variant, x, w, bias, tokens, in, out, y, norm,
+                                               stream);
+    default:
+      return launchTyped<float, float>(variant, x, w, bias, tokens, in, out, y, norm, stream);
+  }
+}
 
 template <class T>
 cudaError_t launchSwiglu(const void* x, const void* w, const void* bias, int64_t in, int64_t half,
@@ -210,27 +465,101 @@ cudaError_t launchSwiglu(const void* x, const void* w, const void* bias, int64_t
   return launched != cudaSuccess ? launched : cudaGetLastError();
 }
 
+// Measured on the H200 (tpc_gemv_bench, bf16): the Llama-3 shapes' best variants.
+const std::map<std::pair<int64_t, int64_t>, GemvVariant>& measuredVariants() {
+  // Llama-3-8B qkv, o, down, lm_head; Llama-3.2-1B qkv, o, down, lm_head (in x out). Measured
+  // 2026-12-02 against the read ceiling of the same run (4542 GB/s): 88.8, 83.2, 95.5, 100.5%;
+  // 72.4, 62.7, 83.6, 99.4%. Shapes not listed run u4s1.
+  static const std::map<std::pair<int64_t, int64_t>, GemvVariant> table = {
+      {{4096, 6144}, {4, 4}},   {{4096, 4096}, {4, 1}},  {{14336, 4096}, {4, 1}},
+      {{4096, 128256}, {2, 4}}, {{2048, 3072}, {4, 1}},  {{2048, 2048}, {2, 2}},
+      {{8192, 2048}, {2, 2}},   {{2048, 128256}, {4, 1}}};
+  return table;
+}
+
+// TPC_GEMV_VARIANT, parsed once; a malformed entry is reported and ignored.
+const std::map<std::pair<int64_t, int64_t>, GemvVariant>& environmentVariants() {
+  static const std::map<std::pair<int64_t, int64_t>, GemvVariant> table = [] {
+    std::map<std::pair<int64_t, int64_t>, GemvVariant> t;
+    const char* text = std::getenv("TPC_GEMV_VARIANT");
+    if (!text) return t;
+    std::stringstream list(text);
+    std::string entry;
+    while (std::getline(list, entry, ',')) {
+      long long in = 0, out = 0;
+      char name[16] = {};
+      GemvVariant v;
+      if (std::sscanf(entry.c_str(), "%lldx%lld=%15s", &in, &out, name) != 3 ||
+          !parseGemvVariant(name, &v)) {
+        std::fprintf(stderr, "warning: TPC_GEMV_VARIANT: ignoring '%s' (want INxOUT=u4s2)\n",
+                     entry.c_str());
+        continue;
+      }
+      t[{in, out}] = v;
+    }
+    return t;
+  }();
+  return table;
+}
+
 }  // namespace
+
+bool parseGemvVariant(const std::string& text, GemvVariant* variant) {
+  if (text == "legacy" || text == "cublas") {
+    *variant = {text == "legacy" ? 0 : -1, 1};
+    return true;
+  }
+  int unroll = 0, split = 0;
+  char rest = 0;
+  if (std::sscanf(text.c_str(), "u%ds%d%c", &unroll, &split, &rest) != 2) return false;
+  if ((unroll != 2 && unroll != 4 && unroll != 8) || (split != 1 && split != 2 && split != 4))
+    return false;
+  *variant = {unroll, split};
+  return true;
+}
+
+std::string gemvVariantName(const GemvVariant& variant) {
+  if (variant.unroll == 0) return "legacy";
+  if (variant.unroll < 0) return "cublas";
+  return "u" + std::to_string(variant.unroll) + "s" + std::to_string(variant.split);
+}
+
+GemvVariant gemvVariantFor(int64_t in, int64_t out) {
+  for (const auto* table : {&environmentVariants(), &measuredVariants()}) {
+    const auto found = table->find({in, out});
+    if (found != table->end()) return found->second;
+  }
+  return {};
+}
 
 bool gemvSupports(ElementType input, int64_t tokens, int64_t in, const void* x, const void* w) {
   const int64_t bytes = in * static_cast<int64_t>(elementBytes(input));
   return tokens >= 1 && tokens <= kMaxGemvTokens && bytes % 16 == 0 && aligned16(x) && aligned16(w);
 }
 
+bool gemvNormSupports(ElementType input, int64_t in, const GemvNorm& norm) {
+  const int64_t bytes = in * static_cast<int64_t>(elementBytes(input));
+  const int64_t vectors = bytes / 16;
+  return bytes % 16 == 0 && in > 1024 && vectors <= kNormMaxVectors && aligned16(norm.x) &&
+         aligned16(norm.weight) && (!norm.residual || aligned16(norm.residual)) &&
+         (!norm.sum || aligned16(norm.sum)) && (norm.sum == nullptr) == (norm.residual == nullptr);
+}
+
 cudaError_t gemv(ElementType input, ElementType output, const void* x, const void* w,
                  const void* bias, int64_t tokens, int64_t in, int64_t out, void* y,
-                 cudaStream_t stream) {
-  const bool f32Out = output == ElementType::F32;
-  switch (input) {
-    case ElementType::BF16:
-      return f32Out ? launch<__nv_bfloat16, float>(x, w, bias, tokens, in, out, y, stream)
-                    : launch<__nv_bfloat16, __nv_bfloat16>(x, w, bias, tokens, in, out, y, stream);
-    case ElementType::F16:
-      return f32Out ? launch<__half, float>(x, w, bias, tokens, in, out, y, stream)
-                    : launch<__half, __half>(x, w, bias, tokens, in, out, y, stream);
-    default:
-      return launch<float, float>(x, w, bias, tokens, in, out, y, stream);
-  }
+                 cudaStream_t stream, const GemvNorm* norm) {
+  GemvVariant variant = tokens == 1 ? gemvVariantFor(in, out) : GemvVariant{};
+  // With a folded norm every block first computes the norm: one warp per row keeps the grid to
+  // the fewest blocks (most of the Llama-3-8B qkv in one wave), where split rows multiply them.
+  if (norm) variant.split = 1;
+  if (variant.unroll < 0 || (norm && variant.unroll == 0)) variant = GemvVariant{};
+  return dispatch(variant, input, output, x, w, bias, tokens, in, out, y, stream, norm);
+}
+
+cudaError_t gemvWithVariant(GemvVariant variant, ElementType input, ElementType output,
+                            const void* x, const void* w, const void* bias, int64_t in, int64_t out,
+                            void* y, cudaStream_t stream, const GemvNorm* norm) {
+  return dispatch(variant, input, output, x, w, bias, 1, in, out, y, stream, norm);
 }
 
 cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias, int64_t in,

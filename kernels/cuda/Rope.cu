@@ -1,9 +1,9 @@
-// RoPE with rotate_half pairs (element i with element i + headDim / 2), as cpu::rope: the angle is
-// the f32 product inverseFrequencies[i] * position, cos and sin are taken in double and rounded
-// once to f32 (as the CPU twin does), then scaled by attentionScaling. One block per token: it
+// RoPE with rotate_half pairs (element i with element i + headDim / 2), as cpu::rope, with the
+// arithmetic of RopeMath.cuh. One block per token: it
 // computes the token's headDim / 2 cos/sin pairs once into shared memory, then rotates every head.
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DeviceMath.cuh"
+#include "kernels/cuda/RopeMath.cuh"
 
 namespace tpc::cuda {
 namespace {
@@ -21,14 +21,9 @@ __global__ void ropeKernel(const T* x, const int32_t* positions, int64_t heads, 
   __shared__ float cosines[kMaxHalf], sines[kMaxHalf];
   const int64_t t = blockIdx.x;
   const int64_t half = headDim / 2;
-  const auto position = static_cast<float>(positions[t]);
-  for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
-    const float angle = __fmul_rn(inverseFrequencies[i], position);
-    double s, c;
-    sincos(static_cast<double>(angle), &s, &c);
-    cosines[i] = static_cast<float>(c) * attentionScaling;
-    sines[i] = static_cast<float>(s) * attentionScaling;
-  }
+  const int position = positions[t];
+  for (int64_t i = threadIdx.x; i < half; i += blockDim.x)
+    detail::ropeCosSin(inverseFrequencies[i], position, attentionScaling, &cosines[i], &sines[i]);
   __syncthreads();
   const int64_t rowBase = t * heads * headDim;
   // Each thread rotates one pair (or kWidth consecutive pairs) and reads both halves before
@@ -43,11 +38,9 @@ __global__ void ropeKernel(const T* x, const int32_t* positions, int64_t heads, 
       detail::loadVec(x + base + i0, first);
       detail::loadVec(x + base + half + i0, second);
 #pragma unroll
-      for (int j = 0; j < kWidth; ++j) {
-        const float c = cosines[i0 + j], s = sines[i0 + j];
-        rotatedFirst[j] = first[j] * c - second[j] * s;
-        rotatedSecond[j] = second[j] * c + first[j] * s;
-      }
+      for (int j = 0; j < kWidth; ++j)
+        detail::ropeRotate(first[j], second[j], cosines[i0 + j], sines[i0 + j], &rotatedFirst[j],
+                           &rotatedSecond[j]);
       detail::storeVec(out + base + i0, rotatedFirst);
       detail::storeVec(out + base + half + i0, rotatedSecond);
     }
@@ -57,8 +50,10 @@ __global__ void ropeKernel(const T* x, const int32_t* positions, int64_t heads, 
       const int64_t base = rowBase + h * headDim;
       const float first = detail::toFloat(x[base + i]);
       const float second = detail::toFloat(x[base + half + i]);
-      out[base + i] = fromFloat<T>(first * cosines[i] - second * sines[i]);
-      out[base + half + i] = fromFloat<T>(second * cosines[i] + first * sines[i]);
+      float rotatedFirst, rotatedSecond;
+      detail::ropeRotate(first, second, cosines[i], sines[i], &rotatedFirst, &rotatedSecond);
+      out[base + i] = fromFloat<T>(rotatedFirst);
+      out[base + half + i] = fromFloat<T>(rotatedSecond);
     }
   }
 }

@@ -65,6 +65,9 @@ PY
   table+=("$(bench 8b-b8 llama3-8b.w1.fb --batch 8 --prompt-len 512 --gen 128)")
   table+=("$(bench 8b-prefill2048 llama3-8b.w1.fb --batch 1 --prompt-len 2048 --gen 16)")
   table+=("$(bench 1b-b1 llama3.2-1b.w1.fb --batch 1 --prompt-len 512 --gen 256)")
+  # The one-token GEMV's variants at the decode shapes, against the read ceiling of the same run.
+  timeout 120 "$bundle/bin/tpc_gemv_bench" > "$logs/gemv.txt" 2>&1 || status=1
+  table+=("gemv variants (tpc_gemv_bench): $(grep -E '^(read ceiling|best:)' "$logs/gemv.txt" | tr '\n' ' ')")
   # LLaVA-1.5-7B: one image (a JPEG resized to 336 px) through the tower, its 576 tokens in the
   # prompt, then decode.
   bench llava-7b-image llava-1.5-7b.w1.fb --batch 1 --prompt-len 640 --gen 128 \

@@ -34,7 +34,8 @@ TEST(OneRowFusion, LlamaSplitsBecomeViewsAndSwigluAndRopesFuse) {
     Expected<LoadedPlan> plan = test::compileSpec(spec, world);
     ASSERT_TRUE(plan) << plan.errorMessage();
     const plan::RankProgram& prog = *plan->plan().ranks()->Get(0);
-    const OneRowFusion f = planOneRowFusion(plan->plan(), 0);
+    // The folds into GEMVs apart (NormsAndRopesFoldIntoTheLinearThatAloneReadsThem).
+    const OneRowFusion f = planOneRowFusion(plan->plan(), 0, {false, false});
     const StepsByOp steps = stepsOf(prog);
     ASSERT_EQ(steps.split.size(), static_cast<size_t>(2 * spec.numLayers));  // qkv and gate/up
 
@@ -96,6 +97,59 @@ TEST(OneRowFusion, RopesAfterHeadNormsStayApart) {
   const OneRowFusion f = planOneRowFusion(plan->plan(), 0);
   EXPECT_TRUE(f.fusedRopeHeads.empty());
   EXPECT_EQ(f.swigluInto.size(), static_cast<size_t>(spec.numLayers));
+}
+
+// Llama-3.2-1B's hidden rows (2048 bf16: the norm kernel's one-block path) fold each layer's
+// attention norm into the qkv linear after it (not the MLP's into the gate/up pair, whose kernel
+// does not gain from it); each layer's fused rope folds into its attention. The tiny preset's rows
+// (128) take the warp-per-row norm, which the GEMV does not repeat, so no norm folds there (its
+// ropes still do); with both folds off nothing folds.
+TEST(OneRowFusion, NormsAndRopesFoldIntoTheLinearThatAloneReadsThem) {
+  const ModelSpec spec = test::presetSpec(Family::Llama, "llama3.2-1b");
+  Expected<LoadedPlan> plan = test::compileSpec(spec, 1);
+  ASSERT_TRUE(plan) << plan.errorMessage();
+  const plan::RankProgram& prog = *plan->plan().ranks()->Get(0);
+  const OneRowFusion f = planOneRowFusion(plan->plan(), 0);
+  size_t intoGateUp = 0;
+  for (auto [linear, norm] : f.normInto) {
+    const plan::Step& ns = *prog.steps()->Get(norm);
+    const plan::Step& ls = *prog.steps()->Get(linear);
+    const std::string_view op = ns.op()->string_view();
+    EXPECT_TRUE(op == "rms_norm" || op == "add_rms_norm") << op;
+    EXPECT_EQ(ls.op()->string_view(), "linear");
+    EXPECT_EQ(linear, norm + 1);
+    EXPECT_TRUE(f.skip[norm]);
+    EXPECT_FALSE(f.skip[linear]);
+    // The linear reads the normed row (add_rms_norm's second result).
+    EXPECT_EQ(ls.operands()->Get(0)->index(), ns.results()->Get(op == "add_rms_norm" ? 1 : 0));
+    intoGateUp += f.swigluInto.count(linear);
+  }
+  EXPECT_GE(f.normInto.size(), static_cast<size_t>(spec.numLayers));
+  EXPECT_LE(f.normInto.size(), static_cast<size_t>(spec.numLayers + 1));  // and the lm_head's
+  EXPECT_EQ(intoGateUp, 0u);
+
+  // The rope of each layer (the first of its fused pair) folds into the attention right after it.
+  EXPECT_EQ(f.ropeInto.size(), static_cast<size_t>(spec.numLayers));
+  for (auto [attention, rope] : f.ropeInto) {
+    const plan::Step& as = *prog.steps()->Get(attention);
+    EXPECT_EQ(as.op()->string_view(), "attention");
+    EXPECT_EQ(prog.steps()->Get(rope)->op()->string_view(), "rope");
+    EXPECT_TRUE(f.skip[rope]);
+    EXPECT_TRUE(f.skip[rope + 1]);  // its fused twin
+    EXPECT_EQ(attention, rope + 2);
+    // The attention reads the two rotated views.
+    EXPECT_EQ(as.operands()->Get(0)->index(), prog.steps()->Get(rope)->results()->Get(0));
+    EXPECT_EQ(as.operands()->Get(1)->index(), prog.steps()->Get(rope + 1)->results()->Get(0));
+  }
+
+  const OneRowFusion unfolded = planOneRowFusion(plan->plan(), 0, {false, false});
+  EXPECT_TRUE(unfolded.normInto.empty());
+  EXPECT_TRUE(unfolded.ropeInto.empty());
+  Expected<LoadedPlan> tiny = test::compileSpec(test::presetSpec(Family::Llama), 1);
+  ASSERT_TRUE(tiny) << tiny.errorMessage();
+  const OneRowFusion tinyFolds = planOneRowFusion(tiny->plan(), 0);
+  EXPECT_TRUE(tinyFolds.normInto.empty());
+  EXPECT_EQ(tinyFolds.ropeInto.size(), 2u);  // two layers
 }
 
 }  // namespace

@@ -1,0 +1,165 @@
+// tpc_gemv_bench: the one-token GEMV (kernels/cuda/Gemv.h) at the Llama-3-8B and Llama-3.2-1B
+// decode shapes (bf16), every variant, with the read bandwidth of a read-only kernel measured in
+// the same run as the ceiling. Each timing rotates over enough copies of the weight that no call
+// finds it in the 60 MB L2, in one CUDA Graph of dependent launches as a decode step runs them.
+// Also the norm folded into the GEMV against the norm kernel then the GEMV (the gate/up pair
+// takes no folded norm), and the table's choice per shape. Prints the best variants as a
+// TPC_GEMV_VARIANT value.
+//   tpc_gemv_bench [--calls 40] [--replays 10]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "bench/common/GraphTimer.h"
+#include "kernels/cuda/CudaKernels.h"
+#include "kernels/cuda/Gemv.h"
+
+namespace {
+
+using namespace tpc::cuda;
+using tpc::bench::deviceAlloc;
+using tpc::bench::timeGraph;
+
+struct Shape {
+  const char* model;
+  const char* name;
+  int64_t in, out;
+  bool swiglu;  // out is 2 x the pair's half
+};
+const Shape kShapes[] = {
+    {"llama3-8b", "qkv", 4096, 6144, false},       {"llama3-8b", "o", 4096, 4096, false},
+    {"llama3-8b", "gate_up", 4096, 28672, true},   {"llama3-8b", "down", 14336, 4096, false},
+    {"llama3-8b", "lm_head", 4096, 128256, false}, {"llama3.2-1b", "qkv", 2048, 3072, false},
+    {"llama3.2-1b", "o", 2048, 2048, false},       {"llama3.2-1b", "gate_up", 2048, 16384, true},
+    {"llama3.2-1b", "down", 8192, 2048, false},    {"llama3.2-1b", "lm_head", 2048, 128256, false},
+};
+const GemvVariant kVariants[] = {{0, 1}, {2, 1}, {2, 2}, {2, 4}, {4, 1},
+                                 {4, 2}, {4, 4}, {8, 1}, {8, 2}, {8, 4}};
+constexpr size_t kRotateBytes = 512ull << 20;  // well past the L2, so weights come from HBM
+
+double readCeilingGBs(cudaStream_t stream) {
+  const size_t bytes = 2ull << 30;
+  void* data = deviceAlloc(bytes);
+  BENCH_CHECK(cudaMemsetAsync(data, 1, bytes, stream));
+  auto* sum = static_cast<uint32_t*>(deviceAlloc(sizeof(uint32_t)));
+  const double us = timeGraph(
+      [&](cudaStream_t s, int) { BENCH_CHECK(readSum(data, bytes, sum, s)); }, 5, 4, stream);
+  cudaFree(data);
+  cudaFree(sum);
+  return static_cast<double>(bytes) / (us * 1e3);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int calls = 40, replays = 10;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--calls" && i + 1 < argc) {
+      calls = std::atoi(argv[++i]);
+    } else if (arg == "--replays" && i + 1 < argc) {
+      replays = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: tpc_gemv_bench [--calls N] [--replays N]\n");
+      return 2;
+    }
+  }
+  if (calls <= 0 || replays <= 0) {
+    std::fprintf(stderr, "error: --calls and --replays need positive numbers\n");
+    return 2;
+  }
+  cudaStream_t stream = nullptr;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const double ceiling = readCeilingGBs(stream);
+  std::printf("read ceiling (read-only kernel over 2 GiB): %.0f GB/s\n", ceiling);
+  const ElementType type = ElementType::BF16;
+  std::string best;
+  for (const Shape& s : kShapes) {
+    const size_t weightBytes = static_cast<size_t>(s.in * s.out) * 2;
+    const int copies = static_cast<int>(std::max<size_t>(1, kRotateBytes / weightBytes));
+    std::vector<void*> weights(static_cast<size_t>(copies));
+    for (int c = 0; c < copies; ++c) {
+      weights[static_cast<size_t>(c)] = deviceAlloc(weightBytes);
+      BENCH_CHECK(fillUniform(type, weights[static_cast<size_t>(c)], s.in * s.out, 0.02f,
+                              static_cast<uint64_t>(c + 1), stream));
+    }
+    void* x = deviceAlloc(static_cast<size_t>(s.in) * 2);
+    void* residual = deviceAlloc(static_cast<size_t>(s.in) * 2);
+    void* gamma = deviceAlloc(static_cast<size_t>(s.in) * 2);
+    void* sum = deviceAlloc(static_cast<size_t>(s.in) * 2);
+    void* normed = deviceAlloc(static_cast<size_t>(s.in) * 2);
+    void* y = deviceAlloc(static_cast<size_t>(s.out) * 4);
+    BENCH_CHECK(fillUniform(type, x, s.in, 1.0f, 91, stream));
+    BENCH_CHECK(fillUniform(type, residual, s.in, 1.0f, 92, stream));
+    BENCH_CHECK(fillUniform(type, gamma, s.in, 1.0f, 93, stream));
+    GemvNorm norm;
+    norm.x = x;
+    norm.residual = residual;
+    norm.weight = gamma;
+    norm.sum = sum;
+    const bool foldable = gemvNormSupports(type, s.in, norm);
+    const double gb = static_cast<double>(weightBytes) / 1e9;
+    const auto report = [&](const std::string& what, double us) {
+      const double gbs = gb / (us * 1e-6);
+      std::printf("  %-11s %-8s %5lldx%-6lld %-22s %8.2f us %6.0f GB/s %5.1f%%\n", s.model, s.name,
+                  static_cast<long long>(s.in), static_cast<long long>(s.out), what.c_str(), us,
+                  gbs, 100.0 * gbs / ceiling);
+      return us;
+    };
+    const auto w = [&](int call) { return weights[static_cast<size_t>(call % copies)]; };
+    if (s.swiglu) {
+      report("pair",
+             timeGraph(
+                 [&](cudaStream_t st, int c) {
+                   BENCH_CHECK(gemvSwiglu(type, normed, w(c), nullptr, s.in, s.out / 2, y, st));
+                 },
+                 calls, replays, stream));
+    } else {
+      const ElementType out = std::string(s.name) == "lm_head" ? ElementType::F32 : type;
+      double bestUs = 1e30;
+      GemvVariant bestVariant;
+      for (GemvVariant v : kVariants) {
+        const double us = report(gemvVariantName(v),
+                                 timeGraph(
+                                     [&](cudaStream_t st, int c) {
+                                       BENCH_CHECK(gemvWithVariant(v, type, out, normed, w(c),
+                                                                   nullptr, s.in, s.out, y, st));
+                                     },
+                                     calls, replays, stream));
+        if (us < bestUs) bestUs = us, bestVariant = v;
+      }
+      const GemvVariant chosen = gemvVariantFor(s.in, s.out);
+      std::printf("  %-11s %-8s best %s, the table runs %s\n", s.model, s.name,
+                  gemvVariantName(bestVariant).c_str(), gemvVariantName(chosen).c_str());
+      best += (best.empty() ? "" : ",") + std::to_string(s.in) + "x" + std::to_string(s.out) + "=" +
+              gemvVariantName(bestVariant);
+      if (foldable && out == type) {
+        report("norm kernel + " + gemvVariantName(chosen),
+               timeGraph(
+                   [&](cudaStream_t st, int c) {
+                     BENCH_CHECK(
+                         addRmsNorm(type, x, residual, gamma, 1, s.in, 1e-5f, sum, normed, st));
+                     BENCH_CHECK(gemvWithVariant(chosen, type, out, normed, w(c), nullptr, s.in,
+                                                 s.out, y, st));
+                   },
+                   calls, replays, stream));
+        report("norm folded, " + gemvVariantName(chosen),
+               timeGraph(
+                   [&](cudaStream_t st, int c) {
+                     BENCH_CHECK(gemvWithVariant(chosen, type, out, nullptr, w(c), nullptr, s.in,
+                                                 s.out, y, st, &norm));
+                   },
+                   calls, replays, stream));
+      }
+    }
+    for (void* p : weights) cudaFree(p);
+    for (void* p : {x, residual, gamma, sum, normed, y}) cudaFree(p);
+  }
+  std::printf("best: TPC_GEMV_VARIANT=%s\n", best.c_str());
+  cudaStreamDestroy(stream);
+  return 0;
+}
