@@ -26,7 +26,7 @@ struct GemvVariant {
   bool operator==(const GemvVariant& o) const { return unroll == o.unroll && split == o.split; }
 };
 
-// "u4s2" and the like, or "legacy"; false for anything else.
+// "u4s2" and the like, "legacy" or "cublas"; false for anything else.
 bool parseGemvVariant(const std::string& text, GemvVariant* variant);
 std::string gemvVariantName(const GemvVariant& variant);
 // The variant a one-token GEMV of this shape runs: TPC_GEMV_VARIANT (a list such as
@@ -49,11 +49,13 @@ struct GemvNorm {
 // 16-byte aligned x, w and y.
 bool gemvSupports(ElementType input, int64_t tokens, int64_t in, const void* x, const void* w);
 // Whether a GemvNorm over rows of `in` elements can be folded in: the norm kernel's one-block
-// register path (rows of 1025 to 1024 vectors) and 16-byte aligned operands.
+// register path (more than 1024 elements, at most 1024 16-byte vectors), 16-byte aligned
+// operands, and a sum exactly when there is a residual.
 bool gemvNormSupports(ElementType input, int64_t in, const GemvNorm& norm);
 
 // x and w in `input`; y and bias (may be null) in `output`, which is `input` or F32. With `norm`
-// (one token, output == input), x is ignored and the normed row is the input.
+// (one token, output == input), x is ignored and the normed row is the input; the table's
+// variant then runs with one warp per row (each block computes the norm: fewest blocks).
 cudaError_t gemv(ElementType input, ElementType output, const void* x, const void* w,
                  const void* bias, int64_t tokens, int64_t in, int64_t out, void* y,
                  cudaStream_t stream, const GemvNorm* norm = nullptr);

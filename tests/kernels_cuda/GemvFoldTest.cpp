@@ -68,6 +68,8 @@ TEST(CudaGemvVariants, ParsesOnlyWhatItRuns) {
   EXPECT_EQ(gemvVariantName(v), "u2s4");
   EXPECT_TRUE(parseGemvVariant("legacy", &v));
   EXPECT_EQ(gemvVariantName(v), "legacy");
+  EXPECT_TRUE(parseGemvVariant("cublas", &v));
+  EXPECT_EQ(gemvVariantName(v), "cublas");
   for (const char* bad : {"", "u3s1", "u16s1", "u4s3", "u4s1x", "s1u4", "u4"})
     EXPECT_FALSE(parseGemvVariant(bad, &v)) << bad;
 }
@@ -76,11 +78,6 @@ struct NormCase {
   ElementType type;
   int64_t in;
   bool add;
-};
-
-// The norm step's results from the norm kernel: sum (add_rms_norm) and the normed row.
-struct NormResults {
-  std::vector<uint8_t> sum, normed;
 };
 
 TEST(CudaGemvFoldedNorm, GivesExactlyTheNormKernelThenTheGemv) {
@@ -108,8 +105,8 @@ TEST(CudaGemvFoldedNorm, GivesExactlyTheNormKernelThenTheGemv) {
       } else {
         TPC_CUDA_OK(rmsNorm(c.type, dX.get(), dGamma.get(), 1, c.in, eps, dNormed.get(), nullptr));
       }
-      TPC_CUDA_OK(gemv(c.type, c.type, dNormed.get(), dW.get(), dBias.get(), 1, c.in, out, dY.get(),
-                       nullptr));
+      TPC_CUDA_OK(gemvWithVariant({4, 1}, c.type, c.type, dNormed.get(), dW.get(), dBias.get(),
+                                  c.in, out, dY.get(), nullptr));
       const std::vector<uint8_t> expectedY = bytesOf(dY, out * elementBytes(c.type));
       const std::vector<uint8_t> expectedSum =
           c.add ? bytesOf(dSum, rowBytes) : std::vector<uint8_t>{};
