@@ -12,6 +12,7 @@
 
 #include "codegen/PlanFormat.h"
 #include "executor/MoeGroups.h"
+#include "executor/SelectRowsAlias.h"
 #include "executor/StepAttrs.h"
 #include "executor/WeightLoader.h"
 #include "executor/cuda/HostConvert.h"
@@ -55,29 +56,6 @@ CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamDestroy(stream_);
 }
 
-// Aliasing select_rows's result to its operand reads the operand's bytes where the memory plan
-// gave the result its own: the plan may have let a later step's result (the lm_head's logits)
-// reuse the operand's bytes, dead after the select. Then a reader of the alias would race with
-// that step's writes (the lm_head GEMV's blocks write logits over the normed row later blocks
-// still read), so the select copies instead.
-bool CudaBackend::selectAliasIsSafe() const {
-  const plan::Step& select = *prog_.steps()->Get(static_cast<uint32_t>(selectStep_));
-  const uint32_t from = select.results()->Get(0), to = select.operands()->Get(0)->index();
-  const plan::Buffer& target = *prog_.buffers()->Get(to);
-  const int64_t begin = target.arena_offset(), end = begin + target.bytes_per_token();
-  uint32_t lastReader = static_cast<uint32_t>(selectStep_);
-  for (uint32_t i = lastReader + 1; i < prog_.steps()->size(); ++i)
-    for (const plan::Ref* r : *prog_.steps()->Get(i)->operands())
-      if (r->kind() == plan::RefKind::Buffer && r->index() == from) lastReader = i;
-  for (uint32_t i = static_cast<uint32_t>(selectStep_) + 1; i <= lastReader; ++i)
-    for (uint32_t b : *prog_.steps()->Get(i)->results()) {
-      const plan::Buffer& written = *prog_.buffers()->Get(b);
-      const int64_t wBegin = written.arena_offset(), wEnd = wBegin + written.bytes_per_token();
-      if (wBegin < end && begin < wEnd) return false;
-    }
-  return true;
-}
-
 Error CudaBackend::initialize(const BackendOptions& options) {
   int devices = 0;
   TPC_CUDA_TRY(cudaGetDeviceCount(&devices));
@@ -114,7 +92,8 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   pool_.maxBatch = maxBatch_;
   for (uint32_t i = 0; i < prog_.steps()->size(); ++i)
     if (prog_.steps()->Get(i)->op()->string_view() == "select_rows") selectStep_ = i;
-  selectMayAlias_ = selectStep_ >= 0 && selectAliasIsSafe();
+  selectMayAlias_ =
+      selectStep_ >= 0 && selectRowsMayAlias(prog_, static_cast<uint32_t>(selectStep_));
   for (const plan::Buffer* b : *prog_.buffers()) {
     widths_.push_back(elementsPerToken(*b->shape()));
     bufferTypes_.push_back(elementTypeOf(b->dtype()).value_or(ElementType::F32));

@@ -60,7 +60,6 @@ class CudaBackend : public Backend {
   Error run(const StepInput& in, const std::function<Error(const Chunk&)>& afterChunk);
   Expected<Chunk> runChunk(const StepInput& in, int64_t first, int64_t count);
   Error enqueueSteps(int64_t tokens);
-  bool selectAliasIsSafe() const;
   Error enqueue(const plan::Step& s, uint32_t index, size_t& attention, int64_t tokens,
                 int64_t rows);
   // A linear step on `T` of `A` rows; `norm`: a norm folded into its one-token GEMV.
@@ -197,7 +196,7 @@ class CudaBackend : public Backend {
   std::vector<uint16_t> stageHalf_;
   int64_t chunkLogits_ = 0;
   uint32_t selectAliasFrom_ = UINT32_MAX, selectAliasTo_ = UINT32_MAX;
-  bool selectMayAlias_ = false;  // selectAliasIsSafe()
+  bool selectMayAlias_ = false;  // selectRowsMayAlias (executor/SelectRowsAlias.h)
 
   std::map<uint32_t, std::pair<const float*, float>> rope_;  // step: inverse freqs, scaling
   std::map<uint32_t, const void* const*> expertPointers_;    // step: gate, up, down arrays
