@@ -42,6 +42,12 @@ class Planner {
  private:
   const plan::Buffer& buffer(uint32_t b) const { return *prog_.buffers()->Get(b); }
   int64_t width(uint32_t b) const { return elementsPerToken(*buffer(b).shape()); }
+  // The first step after `i` that runs at one token (steps_.size() when none does).
+  uint32_t nextRunning(uint32_t i) const {
+    uint32_t next = i + 1;
+    while (next < steps_.size() && out_.skip[next]) ++next;
+    return next;
+  }
   int64_t operandBuffer(const plan::Step& s, uint32_t i) const {
     const plan::Ref* r = s.operands()->Get(i);
     return r->kind() == plan::RefKind::Buffer ? static_cast<int64_t>(r->index()) : -1;
@@ -146,8 +152,7 @@ class Planner {
       const bool add = op == "add_rms_norm";
       if ((op != "rms_norm" && !add) || out_.skip[i]) continue;
       const uint32_t normed = s.results()->Get(add ? 1 : 0);
-      uint32_t next = i + 1;
-      while (next < steps_.size() && out_.skip[next]) ++next;
+      const uint32_t next = nextRunning(i);
       if (next >= steps_.size() || readers_[normed] != 1) continue;
       const plan::Step& ls = *steps_.Get(next);
       if (ls.op()->string_view() != "linear" || operandBuffer(ls, 0) != normed ||
@@ -178,8 +183,7 @@ class Planner {
         continue;
       const plan::Step& twin = *steps_.Get(i + 1);  // fused ropes are adjacent
       const uint32_t q = s.results()->Get(0), k = twin.results()->Get(0);
-      uint32_t next = i + 1;
-      while (next < steps_.size() && out_.skip[next]) ++next;
+      const uint32_t next = nextRunning(i);
       if (next >= steps_.size() || readers_[q] != 1 || readers_[k] != 1) continue;
       const plan::Step& attention = *steps_.Get(next);
       if (attention.op()->string_view() != "attention" || operandBuffer(attention, 0) != q ||

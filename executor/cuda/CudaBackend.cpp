@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -114,11 +113,9 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   tableRows_ = std::max(graphTokens_, maxBatch_);
   // TPC_NO_NORM_FOLD=1 / TPC_NO_ROPE_FOLD=1 keep norms / ropes their own launches at one token
   // instead of folding them into the GEMV / attention after them (to compare, or to bisect).
-  const auto flag = [](const char* name) {
-    const char* v = std::getenv(name);
-    return v && *v && *v != '0';
-  };
-  oneRow_ = planOneRowFusion(plan_, rank_, {!flag("TPC_NO_NORM_FOLD"), !flag("TPC_NO_ROPE_FOLD")});
+  oneRow_ = planOneRowFusion(
+      plan_, rank_,
+      {!cuda::environmentFlag("TPC_NO_NORM_FOLD"), !cuda::environmentFlag("TPC_NO_ROPE_FOLD")});
   for (const plan::Step* s : *prog_.steps())
     if (s->op()->string_view() == "image_rows")
       imageToken_ = static_cast<int32_t>(stepInt(*s, "image_token_index", -1));

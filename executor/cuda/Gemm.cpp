@@ -86,10 +86,7 @@ Expected<GemmRunner::Prepared*> GemmRunner::prepare(const Shape& s) {
 }
 
 bool GemmRunner::gemvEnabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("TPC_NO_GEMV");
-    return !(v && *v && *v != '0');
-  }();
+  static const bool enabled = !cuda::environmentFlag("TPC_NO_GEMV");
   return enabled;
 }
 

@@ -13,11 +13,19 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 namespace tpc::cuda {
 
 enum class ElementType : uint8_t { F32, BF16, F16 };
 size_t elementBytes(ElementType type);
+
+// Whether an environment switch such as TPC_NO_PDL is on: set, not empty and not "0". Read once by
+// each caller (a static), so a step's kernels never change with the environment mid-run.
+inline bool environmentFlag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && *v != '0';
+}
 
 // Rows of `table` ([rows, hidden]) for vocab ids [firstRow, firstRow + rows); other ids give zero
 // rows (vocab-parallel embedding).

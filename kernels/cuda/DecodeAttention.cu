@@ -12,7 +12,6 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
-#include <cstdlib>
 
 #include "kernels/cuda/DecodeAttention.h"
 #include "kernels/cuda/DependentLaunch.cuh"
@@ -306,10 +305,7 @@ cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* p
             static_cast<unsigned>(tokens));
   // TPC_NO_ATTENTION_EARLY=1: a plain launch (the cache rows are then staged after the kernel
   // ahead has finished), to measure what the early start gains.
-  static const bool early = [] {
-    const char* v = std::getenv("TPC_NO_ATTENTION_EARLY");
-    return !(v && *v && *v != '0');
-  }();
+  static const bool early = !environmentFlag("TPC_NO_ATTENTION_EARLY");
   if (!early) {
     decodeAttentionKernel<T, kHeadDim><<<grid, kThreads, 0, stream>>>(a);
     return cudaGetLastError();

@@ -18,7 +18,7 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdlib>
+#include "kernels/cuda/CudaKernels.h"
 
 namespace tpc::cuda::detail {
 
@@ -36,10 +36,7 @@ __device__ __forceinline__ void waitForPrerequisites() {
 
 // Whether TPC_NO_PDL asks for plain stream order (read once per process).
 inline bool dependentLaunchDisabled() {
-  static const bool disabled = [] {
-    const char* v = std::getenv("TPC_NO_PDL");
-    return v && *v && *v != '0';
-  }();
+  static const bool disabled = environmentFlag("TPC_NO_PDL");
   return disabled;
 }
 

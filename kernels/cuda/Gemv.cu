@@ -438,21 +438,13 @@ cudaError_t launchTyped(GemvVariant variant, const void* x, const void* w, const
 cudaError_t dispatch(GemvVariant variant, ElementType input, ElementType output, const void* x,
                      const void* w, const void* bias, int64_t tokens, int64_t in, int64_t out,
                      void* y, cudaStream_t stream, const GemvNorm* norm) {
-  const bool f32Out = output == ElementType::F32;
-  switch (input) {
-    case ElementType::BF16:
-      return f32Out ? launchTyped<__nv_bfloat16, float>(variant, x, w, bias, tokens, in, out, y,
-                                                        norm, stream)
-                    : launchTyped<__nv_bfloat16, __nv_bfloat16>(variant, x, w, bias, tokens, in,
-                                                                out, y, norm, stream);
-    case ElementType::F16:
-      return f32Out
-                 ? launchTyped<__half, float>(variant, x, w, bias, tokens, in, out, y, norm, stream)
-                 : launchTyped<__half, __half>(variant, x, w, bias, tokens, in, out, y, norm,
+  // Output is the input's type or f32 (logits); f32 input has one combination.
+  return TPC_DISPATCH_ELEMENT(input, [&] {
+    return output == ElementType::F32
+               ? launchTyped<Element, float>(variant, x, w, bias, tokens, in, out, y, norm, stream)
+               : launchTyped<Element, Element>(variant, x, w, bias, tokens, in, out, y, norm,
                                                stream);
-    default:
-      return launchTyped<float, float>(variant, x, w, bias, tokens, in, out, y, norm, stream);
-  }
+  });
 }
 
 template <class T>
@@ -564,14 +556,8 @@ cudaError_t gemvWithVariant(GemvVariant variant, ElementType input, ElementType 
 
 cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias, int64_t in,
                        int64_t half, void* y, cudaStream_t stream) {
-  switch (type) {
-    case ElementType::BF16:
-      return launchSwiglu<__nv_bfloat16>(x, w, bias, in, half, y, stream);
-    case ElementType::F16:
-      return launchSwiglu<__half>(x, w, bias, in, half, y, stream);
-    default:
-      return launchSwiglu<float>(x, w, bias, in, half, y, stream);
-  }
+  return TPC_DISPATCH_ELEMENT(
+      type, [&] { return launchSwiglu<Element>(x, w, bias, in, half, y, stream); });
 }
 
 }  // namespace tpc::cuda

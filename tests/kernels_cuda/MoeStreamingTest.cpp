@@ -69,10 +69,11 @@ void expectRoutingMatches(const Routing& got, const Routing& expected, const Rou
           << "token " << t << " choice " << j;
       ASSERT_GE(got.experts[i], 0);
       ASSERT_LT(got.experts[i], numExperts);
-      if (got.experts[i] != expected.experts[i])
+      if (got.experts[i] != expected.experts[i]) {
         EXPECT_NEAR(probability[got.experts[i]], probability[expected.experts[i]],
                     kRouterTolerance * probability[expected.experts[i]])
             << "token " << t << " choice " << j;
+      }
       for (int64_t other = 0; other < j; ++other)
         EXPECT_NE(got.experts[i], got.experts[t * topK + other]) << "expert chosen twice";
     }
