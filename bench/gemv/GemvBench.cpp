@@ -2,6 +2,7 @@
 // decode shapes (bf16), every variant, with the read bandwidth of a read-only kernel measured in
 // the same run as the ceiling. Each timing rotates over enough copies of the weight that no call
 // finds it in the 60 MB L2, in one CUDA Graph of dependent launches as a decode step runs them.
+// The gate/up pair (gemvSwiglu) the same way, every variant and the first pair kernel ("legacy").
 // Also the norm folded into the GEMV against the norm kernel then the GEMV (the gate/up pair
 // takes no folded norm), and the table's choice per shape. Prints the best variants as a
 // TPC_GEMV_VARIANT value.
@@ -113,12 +114,23 @@ int main(int argc, char** argv) {
     };
     const auto w = [&](int call) { return weights[static_cast<size_t>(call % copies)]; };
     if (s.swiglu) {
-      report("pair",
-             timeGraph(
-                 [&](cudaStream_t st, int c) {
-                   BENCH_CHECK(gemvSwiglu(type, normed, w(c), nullptr, s.in, s.out / 2, y, st));
-                 },
-                 calls, replays, stream));
+      double bestUs = 1e30;
+      GemvVariant bestVariant;
+      for (GemvVariant v : kVariants) {
+        const double us = report("pair " + gemvVariantName(v),
+                                 timeGraph(
+                                     [&](cudaStream_t st, int c) {
+                                       BENCH_CHECK(gemvSwigluWithVariant(
+                                           v, type, normed, w(c), nullptr, s.in, s.out / 2, y, st));
+                                     },
+                                     calls, replays, stream));
+        if (us < bestUs) bestUs = us, bestVariant = v;
+      }
+      std::printf("  %-11s %-8s best %s, the table runs %s\n", s.model, s.name,
+                  gemvVariantName(bestVariant).c_str(),
+                  gemvVariantName(gemvSwigluVariantFor(s.in, s.out / 2)).c_str());
+      best += std::string(best.empty() ? "" : ",") + "swiglu:" + std::to_string(s.in) + "x" +
+              std::to_string(s.out) + "=" + gemvVariantName(bestVariant);
     } else {
       const ElementType out = std::string(s.name) == "lm_head" ? ElementType::F32 : type;
       double bestUs = 1e30;

@@ -162,12 +162,27 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     TPC_CUDA_TRY(
         cuda::swiglu(type, operand(s, 0, A), operand(s, 1, A), T * width(s, 0), result(s, A), st));
   } else if (op == "split") {
-    int64_t in = width(s, 0), offset = 0;
-    for (uint32_t r = 0; r < s.results()->size(); ++r) {
-      int64_t w = widths_[s.results()->Get(r)];
-      TPC_CUDA_TRY(
-          cuda::copyColumns(type, operand(s, 0, A), T, in, offset, w, result(s, A, r), st));
-      offset += w;
+    const int64_t in = width(s, 0);
+    const uint32_t parts = s.results()->size();
+    if (parts <= static_cast<uint32_t>(cuda::kMaxSplitParts)) {
+      // One launch for every result (a layer's q/k/v or gate/up): at a few rows each copy is
+      // only a launch's latency.
+      int64_t widths[cuda::kMaxSplitParts];
+      void* outs[cuda::kMaxSplitParts];
+      for (uint32_t r = 0; r < parts; ++r) {
+        widths[r] = widths_[s.results()->Get(r)];
+        outs[r] = result(s, A, r);
+      }
+      TPC_CUDA_TRY(cuda::splitColumns(type, operand(s, 0, A), T, in, widths, outs,
+                                      static_cast<int>(parts), st));
+    } else {
+      int64_t offset = 0;
+      for (uint32_t r = 0; r < parts; ++r) {
+        const int64_t w = widths_[s.results()->Get(r)];
+        TPC_CUDA_TRY(
+            cuda::copyColumns(type, operand(s, 0, A), T, in, offset, w, result(s, A, r), st));
+        offset += w;
+      }
     }
   } else if (op == "slice") {
     TPC_CUDA_TRY(cuda::copyColumns(type, operand(s, 0, A), T, width(s, 0), stepInt(s, "start"),

@@ -49,6 +49,11 @@ cudaError_t swiglu(ElementType type, const void* gate, const void* up, int64_t c
 // out[t, 0:width) = x[t, offset:offset + width) for rows of inWidth: the plan's split and slice.
 cudaError_t copyColumns(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
                         int64_t offset, int64_t width, void* out, cudaStream_t stream);
+// Every result of a split in one launch: outs[i][t, 0:widths[i]) = x[t, offset_i:offset_i +
+// widths[i]), offset_i the widths before i (at most kMaxSplitParts results).
+constexpr int kMaxSplitParts = 8;
+cudaError_t splitColumns(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
+                         const int64_t* widths, void* const* outs, int parts, cudaStream_t stream);
 // out[i, :] = x[rows[i], :] for i < count (rows a device array): the iteration's logit rows.
 cudaError_t selectRows(ElementType type, const void* x, const int32_t* rows, int64_t count,
                        int64_t width, void* out, cudaStream_t stream);

@@ -1,16 +1,18 @@
 // Attention for decode steps, where every token is the only one of its sequence in the call: one
-// launch writes each token's k/v into the cache and attends. Blocks own (token, KV head, chunk of
-// kDecodeChunk positions); each stages its chunk of keys and values in shared memory once for all
-// the query heads of the KV head's group, and the last block of a (token, KV head) to finish
-// merges the chunks, so a step costs one launch where cuda::attention takes three.
-// Host-compilable like CudaKernels.h.
+// launch writes each token's k/v into the cache and attends. Each (token, KV head) is split into
+// up to kDecodeMaxSplits runs of kDecodeTile-row tiles, as many as keep a few blocks per SM busy
+// for the call's size; a block streams its run through shared memory once for all the query
+// heads of the KV head's group, and the last block of a (token, KV head) to finish merges the
+// splits, so a step costs one launch where cuda::attention takes three. Host-compilable like
+// CudaKernels.h.
 #pragma once
 
 #include "kernels/cuda/CudaKernels.h"
 
 namespace tpc::cuda {
 
-constexpr int64_t kDecodeChunk = 64;
+constexpr int64_t kDecodeTile = 32;
+constexpr int64_t kDecodeMaxSplits = 64;
 constexpr int64_t kDecodeMaxTokens = 1024;
 
 // bf16 or f16, headDim 64 or 128, at most 8 query heads per KV head.

@@ -1,6 +1,8 @@
 // Memory-bound element-wise kernels: embedding rows, add, SwiGLU, column slices, conversion to
 // f32. Each has a 16-byte vector path taken when every pointer (and row width) allows it, and a
 // scalar path for the rest, so odd widths and offsets stay correct.
+#include <algorithm>
+
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DeviceMath.cuh"
 
@@ -97,11 +99,28 @@ __global__ void selectRowsKernel(const T* x, const int32_t* rows, int64_t width,
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[i] = src[i];
 }
 
+// A block per (row, piece of kThreads vectors, part): a few rows of a wide split (a batch of
+// decode rows) still spread over every SM, and a split's results take one launch.
+template <typename T>
+constexpr int64_t kColumnPiece = static_cast<int64_t>(kThreads) * kVecWidth<T>;
+
+template <typename T>
+struct SplitParts {
+  T* out[kMaxSplitParts];
+  int64_t offset[kMaxSplitParts], width[kMaxSplitParts];
+};
+
+// out[part][t, :width) = x[t, offset:offset + width) for the part blockIdx.z picks: the plan's
+// split (every result) and slice (one).
 template <typename T, bool kVector>
-__global__ void copyColumnsKernel(const T* x, int64_t inWidth, int64_t offset, int64_t width,
-                                  T* out) {
-  const int64_t t = blockIdx.x;
-  copyRow<T, kVector>(x + t * inWidth + offset, out + t * width, width, false);
+__global__ void columnPartsKernel(const T* x, int64_t inWidth, SplitParts<T> parts) {
+  const int part = static_cast<int>(blockIdx.z);
+  const int64_t t = blockIdx.x, first = static_cast<int64_t>(blockIdx.y) * kColumnPiece<T>;
+  const int64_t width = parts.width[part];
+  if (first >= width) return;
+  copyRow<T, kVector>(x + t * inWidth + parts.offset[part] + first,
+                      parts.out[part] + t * width + first, min(kColumnPiece<T>, width - first),
+                      false);
 }
 
 template <typename T, bool kVector>
@@ -171,23 +190,56 @@ cudaError_t swiglu(ElementType type, const void* gate, const void* up, int64_t c
       type, [&] { return launchBinary<Element>(gate, up, count, out, stream, SwigluOp{}); });
 }
 
+namespace {
+
+// Column ranges of x's rows (offsets[i], widths[i]) into outs[i], one launch.
+cudaError_t launchColumnParts(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
+                              const int64_t* offsets, const int64_t* widths, void* const* outs,
+                              int parts, cudaStream_t stream) {
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    SplitParts<Element> p{};
+    bool vector = detail::rowsVectorizable<Element>(inWidth, {x});
+    int64_t widest = 0;
+    for (int i = 0; i < parts; ++i) {
+      p.out[i] = static_cast<Element*>(outs[i]);
+      p.offset[i] = offsets[i];
+      p.width[i] = widths[i];
+      vector = vector && detail::rowsVectorizable<Element>(widths[i], {outs[i]}) &&
+               detail::rowsVectorizable<Element>(offsets[i], {});
+      widest = std::max(widest, widths[i]);
+    }
+    if (widest <= 0) return cudaGetLastError();
+    const dim3 grid(
+        rowBlocks(tokens),
+        static_cast<unsigned>((widest + kColumnPiece<Element> - 1) / kColumnPiece<Element>),
+        static_cast<unsigned>(parts));
+    const auto* src = static_cast<const Element*>(x);
+    if (vector)
+      columnPartsKernel<Element, true><<<grid, kThreads, 0, stream>>>(src, inWidth, p);
+    else
+      columnPartsKernel<Element, false><<<grid, kThreads, 0, stream>>>(src, inWidth, p);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace
+
 cudaError_t copyColumns(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
                         int64_t offset, int64_t width, void* out, cudaStream_t stream) {
   if (tokens <= 0 || width <= 0) return cudaGetLastError();
-  return TPC_DISPATCH_ELEMENT(type, [&] {
-    const auto* src = static_cast<const Element*>(x);
-    auto* dst = static_cast<Element*>(out);
-    const bool vector = detail::rowsVectorizable<Element>(inWidth, {x, out}) &&
-                        detail::rowsVectorizable<Element>(width, {}) &&
-                        detail::rowsVectorizable<Element>(offset, {});
-    if (vector)
-      copyColumnsKernel<Element, true>
-          <<<rowBlocks(tokens), kThreads, 0, stream>>>(src, inWidth, offset, width, dst);
-    else
-      copyColumnsKernel<Element, false>
-          <<<rowBlocks(tokens), kThreads, 0, stream>>>(src, inWidth, offset, width, dst);
-    return cudaGetLastError();
-  });
+  return launchColumnParts(type, x, tokens, inWidth, &offset, &width, &out, 1, stream);
+}
+
+cudaError_t splitColumns(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
+                         const int64_t* widths, void* const* outs, int parts, cudaStream_t stream) {
+  if (parts < 1 || parts > kMaxSplitParts) return cudaErrorInvalidValue;
+  if (tokens <= 0) return cudaGetLastError();
+  int64_t offsets[kMaxSplitParts], offset = 0;
+  for (int i = 0; i < parts; ++i) {
+    offsets[i] = offset;
+    offset += widths[i];
+  }
+  return launchColumnParts(type, x, tokens, inWidth, offsets, widths, outs, parts, stream);
 }
 
 cudaError_t toFloat(ElementType type, const void* x, int64_t count, float* out,

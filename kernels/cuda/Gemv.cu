@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -138,23 +139,33 @@ struct GemvArgs {
   NormArgs<T> norm;
 };
 
-template <class T, class Out, int kTokens, int kStage, int kSplit, bool kNormed>
+// With kPair (one token, Out == T) the weight is a gate-and-up pair [2 * out, in], gate rows
+// first: the warps of output row r stream gate row r and, beside them in the block, up row
+// r + out, and the first of them writes silu(gate) * up, each rounded to T as the separate
+// linear, split and swiglu steps would.
+template <class T, class Out, int kTokens, int kStage, int kSplit, bool kNormed, bool kPair>
 __global__ void __launch_bounds__(kThreads, kTokens == 1 ? (kStage == 8 ? 2 : kMinBlocksPerSm) : 1)
     gemvKernel(GemvArgs<T, Out> a) {
+  static_assert(!kPair || (kTokens == 1 && std::is_same_v<T, Out>), "a pair is one token of T");
   detail::allowDependentLaunch();
-  extern __shared__ uint4 staged[];  // the folded norm's row (kNormed)
-  __shared__ float partial[kSplit > 1 ? kWarpsPerBlock : 1][kTokens];
-  constexpr int kRowsPerBlock = kWarpsPerBlock / kSplit;
+  extern __shared__ uint4 staged[];              // the folded norm's row (kNormed)
+  constexpr bool kShared = kSplit > 1 || kPair;  // partial sums meet in shared memory
+  __shared__ float partial[kShared ? kWarpsPerBlock : 1][kTokens];
+  constexpr int kRowsPerBlock = kWarpsPerBlock / kSplit;  // weight rows
   constexpr int kStride = 32 * kSplit;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp / kSplit;
+  const int weightSlot = warp / kSplit;
+  const int64_t row =
+      static_cast<int64_t>(blockIdx.x) * (kPair ? kRowsPerBlock / 2 : kRowsPerBlock) +
+      (kPair ? weightSlot / 2 : weightSlot);
   const bool active = row < a.out;
   // Warps past the last row stay for the barriers of the norm and the split's reduction.
-  if (!active && !kNormed && kSplit == 1) return;
+  if (!active && !kNormed && !kShared) return;
   // 32-bit vector indices (a row has far fewer than 2^31 vectors) keep the loop's registers for
   // the loads in flight.
   const int vectors = static_cast<int>(a.in * static_cast<int64_t>(sizeof(T)) / 16);
-  const uint4* wRow = reinterpret_cast<const uint4*>(a.w + (active ? row : 0) * a.in);
+  const int64_t weightRow = kPair && weightSlot % 2 == 1 ? row + a.out : row;
+  const uint4* wRow = reinterpret_cast<const uint4*>(a.w + (active ? weightRow : 0) * a.in);
   float acc[kTokens];
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
@@ -195,18 +206,29 @@ __global__ void __launch_bounds__(kThreads, kTokens == 1 ? (kStage == 8 ? 2 : kM
     }
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) acc[t] = detail::warpSum(acc[t]);
-  if constexpr (kSplit > 1) {
+  if constexpr (kShared) {
     if (lane == 0)
 #pragma unroll
       for (int t = 0; t < kTokens; ++t) partial[warp][t] = acc[t];
     __syncthreads();
-    if (warp % kSplit != 0) return;
+    if (warp % (kPair ? 2 * kSplit : kSplit) != 0) return;
 #pragma unroll
     for (int t = 0; t < kTokens; ++t) {
       float s = partial[warp][t];
 #pragma unroll
       for (int p = 1; p < kSplit; ++p) s += partial[warp + p][t];
       acc[t] = s;
+    }
+    if constexpr (kPair) {
+      float up = partial[warp + kSplit][0];
+#pragma unroll
+      for (int p = 1; p < kSplit; ++p) up += partial[warp + kSplit + p][0];
+      if (active && lane == 0) {
+        const float g = toFloat(fromFloat<T>(acc[0] + (a.bias ? toFloat(a.bias[row]) : 0.0f)));
+        const float u = toFloat(fromFloat<T>(up + (a.bias ? toFloat(a.bias[row + a.out]) : 0.0f)));
+        a.y[row] = fromFloat<T>(g / (1.0f + expf(-g)) * u);
+      }
+      return;
     }
   }
   if (active && lane == 0) {
@@ -349,14 +371,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <class T, class Out, int kTokens, int kStage, int kSplit, bool kNormed>
+template <class T, class Out, int kTokens, int kStage, int kSplit, bool kNormed, bool kPair = false>
 cudaError_t launchOne(const GemvArgs<T, Out>& a, cudaStream_t stream) {
-  constexpr int kRowsPerBlock = kWarpsPerBlock / kSplit;
-  const dim3 grid(static_cast<unsigned>((a.out + kRowsPerBlock - 1) / kRowsPerBlock));
+  constexpr int kOutputsPerBlock = kWarpsPerBlock / kSplit / (kPair ? 2 : 1);
+  const dim3 grid(static_cast<unsigned>((a.out + kOutputsPerBlock - 1) / kOutputsPerBlock));
   const size_t shared = kNormed ? static_cast<size_t>(a.in) * sizeof(T) : 0;
   const cudaError_t e =
-      detail::launchDependentShared(gemvKernel<T, Out, kTokens, kStage, kSplit, kNormed>, grid,
-                                    dim3(kThreads), shared, stream, a);
+      detail::launchDependentShared(gemvKernel<T, Out, kTokens, kStage, kSplit, kNormed, kPair>,
+                                    grid, dim3(kThreads), shared, stream, a);
   return e != cudaSuccess ? e : cudaGetLastError();
 }
 
@@ -448,50 +470,92 @@ cudaError_t dispatch(GemvVariant variant, ElementType input, ElementType output,
 }
 
 template <class T>
-cudaError_t launchSwiglu(const void* x, const void* w, const void* bias, int64_t in, int64_t half,
-                         void* y, cudaStream_t stream) {
-  dim3 grid(static_cast<unsigned>((half + kWarpsPerBlock - 1) / kWarpsPerBlock));
-  const cudaError_t launched = detail::launchDependent(
-      gemvSwigluKernel<T>, grid, dim3(kWarpsPerBlock * 32), stream, static_cast<const T*>(x),
-      static_cast<const T*>(w), static_cast<const T*>(bias), in, half, static_cast<T*>(y));
-  return launched != cudaSuccess ? launched : cudaGetLastError();
+cudaError_t launchSwiglu(GemvVariant variant, const void* x, const void* w, const void* bias,
+                         int64_t in, int64_t half, void* y, cudaStream_t stream) {
+  if (variant.unroll == 0) {
+    const dim3 grid(static_cast<unsigned>((half + kWarpsPerBlock - 1) / kWarpsPerBlock));
+    const cudaError_t launched = detail::launchDependent(
+        gemvSwigluKernel<T>, grid, dim3(kWarpsPerBlock * 32), stream, static_cast<const T*>(x),
+        static_cast<const T*>(w), static_cast<const T*>(bias), in, half, static_cast<T*>(y));
+    return launched != cudaSuccess ? launched : cudaGetLastError();
+  }
+  const GemvArgs<T, T> a{
+      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), in, half,
+      static_cast<T*>(y),       normArgs<T>(nullptr)};
+  switch (variant.unroll * 10 + variant.split) {
+#define TPC_PAIR_CASE(stage, split) \
+  case stage * 10 + split:          \
+    return launchOne<T, T, 1, stage, split, false, true>(a, stream);
+    TPC_PAIR_CASE(2, 1)
+    TPC_PAIR_CASE(2, 2)
+    TPC_PAIR_CASE(2, 4)
+    TPC_PAIR_CASE(4, 1)
+    TPC_PAIR_CASE(4, 2)
+    TPC_PAIR_CASE(4, 4)
+    TPC_PAIR_CASE(8, 1)
+    TPC_PAIR_CASE(8, 2)
+    TPC_PAIR_CASE(8, 4)
+#undef TPC_PAIR_CASE
+    default:
+      return cudaErrorInvalidValue;
+  }
 }
 
+// (in, out, gate/up pair): a pair's out counts both halves, as its weight has 2 x half rows.
+using VariantKey = std::tuple<int64_t, int64_t, bool>;
+
 // Measured on the H200 (tpc_gemv_bench, bf16): the Llama-3 shapes' best variants.
-const std::map<std::pair<int64_t, int64_t>, GemvVariant>& measuredVariants() {
+const std::map<VariantKey, GemvVariant>& measuredVariants() {
   // Llama-3-8B qkv, o, down, lm_head; Llama-3.2-1B qkv, o, down, lm_head (in x out). Measured
   // 2026-12-02 against the read ceiling of the same run (4542 GB/s): 88.8, 83.2, 95.5, 100.5%;
-  // 72.4, 62.7, 83.6, 99.4%. Shapes not listed run u4s1.
-  static const std::map<std::pair<int64_t, int64_t>, GemvVariant> table = {
-      {{4096, 6144}, {4, 4}},   {{4096, 4096}, {4, 1}},  {{14336, 4096}, {4, 1}},
-      {{4096, 128256}, {2, 4}}, {{2048, 3072}, {4, 1}},  {{2048, 2048}, {2, 2}},
-      {{8192, 2048}, {2, 2}},   {{2048, 128256}, {4, 1}}};
+  // 72.4, 62.7, 83.6, 99.4%. The Llama-3-8B gate/up pair: u2s4 97.5% against 95.5% for the
+  // first pair kernel (4540 GB/s); the Llama-3.2-1B pair is fastest with the first kernel.
+  // Shapes not listed run u4s1; pairs not listed run the first pair kernel.
+  static const std::map<VariantKey, GemvVariant> table = {
+      {{4096, 6144, false}, {4, 4}},  {{4096, 4096, false}, {4, 1}},
+      {{14336, 4096, false}, {4, 1}}, {{4096, 128256, false}, {2, 4}},
+      {{2048, 3072, false}, {4, 1}},  {{2048, 2048, false}, {2, 2}},
+      {{8192, 2048, false}, {2, 2}},  {{2048, 128256, false}, {4, 1}},
+      {{4096, 28672, true}, {2, 4}}};
   return table;
 }
 
 // TPC_GEMV_VARIANT, parsed once; a malformed entry is reported and ignored.
-const std::map<std::pair<int64_t, int64_t>, GemvVariant>& environmentVariants() {
-  static const std::map<std::pair<int64_t, int64_t>, GemvVariant> table = [] {
-    std::map<std::pair<int64_t, int64_t>, GemvVariant> t;
+const std::map<VariantKey, GemvVariant>& environmentVariants() {
+  static const std::map<VariantKey, GemvVariant> table = [] {
+    std::map<VariantKey, GemvVariant> t;
     const char* text = std::getenv("TPC_GEMV_VARIANT");
     if (!text) return t;
     std::stringstream list(text);
     std::string entry;
     while (std::getline(list, entry, ',')) {
+      const std::string pairPrefix = "swiglu:";
+      const bool pair = entry.rfind(pairPrefix, 0) == 0;
       long long in = 0, out = 0;
       char name[16] = {};
       GemvVariant v;
-      if (std::sscanf(entry.c_str(), "%lldx%lld=%15s", &in, &out, name) != 3 ||
-          !parseGemvVariant(name, &v)) {
-        std::fprintf(stderr, "warning: TPC_GEMV_VARIANT: ignoring '%s' (want INxOUT=u4s2)\n",
+      if (std::sscanf(entry.c_str() + (pair ? pairPrefix.size() : 0), "%lldx%lld=%15s", &in, &out,
+                      name) != 3 ||
+          !parseGemvVariant(name, &v) || (pair && v.unroll < 0)) {
+        std::fprintf(stderr,
+                     "warning: TPC_GEMV_VARIANT: ignoring '%s' (want INxOUT=u4s2 or "
+                     "swiglu:INxOUT=u4s2)\n",
                      entry.c_str());
         continue;
       }
-      t[{in, out}] = v;
+      t[{in, out, pair}] = v;
     }
     return t;
   }();
   return table;
+}
+
+GemvVariant variantFor(int64_t in, int64_t out, bool pair) {
+  for (const auto* table : {&environmentVariants(), &measuredVariants()}) {
+    const auto found = table->find({in, out, pair});
+    if (found != table->end()) return found->second;
+  }
+  return pair ? GemvVariant{0, 1} : GemvVariant{};
 }
 
 }  // namespace
@@ -516,12 +580,10 @@ std::string gemvVariantName(const GemvVariant& variant) {
   return "u" + std::to_string(variant.unroll) + "s" + std::to_string(variant.split);
 }
 
-GemvVariant gemvVariantFor(int64_t in, int64_t out) {
-  for (const auto* table : {&environmentVariants(), &measuredVariants()}) {
-    const auto found = table->find({in, out});
-    if (found != table->end()) return found->second;
-  }
-  return {};
+GemvVariant gemvVariantFor(int64_t in, int64_t out) { return variantFor(in, out, false); }
+
+GemvVariant gemvSwigluVariantFor(int64_t in, int64_t half) {
+  return variantFor(in, 2 * half, true);
 }
 
 bool gemvSupports(ElementType input, int64_t tokens, int64_t in, const void* x, const void* w) {
@@ -556,8 +618,15 @@ cudaError_t gemvWithVariant(GemvVariant variant, ElementType input, ElementType 
 
 cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias, int64_t in,
                        int64_t half, void* y, cudaStream_t stream) {
+  return gemvSwigluWithVariant(gemvSwigluVariantFor(in, half), type, x, w, bias, in, half, y,
+                               stream);
+}
+
+cudaError_t gemvSwigluWithVariant(GemvVariant variant, ElementType type, const void* x,
+                                  const void* w, const void* bias, int64_t in, int64_t half,
+                                  void* y, cudaStream_t stream) {
   return TPC_DISPATCH_ELEMENT(
-      type, [&] { return launchSwiglu<Element>(x, w, bias, in, half, y, stream); });
+      type, [&] { return launchSwiglu<Element>(variant, x, w, bias, in, half, y, stream); });
 }
 
 }  // namespace tpc::cuda

@@ -32,6 +32,10 @@ std::string gemvVariantName(const GemvVariant& variant);
 // The variant a one-token GEMV of this shape runs: TPC_GEMV_VARIANT (a list such as
 // "4096x4096=u4s2,14336x4096=u2s4", in x out) when it names the shape, else the measured table.
 GemvVariant gemvVariantFor(int64_t in, int64_t out);
+// The same for the gate/up pair (gemvSwiglu), named "swiglu:INxOUT" in TPC_GEMV_VARIANT with OUT
+// = 2 x half (the pair's weight rows); "legacy" is the first pair kernel, the default for shapes
+// the table does not list, and "cublas" does not apply.
+GemvVariant gemvSwigluVariantFor(int64_t in, int64_t half);
 
 // An RMSNorm folded into a one-token GEMV's input: every block computes the norm of the row
 // (rms_norm, or add_rms_norm with `residual`) with the norm kernel's exact arithmetic, so the
@@ -69,5 +73,10 @@ cudaError_t gemvWithVariant(GemvVariant variant, ElementType input, ElementType 
 // same roundings. gemvSupports(type, 1, in, x, w) must hold.
 cudaError_t gemvSwiglu(ElementType type, const void* x, const void* w, const void* bias, int64_t in,
                        int64_t half, void* y, cudaStream_t stream);
+// The same with the variant given: the pipelined kernel's unroll and split (each of gate and up
+// gets `split` warps), or "legacy".
+cudaError_t gemvSwigluWithVariant(GemvVariant variant, ElementType type, const void* x,
+                                  const void* w, const void* bias, int64_t in, int64_t half,
+                                  void* y, cudaStream_t stream);
 
 }  // namespace tpc::cuda

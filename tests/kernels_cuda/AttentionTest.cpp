@@ -93,8 +93,8 @@ class Harness {
                             c_.maxContext, c_.kvHeads, c_.headDim};
     if (decode) {
       if (!decodeWorkspace_) {
-        decodeWorkspace_ = std::make_unique<DeviceBuffer>(
-            decodeAttentionWorkspaceBytes(8, c_.heads, c_.kvHeads, c_.headDim, c_.maxContext));
+        decodeWorkspace_ = std::make_unique<DeviceBuffer>(decodeAttentionWorkspaceBytes(
+            c_.slots, c_.heads, c_.kvHeads, c_.headDim, c_.maxContext));
         decodeWorkspace_->fill(0);
       }
       TPC_CUDA_OK(decodeAttention(c_.type, dQ.get(), dKIn.get(), dVIn.get(), dPos.as<int32_t>(),
@@ -186,7 +186,7 @@ TEST(CudaAttention, MixedPrefillAndDecodeInOneCall) {
 }
 
 // The one-launch decode kernel: every token a different slot, positions on both sides of its
-// chunk edges (63/64/65), position 0 and the last one; three steps in a row share a workspace,
+// tile edges (63/64/65), position 0 and the last one; three steps in a row share a workspace,
 // so a counter left non-zero by one step would break the next.
 TEST(CudaAttention, DecodeKernelMatchesCpu) {
   TPC_REQUIRE_GPU();
@@ -205,10 +205,37 @@ TEST(CudaAttention, DecodeKernelMatchesCpu) {
     // Next steps: fewer tokens, other slot orders.
     harness.step({positions[4] + 1, positions[0] + 1}, {4, 0}, 70, true);
     harness.step({positions[5] + 1, positions[1] + 1, positions[6] + 1}, {5, 1, 6}, 80, true);
+    // One token at the last position (rewriting its row): the most splits a call takes, more
+    // than a warp's lanes where the context allows.
+    harness.step({last}, {3}, 90, true);
   }
   EXPECT_FALSE(decodeAttentionSupports(ElementType::F32, 32, 8, 128));
   EXPECT_FALSE(decodeAttentionSupports(ElementType::BF16, 32, 8, 256));
   EXPECT_FALSE(decodeAttentionSupports(ElementType::BF16, 32, 2, 128));  // group of 16
+}
+
+// A batch as large as the engine's decode steps: the kernel then gives each (token, KV head)
+// only a split or two, each a long run of tiles through the double buffer; then a smaller batch
+// through the same workspace.
+TEST(CudaAttention, DecodeKernelOverALargeBatchMatchesCpu) {
+  TPC_REQUIRE_GPU();
+  const AttentionCase c{ElementType::BF16, 32, 8, 128, 64, 2048};
+  std::vector<int32_t> positions(64), slots(64);
+  for (int32_t s = 0; s < 64; ++s) {
+    positions[s] = (s * 977 + 31) % 2047;  // all over the context, tile edges included
+    slots[s] = (s * 37) % 64;              // every slot once, out of order
+  }
+  positions[0] = 0;
+  positions[1] = 2047;
+  positions[2] = 31;
+  positions[3] = 32;
+  std::vector<int32_t> history(64);
+  for (int32_t s = 0; s < 64; ++s) history[slots[s]] = positions[s];
+  Harness harness(c, history, 110);
+  harness.step(positions, slots, 120, true);
+  std::vector<int32_t> next(positions.begin() + 4, positions.begin() + 20);
+  for (int32_t& p : next) p += 1;
+  harness.step(next, std::vector<int32_t>(slots.begin() + 4, slots.begin() + 20), 130, true);
 }
 
 }  // namespace

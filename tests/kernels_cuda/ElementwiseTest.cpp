@@ -1,6 +1,8 @@
 // Element-wise kernels against their CPU twins. Copies (embedding, copyColumns, toFloat) must be
 // exact; add and swiglu compute in f32 and round once, so they get the storage tolerance.
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/Kernels.h"
@@ -73,8 +75,9 @@ TEST(CudaElementwise, CopyColumnsTakesTheSliceExactly) {
     int64_t tokens, inWidth, offset, width;
   };
   // Aligned slices (vector path) and odd ones (scalar path).
-  const Case cases[] = {{1, 4096, 1024, 1024}, {3, 129, 5, 64},   {37, 4099, 0, 4099},
-                        {257, 48, 16, 16},     {5, 1000, 999, 1}, {2, 8192, 4096, 4096}};
+  const Case cases[] = {{1, 4096, 1024, 1024},    {3, 129, 5, 64},   {37, 4099, 0, 4099},
+                        {257, 48, 16, 16},        {5, 1000, 999, 1}, {2, 8192, 4096, 4096},
+                        {64, 28672, 14336, 14336}};  // a batch of decode rows' up half
   for (ElementType type : kAllTypes)
     for (const Case& c : cases) {
       SCOPED_TRACE(std::string(typeName(type)) + " inWidth " + std::to_string(c.inWidth) +
@@ -90,6 +93,46 @@ TEST(CudaElementwise, CopyColumnsTakesTheSliceExactly) {
           copyColumns(type, dX.get(), c.tokens, c.inWidth, c.offset, c.width, dOut.get(), nullptr));
       EXPECT_EQ(download(type, dOut, c.tokens * c.width), expected);
     }
+}
+
+// A split's results in one launch: each part exactly its columns, on the vector path (a layer's
+// q/k/v and gate/up at decode batch sizes) and the scalar one (odd widths).
+TEST(CudaElementwise, SplitColumnsTakesEveryPartExactly) {
+  TPC_REQUIRE_GPU();
+  const std::vector<std::pair<int64_t, std::vector<int64_t>>> cases = {
+      {8, {4096, 1024, 1024}}, {64, {14336, 14336}}, {3, {5, 7, 9}}, {1, {16, 8, 24, 8}}};
+  for (ElementType type : kAllTypes)
+    for (const auto& [tokens, widths] : cases) {
+      int64_t inWidth = 0;
+      for (int64_t w : widths) inWidth += w;
+      SCOPED_TRACE(std::string(typeName(type)) + " tokens " + std::to_string(tokens) + " inWidth " +
+                   std::to_string(inWidth));
+      const std::vector<float> x = roundTo(type, randomFloats(tokens * inWidth, 8));
+      std::vector<DeviceBuffer> outs;
+      std::vector<void*> pointers;
+      for (int64_t w : widths) {
+        outs.emplace_back(tokens * w * elementBytes(type));
+        outs.back().fill(0xff);  // NaN where nothing is written
+        pointers.push_back(outs.back().get());
+      }
+      DeviceBuffer dX = upload(type, x);
+      TPC_CUDA_OK(splitColumns(type, dX.get(), tokens, inWidth, widths.data(), pointers.data(),
+                               static_cast<int>(widths.size()), nullptr));
+      int64_t offset = 0;
+      for (size_t p = 0; p < widths.size(); ++p) {
+        std::vector<float> expected(tokens * widths[p]);
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t i = 0; i < widths[p]; ++i)
+            expected[t * widths[p] + i] = x[t * inWidth + offset + i];
+        EXPECT_EQ(download(type, outs[p], tokens * widths[p]), expected) << "part " << p;
+        offset += widths[p];
+      }
+    }
+  std::vector<int64_t> tooMany(kMaxSplitParts + 1, 8);
+  std::vector<void*> none(tooMany.size(), nullptr);
+  EXPECT_EQ(splitColumns(ElementType::F32, nullptr, 1, 8 * static_cast<int64_t>(tooMany.size()),
+                         tooMany.data(), none.data(), static_cast<int>(tooMany.size()), nullptr),
+            cudaErrorInvalidValue);
 }
 
 TEST(CudaElementwise, ToFloatIsExact) {

@@ -80,6 +80,19 @@ TEST(CudaGemv, SwigluPairMatchesLinearSplitSwiglu) {
           // carries that, so twice the storage tolerance.
           EXPECT_TRUE(
               allClose(download(type, dY, half), toDouble(act), 2 * storageTolerance(type)));
+          // Every variant the table may choose, and the first pair kernel.
+          for (const char* name :
+               {"legacy", "u2s1", "u2s2", "u2s4", "u4s1", "u4s2", "u4s4", "u8s1", "u8s2", "u8s4"}) {
+            SCOPED_TRACE(name);
+            GemvVariant variant;
+            ASSERT_TRUE(parseGemvVariant(name, &variant));
+            TPC_CUDA_OK(cudaMemset(dY.get(), 0xff, half * elementBytes(type)));  // NaN if unwritten
+            TPC_CUDA_OK(gemvSwigluWithVariant(variant, type, dX.get(), dW.get(),
+                                              withBias ? dBias.get() : nullptr, in, half, dY.get(),
+                                              nullptr));
+            EXPECT_TRUE(
+                allClose(download(type, dY, half), toDouble(act), 2 * storageTolerance(type)));
+          }
         }
 }
 
