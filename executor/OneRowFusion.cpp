@@ -158,9 +158,10 @@ class Planner {
       if (ls.op()->string_view() != "linear" || operandBuffer(ls, 0) != normed ||
           ls.operands()->Get(1)->kind() != plan::RefKind::Weight || out_.views.count(normed))
         continue;
-      // Not into the gate/up pair: its kernel holds one block per SM, so a grid runs in many
-      // waves and each block's own norm costs more than the norm's launch saves (measured on
-      // the H200: 76 us against 64 for the Llama-3-8B MLP).
+      // Not into the gate/up pair (gemvSwiglu takes no folded norm): with the first pair kernel,
+      // one block per SM, the grid ran in many waves and each block's own norm cost more than
+      // the norm's launch saves (measured on the H200: 76 us against 64 for the Llama-3-8B MLP).
+      // The pipelined pair variants hold more blocks per SM and have not been measured so.
       if (out_.swigluInto.count(next)) continue;
       const int64_t width = this->width(normed);
       const int64_t vectors = width * computeBytes / 16;

@@ -382,39 +382,38 @@ cudaError_t launchOne(const GemvArgs<T, Out>& a, cudaStream_t stream) {
   return e != cudaSuccess ? e : cudaGetLastError();
 }
 
-template <class T, class Out, bool kNormed>
-cudaError_t launchVariant(GemvVariant variant, const GemvArgs<T, Out>& a, cudaStream_t stream) {
+// The pipelined kernel for a variant's unroll and split (one token).
+template <class T, class Out, bool kNormed, bool kPair>
+cudaError_t launchStaged(GemvVariant variant, const GemvArgs<T, Out>& a, cudaStream_t stream) {
   switch (variant.unroll * 10 + variant.split) {
-    case 1:
-      if constexpr (kNormed) {
-        return cudaErrorInvalidValue;  // the legacy kernel reads x from global memory only
-      } else {
-        const dim3 grid(static_cast<unsigned>((a.out + kWarpsPerBlock - 1) / kWarpsPerBlock));
-        const cudaError_t e =
-            detail::launchDependent(gemvLegacyKernel<T, Out, 1>, grid, dim3(kThreads), stream, a.x,
-                                    a.w, a.bias, a.in, a.out, a.y);
-        return e != cudaSuccess ? e : cudaGetLastError();
-      }
-    case 21:
-      return launchOne<T, Out, 1, 2, 1, kNormed>(a, stream);
-    case 22:
-      return launchOne<T, Out, 1, 2, 2, kNormed>(a, stream);
-    case 24:
-      return launchOne<T, Out, 1, 2, 4, kNormed>(a, stream);
-    case 41:
-      return launchOne<T, Out, 1, 4, 1, kNormed>(a, stream);
-    case 42:
-      return launchOne<T, Out, 1, 4, 2, kNormed>(a, stream);
-    case 44:
-      return launchOne<T, Out, 1, 4, 4, kNormed>(a, stream);
-    case 81:
-      return launchOne<T, Out, 1, 8, 1, kNormed>(a, stream);
-    case 82:
-      return launchOne<T, Out, 1, 8, 2, kNormed>(a, stream);
-    case 84:
-      return launchOne<T, Out, 1, 8, 4, kNormed>(a, stream);
+#define TPC_STAGED_CASE(stage, split) \
+  case stage * 10 + split:            \
+    return launchOne<T, Out, 1, stage, split, kNormed, kPair>(a, stream);
+    TPC_STAGED_CASE(2, 1)
+    TPC_STAGED_CASE(2, 2)
+    TPC_STAGED_CASE(2, 4)
+    TPC_STAGED_CASE(4, 1)
+    TPC_STAGED_CASE(4, 2)
+    TPC_STAGED_CASE(4, 4)
+    TPC_STAGED_CASE(8, 1)
+    TPC_STAGED_CASE(8, 2)
+    TPC_STAGED_CASE(8, 4)
+#undef TPC_STAGED_CASE
     default:
       return cudaErrorInvalidValue;
+  }
+}
+
+template <class T, class Out, bool kNormed>
+cudaError_t launchVariant(GemvVariant variant, const GemvArgs<T, Out>& a, cudaStream_t stream) {
+  if (variant.unroll != 0) return launchStaged<T, Out, kNormed, false>(variant, a, stream);
+  if constexpr (kNormed) {
+    return cudaErrorInvalidValue;  // the legacy kernel reads x from global memory only
+  } else {
+    const dim3 grid(static_cast<unsigned>((a.out + kWarpsPerBlock - 1) / kWarpsPerBlock));
+    const cudaError_t e = detail::launchDependent(gemvLegacyKernel<T, Out, 1>, grid, dim3(kThreads),
+                                                  stream, a.x, a.w, a.bias, a.in, a.out, a.y);
+    return e != cudaSuccess ? e : cudaGetLastError();
   }
 }
 
@@ -482,23 +481,7 @@ cudaError_t launchSwiglu(GemvVariant variant, const void* x, const void* w, cons
   const GemvArgs<T, T> a{
       static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), in, half,
       static_cast<T*>(y),       normArgs<T>(nullptr)};
-  switch (variant.unroll * 10 + variant.split) {
-#define TPC_PAIR_CASE(stage, split) \
-  case stage * 10 + split:          \
-    return launchOne<T, T, 1, stage, split, false, true>(a, stream);
-    TPC_PAIR_CASE(2, 1)
-    TPC_PAIR_CASE(2, 2)
-    TPC_PAIR_CASE(2, 4)
-    TPC_PAIR_CASE(4, 1)
-    TPC_PAIR_CASE(4, 2)
-    TPC_PAIR_CASE(4, 4)
-    TPC_PAIR_CASE(8, 1)
-    TPC_PAIR_CASE(8, 2)
-    TPC_PAIR_CASE(8, 4)
-#undef TPC_PAIR_CASE
-    default:
-      return cudaErrorInvalidValue;
-  }
+  return launchStaged<T, T, false, true>(variant, a, stream);
 }
 
 // (in, out, gate/up pair): a pair's out counts both halves, as its weight has 2 x half rows.
