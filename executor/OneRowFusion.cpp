@@ -36,6 +36,7 @@ class Planner {
     ropesInPlace();
     if (folds_.norms) normsIntoLinears();
     if (folds_.ropes) ropesIntoAttention();
+    if (folds_.ropes) headNormsAndRopesIntoAttention();
     return std::move(out_);
   }
 
@@ -193,6 +194,57 @@ class Planner {
         continue;
       out_.ropeInto[next] = i;
       out_.skip[i] = true;
+    }
+  }
+
+  // The per-head q/k norms and the ropes after them (Qwen3) fold into the attention when they are
+  // the four steps that run right before it (so nothing else touches their inputs meanwhile), each
+  // result has that one reader, the ropes rotate alike over the attention's positions, and the
+  // norms' weights are rows of head_dim elements of the compute dtype.
+  void headNormsAndRopesIntoAttention() {
+    const auto producerOf = [&](int64_t b, std::string_view op) -> int64_t {
+      if (b < 0 || producer_[b] < 0 || readers_[b] != 1) return -1;
+      const auto step = static_cast<uint32_t>(producer_[b]);
+      return steps_.Get(step)->op()->string_view() == op && !out_.skip[step] ? producer_[b] : -1;
+    };
+    for (uint32_t i = 0; i < steps_.size(); ++i) {
+      const plan::Step& attention = *steps_.Get(i);
+      if (attention.op()->string_view() != "attention" || out_.ropeInto.count(i)) continue;
+      const int64_t qRope = producerOf(operandBuffer(attention, 0), "rope");
+      const int64_t kRope = producerOf(operandBuffer(attention, 1), "rope");
+      if (qRope < 0 || kRope < 0) continue;
+      const plan::Step& rq = *steps_.Get(static_cast<uint32_t>(qRope));
+      const plan::Step& rk = *steps_.Get(static_cast<uint32_t>(kRope));
+      const int64_t qNorm = producerOf(operandBuffer(rq, 0), "head_rms_norm");
+      const int64_t kNorm = producerOf(operandBuffer(rk, 0), "head_rms_norm");
+      if (qNorm < 0 || kNorm < 0) continue;
+      const auto nq = static_cast<uint32_t>(qNorm), nk = static_cast<uint32_t>(kNorm);
+      const auto q = static_cast<uint32_t>(qRope), k = static_cast<uint32_t>(kRope);
+      if (nextRunning(nq) != nk || nextRunning(nk) != q || nextRunning(q) != k ||
+          nextRunning(k) != i)
+        continue;
+      float scaleQ = 1.0f, scaleK = 1.0f;
+      const int64_t headDim = stepInt(attention, "head_dim");
+      const bool sameRope = cpu::ropeInverseFrequencies(stepRopeParams(rq), &scaleQ) ==
+                                cpu::ropeInverseFrequencies(stepRopeParams(rk), &scaleK) &&
+                            scaleQ == scaleK && stepInt(rq, "head_dim") == headDim &&
+                            stepInt(rk, "head_dim") == headDim &&
+                            operandBuffer(rq, 1) == operandBuffer(attention, 3) &&
+                            operandBuffer(rk, 1) == operandBuffer(attention, 3);
+      bool normsFit = true;
+      for (uint32_t n : {nq, nk}) {
+        const plan::Step& ns = *steps_.Get(n);
+        const plan::Ref* w = ns.operands()->Get(1);
+        const plan::Weight* weight =
+            w->kind() == plan::RefKind::Weight ? prog_.weights()->Get(w->index()) : nullptr;
+        normsFit = normsFit && weight && stepInt(ns, "head_dim") == headDim &&
+                   elementsPerToken(*weight->shape()) == headDim &&
+                   weight->dtype() == plan_.compute_dtype() &&
+                   buffer(ns.results()->Get(0)).dtype() == plan_.compute_dtype();
+      }
+      if (!sameRope || !normsFit) continue;
+      out_.normedRopesInto[i] = {nq, nk, q, k};
+      for (uint32_t n : {nq, nk, q, k}) out_.skip[n] = true;
     }
   }
 

@@ -10,7 +10,10 @@
 //   into that linear's GEMV (which computes the norm itself and stores add_rms_norm's sum), so
 //   the norm's own launch - one latency-bound block - is skipped (`folds.norms`);
 // - a layer's fused q/k rope whose rotated views only the attention after it reads is folded into
-//   that attention, which rotates what it reads (`folds.ropes`).
+//   that attention, which rotates what it reads (`folds.ropes`);
+// - likewise a layer's per-head q/k norms and the ropes after them (Qwen3), when those four steps
+//   run right before the attention and only it reads their results: the attention norms and
+//   rotates what it reads (`folds.ropes`).
 // Plain host code (no CUDA), so it is tested on any machine.
 #pragma once
 
@@ -33,6 +36,10 @@ struct OneRowFusion {
   std::map<uint32_t, int64_t> fusedRopeHeads;  // first rope step -> heads of both ropes
   std::map<uint32_t, uint32_t> normInto;       // linear step -> the norm step folded into it
   std::map<uint32_t, uint32_t> ropeInto;       // attention step -> the rope step folded into it
+  struct NormedRopes {
+    uint32_t qNorm, kNorm, qRope, kRope;  // steps
+  };
+  std::map<uint32_t, NormedRopes> normedRopesInto;  // attention step -> the steps folded into it
 };
 
 // Which neighbours' work the one-token kernels take over.

@@ -1,11 +1,14 @@
-// tpc_moe_bench: one MoE layer's kernels at real shapes (Qwen3-30B-A3B and Mixtral-8x7B, bf16,
-// synthetic weights in distinct memory per expert), each variant captured `--calls` times into
-// one CUDA Graph that is replayed `--replays` times: microseconds per call and the bandwidth that
-// makes of the bytes the call must read (the chosen experts' weights, counted from the routing
-// the router made; the router's gate). Variants: the first kernels (cuda::moeRouter and
+// tpc_moe_bench: one MoE layer's kernels at real shapes (Qwen3-30B-A3B and Mixtral-8x7B, bf16 or
+// f16, synthetic weights in distinct memory per expert), each variant captured `--calls` times
+// into one CUDA Graph that is replayed `--replays` times: microseconds per call and the bandwidth
+// that makes of the bytes the call must read (the chosen experts' weights, counted from the
+// routing the router made; the router's gate). Variants: the first kernels (cuda::moeRouter and
 // cuda::moeExperts after a memset, as the backend runs them) against the streaming ones
-// (kernels/cuda/MoeStreaming.h), direct and grouped.
-//   tpc_moe_bench [--tokens 1,8,64] [--calls 20] [--replays 10]
+// (kernels/cuda/MoeStreaming.h), direct and grouped, and the grouped path's tensor-core gate/up
+// and down kernels alone (MoeStreamingMma.h) on the grouping of one grouped call, each against
+// its own weight bytes. --grouped-only times only the grouped variants.
+//   tpc_moe_bench [--tokens 1,8,64,256] [--calls 20] [--replays 10] [--type bf16|f16]
+//                 [--grouped-only]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -19,6 +22,7 @@
 #include "bench/common/GraphTimer.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/MoeStreaming.h"
+#include "kernels/cuda/MoeStreamingMma.h"
 
 namespace {
 
@@ -50,9 +54,16 @@ std::vector<int64_t> parseList(const char* text) {
   return out;
 }
 
-void benchShape(const Shape& s, const std::vector<int64_t>& tokenCounts, int calls, int replays,
-                cudaStream_t stream) {
-  const ElementType type = ElementType::BF16;
+struct Options {
+  std::vector<int64_t> tokens{1, 8, 64, 256};
+  int calls = 20, replays = 10;
+  ElementType type = ElementType::BF16;
+  bool groupedOnly = false;
+};
+
+void benchShape(const Shape& s, const Options& o, cudaStream_t stream) {
+  const ElementType type = o.type;
+  const int calls = o.calls, replays = o.replays;
   const size_t element = elementBytes(type);
   const int64_t h = s.hidden, inter = s.intermediate;
   const size_t expertBytes = static_cast<size_t>(3 * inter * h) * element;
@@ -74,10 +85,11 @@ void benchShape(const Shape& s, const std::vector<int64_t>& tokenCounts, int cal
   const void* const* down = table + 2 * s.experts;
   void* gate = deviceAlloc(static_cast<size_t>(s.experts * h) * element);
   BENCH_CHECK(fillUniform(type, gate, s.experts * h, 0.05f, 7, stream));
-  std::printf("%s: hidden %lld, intermediate %lld, %lld experts, top-%lld (bf16)\n", s.name,
+  std::printf("%s: hidden %lld, intermediate %lld, %lld experts, top-%lld (%s)\n", s.name,
               static_cast<long long>(h), static_cast<long long>(inter),
-              static_cast<long long>(s.experts), static_cast<long long>(s.topK));
-  for (int64_t tokens : tokenCounts) {
+              static_cast<long long>(s.experts), static_cast<long long>(s.topK),
+              type == ElementType::F16 ? "f16" : "bf16");
+  for (int64_t tokens : o.tokens) {
     const int64_t a = tokens * s.topK;
     void* x = deviceAlloc(static_cast<size_t>(tokens * h) * element);
     BENCH_CHECK(
@@ -90,6 +102,12 @@ void benchShape(const Shape& s, const std::vector<int64_t>& tokenCounts, int cal
                   moeExpertsStreamingWorkspaceBytes(type, tokens, s.topK, h, inter, s.experts)});
     void* workspace = deviceAlloc(workspaceBytes);
     void* out = deviceAlloc(static_cast<size_t>(tokens * h) * element);
+    // The tensor-core kernels alone read the grouping of one grouped call (the workspace's
+    // start) and write buffers of their own.
+    void* grouped =
+        deviceAlloc(moeExpertsStreamingWorkspaceBytes(type, tokens, s.topK, h, inter, s.experts));
+    void* activations = deviceAlloc(static_cast<size_t>(a * inter) * element);
+    auto* downRows = static_cast<float*>(deviceAlloc(static_cast<size_t>(a * h) * sizeof(float)));
     BENCH_CHECK(moeRouterStreaming(type, x, gate, tokens, h, s.experts, s.topK, s.norm, workspace,
                                    weights, experts, stream));
     std::vector<int32_t> chosen(static_cast<size_t>(a));
@@ -98,6 +116,11 @@ void benchShape(const Shape& s, const std::vector<int64_t>& tokenCounts, int cal
     BENCH_CHECK(cudaStreamSynchronize(stream));
     const std::set<int32_t> distinct(chosen.begin(), chosen.end());
     const double expertGB = static_cast<double>(distinct.size() * expertBytes) / 1e9;
+    const double upGB = expertGB * 2 / 3, downGB = expertGB / 3;
+    BENCH_CHECK(moeExpertsStreaming(type, x, weights, experts, tokens, h, inter, s.topK, s.experts,
+                                    gateUp, up, down, 0, false, grouped, out, stream));
+    BENCH_CHECK(cudaStreamSynchronize(stream));
+    const auto* groups = static_cast<const int32_t*>(grouped);
     const double gateGB = static_cast<double>(s.experts * h) * element / 1e9;
 
     const auto oldRouter = [&](cudaStream_t st) {
@@ -125,32 +148,54 @@ void benchShape(const Shape& s, const std::vector<int64_t>& tokenCounts, int cal
       std::function<void(cudaStream_t)> run;
       double gigabytes;
     };
-    std::vector<Variant> variants = {
-        {"router, first kernel", oldRouter, gateGB},
-        {"router, streaming", newRouter, gateGB},
-        {"experts, first kernels (+ memset)", oldExperts, expertGB},
-        {"experts, streaming grouped", newExperts(0), expertGB},
-    };
-    if (a <= 64) variants.push_back({"experts, streaming direct", newExperts(tokens), expertGB});
-    variants.push_back({"layer, first kernels",
+    std::vector<Variant> variants;
+    if (!o.groupedOnly) {
+      variants.push_back({"router, first kernel", oldRouter, gateGB});
+      variants.push_back({"router, streaming", newRouter, gateGB});
+      variants.push_back({"experts, first kernels (+ memset)", oldExperts, expertGB});
+    }
+    variants.push_back({"experts, streaming grouped", newExperts(0), expertGB});
+    variants.push_back({"grouped gate/up alone (tensor cores)",
                         [&](cudaStream_t st) {
-                          oldRouter(st);
-                          oldExperts(st);
+                          BENCH_CHECK(moeGroupedUpMma(type, x, groups, tokens, s.topK, s.experts, h,
+                                                      inter, gateUp, up, activations, st));
                         },
-                        gateGB + expertGB});
-    variants.push_back({"layer, streaming (backend's choice)",
+                        upGB});
+    variants.push_back({"grouped down alone (tensor cores)",
                         [&](cudaStream_t st) {
-                          newRouter(st);
-                          newExperts(moeDirectMaxTokens())(st);
+                          BENCH_CHECK(moeGroupedDownMma(type, groups, tokens, s.topK, s.experts, h,
+                                                        inter, down, activations, downRows, st));
                         },
-                        gateGB + expertGB});
+                        downGB});
+    if (!o.groupedOnly) {
+      if (a <= 64) variants.push_back({"experts, streaming direct", newExperts(tokens), expertGB});
+      variants.push_back({"layer, first kernels",
+                          [&](cudaStream_t st) {
+                            oldRouter(st);
+                            oldExperts(st);
+                          },
+                          gateGB + expertGB});
+      variants.push_back({"layer, streaming (backend's choice)",
+                          [&](cudaStream_t st) {
+                            newRouter(st);
+                            newExperts(moeDirectMaxTokens())(st);
+                          },
+                          gateGB + expertGB});
+    }
+    const MoeMmaTiling tiling = moeMmaTiling(tokens, s.topK, s.experts, h, inter);
     std::printf("  %lld tokens: %zu distinct experts, %.1f MB of expert weights\n",
                 static_cast<long long>(tokens), distinct.size(), expertGB * 1e3);
+    std::printf(
+        "    tiling: %d tokens a pass, %d weight tiles a warp, splits %d/%d, grids up %ux%u down "
+        "%ux%u\n",
+        8 * tiling.tokenTiles, tiling.weightTiles, tiling.upSplits, tiling.downSplits,
+        tiling.upBlocks, tiling.slots, tiling.downBlocks, tiling.slots);
     for (const Variant& v : variants) {
       const double us = timeGraph(v.run, calls, replays, stream);
       std::printf("    %-38s %9.2f us  %7.0f GB/s\n", v.name, us, v.gigabytes / (us * 1e-6));
     }
-    for (void* p : {x, static_cast<void*>(weights), static_cast<void*>(experts), workspace, out})
+    for (void* p : {x, static_cast<void*>(weights), static_cast<void*>(experts), workspace, out,
+                    grouped, activations, static_cast<void*>(downRows)})
       cudaFree(p);
   }
   for (const void* p : pointers) cudaFree(const_cast<void*>(p));
@@ -161,28 +206,36 @@ void benchShape(const Shape& s, const std::vector<int64_t>& tokenCounts, int cal
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<int64_t> tokens{1, 8, 64};
-  int calls = 20, replays = 10;
+  Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--tokens" && i + 1 < argc) {
-      tokens = parseList(argv[++i]);
+      o.tokens = parseList(argv[++i]);
     } else if (arg == "--calls" && i + 1 < argc) {
-      calls = std::atoi(argv[++i]);
+      o.calls = std::atoi(argv[++i]);
     } else if (arg == "--replays" && i + 1 < argc) {
-      replays = std::atoi(argv[++i]);
+      o.replays = std::atoi(argv[++i]);
+    } else if (arg == "--type" && i + 1 < argc &&
+               (std::string(argv[i + 1]) == "bf16" || std::string(argv[i + 1]) == "f16")) {
+      o.type = std::string(argv[++i]) == "f16" ? ElementType::F16 : ElementType::BF16;
+    } else if (arg == "--grouped-only") {
+      o.groupedOnly = true;
     } else {
-      std::fprintf(stderr, "usage: tpc_moe_bench [--tokens 1,8,64] [--calls N] [--replays N]\n");
+      std::fprintf(stderr,
+                   "usage: tpc_moe_bench [--tokens 1,8,64,256] [--calls N] [--replays N] "
+                   "[--type bf16|f16] [--grouped-only]\n");
       return 2;
     }
   }
-  if (tokens.empty() || calls <= 0 || replays <= 0) {
+  const bool positive =
+      std::all_of(o.tokens.begin(), o.tokens.end(), [](int64_t t) { return t > 0; });
+  if (o.tokens.empty() || !positive || o.calls <= 0 || o.replays <= 0) {
     std::fprintf(stderr, "error: --tokens, --calls and --replays need positive numbers\n");
     return 2;
   }
   cudaStream_t stream = nullptr;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  for (const Shape& s : kShapes) benchShape(s, tokens, calls, replays, stream);
+  for (const Shape& s : kShapes) benchShape(s, o, stream);
   cudaStreamDestroy(stream);
   return 0;
 }

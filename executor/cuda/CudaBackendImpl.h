@@ -65,9 +65,11 @@ class CudaBackend : public Backend {
   // A linear step on `T` of `A` rows; `norm`: a norm folded into its one-token GEMV.
   Error enqueueLinear(const plan::Step& s, uint32_t index, const cuda::GemvNorm* norm, int64_t A,
                       int64_t T);
-  // `rope`: the layer's rope, folded into the decode kernel (one-token steps).
+  // `rope`: the layer's rope (and head norms), folded into the decode kernel (one-token steps);
+  // `q` and `k`, when given, replace the step's first two operands (the folded steps' inputs).
   Error enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache, int64_t tokens,
-                         const cuda::DecodeRope* rope);
+                         const cuda::DecodeRope* rope, const void* q = nullptr,
+                         const void* k = nullptr);
   // llava (CudaImages.cpp): finds the chunk's image-token rows (imageRuns_) and uploads their
   // image rows into the image_embeds input; the image_rows step then takes those rows from it.
   Error uploadImageRows(const StepInput& in, int64_t first, int64_t tokens);

@@ -148,10 +148,28 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     cache.blockTable = blockTableFor(A);
     // One token: the layer's rope may be folded in; the decode kernel rotates, any other kernel
     // gets the rope run first as its own step.
+    const auto normed =
+        A == 1 ? oneRow_.normedRopesInto.find(index) : oneRow_.normedRopesInto.end();
+    if (normed != oneRow_.normedRopesInto.end()) {
+      const OneRowFusion::NormedRopes& f = normed->second;
+      const plan::Step& qNorm = *prog_.steps()->Get(f.qNorm);
+      const plan::Step& kNorm = *prog_.steps()->Get(f.kNorm);
+      if (cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads, cache.headDim)) {
+        const cuda::DecodeHeadNorms norms{operand(qNorm, 1, A), operand(kNorm, 1, A),
+                                          static_cast<float>(stepFloat(qNorm, "eps")),
+                                          static_cast<float>(stepFloat(kNorm, "eps"))};
+        const cuda::DecodeRope rope{rope_.at(f.qRope).first, rope_.at(f.qRope).second, norms};
+        return enqueueAttention(s, cache, A, &rope, operand(qNorm, 0, A), operand(kNorm, 0, A));
+      }
+      for (uint32_t step : {f.qNorm, f.kNorm, f.qRope, f.kRope})
+        if (Error e = enqueue(*prog_.steps()->Get(step), step, attention, tokens, rows)) return e;
+      return enqueueAttention(s, cache, A, nullptr);
+    }
     const auto folded = A == 1 ? oneRow_.ropeInto.find(index) : oneRow_.ropeInto.end();
     if (folded == oneRow_.ropeInto.end()) return enqueueAttention(s, cache, A, nullptr);
     if (cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads, cache.headDim)) {
-      const cuda::DecodeRope rope{rope_.at(folded->second).first, rope_.at(folded->second).second};
+      const cuda::DecodeRope rope{
+          rope_.at(folded->second).first, rope_.at(folded->second).second, {}};
       return enqueueAttention(s, cache, A, &rope);
     }
     if (Error e =
@@ -294,15 +312,16 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
 }
 
 Error CudaBackend::enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache,
-                                    int64_t tokens, const cuda::DecodeRope* rope) {
+                                    int64_t tokens, const cuda::DecodeRope* rope, const void* qIn,
+                                    const void* kIn) {
   const ElementType type = operandType(s, 0);
   const int64_t heads = stepInt(s, "heads");
   const auto scale = static_cast<float>(stepFloat(s, "scale"));
   const bool decodeKernel =
       cuda::decodeAttentionSupports(type, heads, cache.kvHeads, cache.headDim);
   const bool prefillKernel = cuda::prefillAttentionSupports(type, cache.headDim);
-  const auto* q = static_cast<const char*>(operand(s, 0, tokens));
-  const auto* k = static_cast<const char*>(operand(s, 1, tokens));
+  const auto* q = static_cast<const char*>(qIn ? qIn : operand(s, 0, tokens));
+  const auto* k = static_cast<const char*>(kIn ? kIn : operand(s, 1, tokens));
   const auto* v = static_cast<const char*>(operand(s, 2, tokens));
   auto* out = static_cast<char*>(result(s, tokens));
   const auto* positions = static_cast<const int32_t*>(operand(s, 3, tokens));

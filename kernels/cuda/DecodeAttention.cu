@@ -1,18 +1,24 @@
-// Decode attention in one launch (split-K "flash decoding"). A block owns (split, KV head,
-// token); the token's positions 0..position are cut into tiles of kTile rows and the tiles into
-// at most `splits` runs of consecutive tiles, one per block. The host picks `splits` from the
-// call's size so that the grid holds a few blocks per SM: a single token spreads its context
-// over many blocks, a large batch gives each block a long run of tiles and so pays the block's
-// fixed latencies (the queries, the merge) once per run instead of once per tile.
+// Decode attention in one launch (split-K "flash decoding") on tensor cores. A block owns
+// (split, KV head, token); the token's positions 0..position are cut into tiles of kTile rows and
+// the tiles into at most `splits` runs of consecutive tiles, one per block. The host picks
+// `splits` from the call's size so that the grid holds a few blocks per SM: a single token
+// spreads its context over many blocks, a large batch gives each block a long run of tiles and so
+// pays the block's fixed latencies (the queries, the merge) once per run instead of once per tile.
 // A block streams its tiles through a double buffer in shared memory with cp.async (the first
 // tile is issued before waiting for the kernel ahead, a dependent launch, so its latency hides
 // behind that kernel's tail; the token's own row comes from k/v after the wait, its key rotated
-// when the layer's rope is folded in, and goes to the cache too) and keeps an online softmax per
-// query head of the KV head's group. With several splits the partial results (max, sum,
-// unnormalized values) meet in the last block of a (token, KV head) to finish - found by an
-// atomic counter, after a fence that publishes the partials - which merges them in split order
-// (so the result does not depend on which block came last) and resets the counter for the next
-// step or graph replay.
+// when the layer's rope is folded in, and goes to the cache too).
+// Each of the four warps takes 8 keys of every tile for all the query heads of the KV head's
+// group at once: the heads are the rows of an mma (mma.sync m16n8k16 for S = Q K^T, m16n8k8 for
+// P V, f32 accumulation; rows past the group are zero), so every K and V element is read from
+// shared memory once per tile by ldmatrix and never converted one by one - the scalar kernel
+// this replaces was bound by those loads and conversions once per query head. Each warp keeps
+// an online softmax per head in the exp2 domain, with P rounded to the storage type for the
+// P V product as the prefill kernel does; the four warps then meet in shared memory. With
+// several splits the partial results (max, sum, unnormalized values) meet in the last block of a
+// (token, KV head) to finish - found by an atomic counter, after a fence that publishes the
+// partials - which merges them in split order (so the result does not depend on which block came
+// last) and resets the counter for the next step or graph replay.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -25,18 +31,27 @@
 #include "kernels/cuda/DecodeAttention.h"
 #include "kernels/cuda/DependentLaunch.cuh"
 #include "kernels/cuda/DeviceMath.cuh"
+#include "kernels/cuda/HeadNorm.cuh"
 #include "kernels/cuda/RopeMath.cuh"
+#include "kernels/cuda/TensorCores.cuh"
 
 namespace tpc::cuda {
 namespace {
 
+using detail::commitCopies;
+using detail::copyAsync16;
+using detail::fastExp2;
+using detail::sharedAddress;
+using detail::waitCopies;
+
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxGroup = 8;
-constexpr int kHeadsPerWarp = kMaxGroup / kWarps;
-constexpr int kTile = static_cast<int>(kDecodeTile);  // one key per lane
-static_assert(kTile == 32, "the score loop gives each lane one key of a tile");
+constexpr int kMaxGroup = 8;  // query heads per KV head: rows 0..7 of the mma's 16
+constexpr int kTile = static_cast<int>(kDecodeTile);
+constexpr int kKeysPerWarp = kTile / kWarps;
+static_assert(kKeysPerWarp == 8, "each warp scores one n8 slice of every tile");
 constexpr int kMaxSplits = static_cast<int>(kDecodeMaxSplits);
+constexpr float kLog2E = 1.4426950408889634f;
 
 template <typename T>
 struct DecodeArgs {
@@ -54,71 +69,57 @@ struct DecodeArgs {
   float scale;
   const float* ropeInverse;  // null: q and k come rotated
   float ropeScaling;
-  unsigned* counters;   // [tokens][kvHeads]
-  float* partialStats;  // [tokens][heads][splits][2]: max, sum
-  float* partialAcc;    // [tokens][heads][splits][headDim]
+  DecodeHeadNorms norms;  // null weights: q and k come normed
+  unsigned* counters;     // [tokens][kvHeads]
+  float* partialStats;    // [tokens][heads][splits][2]: max (log2 units), sum
+  float* partialAcc;      // [tokens][heads][splits][headDim]
   T* out;
 };
 
-__device__ __forceinline__ float warpMax(float v) {
+// kDims consecutive floats (2 or 4, the dims a lane merges) in one access.
+template <int kDims>
+using FloatVector = std::conditional_t<kDims == 4, float4, float2>;
+template <int kDims>
+__device__ __forceinline__ void storeFloats(float* p, const float (&v)[kDims]) {
+  static_assert(kDims == 2 || kDims == 4, "2 or 4 dims per lane");
+  if constexpr (kDims == 4)
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  else
+    *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
+}
+// Written by other blocks of this launch: through L2 (__ldcg), never a stale L1 line.
+template <int kDims>
+__device__ __forceinline__ void loadFloats(const float* p, float (&v)[kDims]) {
+  const FloatVector<kDims> raw = __ldcg(reinterpret_cast<const FloatVector<kDims>*>(p));
+  const auto* elements = reinterpret_cast<const float*>(&raw);
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(detail::kFullMask, v, o));
-  return v;
-}
-__device__ __forceinline__ float warpSum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(detail::kFullMask, v, o);
-  return v;
-}
-
-// 16 bytes global -> shared without a register round trip, so every copy of a tile is in
-// flight at once (sm_80 and later; a plain copy elsewhere).
-__device__ __forceinline__ void copyAsync16(void* shared, const void* global) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const auto address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global));
-#else
-  *static_cast<uint4*>(shared) = *static_cast<const uint4*>(global);
-#endif
-}
-__device__ __forceinline__ void commitCopies() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-// Waits until at most `kPending` of this thread's committed groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void waitCopies() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-#endif
-}
-
-// kDims (2 or 4) consecutive elements of a row in shared memory, as floats, in one load.
-template <typename T, int kDims>
-__device__ __forceinline__ void loadValues(const T* p, float (&out)[kDims]) {
-  static_assert(sizeof(T) == 2 && (kDims == 2 || kDims == 4), "2 or 4 half-width elements");
-  using Raw = std::conditional_t<kDims == 4, uint2, unsigned>;
-  const Raw raw = *reinterpret_cast<const Raw*>(p);
-  const T* elements = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-  for (int e = 0; e < kDims; ++e) out[e] = detail::toFloat(elements[e]);
+  for (int e = 0; e < kDims; ++e) v[e] = elements[e];
 }
 
 template <typename T, int kHeadDim>
-__global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> a) {
+__global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<T> a) {
   constexpr int kVec = detail::kVecWidth<T>;
   constexpr int kVectorsPerRow = kHeadDim / kVec;
-  constexpr int kStride = kHeadDim + kVec;  // one vector of padding spreads rows over the banks
-  constexpr int kDims = kHeadDim / 32;      // output dims per lane
+  // One vector of padding per row: the 8 rows an ldmatrix phase reads fall in distinct banks.
+  constexpr int kStride = kHeadDim + kVec;
+  constexpr int kSteps = kHeadDim / 16;      // k16 steps of Q K^T
+  constexpr int kValueTiles = kHeadDim / 8;  // n8 tiles of P V
+  constexpr int kDims = kHeadDim / 32;       // dims per lane when warps and splits merge
   constexpr int kHalf = kHeadDim / 2;
+  static_assert(kSteps % 2 == 0 && kValueTiles % 4 == 0, "whole ldmatrix x4 loads");
   __shared__ __align__(16) T keys[2][kTile][kStride];
   __shared__ __align__(16) T values[2][kTile][kStride];
   __shared__ __align__(16) T ownKey[kHeadDim];
   __shared__ __align__(16) T ownValue[kHeadDim];
-  __shared__ float query[kMaxGroup][kHeadDim];
+  __shared__ __align__(16) T query[kMaxGroup][kStride];
   __shared__ float ropeCos[kHalf], ropeSin[kHalf];
+  __shared__ float warpMaxima[kWarps][kMaxGroup], warpSums[kWarps][kMaxGroup];
+  __shared__ float splitFactors[kMaxGroup][kMaxSplits];
   __shared__ bool lastBlock;
+  // The warps' unnormalized outputs [kWarps][kMaxGroup][kHeadDim] once the tiles are done, over
+  // the key buffers.
+  static_assert(sizeof(keys) >= sizeof(float) * kWarps * kMaxGroup * kHeadDim, "room to merge");
+  float* warpOutputs = reinterpret_cast<float*>(&keys[0][0][0]);
 
   const int split = static_cast<int>(blockIdx.x);
   const int64_t kvHead = blockIdx.y, t = blockIdx.z;
@@ -136,18 +137,23 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   const int64_t firstHead = kvHead * group;
   const bool rotate = a.ropeInverse != nullptr;
 
-  // A tile's rows into buffer `buffer`, all copies in flight; the token's own row is not in the
-  // cache yet and is filled in from ownKey/ownValue.
+  // A tile's rows into buffer `buffer`, all copies in flight. The token's own row is not in the
+  // cache yet and is filled in from ownKey/ownValue; rows past it are zeroed, not read (they may
+  // hold anything, and a NaN in V would survive a weight of 0 in the product).
   const auto stage = [&](int tile, int buffer) {
-    const int start = tile * kTile, rows = min(kTile, position + 1 - start);
-    for (int i = threadIdx.x; i < rows * kVectorsPerRow; i += kThreads) {
+    const int start = tile * kTile;
+    for (int i = threadIdx.x; i < kTile * kVectorsPerRow; i += kThreads) {
       const int r = i / kVectorsPerRow, c = (i % kVectorsPerRow) * kVec;
-      if (start + r == position) continue;
-      const int64_t row =
-          detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, start + r);
-      const int64_t cached = (row * a.kvHeads + kvHead) * kHeadDim + c;
-      copyAsync16(&keys[buffer][r][c], a.cacheK + cached);
-      copyAsync16(&values[buffer][r][c], a.cacheV + cached);
+      const int p = start + r;
+      if (p == position) continue;
+      int64_t cached = 0;
+      if (p < position)
+        cached = (detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, p) * a.kvHeads +
+                  kvHead) *
+                     kHeadDim +
+                 c;
+      copyAsync16(sharedAddress(&keys[buffer][r][c]), a.cacheK + cached, p < position);
+      copyAsync16(sharedAddress(&values[buffer][r][c]), a.cacheV + cached, p < position);
     }
     commitCopies();
   };
@@ -162,36 +168,18 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   // itself waited for its inputs.
   detail::allowDependentLaunch();
 
-  if (rotate) {
-    __syncthreads();  // the angles
-    // Rotated and rounded to T as the rope step would have stored them, then scaled.
-    for (int i = threadIdx.x; i < group * kHalf; i += kThreads) {
-      const int g = i / kHalf, p = i % kHalf;
-      const T* head = a.q + (t * a.heads + firstHead + g) * kHeadDim;
-      float first, second;
-      detail::ropeRotate(detail::toFloat(head[p]), detail::toFloat(head[p + kHalf]), ropeCos[p],
-                         ropeSin[p], &first, &second);
-      query[g][p] = detail::toFloat(detail::fromFloat<T>(first)) * a.scale;
-      query[g][p + kHalf] = detail::toFloat(detail::fromFloat<T>(second)) * a.scale;
-    }
-  } else {
-    for (int i = threadIdx.x; i < group * kVectorsPerRow; i += kThreads) {
-      const int g = i / kVectorsPerRow, d = (i % kVectorsPerRow) * kVec;
-      float values[kVec];
-      detail::loadVec(a.q + (t * a.heads + firstHead + g) * kHeadDim + d, values);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) query[g][d + e] = values[e] * a.scale;
-    }
-  }
-  // This token's own row (in the last split only): from k/v (the key rotated first), into the
-  // cache and into ownKey/ownValue for the tile that holds it.
+  // This token's own row (in the last split only) goes into the cache and into ownKey/ownValue
+  // for the tile that holds it: the value as it comes, the key normed and rotated first when
+  // those steps are folded in.
   const bool ownsPosition = endTile == tiles;
+  const T* newKey = a.k + (t * a.kvHeads + kvHead) * kHeadDim;
+  const T* newValue = a.v + (t * a.kvHeads + kvHead) * kHeadDim;
+  T* cachedKey = nullptr;
+  T* cachedValue = nullptr;
   if (ownsPosition) {
-    const T* newKey = a.k + (t * a.kvHeads + kvHead) * kHeadDim;
-    const T* newValue = a.v + (t * a.kvHeads + kvHead) * kHeadDim;
     const int64_t row = detail::cacheRow(a.blockTable, a.blockSize, a.maxContext, slot, position);
-    T* cachedKey = a.cacheK + (row * a.kvHeads + kvHead) * kHeadDim;
-    T* cachedValue = a.cacheV + (row * a.kvHeads + kvHead) * kHeadDim;
+    cachedKey = a.cacheK + (row * a.kvHeads + kvHead) * kHeadDim;
+    cachedValue = a.cacheV + (row * a.kvHeads + kvHead) * kHeadDim;
     for (int c = threadIdx.x * kVec; c < kHeadDim; c += kThreads * kVec) {
       const uint4 value = *reinterpret_cast<const uint4*>(newValue + c);
       *reinterpret_cast<uint4*>(cachedValue + c) = value;
@@ -202,11 +190,44 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
         *reinterpret_cast<uint4*>(&ownKey[c]) = key;
       }
     }
-    if (rotate)
+  }
+  if (!rotate) {
+    for (int i = threadIdx.x; i < group * kVectorsPerRow; i += kThreads) {
+      const int g = i / kVectorsPerRow, d = (i % kVectorsPerRow) * kVec;
+      *reinterpret_cast<uint4*>(&query[g][d]) =
+          *reinterpret_cast<const uint4*>(a.q + (t * a.heads + firstHead + g) * kHeadDim + d);
+    }
+  } else {
+    const bool normed = a.norms.q != nullptr;
+    if (normed)
+      // The head norms first, a warp per row: the group's query heads into `query`, the new key
+      // into ownKey (read back below, so the rotation works in place on both).
+      for (int r = warp; r <= group; r += kWarps) {
+        if (r < group)
+          detail::headRmsNormRow<T, kHeadDim>(a.q + (t * a.heads + firstHead + r) * kHeadDim,
+                                              static_cast<const T*>(a.norms.q), a.norms.qEps,
+                                              &query[r][0]);
+        else if (ownsPosition)
+          detail::headRmsNormRow<T, kHeadDim>(newKey, static_cast<const T*>(a.norms.k),
+                                              a.norms.kEps, ownKey);
+      }
+    __syncthreads();  // the angles and the normed rows
+    // Rotated and rounded to T as the rope step would have stored them.
+    for (int i = threadIdx.x; i < group * kHalf; i += kThreads) {
+      const int g = i / kHalf, p = i % kHalf;
+      const T* head = normed ? &query[g][0] : a.q + (t * a.heads + firstHead + g) * kHeadDim;
+      float first, second;
+      detail::ropeRotate(detail::toFloat(head[p]), detail::toFloat(head[p + kHalf]), ropeCos[p],
+                         ropeSin[p], &first, &second);
+      query[g][p] = detail::fromFloat<T>(first);
+      query[g][p + kHalf] = detail::fromFloat<T>(second);
+    }
+    if (ownsPosition) {
+      const T* key = normed ? ownKey : newKey;
       for (int p = threadIdx.x; p < kHalf; p += kThreads) {
         float first, second;
-        detail::ropeRotate(detail::toFloat(newKey[p]), detail::toFloat(newKey[p + kHalf]),
-                           ropeCos[p], ropeSin[p], &first, &second);
+        detail::ropeRotate(detail::toFloat(key[p]), detail::toFloat(key[p + kHalf]), ropeCos[p],
+                           ropeSin[p], &first, &second);
         const T rotatedFirst = detail::fromFloat<T>(first);
         const T rotatedSecond = detail::fromFloat<T>(second);
         cachedKey[p] = rotatedFirst;
@@ -214,20 +235,31 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
         ownKey[p] = rotatedFirst;
         ownKey[p + kHalf] = rotatedSecond;
       }
+    }
   }
   __syncthreads();  // the queries and the own row
 
-  // Online softmax per query head: a warp per head (kHeadsPerWarp at most), a lane per key for
-  // the scores and kDims consecutive dims per lane for the values.
-  const int d0 = lane * kDims;
-  float runMax[kHeadsPerWarp], runSum[kHeadsPerWarp], acc[kHeadsPerWarp][kDims];
+  // Lane 4g + quad holds the mma fragments of row (query head) g: the queries as the A operand
+  // (rows past the group, and rows 8..15, zero), the scores and outputs of keys / dims 2 quad and
+  // 2 quad + 1 of each n8 tile.
+  const int g = lane / 4, quad = lane % 4;
+  // Read again per tile rather than held: the registers go to the output accumulator.
+  const auto queryFragment = [&](int step, int half) {
+    return g < group
+               ? *reinterpret_cast<const uint32_t*>(&query[g][16 * step + 2 * quad + 8 * half])
+               : 0u;
+  };
+  // ldmatrix addresses: lane 8m + r gives row r of matrix m, the warp's key 8 warp + r at the
+  // columns of matrix m (8 m, then 32 further per x4 load).
+  const int matrixRow = warp * kKeysPerWarp + lane % 8, matrixColumn = (lane / 8) * 8;
+  const float scoreScale = a.scale * kLog2E;
+  float runMax = -INFINITY, runSum = 0.0f;  // row g over this warp's keys; the sum this lane's part
+  float acc[kValueTiles][4];                // O rows g (0, 1) and g + 8 (2, 3: stay zero)
 #pragma unroll
-  for (int h = 0; h < kHeadsPerWarp; ++h) {
-    runMax[h] = -INFINITY;
-    runSum[h] = 0.0f;
+  for (int n = 0; n < kValueTiles; ++n)
 #pragma unroll
-    for (int e = 0; e < kDims; ++e) acc[h][e] = 0.0f;
-  }
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
+
   for (int tile = firstTile; tile < endTile; ++tile) {
     const int buffer = (tile - firstTile) & 1;
     if (tile + 1 < endTile) {
@@ -236,7 +268,7 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
     } else {
       waitCopies<0>();
     }
-    const int start = tile * kTile, rows = min(kTile, position + 1 - start);
+    const int start = tile * kTile;
     if (tile == tiles - 1)
       for (int c = threadIdx.x * kVec; c < kHeadDim; c += kThreads * kVec) {
         *reinterpret_cast<uint4*>(&keys[buffer][position - start][c]) =
@@ -245,64 +277,96 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
             *reinterpret_cast<const uint4*>(&ownValue[c]);
       }
     __syncthreads();  // every thread's copies of this tile
-#pragma unroll
-    for (int h = 0; h < kHeadsPerWarp; ++h) {
-      const int g = warp + h * kWarps;
-      if (g >= group) break;
-      float score = -INFINITY;
-      if (lane < rows) {
-        // Two chains of FMAs (even and odd vectors) halve the dependent latency.
-        float dot[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int c = 0; c < kHeadDim; c += kVec) {
-          float key[kVec];
-          detail::loadVec(&keys[buffer][lane][c], key);
-#pragma unroll
-          for (int e = 0; e < kVec; ++e)
-            dot[(c / kVec) % 2] = fmaf(query[g][c + e], key[e], dot[(c / kVec) % 2]);
-        }
-        score = dot[0] + dot[1];
-      }
-      const float newMax = fmaxf(runMax[h], warpMax(score));  // finite: row 0 is valid
-      const float correction = expf(runMax[h] - newMax);      // 0 on the first tile
-      const float w = expf(score - newMax);                   // 0 for rows past the end
-      runSum[h] = runSum[h] * correction + warpSum(w);
-      runMax[h] = newMax;
-#pragma unroll
-      for (int e = 0; e < kDims; ++e) acc[h][e] *= correction;
 
-        // Unrolled (rows past the end skipped, not multiplied by zero: their shared memory is
-        // stale) so the loads and shuffles of later rows overlap the FMAs of earlier ones.
+    // S = Q K^T for the warp's 8 keys.
+    float scores[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const uint32_t keyAddress = sharedAddress(&keys[buffer][matrixRow][matrixColumn]);
 #pragma unroll
-      for (int j = 0; j < kTile; ++j) {
-        if (j >= rows) break;
-        const float wj = __shfl_sync(detail::kFullMask, w, j);
-        float value[kDims];
-        loadValues<T, kDims>(&values[buffer][j][d0], value);
+    for (int pair = 0; pair < kSteps / 2; ++pair) {
+      uint32_t b[4];
+      detail::loadMatrices(b, keyAddress + pair * 32 * static_cast<uint32_t>(sizeof(T)));
+      const uint32_t first[4] = {queryFragment(2 * pair, 0), 0u, queryFragment(2 * pair, 1), 0u};
+      const uint32_t second[4] = {queryFragment(2 * pair + 1, 0), 0u,
+                                  queryFragment(2 * pair + 1, 1), 0u};
+      detail::mma16816<T>(scores, first, b[0], b[1]);
+      detail::mma16816<T>(scores, second, b[2], b[3]);
+    }
+    // Online softmax of row g; keys past the position (zeroed rows) are masked.
+    const int key = start + warp * kKeysPerWarp + 2 * quad;
+    const float s0 = key <= position ? scores[0] * scoreScale : -INFINITY;
+    const float s1 = key + 1 <= position ? scores[1] * scoreScale : -INFINITY;
+    float tileMax = fmaxf(s0, s1);
+    tileMax = fmaxf(tileMax, __shfl_xor_sync(detail::kFullMask, tileMax, 1));
+    tileMax = fmaxf(tileMax, __shfl_xor_sync(detail::kFullMask, tileMax, 2));
+    const float newMax = fmaxf(runMax, tileMax);
+    // A warp may have seen no key yet (its slice of the first tile past the position).
+    const float base = newMax == -INFINITY ? 0.0f : newMax;
+    const float correction = fastExp2(runMax - base);  // 0 on the first tile
+    const float p0 = fastExp2(s0 - base), p1 = fastExp2(s1 - base);
+    runSum = runSum * correction + p0 + p1;
+    runMax = newMax;
 #pragma unroll
-        for (int e = 0; e < kDims; ++e) acc[h][e] = fmaf(wj, value[e], acc[h][e]);
-      }
+    for (int n = 0; n < kValueTiles; ++n) {
+      acc[n][0] *= correction;
+      acc[n][1] *= correction;
+    }
+    // O += P V: P (row g, keys 2 quad..) as the A operand of the k8 product, V transposed.
+    const uint32_t weights = detail::packPair<T>(p0, p1);
+    const uint32_t valueAddress = sharedAddress(&values[buffer][matrixRow][matrixColumn]);
+#pragma unroll
+    for (int four = 0; four < kValueTiles / 4; ++four) {
+      uint32_t b[4];
+      detail::loadMatricesTransposed(b,
+                                     valueAddress + four * 32 * static_cast<uint32_t>(sizeof(T)));
+#pragma unroll
+      for (int m = 0; m < 4; ++m) detail::mma1688<T>(acc[4 * four + m], weights, 0u, b[m]);
     }
     __syncthreads();  // the buffer is free for the tile after next
   }
 
+  // The four warps meet: their outputs and statistics through shared memory (over the key
+  // buffers, free after the loop's last barrier).
+  runSum += __shfl_xor_sync(detail::kFullMask, runSum, 1);
+  runSum += __shfl_xor_sync(detail::kFullMask, runSum, 2);
+  if (g < group) {
+    float* rowOut = warpOutputs + (warp * kMaxGroup + g) * kHeadDim + 2 * quad;
 #pragma unroll
-  for (int h = 0; h < kHeadsPerWarp; ++h) {
-    const int g = warp + h * kWarps;
-    if (g >= group) break;
-    const int64_t head = firstHead + g;
+    for (int n = 0; n < kValueTiles; ++n)
+      *reinterpret_cast<float2*>(rowOut + 8 * n) = make_float2(acc[n][0], acc[n][1]);
+    if (quad == 0) {
+      warpMaxima[warp][g] = runMax;
+      warpSums[warp][g] = runSum;
+    }
+  }
+  __syncthreads();
+  const int d0 = lane * kDims;
+  for (int row = warp; row < group; row += kWarps) {
+    // Finite: warp 0 holds the run's first key, which every split has.
+    float maximum = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) maximum = fmaxf(maximum, warpMaxima[w][row]);
+    float total = 0.0f, merged[kDims];
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) merged[e] = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float factor = fastExp2(warpMaxima[w][row] - maximum);
+      total += warpSums[w][row] * factor;
+#pragma unroll
+      for (int e = 0; e < kDims; ++e)
+        merged[e] = fmaf(factor, warpOutputs[(w * kMaxGroup + row) * kHeadDim + d0 + e], merged[e]);
+    }
+    const int64_t head = firstHead + row;
     if (activeSplits == 1) {
 #pragma unroll
       for (int e = 0; e < kDims; ++e)
-        a.out[(t * a.heads + head) * kHeadDim + d0 + e] =
-            detail::fromFloat<T>(acc[h][e] / runSum[h]);
+        a.out[(t * a.heads + head) * kHeadDim + d0 + e] = detail::fromFloat<T>(merged[e] / total);
     } else {
       const int64_t partial = (t * a.heads + head) * a.splits + split;
-#pragma unroll
-      for (int e = 0; e < kDims; ++e) a.partialAcc[partial * kHeadDim + d0 + e] = acc[h][e];
+      storeFloats<kDims>(a.partialAcc + partial * kHeadDim + d0, merged);
       if (lane == 0) {
-        a.partialStats[partial * 2] = runMax[h];
-        a.partialStats[partial * 2 + 1] = runSum[h];
+        a.partialStats[partial * 2] = maximum;
+        a.partialStats[partial * 2 + 1] = total;
       }
     }
   }
@@ -317,36 +381,43 @@ __global__ void __launch_bounds__(kThreads) decodeAttentionKernel(DecodeArgs<T> 
   __syncthreads();
   if (!lastBlock) return;
   __threadfence();
-  // Splits s and s + 32 to lane s for the statistics (activeSplits <= 64), then every split's
-  // values in split order, all loads of a lane independent so they are in flight together.
+  // Per head: splits s and s + 32 to lane s for the statistics (activeSplits <= 64), the
+  // factors through shared memory, then every split's values in split order, a lane's loads
+  // independent of each other so that many are in flight at once.
   static_assert(kMaxSplits <= 64, "two splits per lane");
-  for (int g = warp; g < group; g += kWarps) {
-    const int64_t base = (t * a.heads + firstHead + g) * a.splits;
-    float m[2], l[2], factor[2];
+  for (int row = warp; row < group; row += kWarps) {
+    const int64_t base = (t * a.heads + firstHead + row) * a.splits;
+    float m[2], l[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int s = lane + 32 * h;
       m[h] = s < activeSplits ? __ldcg(a.partialStats + (base + s) * 2) : -INFINITY;
       l[h] = s < activeSplits ? __ldcg(a.partialStats + (base + s) * 2 + 1) : 0.0f;
     }
-    const float maximum = warpMax(fmaxf(m[0], m[1]));
+    const float maximum = detail::warpMax(fmaxf(m[0], m[1]));
+    float total = 0.0f;
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
-      factor[h] = lane + 32 * h < activeSplits ? expf(m[h] - maximum) : 0.0f;
-    const float total = warpSum(l[0] * factor[0] + l[1] * factor[1]);
+    for (int h = 0; h < 2; ++h) {
+      const float factor = fastExp2(m[h] - maximum);  // 0 past the active splits
+      splitFactors[row][lane + 32 * h] = factor;
+      total += l[h] * factor;
+    }
+    total = detail::warpSum(total);
+    __syncwarp();
     float merged[kDims];
 #pragma unroll
     for (int e = 0; e < kDims; ++e) merged[e] = 0.0f;
-#pragma unroll 4
+#pragma unroll 16
     for (int s = 0; s < activeSplits; ++s) {
-      const float f = __shfl_sync(detail::kFullMask, s < 32 ? factor[0] : factor[1], s % 32);
+      float partial[kDims];
+      loadFloats<kDims>(a.partialAcc + (base + s) * kHeadDim + d0, partial);
+      const float factor = splitFactors[row][s];
 #pragma unroll
-      for (int e = 0; e < kDims; ++e)
-        merged[e] = fmaf(f, __ldcg(a.partialAcc + (base + s) * kHeadDim + d0 + e), merged[e]);
+      for (int e = 0; e < kDims; ++e) merged[e] = fmaf(factor, partial[e], merged[e]);
     }
 #pragma unroll
     for (int e = 0; e < kDims; ++e)
-      a.out[(t * a.heads + firstHead + g) * kHeadDim + d0 + e] =
+      a.out[(t * a.heads + firstHead + row) * kHeadDim + d0 + e] =
           detail::fromFloat<T>(merged[e] / total);
   }
   if (threadIdx.x == 0) *counter = 0;  // ready for the next step
@@ -428,6 +499,7 @@ cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* p
                   scale,
                   rope ? rope->inverseFrequencies : nullptr,
                   rope ? rope->scaling : 1.0f,
+                  rope ? rope->norms : DecodeHeadNorms{},
                   reinterpret_cast<unsigned*>(base + layout.counters),
                   reinterpret_cast<float*>(base + layout.stats),
                   reinterpret_cast<float*>(base + layout.acc),
@@ -484,7 +556,9 @@ cudaError_t decodeAttention(ElementType type, const void* q, const void* k, cons
                             const int32_t* positions, const int32_t* slots, int64_t tokens,
                             int64_t heads, float scale, const KvCacheView& cache, void* workspace,
                             void* out, cudaStream_t stream, const DecodeRope* rope) {
-  if (rope && !rope->inverseFrequencies) return cudaErrorInvalidValue;
+  if (rope &&
+      (!rope->inverseFrequencies || (rope->norms.q == nullptr) != (rope->norms.k == nullptr)))
+    return cudaErrorInvalidValue;
   if (!decodeAttentionSupports(type, heads, cache.kvHeads, cache.headDim) || tokens < 1 ||
       tokens > kDecodeMaxTokens || !detail::pagingValid(cache))
     return cudaErrorInvalidValue;

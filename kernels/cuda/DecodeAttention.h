@@ -27,9 +27,19 @@ size_t decodeAttentionWorkspaceBytes(int64_t tokens, int64_t heads, int64_t kvHe
 // The plan's rope steps of q and k folded into the attention: each block rotates the queries it
 // reads and the new key row it stores, with the rope kernel's arithmetic (RopeMath.cuh) and its
 // rounding to the storage type, so the rope launch disappears and the results are the same bits.
+// The layer's per-head RMSNorms of q and k (Qwen3's q_norm and k_norm), folded in before the
+// rope the same way: weights of headDim elements in the storage type, the head norm kernel's
+// arithmetic (HeadNorm.cuh), so their launches disappear too and the bits stay the same.
+struct DecodeHeadNorms {
+  const void* q = nullptr;  // null: q and k come normed
+  const void* k = nullptr;
+  float qEps = 1e-6f, kEps = 1e-6f;
+};
+
 struct DecodeRope {
   const float* inverseFrequencies = nullptr;  // device, headDim / 2
   float scaling = 1.0f;
+  DecodeHeadNorms norms;
 };
 
 // cpu::attention's contract for calls whose tokens all have different slots (as in a batch of

@@ -1,5 +1,6 @@
 // The streaming MoE experts (MoeStreaming.h): direct kernels for a few tokens, kernels grouped by
-// expert on the device for more.
+// expert on the device for more. Grouped gate/up and down run on tensor cores for 16-bit weights
+// (MoeStreamingMma.h); f32 weights take the CUDA-core kernels here.
 //
 // Workspace: ints (starts[E + 1], active[E], activeCount, order[A]) | activations [A, I] in the
 // storage type | f32 rows [A, hidden] of each (token, choice)'s down projection (grouped only),
@@ -9,7 +10,9 @@
 #include <algorithm>
 
 #include "kernels/cuda/DependentLaunch.cuh"
+#include "kernels/cuda/MoeExpertGroups.cuh"
 #include "kernels/cuda/MoeStreaming.h"
+#include "kernels/cuda/MoeStreamingMma.h"
 #include "kernels/cuda/StreamRows.cuh"
 
 namespace tpc::cuda {
@@ -40,26 +43,14 @@ Layout layoutFor(size_t element, int64_t tokens, int64_t topK, int64_t hidden, i
                  int64_t numExperts) {
   const int64_t assignments = tokens * topK;
   Layout layout;
-  layout.activations = static_cast<size_t>(roundUp((2 * numExperts + 2 + assignments) * 4, 256));
+  layout.activations =
+      static_cast<size_t>(roundUp(detail::expertGroupInts(assignments, numExperts) * 4, 256));
   layout.downRows =
       layout.activations +
       static_cast<size_t>(roundUp(assignments * intermediate * static_cast<int64_t>(element), 256));
   layout.bytes = layout.downRows + static_cast<size_t>(roundUp(assignments * hidden * 4, 256));
   return layout;
 }
-
-// The grouping's ints: starts (E + 1), active (E), the touched-expert count, order (A).
-struct Groups {
-  const int32_t* starts;
-  const int32_t* active;
-  const int32_t* count;
-  const int32_t* order;
-  __device__ explicit Groups(const int32_t* ints, int64_t numExperts)
-      : starts(ints),
-        active(ints + numExperts + 1),
-        count(ints + 2 * numExperts + 1),
-        order(ints + 2 * numExperts + 2) {}
-};
 
 // Inclusive scan over the block of one int per thread (blockDim.x = kGroupThreads).
 __device__ int blockInclusiveScan(int value, int* scratch) {
@@ -135,8 +126,8 @@ __global__ void __launch_bounds__(kGroupThreads)
 }
 
 // Gate/up and SwiGLU. Grid (intermediate rows / kWarps, slots): warp w of block (b, s) takes
-// intermediate row b * kWarps + w of slot s's expert. Direct: slot s is assignment s. Grouped:
-// slot s is the s-th touched expert, and its assignments pass kTokens at a time.
+// intermediate row b * kWarps + w of slot s's expert. Direct: slot s is assignment s. Grouped
+// (f32 weights): slot s is the s-th touched expert, and its assignments pass kTokens at a time.
 template <class T, bool kGrouped>
 __global__ void __launch_bounds__(kThreads)
     upKernel(const T* x, const int32_t* experts, const int32_t* ints, int64_t numExperts,
@@ -154,7 +145,7 @@ __global__ void __launch_bounds__(kThreads)
   int count;
   const int32_t* list = nullptr;
   if constexpr (kGrouped) {
-    const Groups groups(ints, numExperts);
+    const detail::ExpertGroups groups(ints, numExperts);
     if (slot >= *groups.count) return;
     expert = groups.active[slot];
     list = groups.order + groups.starts[expert];
@@ -247,9 +238,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Down, grouped: grid (hidden rows / (kWarps * kDownRows), slots); each warp streams four rows
-// of its slot's expert once per kTokensPerPass of the expert's assignments and writes their f32
-// results to the down rows.
+// Down, grouped (f32 weights): grid (hidden rows / (kWarps * kDownRows), slots); each warp streams
+// four rows of its slot's expert once per kTokensPerPass of the expert's assignments and writes
+// their f32 results to the down rows.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     downGroupedKernel(const int32_t* ints, int64_t numExperts, int64_t hidden, int64_t intermediate,
@@ -259,7 +250,7 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x & 31;
   const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * kDownRows;
   if (row0 >= hidden) return;
-  const Groups groups(ints, numExperts);
+  const detail::ExpertGroups groups(ints, numExperts);
   const int64_t slot = blockIdx.y;
   if (slot >= *groups.count) return;
   const int32_t expert = groups.active[slot];
@@ -318,8 +309,9 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <class T>
-cudaError_t launchExperts(const T* x, const float* weights, const int32_t* experts, int64_t tokens,
-                          int64_t hidden, int64_t intermediate, int64_t topK, int64_t numExperts,
+cudaError_t launchExperts(ElementType type, const T* x, const float* weights,
+                          const int32_t* experts, int64_t tokens, int64_t hidden,
+                          int64_t intermediate, int64_t topK, int64_t numExperts,
                           const void* const* gateOrGateUp, const void* const* up,
                           const void* const* down, bool direct, bool accumulate, char* workspace,
                           T* out, cudaStream_t stream) {
@@ -346,21 +338,30 @@ cudaError_t launchExperts(const T* x, const float* weights, const int32_t* exper
     return cudaGetLastError();
   }
   auto* downRows = reinterpret_cast<float*>(workspace + layout.downRows);
-  // Worst case: every assignment a different expert.
-  const auto slots = static_cast<unsigned>(std::min(numExperts, assignments));
   if (cudaError_t e = detail::launchDependent(groupKernel, dim3(1), dim3(kGroupThreads), stream,
                                               experts, assignments, numExperts, ints))
     return e;
-  if (cudaError_t e = detail::launchDependent(upKernel<T, true>, dim3(upBlocks, slots), block,
-                                              stream, x, experts, ints, numExperts, hidden,
-                                              intermediate, topK, gateOrGateUp, up, activations))
-    return e;
-  const auto downBlocks =
-      static_cast<unsigned>((hidden + kWarps * kDownRows - 1) / (kWarps * kDownRows));
-  if (cudaError_t e = detail::launchDependent(downGroupedKernel<T>, dim3(downBlocks, slots), block,
-                                              stream, ints, numExperts, hidden, intermediate, down,
-                                              activations, downRows))
-    return e;
+  if constexpr (sizeof(T) == 2) {
+    if (cudaError_t e = moeGroupedUpMma(type, x, ints, tokens, topK, numExperts, hidden,
+                                        intermediate, gateOrGateUp, up, activations, stream))
+      return e;
+    if (cudaError_t e = moeGroupedDownMma(type, ints, tokens, topK, numExperts, hidden,
+                                          intermediate, down, activations, downRows, stream))
+      return e;
+  } else {
+    // Worst case: every assignment a different expert.
+    const auto slots = static_cast<unsigned>(std::min(numExperts, assignments));
+    if (cudaError_t e = detail::launchDependent(upKernel<T, true>, dim3(upBlocks, slots), block,
+                                                stream, x, experts, ints, numExperts, hidden,
+                                                intermediate, topK, gateOrGateUp, up, activations))
+      return e;
+    const auto downBlocks =
+        static_cast<unsigned>((hidden + kWarps * kDownRows - 1) / (kWarps * kDownRows));
+    if (cudaError_t e = detail::launchDependent(downGroupedKernel<T>, dim3(downBlocks, slots),
+                                                block, stream, ints, numExperts, hidden,
+                                                intermediate, down, activations, downRows))
+      return e;
+  }
   if (cudaError_t e = detail::launchDependent(
           combineKernel<T>, dim3(detail::gridFor(tokens * hidden, kThreads, 4096)), block, stream,
           weights, experts, tokens, topK, numExperts, hidden, downRows, accumulate, out))
@@ -395,9 +396,9 @@ cudaError_t moeExpertsStreaming(ElementType type, const void* x, const float* we
   const bool direct = tokens <= directMaxTokens && assignments <= kDirectMaxAssignments;
   if (assignments > INT32_MAX || (direct && assignments > 65535)) return cudaErrorInvalidValue;
   return TPC_DISPATCH_ELEMENT(type, [&] {
-    return launchExperts<Element>(static_cast<const Element*>(x), weights, experts, tokens, hidden,
-                                  intermediate, topK, numExperts, gateOrGateUp, up, down, direct,
-                                  accumulate, static_cast<char*>(workspace),
+    return launchExperts<Element>(type, static_cast<const Element*>(x), weights, experts, tokens,
+                                  hidden, intermediate, topK, numExperts, gateOrGateUp, up, down,
+                                  direct, accumulate, static_cast<char*>(workspace),
                                   static_cast<Element*>(out), stream);
   });
 }

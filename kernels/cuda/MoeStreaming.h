@@ -9,8 +9,9 @@
 //   experts, grouped (more tokens): a one-block counting sort groups the (token, choice) pairs by
 //     expert on the device (no host round trip, so a graph can hold it), then each block streams
 //     one touched expert's rows once for all of its tokens (the grid is sized for the worst case;
-//     blocks past the touched experts exit at once); down writes one f32 row per (token, choice)
-//     and a last kernel adds them in choice order with the routing weights.
+//     blocks past the touched experts exit at once), on tensor cores for bf16 and f16
+//     (MoeStreamingMma.h); down writes one f32 row per (token, choice) and a last kernel adds them
+//     in choice order with the routing weights.
 // Every result is computed in a fixed order, so replaying a graph gives the eager bits. The
 // SwiGLU activations are rounded to the storage type (as the grouped GEMM path does); all sums
 // are f32. Host-compilable like CudaKernels.h.

@@ -5,6 +5,7 @@
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/DependentLaunch.cuh"
 #include "kernels/cuda/DeviceMath.cuh"
+#include "kernels/cuda/HeadNorm.cuh"
 
 namespace tpc::cuda {
 namespace {
@@ -167,6 +168,33 @@ cudaError_t launchRmsNorm(const void* x, const void* residual, const void* weigh
   return cudaGetLastError();
 }
 
+// Per-head norms of the common head sizes: a warp per row through headRmsNormRow, which the
+// decode attention's folded norm shares.
+template <typename T, int kWidth>
+__global__ void headRmsNormKernel(const T* x, const T* weight, int64_t rows, float eps, T* out) {
+  const int64_t row =
+      static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / detail::kWarpSize;
+  if (row >= rows) return;  // no barrier follows
+  detail::headRmsNormRow<T, kWidth>(x + row * kWidth, weight, eps, out + row * kWidth);
+}
+
+template <typename T>
+bool launchHeadRmsNorm(const void* x, const void* weight, int64_t rows, int64_t width, float eps,
+                       void* out, cudaStream_t stream) {
+  if (rows <= 0 || !detail::rowsVectorizable<T>(width, {x, weight, out})) return false;
+  const unsigned blocks = detail::gridFor(rows, kWarpsPerBlock, INT32_MAX);
+  const auto* xs = static_cast<const T*>(x);
+  const auto* ws = static_cast<const T*>(weight);
+  auto* os = static_cast<T*>(out);
+  if (width == 64)
+    headRmsNormKernel<T, 64><<<blocks, kThreads, 0, stream>>>(xs, ws, rows, eps, os);
+  else if (width == 128)
+    headRmsNormKernel<T, 128><<<blocks, kThreads, 0, stream>>>(xs, ws, rows, eps, os);
+  else
+    return false;
+  return true;
+}
+
 }  // namespace
 
 cudaError_t rmsNorm(ElementType type, const void* x, const void* weight, int64_t tokens,
@@ -187,6 +215,13 @@ cudaError_t addRmsNorm(ElementType type, const void* x, const void* residual, co
 
 cudaError_t headRmsNorm(ElementType type, const void* x, const void* weight, int64_t tokens,
                         int64_t heads, int64_t headDim, float eps, void* out, cudaStream_t stream) {
+  // cudaErrorNotSupported: a shape the head kernel does not take, which the generic norm runs.
+  const cudaError_t e = TPC_DISPATCH_ELEMENT(type, [&] {
+    return launchHeadRmsNorm<Element>(x, weight, tokens * heads, headDim, eps, out, stream)
+               ? cudaGetLastError()
+               : cudaErrorNotSupported;
+  });
+  if (e != cudaErrorNotSupported) return e;
   return rmsNorm(type, x, weight, tokens * heads, headDim, eps, out, stream);
 }
 

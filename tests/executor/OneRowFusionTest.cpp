@@ -89,14 +89,50 @@ TEST(OneRowFusion, LlamaSplitsBecomeViewsAndSwigluAndRopesFuse) {
 }
 
 // Qwen3 normalizes q and k per head before rope: the rope inputs are not views, so the ropes
-// stay apart (the splits and the MLP still fuse).
-TEST(OneRowFusion, RopesAfterHeadNormsStayApart) {
+// do not fuse with each other (the splits and the MLP still fuse). Instead each layer's two head
+// norms and two ropes fold into its attention, which then reads the split's q and k views; with
+// the rope folds off they all run.
+TEST(OneRowFusion, HeadNormsAndRopesFoldIntoTheAttention) {
   const ModelSpec spec = test::presetSpec(Family::Qwen3);
-  Expected<LoadedPlan> plan = test::compileSpec(spec, 1);
-  ASSERT_TRUE(plan) << plan.errorMessage();
-  const OneRowFusion f = planOneRowFusion(plan->plan(), 0);
-  EXPECT_TRUE(f.fusedRopeHeads.empty());
-  EXPECT_EQ(f.swigluInto.size(), static_cast<size_t>(spec.numLayers));
+  for (int64_t world : {1, 2}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    Expected<LoadedPlan> plan = test::compileSpec(spec, world);
+    ASSERT_TRUE(plan) << plan.errorMessage();
+    const plan::RankProgram& prog = *plan->plan().ranks()->Get(0);
+    const OneRowFusion f = planOneRowFusion(plan->plan(), 0);
+    EXPECT_TRUE(f.fusedRopeHeads.empty());
+    EXPECT_TRUE(f.ropeInto.empty());
+    EXPECT_EQ(f.swigluInto.size(), static_cast<size_t>(spec.numLayers));
+    ASSERT_EQ(f.normedRopesInto.size(), static_cast<size_t>(spec.numLayers));
+    const auto op = [&](uint32_t step) { return prog.steps()->Get(step)->op()->string_view(); };
+    const auto operand = [&](uint32_t step, uint32_t i) {
+      return prog.steps()->Get(step)->operands()->Get(i)->index();
+    };
+    const auto result = [&](uint32_t step) { return prog.steps()->Get(step)->results()->Get(0); };
+    for (auto [attention, folded] : f.normedRopesInto) {
+      EXPECT_EQ(op(attention), "attention");
+      EXPECT_FALSE(f.skip[attention]);
+      EXPECT_EQ(op(folded.qNorm), "head_rms_norm");
+      EXPECT_EQ(op(folded.kNorm), "head_rms_norm");
+      EXPECT_EQ(op(folded.qRope), "rope");
+      EXPECT_EQ(op(folded.kRope), "rope");
+      for (uint32_t step : {folded.qNorm, folded.kNorm, folded.qRope, folded.kRope})
+        EXPECT_TRUE(f.skip[step]);
+      // The attention reads the ropes' results, the ropes the norms', the norms the q and k
+      // views of the layer's qkv split.
+      EXPECT_EQ(operand(attention, 0), result(folded.qRope));
+      EXPECT_EQ(operand(attention, 1), result(folded.kRope));
+      EXPECT_EQ(operand(folded.qRope, 0), result(folded.qNorm));
+      EXPECT_EQ(operand(folded.kRope, 0), result(folded.kNorm));
+      EXPECT_TRUE(f.views.count(operand(folded.qNorm, 0)));
+      EXPECT_TRUE(f.views.count(operand(folded.kNorm, 0)));
+    }
+    const OneRowFusion off = planOneRowFusion(plan->plan(), 0, {true, false});
+    EXPECT_TRUE(off.normedRopesInto.empty());
+    for (auto [attention, folded] : f.normedRopesInto)
+      for (uint32_t step : {folded.qNorm, folded.kNorm, folded.qRope, folded.kRope})
+        EXPECT_FALSE(off.skip[step]);
+  }
 }
 
 // Llama-3.2-1B's hidden rows (2048 bf16: the norm kernel's one-block path) fold each layer's

@@ -32,13 +32,8 @@ std::string describe(const PrefillShape& s) {
 }
 
 // Output tolerance, relative (allClose adds a tenth of the largest output to each element's
-// magnitude). The kernel rounds the output once from f32, like the generic kernel
-// (storageTolerance: 1e-2 bf16, 2e-3 f16), and, as flash-attention does, also rounds the softmax
-// weights P to the storage type before P V: up to half an ulp more per weight (2^-8 relative in
-// bf16, 2^-11 in f16), which in a weighted mean that cancels can reach the size of the output
-// rounding. Summation order (tensor-core tiles vs the CPU's GEMVs) adds ~1e-6. Hence twice the
-// storage tolerance.
-double prefillTolerance(ElementType type) { return 2 * storageTolerance(type); }
+// magnitude): tensorCoreAttentionTolerance.
+double prefillTolerance(ElementType type) { return tensorCoreAttentionTolerance(type); }
 
 bool sameValues(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) return false;

@@ -170,6 +170,13 @@ inline double storageTolerance(ElementType type) {
   return 0;
 }
 
+// The tensor-core attention kernels (prefill and decode) round the output once from f32 like the
+// generic kernel, and, as flash-attention does, also round the softmax weights P to the storage
+// type before P V: up to half an ulp more per weight (2^-8 relative in bf16, 2^-11 in f16), which
+// in a weighted mean that cancels can reach the size of the output rounding. Summation order
+// (tensor-core tiles vs the CPU's GEMVs) adds ~1e-6. Hence twice the storage tolerance.
+inline double tensorCoreAttentionTolerance(ElementType type) { return 2 * storageTolerance(type); }
+
 inline const ElementType kAllTypes[] = {ElementType::F32, ElementType::BF16, ElementType::F16};
 
 }  // namespace tpc::cuda::test

@@ -1,7 +1,8 @@
 // The decode attention kernel with the layer's rope folded in (kernels/cuda/DecodeAttention.h)
 // against the rope kernel on q and k then the same attention: the outputs and both caches must be
 // the same bits (the fold repeats the rope kernel's arithmetic and rounding), for several tokens
-// of different slots at positions on both sides of a chunk edge, over a partly filled cache.
+// of different slots at positions on both sides of a chunk edge, over a partly filled cache. The
+// same with Qwen3's per-head q/k norms folded in too, against the head norm kernel first.
 #include <cmath>
 #include <vector>
 
@@ -16,11 +17,15 @@ TEST(CudaDecodeAttentionRope, FoldedRopeGivesExactlyTheRopeKernelThenAttention) 
   struct Case {
     ElementType type;
     int64_t heads, kvHeads, headDim;
+    bool normed;  // the head norms folded in too
   };
-  for (Case c : {Case{ElementType::BF16, 32, 8, 128}, Case{ElementType::F16, 16, 4, 64},
-                 Case{ElementType::BF16, 8, 8, 64}}) {
+  for (Case c :
+       {Case{ElementType::BF16, 32, 8, 128, false}, Case{ElementType::F16, 16, 4, 64, false},
+        Case{ElementType::BF16, 8, 8, 64, false}, Case{ElementType::BF16, 32, 4, 128, true},
+        Case{ElementType::F16, 16, 2, 64, true}, Case{ElementType::BF16, 8, 8, 128, true}}) {
     SCOPED_TRACE(std::string(typeName(c.type)) + " heads " + std::to_string(c.heads) + "/" +
-                 std::to_string(c.kvHeads) + " head_dim " + std::to_string(c.headDim));
+                 std::to_string(c.kvHeads) + " head_dim " + std::to_string(c.headDim) +
+                 (c.normed ? " with head norms" : ""));
     const int64_t slots = 4, maxContext = 1024, row = c.kvHeads * c.headDim;
     const std::vector<int32_t> positions = {63, 64, 0, 700};
     const std::vector<int32_t> slotIds = {0, 1, 2, 3};
@@ -59,6 +64,18 @@ TEST(CudaDecodeAttentionRope, FoldedRopeGivesExactlyTheRopeKernelThenAttention) 
     const auto* pos = dPositions.as<int32_t>();
     const auto* inv = static_cast<const float*>(dInverse.get());
 
+    // Norm weights around 1 and different for q and k; eps large enough to matter for small rows.
+    DeviceBuffer qNorm =
+        upload(c.type, randomFloats(static_cast<size_t>(c.headDim), 10, 0.5f, 1.5f));
+    DeviceBuffer kNorm =
+        upload(c.type, randomFloats(static_cast<size_t>(c.headDim), 11, 0.5f, 1.5f));
+    const float qEps = 1e-6f, kEps = 1e-2f;
+    if (c.normed) {
+      TPC_CUDA_OK(headRmsNorm(c.type, dQ.get(), qNorm.get(), tokens, c.heads, c.headDim, qEps,
+                              dQRotated.get(), nullptr));
+      TPC_CUDA_OK(headRmsNorm(c.type, dK.get(), kNorm.get(), tokens, c.kvHeads, c.headDim, kEps,
+                              dKRotated.get(), nullptr));
+    }
     TPC_CUDA_OK(rope(c.type, dQRotated.get(), pos, tokens, c.heads, c.headDim, inv, scaling,
                      dQRotated.get(), nullptr));
     TPC_CUDA_OK(rope(c.type, dKRotated.get(), pos, tokens, c.kvHeads, c.headDim, inv, scaling,
@@ -68,7 +85,9 @@ TEST(CudaDecodeAttentionRope, FoldedRopeGivesExactlyTheRopeKernelThenAttention) 
                                 dSlots.as<int32_t>(), tokens, c.heads, scale, cache1, w1.get(),
                                 out1.get(), nullptr));
     const KvCacheView cache2{k2.get(), v2.get(), slots, maxContext, c.kvHeads, c.headDim};
-    const DecodeRope folded{inv, scaling};
+    const DecodeRope folded{
+        inv, scaling,
+        c.normed ? DecodeHeadNorms{qNorm.get(), kNorm.get(), qEps, kEps} : DecodeHeadNorms{}};
     TPC_CUDA_OK(decodeAttention(c.type, dQ.get(), dK.get(), dV.get(), pos, dSlots.as<int32_t>(),
                                 tokens, c.heads, scale, cache2, w2.get(), out2.get(), nullptr,
                                 &folded));
