@@ -54,6 +54,15 @@ class Planner {
     return r->kind() == plan::RefKind::Buffer ? static_cast<int64_t>(r->index()) : -1;
   }
 
+  // Two rope steps that rotate alike: the same frequencies, scaling, head size and positions.
+  bool rotateAlike(const plan::Step& a, const plan::Step& b) const {
+    float scaleA = 1.0f, scaleB = 1.0f;
+    return cpu::ropeInverseFrequencies(stepRopeParams(a), &scaleA) ==
+               cpu::ropeInverseFrequencies(stepRopeParams(b), &scaleB) &&
+           scaleA == scaleB && stepInt(a, "head_dim") == stepInt(b, "head_dim") &&
+           operandBuffer(a, 1) == operandBuffer(b, 1);
+  }
+
   void splitsToViews() {
     for (uint32_t i = 0; i < steps_.size(); ++i) {
       const plan::Step& s = *steps_.Get(i);
@@ -127,12 +136,7 @@ class Planner {
       const auto xb = static_cast<uint32_t>(operandBuffer(b, 0));
       const auto [baseA, offsetA] = out_.views[xa];
       const auto [baseB, offsetB] = out_.views[xb];
-      float scaleA = 1.0f, scaleB = 1.0f;
-      const bool sameRope = cpu::ropeInverseFrequencies(stepRopeParams(a), &scaleA) ==
-                                cpu::ropeInverseFrequencies(stepRopeParams(b), &scaleB) &&
-                            scaleA == scaleB && stepInt(a, "head_dim") == stepInt(b, "head_dim") &&
-                            operandBuffer(a, 1) == operandBuffer(b, 1) &&
-                            buffer(xa).dtype() == buffer(xb).dtype();
+      const bool sameRope = rotateAlike(a, b) && buffer(xa).dtype() == buffer(xb).dtype();
       if (!sameRope || baseA != baseB ||
           offsetA + width(xa) * bytesOf(buffer(xa).dtype()) != offsetB)
         continue;
@@ -223,14 +227,9 @@ class Planner {
       if (nextRunning(nq) != nk || nextRunning(nk) != q || nextRunning(q) != k ||
           nextRunning(k) != i)
         continue;
-      float scaleQ = 1.0f, scaleK = 1.0f;
       const int64_t headDim = stepInt(attention, "head_dim");
-      const bool sameRope = cpu::ropeInverseFrequencies(stepRopeParams(rq), &scaleQ) ==
-                                cpu::ropeInverseFrequencies(stepRopeParams(rk), &scaleK) &&
-                            scaleQ == scaleK && stepInt(rq, "head_dim") == headDim &&
-                            stepInt(rk, "head_dim") == headDim &&
-                            operandBuffer(rq, 1) == operandBuffer(attention, 3) &&
-                            operandBuffer(rk, 1) == operandBuffer(attention, 3);
+      const bool sameRope = rotateAlike(rq, rk) && stepInt(rq, "head_dim") == headDim &&
+                            operandBuffer(rq, 1) == operandBuffer(attention, 3);
       bool normsFit = true;
       for (uint32_t n : {nq, nk}) {
         const plan::Step& ns = *steps_.Get(n);
