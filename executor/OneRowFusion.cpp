@@ -113,6 +113,13 @@ class Planner {
         continue;
       out_.swigluInto[linear] = i;
       out_.skip[i] = true;  // the split is skipped already
+      // The pair writes the swiglu's result while its later blocks still read the linear's
+      // input, and the memory plan may give the two the same bytes (the input dies at the
+      // linear, the result is born two steps later; in the Llama shapes it always does). So at
+      // one token the result gets storage of its own, as a view in the private block.
+      const uint32_t act = s.results()->Get(0);
+      out_.views[act] = {static_cast<int64_t>(out_.privateBytes), 0};
+      out_.privateBytes += alignUp(static_cast<size_t>(buffer(act).bytes_per_token()));
     }
   }
 
@@ -198,7 +205,23 @@ class Planner {
         continue;
       out_.ropeInto[next] = i;
       out_.skip[i] = true;
+      // With more rows the ropes' inputs are arena buffers that die at the ropes, so the memory
+      // plan may give the attention's result their bytes; folded, the attention would read them
+      // while writing it.
+      const uint32_t result = attention.results()->Get(0);
+      const int64_t qIn = operandBuffer(s, 0), kIn = operandBuffer(twin, 0);
+      if (qIn >= 0 && kIn >= 0 && !shareBytes(result, static_cast<uint32_t>(qIn)) &&
+          !shareBytes(result, static_cast<uint32_t>(kIn)))
+        out_.ropeIntoRows[next] = i;
     }
+  }
+
+  // Whether two buffers' arena ranges (per token, so at any token count) overlap.
+  bool shareBytes(uint32_t a, uint32_t b) const {
+    const plan::Buffer& x = buffer(a);
+    const plan::Buffer& y = buffer(b);
+    return x.arena_offset() < y.arena_offset() + y.bytes_per_token() &&
+           y.arena_offset() < x.arena_offset() + x.bytes_per_token();
   }
 
   // The per-head q/k norms and the ropes after them (Qwen3) fold into the attention when they are

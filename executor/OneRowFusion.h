@@ -3,14 +3,17 @@
 // - a split's results become byte ranges (views) of its operand, and the split is skipped; the
 //   operand then needs storage of its own outside the arena, where the memory plan might reuse
 //   its bytes while a view is still to be read;
-// - a gate/up linear whose split halves feed only a swiglu can write the swiglu's result itself;
+// - a gate/up linear whose split halves feed only a swiglu can write the swiglu's result itself,
+//   which then gets storage of its own beside the views (the memory plan may give it the bytes of
+//   the linear's input, still being read while the result is written);
 // - a rope whose input view has no other reader rotates in place, and the q and k ropes of a
 //   layer, adjacent in the qkv buffer, become one launch;
 // - an rms_norm or add_rms_norm whose normed row feeds only the linear right after it is folded
 //   into that linear's GEMV (which computes the norm itself and stores add_rms_norm's sum), so
 //   the norm's own launch - one latency-bound block - is skipped (`folds.norms`);
 // - a layer's fused q/k rope whose rotated views only the attention after it reads is folded into
-//   that attention, which rotates what it reads (`folds.ropes`);
+//   that attention, which rotates what it reads (`folds.ropes`); where the attention's result
+//   shares no bytes with the split's q and k, also in steps of several decode rows (ropeIntoRows);
 // - likewise a layer's per-head q/k norms and the ropes after them (Qwen3), when those four steps
 //   run right before the attention and only it reads their results: the attention norms and
 //   rotates what it reads (`folds.ropes`).
@@ -36,6 +39,10 @@ struct OneRowFusion {
   std::map<uint32_t, int64_t> fusedRopeHeads;  // first rope step -> heads of both ropes
   std::map<uint32_t, uint32_t> normInto;       // linear step -> the norm step folded into it
   std::map<uint32_t, uint32_t> ropeInto;       // attention step -> the rope step folded into it
+  // The entries of ropeInto whose attention may also take its ropes' inputs at more than one
+  // token (a step of decode rows, which the decode kernel rotates as it reads): there the inputs
+  // are the split's own buffers, and the attention's result shares no arena bytes with them.
+  std::map<uint32_t, uint32_t> ropeIntoRows;
   struct NormedRopes {
     uint32_t qNorm, kNorm, qRope, kRope;  // steps
   };

@@ -30,6 +30,7 @@ Error CudaBackend::enqueueSteps(int64_t tokens) {
   for (uint32_t i = 0; i < prog_.steps()->size(); ++i) {
     const plan::Step& s = *prog_.steps()->Get(i);
     if (tokens == 1 && oneRow_.skip[i]) continue;
+    if (tokens > 1 && decodeStep_ && ropesIntoRows_[i]) continue;  // rotated by the attention
     // After the plan's select_rows only the chunk's logit rows go on (none: nothing does).
     int64_t rows = tokens;
     const int64_t logitsFrom = selectStep_ >= 0 ? selectStep_ : logitRecvStep_;
@@ -164,6 +165,24 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
       for (uint32_t step : {f.qNorm, f.kNorm, f.qRope, f.kRope})
         if (Error e = enqueue(*prog_.steps()->Get(step), step, attention, tokens, rows)) return e;
       return enqueueAttention(s, cache, A, nullptr);
+    }
+    // Decode rows of several sequences: the same, the attention reading the split's q and k
+    // (the ropes' inputs) and the two rope steps skipped (enqueueSteps).
+    if (A > 1 && decodeStep_ && A <= cuda::kDecodeMaxTokens) {
+      const auto multi = oneRow_.ropeIntoRows.find(index);
+      if (multi != oneRow_.ropeIntoRows.end()) {
+        const plan::Step& qRope = *prog_.steps()->Get(multi->second);
+        const plan::Step& kRope = *prog_.steps()->Get(multi->second + 1);
+        if (cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads,
+                                          cache.headDim)) {
+          const cuda::DecodeRope rope{
+              rope_.at(multi->second).first, rope_.at(multi->second).second, {}};
+          return enqueueAttention(s, cache, A, &rope, operand(qRope, 0, A), operand(kRope, 0, A));
+        }
+        for (uint32_t step : {multi->second, multi->second + 1})
+          if (Error e = enqueue(*prog_.steps()->Get(step), step, attention, tokens, rows)) return e;
+        return enqueueAttention(s, cache, A, nullptr);
+      }
     }
     const auto folded = A == 1 ? oneRow_.ropeInto.find(index) : oneRow_.ropeInto.end();
     if (folded == oneRow_.ropeInto.end()) return enqueueAttention(s, cache, A, nullptr);

@@ -212,24 +212,39 @@ class PagedRun {
   std::vector<int32_t> tables_;
 };
 
+struct Backends {
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Backend> cpu, cuda;
+};
+
+// The CPU and CUDA backends of one plan, on the same random weights.
+void makeBackends(const LoadedPlan& plan, int64_t blockSize, Backends* out) {
+  out->comm = createLocalCommunicator();
+  BackendOptions cpuOptions;
+  cpuOptions.weightSource = weightsFor(plan);
+  BackendOptions cudaOptions = cpuOptions;
+  cudaOptions.kind = "cuda";
+  cudaOptions.kvBlockSize = blockSize;
+  cudaOptions.gpuMemoryUtilization = 0.1;
+  Expected<std::unique_ptr<Backend>> cpu = createBackend(plan, 0, *out->comm, cpuOptions);
+  ASSERT_TRUE(cpu) << cpu.errorMessage();
+  Expected<std::unique_ptr<Backend>> cuda = createBackend(plan, 0, *out->comm, cudaOptions);
+  ASSERT_TRUE(cuda) << cuda.errorMessage();
+  ASSERT_GE((*cuda)->kvBlocks(), 64);
+  out->cpu = std::move(*cpu);
+  out->cuda = std::move(*cuda);
+}
+
 void runCase(DType dtype, const std::string& preset, int64_t blockSize, double tolerance) {
   SCOPED_TRACE(preset + " block " + std::to_string(blockSize));
   ModelSpec spec = test::presetSpec(Family::Llama, preset, dtype);
   Expected<LoadedPlan> plan = compileWithCompute(spec, dtype);
   ASSERT_TRUE(plan) << plan.errorMessage();
   ASSERT_EQ(static_cast<DType>(plan->plan().compute_dtype()), dtype);
-  std::unique_ptr<Communicator> comm = createLocalCommunicator();
-  BackendOptions cpuOptions;
-  cpuOptions.weightSource = weightsFor(*plan);
-  BackendOptions cudaOptions = cpuOptions;
-  cudaOptions.kind = "cuda";
-  cudaOptions.kvBlockSize = blockSize;
-  cudaOptions.gpuMemoryUtilization = 0.1;
-  Expected<std::unique_ptr<Backend>> cpu = createBackend(*plan, 0, *comm, cpuOptions);
-  ASSERT_TRUE(cpu) << cpu.errorMessage();
-  Expected<std::unique_ptr<Backend>> cuda = createBackend(*plan, 0, *comm, cudaOptions);
-  ASSERT_TRUE(cuda) << cuda.errorMessage();
-  ASSERT_GE((*cuda)->kvBlocks(), 64);
+  Backends backends;
+  ASSERT_NO_FATAL_FAILURE(makeBackends(*plan, blockSize, &backends));
+  Backend* cpu = backends.cpu.get();
+  Backend* cuda = backends.cuda.get();
 
   const int64_t vocab = spec.vocabSize;
   std::vector<std::vector<int32_t>> prompts;
@@ -240,10 +255,10 @@ void runCase(DType dtype, const std::string& preset, int64_t blockSize, double t
     prompts.push_back(p);
   }
   const int64_t decodeSteps = 3;
-  const Reference ref = runAlone(**cpu, prompts, decodeSteps, vocab);
+  const Reference ref = runAlone(*cpu, prompts, decodeSteps, vocab);
   ASSERT_EQ(ref.tokens.size(), 3u);
 
-  PagedRun run(**cuda, ref, blockSize, vocab);
+  PagedRun run(*cuda, ref, blockSize, vocab);
   // Prompts 0 and 2 whole, the first 17 tokens of prompt 1 (no sampling row).
   run.step({{0, 0, 5, true}, {1, 0, 17, false}, {2, 0, 23, true}}, tolerance);
   // Prompt 1's rest beside the first decode tokens of 0 and 2.
@@ -267,6 +282,31 @@ TEST(CudaPagedSteps, Bf16DecodeAndPrefillKernelsMatchTheCpuAlone) {
   // as the bf16 golden tests.
   runCase(DType::BF16, "small", 16, 3e-2);
   runCase(DType::BF16, "small", 32, 3e-2);
+}
+
+// One sequence decoding alone: steps of one token, where the backend's one-row fusions run
+// (OneRowFusion: the gate/up pair writing the swiglu, folded norms and ropes, split views). The
+// MLP is wide enough (16384 rows a half) that the pair's blocks cannot all be resident at once,
+// so a fused result written over bytes that later blocks still read shows up in the logits.
+TEST(CudaPagedSteps, OneSequenceDecodeWithAWideMlpMatchesTheCpuAlone) {
+  if (!haveGpu()) GTEST_SKIP() << "skipped: no GPU";
+  ModelSpec spec = test::presetSpec(Family::Llama, "small", DType::BF16);
+  spec.intermediateSize = 16384;
+  Expected<LoadedPlan> plan = compileWithCompute(spec, DType::BF16);
+  ASSERT_TRUE(plan) << plan.errorMessage();
+  Backends backends;
+  ASSERT_NO_FATAL_FAILURE(makeBackends(*plan, 16, &backends));
+  std::vector<int32_t> prompt(9);
+  std::mt19937 rng(5);
+  for (int32_t& id : prompt)
+    id = static_cast<int32_t>(rng() % static_cast<uint32_t>(spec.vocabSize));
+  const int64_t decodeSteps = 4;
+  const Reference ref = runAlone(*backends.cpu, {prompt}, decodeSteps, spec.vocabSize);
+  ASSERT_EQ(ref.tokens.size(), 1u);
+  PagedRun run(*backends.cuda, ref, 16, spec.vocabSize);
+  // bf16 over 4 layers, as Bf16DecodeAndPrefillKernelsMatchTheCpuAlone.
+  run.step({{0, 0, 9, true}}, 3e-2);
+  for (int32_t step = 0; step < decodeSteps; ++step) run.step({{0, 9 + step, 1, true}}, 3e-2);
 }
 
 TEST(CudaPagedSteps, APoolTooSmallForOneSequenceNamesTheNumbers) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <string_view>
 
 #include "executor/OneRowFusion.h"
@@ -40,6 +41,7 @@ TEST(OneRowFusion, LlamaSplitsBecomeViewsAndSwigluAndRopesFuse) {
     ASSERT_EQ(steps.split.size(), static_cast<size_t>(2 * spec.numLayers));  // qkv and gate/up
 
     size_t privateBytes = 0;
+    std::map<int64_t, int64_t> storage;  // private block: base -> bytes per token
     for (uint32_t i : steps.split) {
       const plan::Step& s = *prog.steps()->Get(i);
       EXPECT_TRUE(f.skip[i]);
@@ -57,8 +59,8 @@ TEST(OneRowFusion, LlamaSplitsBecomeViewsAndSwigluAndRopesFuse) {
       }
       EXPECT_EQ(offset, prog.buffers()->Get(source)->bytes_per_token());
       privateBytes += (static_cast<size_t>(offset) + 255) / 256 * 256;
+      storage[base] = offset;
     }
-    EXPECT_EQ(f.privateBytes, privateBytes);
 
     // Every swiglu is written by the gate/up linear that feeds its split.
     ASSERT_EQ(steps.swiglu.size(), static_cast<size_t>(spec.numLayers));
@@ -68,6 +70,22 @@ TEST(OneRowFusion, LlamaSplitsBecomeViewsAndSwigluAndRopesFuse) {
       EXPECT_EQ(prog.steps()->Get(swiglu)->op()->string_view(), "swiglu");
       EXPECT_TRUE(f.skip[swiglu]);
       EXPECT_EQ(linear + 2, swiglu);  // linear, split, swiglu
+      // Its result has storage of its own at one token: the pair writes it while still reading
+      // the linear's input, which the memory plan may place on the same bytes.
+      const uint32_t act = prog.steps()->Get(swiglu)->results()->Get(0);
+      ASSERT_TRUE(f.views.count(act));
+      EXPECT_EQ(f.views.at(act).second, 0);
+      const int64_t bytes = prog.buffers()->Get(act)->bytes_per_token();
+      privateBytes += (static_cast<size_t>(bytes) + 255) / 256 * 256;
+      EXPECT_FALSE(storage.count(f.views.at(act).first));
+      storage[f.views.at(act).first] = bytes;
+    }
+    EXPECT_EQ(f.privateBytes, privateBytes);
+    // No two storages of the private block share a byte.
+    int64_t end = 0;
+    for (auto [base, bytes] : storage) {
+      EXPECT_GE(base, end);
+      end = base + bytes;
     }
 
     // One rope launch per layer, over this rank's query and key heads.
@@ -177,10 +195,34 @@ TEST(OneRowFusion, NormsAndRopesFoldIntoTheLinearThatAloneReadsThem) {
     EXPECT_EQ(as.operands()->Get(0)->index(), prog.steps()->Get(rope)->results()->Get(0));
     EXPECT_EQ(as.operands()->Get(1)->index(), prog.steps()->Get(rope + 1)->results()->Get(0));
   }
+  // With several decode rows the attention reads the ropes' inputs instead: only where its
+  // result shares no arena bytes with them (at any token count: offsets are per token).
+  const auto range = [&](uint32_t b) {
+    const plan::Buffer& buffer = *prog.buffers()->Get(b);
+    return std::pair<int64_t, int64_t>{buffer.arena_offset(),
+                                       buffer.arena_offset() + buffer.bytes_per_token()};
+  };
+  size_t safe = 0;
+  for (auto [attention, rope] : f.ropeInto) {
+    const auto out = range(prog.steps()->Get(attention)->results()->Get(0));
+    bool disjoint = true;
+    for (uint32_t r : {rope, rope + 1}) {
+      const auto in = range(prog.steps()->Get(r)->operands()->Get(0)->index());
+      disjoint = disjoint && (out.second <= in.first || in.second <= out.first);
+    }
+    EXPECT_EQ(f.ropeIntoRows.count(attention) == 1, disjoint) << "attention step " << attention;
+    if (disjoint) {
+      EXPECT_EQ(f.ropeIntoRows.at(attention), rope);
+    }
+    safe += disjoint;
+  }
+  EXPECT_EQ(f.ropeIntoRows.size(), safe);
+  EXPECT_GT(safe, 0u);  // the Llama layout leaves them apart, so the multi-row fold runs
 
   const OneRowFusion unfolded = planOneRowFusion(plan->plan(), 0, {false, false});
   EXPECT_TRUE(unfolded.normInto.empty());
   EXPECT_TRUE(unfolded.ropeInto.empty());
+  EXPECT_TRUE(unfolded.ropeIntoRows.empty());
   Expected<LoadedPlan> tiny = test::compileSpec(test::presetSpec(Family::Llama), 1);
   ASSERT_TRUE(tiny) << tiny.errorMessage();
   const OneRowFusion tinyFolds = planOneRowFusion(tiny->plan(), 0);
