@@ -1,5 +1,6 @@
 #include "executor/cuda/Gemm.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "executor/cuda/CudaCheck.h"
@@ -73,15 +74,15 @@ Expected<GemmRunner::Prepared*> GemmRunner::prepare(const Shape& s) {
   TPC_CUDA_TRY(cublasLtMatmulPreferenceSetAttribute(preference,
                                                     CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                     &workspaceBytes_, sizeof workspaceBytes_));
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found_count = 0;
-  cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.c, p.c,
-                                                         preference, 1, &result, &found_count);
+  cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      handle_, p.desc, p.a, p.b, p.c, p.c, preference, kCandidates, results, &found_count);
   cublasLtMatmulPreferenceDestroy(preference);
   if (status != CUBLAS_STATUS_SUCCESS || found_count == 0)
     return makeError("cuBLASLt has no algorithm for a ", s.tokens, "x", s.in, " @ ", s.in, "x",
                      s.out, " GEMM", s.bias ? " with bias" : "");
-  p.algo = result.algo;
+  for (int i = 0; i < found_count; ++i) p.algos.push_back(results[i].algo);
   return &prepared_.emplace(s, p).first->second;
 }
 
@@ -90,27 +91,61 @@ bool GemmRunner::gemvEnabled() {
   return enabled;
 }
 
+int64_t GemmRunner::gemvMaxTokens(int64_t in, int64_t out) {
+  // TPC_GEMV_MAX_TOKENS caps the rule below (1: our GEMV for one token only, as before the rule).
+  static const int64_t cap = [] {
+    const char* text = std::getenv("TPC_GEMV_MAX_TOKENS");
+    char* end = nullptr;
+    const long long value = text && *text ? std::strtoll(text, &end, 10) : 0;
+    return text && *text && *end == '\0' && value >= 1 ? static_cast<int64_t>(value)
+                                                       : cuda::kMaxGemvTokens;
+  }();
+  // Measured with tpc_linear_bench on the H200 (bf16, Llama-3-8B and Llama-3.2-1B shapes, our
+  // GEMV against cuBLASLt's first and best algorithms): ahead at one token everywhere; at two
+  // for outputs of up to 8192 rows (qkv, o, down: 14.8 against 15.9 us for the 8B qkv, 10.2
+  // against 12.5 for its o); at four only for at most 4096 rows of at most 4096 x 4096 weights
+  // (the 8B o, 11.5 against 12.4; the 1B down, 10.6 against 12.9). Wide outputs (gate/up,
+  // lm_head) and eight tokens belong to cuBLASLt.
+  const int64_t rule = out > 8192 ? 1 : out <= 4096 && in * out <= 4096 * 4096 ? 4 : 2;
+  return std::min(rule, cap);
+}
+
 Error GemmRunner::linear(cuda::ElementType inputType, cuda::ElementType outputType, const void* x,
                          const void* w, const void* bias, int64_t tokens, int64_t in, int64_t out,
                          void* y, cudaStream_t stream) {
-  // A one-token step only streams the weights: our GEMV keeps more loads in flight than
-  // cuBLASLt's small-N kernels.
-  // Measured on an H100 (Llama-3-8B shapes): ahead of cuBLASLt for one token, behind it for 8,
-  // where cuBLASLt's tensor-core kernels reuse each weight load across the tokens.
-  constexpr int64_t kGemvMaxTokens = 1;
-  if (gemvEnabled() && tokens <= kGemvMaxTokens && cuda::gemvVariantFor(in, out).unroll >= 0 &&
-      cuda::gemvSupports(inputType, tokens, in, x, w))
+  // A step of a few tokens only streams the weights: our GEMV keeps more loads in flight than
+  // cuBLASLt's small-N kernels, but reads its inputs again for every weight vector, so cuBLASLt's
+  // tensor-core kernels, which reuse each weight load across the tokens, win as tokens grow.
+  if (gemvEnabled() && tokens <= gemvMaxTokens(in, out) &&
+      cuda::gemvVariantFor(in, out).unroll >= 0 && cuda::gemvSupports(inputType, tokens, in, x, w))
     return cudacheck::check(
         cuda::gemv(inputType, outputType, x, w, bias, tokens, in, out, y, stream), "gemv");
+  return cublasLinear(inputType, outputType, x, w, bias, tokens, in, out, y, stream);
+}
+
+Expected<int> GemmRunner::candidates(cuda::ElementType inputType, cuda::ElementType outputType,
+                                     bool bias, int64_t tokens, int64_t in, int64_t out) {
+  Expected<Prepared*> p = prepare({inputType, outputType, bias, tokens, in, out});
+  if (!p) return p.takeError();
+  return static_cast<int>((*p)->algos.size());
+}
+
+Error GemmRunner::cublasLinear(cuda::ElementType inputType, cuda::ElementType outputType,
+                               const void* x, const void* w, const void* bias, int64_t tokens,
+                               int64_t in, int64_t out, void* y, cudaStream_t stream,
+                               int candidate) {
   Expected<Prepared*> p = prepare({inputType, outputType, bias != nullptr, tokens, in, out});
   if (!p) return p.takeError();
+  if (candidate < 0 || candidate >= static_cast<int>((*p)->algos.size()))
+    return makeError("cuBLASLt offers ", (*p)->algos.size(), " algorithms for a ", tokens, "x", in,
+                     " @ ", in, "x", out, " GEMM, not ", candidate + 1);
   if (bias)
     TPC_CUDA_TRY(cublasLtMatmulDescSetAttribute((*p)->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                 &bias, sizeof bias));
   const float alpha = 1.0f, beta = 0.0f;
   TPC_CUDA_TRY(cublasLtMatmul(handle_, (*p)->desc, &alpha, w, (*p)->a, x, (*p)->b, &beta, y,
-                              (*p)->c, y, (*p)->c, &(*p)->algo, workspace_, workspaceBytes_,
-                              stream));
+                              (*p)->c, y, (*p)->c, &(*p)->algos[static_cast<size_t>(candidate)],
+                              workspace_, workspaceBytes_, stream));
   return Error::success();
 }
 

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 #include "ir/Error.h"
 #include "kernels/cuda/CudaKernels.h"
@@ -22,13 +23,24 @@ class GemmRunner {
   static Expected<std::unique_ptr<GemmRunner>> create(size_t workspaceBytes);
   ~GemmRunner();
 
-  // Whether one-token linears may run our GEMV (TPC_NO_GEMV=1 sends everything to cuBLASLt).
+  // Whether small linears may run our GEMV (TPC_NO_GEMV=1 sends everything to cuBLASLt).
   static bool gemvEnabled();
+  // The most tokens a linear of this shape runs through our GEMV rather than cuBLASLt.
+  static int64_t gemvMaxTokens(int64_t in, int64_t out);
 
   // x and w share `inputType`; y may differ (logits are f32); bias has y's type.
   Error linear(cuda::ElementType inputType, cuda::ElementType outputType, const void* x,
                const void* w, const void* bias, int64_t tokens, int64_t in, int64_t out, void* y,
                cudaStream_t stream);
+  // The same through cuBLASLt whatever the size (tpc_linear_bench compares the two), with the
+  // heuristic's `candidate`-th algorithm for the shape (0: its first choice, what linear runs).
+  Error cublasLinear(cuda::ElementType inputType, cuda::ElementType outputType, const void* x,
+                     const void* w, const void* bias, int64_t tokens, int64_t in, int64_t out,
+                     void* y, cudaStream_t stream, int candidate = 0);
+  // How many algorithms cuBLASLt's heuristic offers for the shape (at most kCandidates).
+  static constexpr int kCandidates = 8;
+  Expected<int> candidates(cuda::ElementType inputType, cuda::ElementType outputType, bool bias,
+                           int64_t tokens, int64_t in, int64_t out);
 
  private:
   struct Shape {
@@ -41,7 +53,7 @@ class GemmRunner {
   struct Prepared {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-    cublasLtMatmulAlgo_t algo{};
+    std::vector<cublasLtMatmulAlgo_t> algos;  // the heuristic's choices, best first
   };
   Expected<Prepared*> prepare(const Shape& shape);
 

@@ -16,11 +16,11 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTPC_ENABLE_CU
   -DCMAKE_CUDA_ARCHITECTURES=90a > "$build/configure.log"
 grep -q "CUDA backend on" "$build/configure.log" || { cat "$build/configure.log"; echo "error: the CUDA backend is off" >&2; exit 1; }
 cmake --build "$build" --target tpc tpexec tpc_kernels_cuda_tests tpc_tools_tests tpc_executor_tests tpc_ipc_bench \
-  tpc_gemv_bench tpc_moe_bench -j"$(nproc)"
+  tpc_gemv_bench tpc_moe_bench tpc_linear_bench -j"$(nproc)"
 
 rm -rf "$out/bin" "$out/lib" "$out/plans" "$out/payload.tar.xz"
 mkdir -p "$out/bin" "$out/lib" "$out/plans"
-cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests,tpc_executor_tests,tpc_ipc_bench,tpc_gemv_bench,tpc_moe_bench} "$out/bin/"
+cp "$build"/bin/{tpc,tpexec,tpc_kernels_cuda_tests,tpc_tools_tests,tpc_executor_tests,tpc_ipc_bench,tpc_gemv_bench,tpc_moe_bench,tpc_linear_bench} "$out/bin/"
 strip "$out"/bin/*  # gpu-bundle/ is copied to the GPU machine: keep it small
 # Shared libraries the GPU machine lacks: everything but the CUDA libraries and the C runtime.
 for b in "$out"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u |

@@ -1,0 +1,195 @@
+// tpc_linear_bench: the linear of a 1-to-64-token step (bf16, the Llama-3-8B and Llama-3.2-1B
+// shapes) through cuBLASLt (GemmRunner::cublasLinear: the heuristic's first algorithm, as the
+// backend runs it, and the fastest of the others it offers) and through our GEMV (up to its
+// kMaxGemvTokens tokens), side by side, with the
+// read bandwidth of a read-only kernel measured in the same run as the ceiling: at these sizes a
+// linear only streams its weight. Each timing rotates over enough copies of the weight that no
+// call finds it in the 60 MB L2, in one CUDA Graph of launches as a decode step runs them.
+//   tpc_linear_bench [--calls 40] [--replays 10] [--tokens 1,2,4,8,16,32,64]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/common/GraphTimer.h"
+#include "executor/cuda/Gemm.h"
+#include "kernels/cuda/CudaKernels.h"
+#include "kernels/cuda/Gemv.h"
+
+namespace {
+
+using namespace tpc::cuda;
+using tpc::bench::deviceAlloc;
+using tpc::bench::timeGraph;
+
+struct Shape {
+  const char* model;
+  const char* name;
+  int64_t in, out;
+};
+const Shape kShapes[] = {
+    {"llama3-8b", "qkv", 4096, 6144},       {"llama3-8b", "o", 4096, 4096},
+    {"llama3-8b", "gate_up", 4096, 28672},  {"llama3-8b", "down", 14336, 4096},
+    {"llama3-8b", "lm_head", 4096, 128256}, {"llama3.2-1b", "qkv", 2048, 3072},
+    {"llama3.2-1b", "o", 2048, 2048},       {"llama3.2-1b", "gate_up", 2048, 16384},
+    {"llama3.2-1b", "down", 8192, 2048},
+};
+constexpr int64_t kMaxTokens = 64;
+constexpr size_t kRotateBytes = 512ull << 20;  // well past the L2, so weights come from HBM
+
+double readCeilingGBs(cudaStream_t stream) {
+  const size_t bytes = 2ull << 30;
+  void* data = deviceAlloc(bytes);
+  BENCH_CHECK(cudaMemsetAsync(data, 1, bytes, stream));
+  auto* sum = static_cast<uint32_t*>(deviceAlloc(sizeof(uint32_t)));
+  const double us = timeGraph(
+      [&](cudaStream_t s, int) { BENCH_CHECK(readSum(data, bytes, sum, s)); }, 5, 4, stream);
+  cudaFree(data);
+  cudaFree(sum);
+  return static_cast<double>(bytes) / (us * 1e3);
+}
+
+bool parseTokens(const std::string& text, std::vector<int64_t>* tokens) {
+  std::stringstream list(text);
+  std::string item;
+  tokens->clear();
+  while (std::getline(list, item, ',')) {
+    char* end = nullptr;
+    const long long value = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || value < 1 || value > kMaxTokens) return false;
+    tokens->push_back(value);
+  }
+  return !tokens->empty();
+}
+
+int run(int argc, char** argv) {
+  int calls = 40, replays = 10;
+  std::vector<int64_t> tokenCounts = {1, 2, 4, 8, 16, 32, 64};
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--calls" && i + 1 < argc) {
+      calls = std::atoi(argv[++i]);
+    } else if (arg == "--replays" && i + 1 < argc) {
+      replays = std::atoi(argv[++i]);
+    } else if (arg == "--tokens" && i + 1 < argc) {
+      if (!parseTokens(argv[++i], &tokenCounts)) {
+        std::fprintf(stderr, "error: --tokens needs a list of counts from 1 to %lld\n",
+                     static_cast<long long>(kMaxTokens));
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "usage: tpc_linear_bench [--calls N] [--replays N] [--tokens LIST]\n");
+      return 2;
+    }
+  }
+  if (calls <= 0 || replays <= 0) {
+    std::fprintf(stderr, "error: --calls and --replays need positive numbers\n");
+    return 2;
+  }
+  cudaStream_t stream = nullptr;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  auto runner = tpc::GemmRunner::create(32u << 20);
+  if (!runner) {
+    std::fprintf(stderr, "error: %s\n", runner.errorMessage().c_str());
+    return 1;
+  }
+  const double ceiling = readCeilingGBs(stream);
+  std::printf("read ceiling (read-only kernel over 2 GiB): %.0f GB/s\n", ceiling);
+  std::printf("  %-11s %-8s %12s %6s %22s %32s %22s %7s\n", "model", "linear", "in x out", "tokens",
+              "cuBLASLt (heuristic)", "cuBLASLt (best measured)", "our GEMV", "fastest");
+  const ElementType type = ElementType::BF16;
+  for (const Shape& s : kShapes) {
+    const ElementType outType = std::string(s.name) == "lm_head" ? ElementType::F32 : type;
+    const size_t weightBytes = static_cast<size_t>(s.in * s.out) * 2;
+    const int copies = static_cast<int>(std::max<size_t>(1, kRotateBytes / weightBytes));
+    std::vector<void*> weights(static_cast<size_t>(copies));
+    for (int c = 0; c < copies; ++c) {
+      weights[static_cast<size_t>(c)] = deviceAlloc(weightBytes);
+      BENCH_CHECK(fillUniform(type, weights[static_cast<size_t>(c)], s.in * s.out, 0.02f,
+                              static_cast<uint64_t>(c + 1), stream));
+    }
+    const int64_t most = kMaxTokens;
+    void* x = deviceAlloc(static_cast<size_t>(most * s.in) * 2);
+    void* y = deviceAlloc(static_cast<size_t>(most * s.out) * 4);
+    BENCH_CHECK(fillUniform(type, x, most * s.in, 1.0f, 91, stream));
+    const auto w = [&](int call) { return weights[static_cast<size_t>(call % copies)]; };
+    const double gb = static_cast<double>(weightBytes) / 1e9;
+    for (int64_t tokens : tokenCounts) {
+      // The first call prepares cuBLASLt's algorithm for the shape, outside the capture.
+      tpc::GemmRunner& gemm = **runner;
+      if (tpc::Error e =
+              gemm.cublasLinear(type, outType, x, w(0), nullptr, tokens, s.in, s.out, y, stream)) {
+        std::fprintf(stderr, "error: %s\n", e.message().c_str());
+        return 1;
+      }
+      const double cublasUs = timeGraph(
+          [&](cudaStream_t st, int c) {
+            if (tpc::Error e = gemm.cublasLinear(type, outType, x, w(c), nullptr, tokens, s.in,
+                                                 s.out, y, st)) {
+              std::fprintf(stderr, "error: %s\n", e.message().c_str());
+              std::exit(1);
+            }
+          },
+          calls, replays, stream);
+      // The heuristic's other algorithms for the shape: what choosing by measurement would gain.
+      tpc::Expected<int> offered = gemm.candidates(type, outType, false, tokens, s.in, s.out);
+      double bestAlgoUs = cublasUs;
+      int bestAlgo = 0;
+      for (int a = 1; offered && a < *offered; ++a) {
+        const double us = timeGraph(
+            [&](cudaStream_t st, int c) {
+              if (tpc::Error e = gemm.cublasLinear(type, outType, x, w(c), nullptr, tokens, s.in,
+                                                   s.out, y, st, a)) {
+                std::fprintf(stderr, "error: %s\n", e.message().c_str());
+                std::exit(1);
+              }
+            },
+            calls, replays, stream);
+        if (us < bestAlgoUs) bestAlgoUs = us, bestAlgo = a;
+      }
+      // Our GEMV where it takes the call (up to kMaxGemvTokens tokens; the backend runs it at one).
+      double gemvUs = 0;
+      if (tokens <= kMaxGemvTokens && gemvVariantFor(s.in, s.out).unroll >= 0)
+        gemvUs = timeGraph(
+            [&](cudaStream_t st, int c) {
+              BENCH_CHECK(gemv(type, outType, x, w(c), nullptr, tokens, s.in, s.out, y, st));
+            },
+            calls, replays, stream);
+      const auto column = [&](double us) {
+        if (us <= 0) return std::string("-");
+        char text[64];
+        std::snprintf(text, sizeof text, "%8.2f us %5.1f%%", us,
+                      100.0 * gb / (us * 1e-6) / ceiling);
+        return std::string(text);
+      };
+      const std::string bestOf = column(bestAlgoUs) + " (#" + std::to_string(bestAlgo) + " of " +
+                                 std::to_string(offered ? *offered : 0) + ")";
+      std::printf("  %-11s %-8s %5lldx%-6lld %6lld %22s %32s %22s %7s\n", s.model, s.name,
+                  static_cast<long long>(s.in), static_cast<long long>(s.out),
+                  static_cast<long long>(tokens), column(cublasUs).c_str(), bestOf.c_str(),
+                  column(gemvUs).c_str(), gemvUs > 0 && gemvUs < bestAlgoUs ? "GEMV" : "cuBLASLt");
+    }
+    for (void* p : weights) cudaFree(p);
+    cudaFree(x);
+    cudaFree(y);
+  }
+  cudaStreamDestroy(stream);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // std::bad_alloc from the tables, say
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
