@@ -181,6 +181,17 @@ class Planner {
       if (buffer(normed).dtype() != plan_.compute_dtype() || (width * computeBytes) % 16 != 0 ||
           width <= 1024 || vectors > 1024 || w.shape()->Get(1) != width)
         continue;
+      // The GEMV reads the norm's inputs while it writes the linear's result, which the memory
+      // plan may place on their bytes (they die at the norm, the result is born after it); a
+      // result with storage of its own (a split's operand) is apart from the arena.
+      const uint32_t result = ls.results()->Get(0);
+      bool apart = true;
+      for (uint32_t o = 0; o < s.operands()->size(); ++o) {
+        const int64_t in = operandBuffer(s, o);
+        apart = apart && (in < 0 || out_.views.count(result) || out_.views.count(in) ||
+                          !shareBytes(result, static_cast<uint32_t>(in)));
+      }
+      if (!apart) continue;
       out_.normInto[next] = i;
       out_.skip[i] = true;
     }

@@ -177,6 +177,18 @@ TEST(OneRowFusion, NormsAndRopesFoldIntoTheLinearThatAloneReadsThem) {
     // The linear reads the normed row (add_rms_norm's second result).
     EXPECT_EQ(ls.operands()->Get(0)->index(), ns.results()->Get(op == "add_rms_norm" ? 1 : 0));
     intoGateUp += f.swigluInto.count(linear);
+    // The GEMV reads the norm's inputs while writing the linear's result: never the same bytes.
+    const uint32_t result = ls.results()->Get(0);
+    const plan::Buffer& out = *prog.buffers()->Get(result);
+    for (const plan::Ref* in : *ns.operands()) {
+      if (in->kind() != plan::RefKind::Buffer || f.views.count(result) ||
+          f.views.count(in->index()))
+        continue;
+      const plan::Buffer& b = *prog.buffers()->Get(in->index());
+      EXPECT_TRUE(out.arena_offset() + out.bytes_per_token() <= b.arena_offset() ||
+                  b.arena_offset() + b.bytes_per_token() <= out.arena_offset())
+          << "linear step " << linear;
+    }
   }
   EXPECT_GE(f.normInto.size(), static_cast<size_t>(spec.numLayers));
   EXPECT_LE(f.normInto.size(), static_cast<size_t>(spec.numLayers + 1));  // and the lm_head's
