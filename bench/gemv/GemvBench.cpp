@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "bench/common/GraphTimer.h"
+#include "bench/common/ReadCeiling.h"
+#include "bench/gemv/LlamaLinears.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/Gemv.h"
 
@@ -23,36 +25,14 @@ namespace {
 
 using namespace tpc::cuda;
 using tpc::bench::deviceAlloc;
+using tpc::bench::kLlamaLinears;
+using tpc::bench::LinearShape;
+using tpc::bench::readCeilingGBs;
+using tpc::bench::RotatedWeights;
 using tpc::bench::timeGraph;
 
-struct Shape {
-  const char* model;
-  const char* name;
-  int64_t in, out;
-  bool swiglu;  // out is 2 x the pair's half
-};
-const Shape kShapes[] = {
-    {"llama3-8b", "qkv", 4096, 6144, false},       {"llama3-8b", "o", 4096, 4096, false},
-    {"llama3-8b", "gate_up", 4096, 28672, true},   {"llama3-8b", "down", 14336, 4096, false},
-    {"llama3-8b", "lm_head", 4096, 128256, false}, {"llama3.2-1b", "qkv", 2048, 3072, false},
-    {"llama3.2-1b", "o", 2048, 2048, false},       {"llama3.2-1b", "gate_up", 2048, 16384, true},
-    {"llama3.2-1b", "down", 8192, 2048, false},    {"llama3.2-1b", "lm_head", 2048, 128256, false},
-};
 const GemvVariant kVariants[] = {{0, 1}, {2, 1}, {2, 2}, {2, 4}, {4, 1},
                                  {4, 2}, {4, 4}, {8, 1}, {8, 2}, {8, 4}};
-constexpr size_t kRotateBytes = 512ull << 20;  // well past the L2, so weights come from HBM
-
-double readCeilingGBs(cudaStream_t stream) {
-  const size_t bytes = 2ull << 30;
-  void* data = deviceAlloc(bytes);
-  BENCH_CHECK(cudaMemsetAsync(data, 1, bytes, stream));
-  auto* sum = static_cast<uint32_t*>(deviceAlloc(sizeof(uint32_t)));
-  const double us = timeGraph(
-      [&](cudaStream_t s, int) { BENCH_CHECK(readSum(data, bytes, sum, s)); }, 5, 4, stream);
-  cudaFree(data);
-  cudaFree(sum);
-  return static_cast<double>(bytes) / (us * 1e3);
-}
 
 }  // namespace
 
@@ -79,15 +59,9 @@ int main(int argc, char** argv) {
   std::printf("read ceiling (read-only kernel over 2 GiB): %.0f GB/s\n", ceiling);
   const ElementType type = ElementType::BF16;
   std::string best;
-  for (const Shape& s : kShapes) {
-    const size_t weightBytes = static_cast<size_t>(s.in * s.out) * 2;
-    const int copies = static_cast<int>(std::max<size_t>(1, kRotateBytes / weightBytes));
-    std::vector<void*> weights(static_cast<size_t>(copies));
-    for (int c = 0; c < copies; ++c) {
-      weights[static_cast<size_t>(c)] = deviceAlloc(weightBytes);
-      BENCH_CHECK(fillUniform(type, weights[static_cast<size_t>(c)], s.in * s.out, 0.02f,
-                              static_cast<uint64_t>(c + 1), stream));
-    }
+  for (const LinearShape& s : kLlamaLinears) {
+    const RotatedWeights w(type, s, stream);
+    const size_t weightBytes = w.bytes();
     void* x = deviceAlloc(static_cast<size_t>(s.in) * 2);
     void* residual = deviceAlloc(static_cast<size_t>(s.in) * 2);
     void* gamma = deviceAlloc(static_cast<size_t>(s.in) * 2);
@@ -112,7 +86,6 @@ int main(int argc, char** argv) {
                   gbs, 100.0 * gbs / ceiling);
       return us;
     };
-    const auto w = [&](int call) { return weights[static_cast<size_t>(call % copies)]; };
     if (s.swiglu) {
       double bestUs = 1e30;
       GemvVariant bestVariant;
@@ -171,7 +144,6 @@ int main(int argc, char** argv) {
                    calls, replays, stream));
       }
     }
-    for (void* p : weights) cudaFree(p);
     for (void* p : {x, residual, gamma, sum, normed, y}) cudaFree(p);
   }
   std::printf("best: TPC_GEMV_VARIANT=%s\n", best.c_str());

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "bench/common/GraphTimer.h"
+#include "bench/common/ReadCeiling.h"
+#include "bench/gemv/LlamaLinears.h"
 #include "executor/cuda/Gemm.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/Gemv.h"
@@ -26,34 +28,13 @@ namespace {
 
 using namespace tpc::cuda;
 using tpc::bench::deviceAlloc;
+using tpc::bench::kLlamaLinears;
+using tpc::bench::LinearShape;
+using tpc::bench::readCeilingGBs;
+using tpc::bench::RotatedWeights;
 using tpc::bench::timeGraph;
 
-struct Shape {
-  const char* model;
-  const char* name;
-  int64_t in, out;
-};
-const Shape kShapes[] = {
-    {"llama3-8b", "qkv", 4096, 6144},       {"llama3-8b", "o", 4096, 4096},
-    {"llama3-8b", "gate_up", 4096, 28672},  {"llama3-8b", "down", 14336, 4096},
-    {"llama3-8b", "lm_head", 4096, 128256}, {"llama3.2-1b", "qkv", 2048, 3072},
-    {"llama3.2-1b", "o", 2048, 2048},       {"llama3.2-1b", "gate_up", 2048, 16384},
-    {"llama3.2-1b", "down", 8192, 2048},
-};
 constexpr int64_t kMaxTokens = 64;
-constexpr size_t kRotateBytes = 512ull << 20;  // well past the L2, so weights come from HBM
-
-double readCeilingGBs(cudaStream_t stream) {
-  const size_t bytes = 2ull << 30;
-  void* data = deviceAlloc(bytes);
-  BENCH_CHECK(cudaMemsetAsync(data, 1, bytes, stream));
-  auto* sum = static_cast<uint32_t*>(deviceAlloc(sizeof(uint32_t)));
-  const double us = timeGraph(
-      [&](cudaStream_t s, int) { BENCH_CHECK(readSum(data, bytes, sum, s)); }, 5, 4, stream);
-  cudaFree(data);
-  cudaFree(sum);
-  return static_cast<double>(bytes) / (us * 1e3);
-}
 
 bool parseTokens(const std::string& text, std::vector<int64_t>* tokens) {
   std::stringstream list(text);
@@ -104,45 +85,26 @@ int run(int argc, char** argv) {
   std::printf("  %-11s %-8s %12s %6s %22s %32s %22s %7s\n", "model", "linear", "in x out", "tokens",
               "cuBLASLt (heuristic)", "cuBLASLt (best measured)", "our GEMV", "fastest");
   const ElementType type = ElementType::BF16;
-  for (const Shape& s : kShapes) {
+  tpc::GemmRunner& gemm = **runner;
+  for (const LinearShape& s : kLlamaLinears) {
     const ElementType outType = std::string(s.name) == "lm_head" ? ElementType::F32 : type;
-    const size_t weightBytes = static_cast<size_t>(s.in * s.out) * 2;
-    const int copies = static_cast<int>(std::max<size_t>(1, kRotateBytes / weightBytes));
-    std::vector<void*> weights(static_cast<size_t>(copies));
-    for (int c = 0; c < copies; ++c) {
-      weights[static_cast<size_t>(c)] = deviceAlloc(weightBytes);
-      BENCH_CHECK(fillUniform(type, weights[static_cast<size_t>(c)], s.in * s.out, 0.02f,
-                              static_cast<uint64_t>(c + 1), stream));
-    }
+    const RotatedWeights w(type, s, stream);
     const int64_t most = kMaxTokens;
     void* x = deviceAlloc(static_cast<size_t>(most * s.in) * 2);
     void* y = deviceAlloc(static_cast<size_t>(most * s.out) * 4);
     BENCH_CHECK(fillUniform(type, x, most * s.in, 1.0f, 91, stream));
-    const auto w = [&](int call) { return weights[static_cast<size_t>(call % copies)]; };
-    const double gb = static_cast<double>(weightBytes) / 1e9;
+    const double gb = static_cast<double>(w.bytes()) / 1e9;
     for (int64_t tokens : tokenCounts) {
-      // The first call prepares cuBLASLt's algorithm for the shape, outside the capture.
-      tpc::GemmRunner& gemm = **runner;
-      if (tpc::Error e =
-              gemm.cublasLinear(type, outType, x, w(0), nullptr, tokens, s.in, s.out, y, stream)) {
-        std::fprintf(stderr, "error: %s\n", e.message().c_str());
+      // Every algorithm cuBLASLt's heuristic offers for the shape (prepared here, outside the
+      // capture), its first choice - what the backend runs - first.
+      tpc::Expected<int> offered = gemm.candidates(type, outType, false, tokens, s.in, s.out);
+      if (!offered) {
+        std::fprintf(stderr, "error: %s\n", offered.errorMessage().c_str());
         return 1;
       }
-      const double cublasUs = timeGraph(
-          [&](cudaStream_t st, int c) {
-            if (tpc::Error e = gemm.cublasLinear(type, outType, x, w(c), nullptr, tokens, s.in,
-                                                 s.out, y, st)) {
-              std::fprintf(stderr, "error: %s\n", e.message().c_str());
-              std::exit(1);
-            }
-          },
-          calls, replays, stream);
-      // The heuristic's other algorithms for the shape: what choosing by measurement would gain.
-      tpc::Expected<int> offered = gemm.candidates(type, outType, false, tokens, s.in, s.out);
-      double bestAlgoUs = cublasUs;
-      int bestAlgo = 0;
-      for (int a = 1; offered && a < *offered; ++a) {
-        const double us = timeGraph(
+      std::vector<double> algorithmUs(static_cast<size_t>(*offered));
+      for (int a = 0; a < *offered; ++a)
+        algorithmUs[static_cast<size_t>(a)] = timeGraph(
             [&](cudaStream_t st, int c) {
               if (tpc::Error e = gemm.cublasLinear(type, outType, x, w(c), nullptr, tokens, s.in,
                                                    s.out, y, st, a)) {
@@ -151,8 +113,10 @@ int run(int argc, char** argv) {
               }
             },
             calls, replays, stream);
-        if (us < bestAlgoUs) bestAlgoUs = us, bestAlgo = a;
-      }
+      const double cublasUs = algorithmUs[0];
+      const auto fastest = std::min_element(algorithmUs.begin(), algorithmUs.end());
+      const double bestAlgoUs = *fastest;
+      const auto bestAlgo = static_cast<int>(fastest - algorithmUs.begin());
       // Our GEMV where it takes the call (up to kMaxGemvTokens tokens; the backend runs it at one).
       double gemvUs = 0;
       if (tokens <= kMaxGemvTokens && gemvVariantFor(s.in, s.out).unroll >= 0)
@@ -169,13 +133,12 @@ int run(int argc, char** argv) {
         return std::string(text);
       };
       const std::string bestOf = column(bestAlgoUs) + " (#" + std::to_string(bestAlgo) + " of " +
-                                 std::to_string(offered ? *offered : 0) + ")";
+                                 std::to_string(*offered) + ")";
       std::printf("  %-11s %-8s %5lldx%-6lld %6lld %22s %32s %22s %7s\n", s.model, s.name,
                   static_cast<long long>(s.in), static_cast<long long>(s.out),
                   static_cast<long long>(tokens), column(cublasUs).c_str(), bestOf.c_str(),
                   column(gemvUs).c_str(), gemvUs > 0 && gemvUs < bestAlgoUs ? "GEMV" : "cuBLASLt");
     }
-    for (void* p : weights) cudaFree(p);
     cudaFree(x);
     cudaFree(y);
   }
