@@ -68,6 +68,9 @@ PY
   # The one-token GEMV's variants at the decode shapes, against the read ceiling of the same run.
   timeout 120 "$bundle/bin/tpc_gemv_bench" > "$logs/gemv.txt" 2>&1 || status=1
   table+=("gemv variants (tpc_gemv_bench): $(grep -E '^(read ceiling|best:)' "$logs/gemv.txt" | tr '\n' ' ')")
+  # Linears of 1 to 64 tokens: cuBLASLt (first and best algorithm) against our GEMV.
+  timeout 150 "$bundle/bin/tpc_linear_bench" --tokens 1,2,4,8,16,64 > "$logs/linear.txt" 2>&1 || status=1
+  table+=("linears of few tokens (tpc_linear_bench): $(grep -cE 'GEMV$' "$logs/linear.txt") of $(grep -cE '(GEMV|cuBLASLt)$' "$logs/linear.txt") shape/token rows fastest through our GEMV")
   # LLaVA-1.5-7B: one image (a JPEG resized to 336 px) through the tower, its 576 tokens in the
   # prompt, then decode.
   bench llava-7b-image llava-1.5-7b.w1.fb --batch 1 --prompt-len 640 --gen 128 \
