@@ -28,6 +28,7 @@ class Planner {
       for (uint32_t b : *steps_.Get(i)->results()) producer_[b] = i;
     }
     out_.skip.assign(steps_.size(), false);
+    out_.skipInDecodeRows.assign(steps_.size(), false);
   }
 
   OneRowFusion run() {
@@ -222,8 +223,10 @@ class Planner {
       const uint32_t result = attention.results()->Get(0);
       const int64_t qIn = operandBuffer(s, 0), kIn = operandBuffer(twin, 0);
       if (qIn >= 0 && kIn >= 0 && !shareBytes(result, static_cast<uint32_t>(qIn)) &&
-          !shareBytes(result, static_cast<uint32_t>(kIn)))
+          !shareBytes(result, static_cast<uint32_t>(kIn))) {
         out_.ropeIntoRows[next] = i;
+        out_.skipInDecodeRows[i] = out_.skipInDecodeRows[i + 1] = true;
+      }
     }
   }
 

@@ -43,6 +43,7 @@ struct OneRowFusion {
   // token (a step of decode rows, which the decode kernel rotates as it reads): there the inputs
   // are the split's own buffers, and the attention's result shares no arena bytes with them.
   std::map<uint32_t, uint32_t> ropeIntoRows;
+  std::vector<bool> skipInDecodeRows;  // per step: a rope of ropeIntoRows (both of each pair)
   struct NormedRopes {
     uint32_t qNorm, kNorm, qRope, kRope;  // steps
   };

@@ -116,9 +116,6 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   oneRow_ = planOneRowFusion(
       plan_, rank_,
       {!cuda::environmentFlag("TPC_NO_NORM_FOLD"), !cuda::environmentFlag("TPC_NO_ROPE_FOLD")});
-  ropesIntoRows_.assign(prog_.steps()->size(), false);
-  for (auto [attention, rope] : oneRow_.ropeIntoRows)
-    ropesIntoRows_[rope] = ropesIntoRows_[rope + 1] = true;
   for (const plan::Step* s : *prog_.steps())
     if (s->op()->string_view() == "image_rows")
       imageToken_ = static_cast<int32_t>(stepInt(*s, "image_token_index", -1));

@@ -157,8 +157,6 @@ class CudaBackend : public Backend {
   // One-token views and fusions (executor/OneRowFusion.h); the private block holds the split
   // operands the views point into.
   OneRowFusion oneRow_;
-  // Per step: a rope the decode attention rotates in steps of several decode rows (ropeIntoRows).
-  std::vector<bool> ropesIntoRows_;
   DeviceMemory oneRowSplitSources_;
   DeviceMemory weightMemory_, arena_, kvMemory_, workspace_, io_, gather_, tables_;
   DeviceMemory hostIoMemory_;

@@ -1,6 +1,7 @@
 // One plan step's kernels on the CUDA backend (the class is in CudaBackendImpl.h).
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,7 @@ Error CudaBackend::enqueueSteps(int64_t tokens) {
   for (uint32_t i = 0; i < prog_.steps()->size(); ++i) {
     const plan::Step& s = *prog_.steps()->Get(i);
     if (tokens == 1 && oneRow_.skip[i]) continue;
-    if (tokens > 1 && decodeStep_ && ropesIntoRows_[i]) continue;  // rotated by the attention
+    if (tokens > 1 && decodeStep_ && oneRow_.skipInDecodeRows[i]) continue;
     // After the plan's select_rows only the chunk's logit rows go on (none: nothing does).
     int64_t rows = tokens;
     const int64_t logitsFrom = selectStep_ >= 0 ? selectStep_ : logitRecvStep_;
@@ -166,34 +167,25 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
         if (Error e = enqueue(*prog_.steps()->Get(step), step, attention, tokens, rows)) return e;
       return enqueueAttention(s, cache, A, nullptr);
     }
-    // Decode rows of several sequences: the same, the attention reading the split's q and k
-    // (the ropes' inputs) and the two rope steps skipped (enqueueSteps).
-    if (A > 1 && decodeStep_ && A <= cuda::kDecodeMaxTokens) {
-      const auto multi = oneRow_.ropeIntoRows.find(index);
-      if (multi != oneRow_.ropeIntoRows.end()) {
-        const plan::Step& qRope = *prog_.steps()->Get(multi->second);
-        const plan::Step& kRope = *prog_.steps()->Get(multi->second + 1);
-        if (cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads,
-                                          cache.headDim)) {
-          const cuda::DecodeRope rope{
-              rope_.at(multi->second).first, rope_.at(multi->second).second, {}};
-          return enqueueAttention(s, cache, A, &rope, operand(qRope, 0, A), operand(kRope, 0, A));
-        }
-        for (uint32_t step : {multi->second, multi->second + 1})
-          if (Error e = enqueue(*prog_.steps()->Get(step), step, attention, tokens, rows)) return e;
-        return enqueueAttention(s, cache, A, nullptr);
-      }
+    // The layer's q/k rope folded in: at one token over the split's views (the fused pair's
+    // twin skipped), in a step of several decode rows over the split's q and k themselves (both
+    // ropes skipped, enqueueSteps). The decode kernel rotates; any other kernel gets the ropes
+    // run first as their own steps.
+    const bool decodeRows = A > 1 && decodeStep_;
+    const std::map<uint32_t, uint32_t>& folds =
+        decodeRows ? oneRow_.ropeIntoRows : oneRow_.ropeInto;
+    const auto folded = A == 1 || decodeRows ? folds.find(index) : folds.end();
+    if (folded == folds.end()) return enqueueAttention(s, cache, A, nullptr);
+    const uint32_t qRope = folded->second, kRope = qRope + 1;
+    if (cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads, cache.headDim) &&
+        A <= cuda::kDecodeMaxTokens) {
+      const cuda::DecodeRope rope{rope_.at(qRope).first, rope_.at(qRope).second, {}};
+      if (A == 1) return enqueueAttention(s, cache, A, &rope);
+      return enqueueAttention(s, cache, A, &rope, operand(*prog_.steps()->Get(qRope), 0, A),
+                              operand(*prog_.steps()->Get(kRope), 0, A));
     }
-    const auto folded = A == 1 ? oneRow_.ropeInto.find(index) : oneRow_.ropeInto.end();
-    if (folded == oneRow_.ropeInto.end()) return enqueueAttention(s, cache, A, nullptr);
-    if (cuda::decodeAttentionSupports(type, stepInt(s, "heads"), cache.kvHeads, cache.headDim)) {
-      const cuda::DecodeRope rope{
-          rope_.at(folded->second).first, rope_.at(folded->second).second, {}};
-      return enqueueAttention(s, cache, A, &rope);
-    }
-    if (Error e =
-            enqueue(*prog_.steps()->Get(folded->second), folded->second, attention, tokens, rows))
-      return e;
+    for (uint32_t step = qRope; step <= (A == 1 ? qRope : kRope); ++step)
+      if (Error e = enqueue(*prog_.steps()->Get(step), step, attention, tokens, rows)) return e;
     return enqueueAttention(s, cache, A, nullptr);
   } else if (op == "swiglu") {
     TPC_CUDA_TRY(

@@ -225,10 +225,15 @@ TEST(OneRowFusion, NormsAndRopesFoldIntoTheLinearThatAloneReadsThem) {
     EXPECT_EQ(f.ropeIntoRows.count(attention) == 1, disjoint) << "attention step " << attention;
     if (disjoint) {
       EXPECT_EQ(f.ropeIntoRows.at(attention), rope);
+      EXPECT_TRUE(f.skipInDecodeRows[rope]);
+      EXPECT_TRUE(f.skipInDecodeRows[rope + 1]);
     }
     safe += disjoint;
   }
   EXPECT_EQ(f.ropeIntoRows.size(), safe);
+  EXPECT_EQ(
+      static_cast<size_t>(std::count(f.skipInDecodeRows.begin(), f.skipInDecodeRows.end(), true)),
+      2 * safe);
   EXPECT_GT(safe, 0u);  // the Llama layout leaves them apart, so the multi-row fold runs
 
   const OneRowFusion unfolded = planOneRowFusion(plan->plan(), 0, {false, false});
