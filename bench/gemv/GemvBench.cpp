@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/BenchFlags.h"
 #include "bench/common/GraphTimer.h"
 #include "bench/common/ReadCeiling.h"
 #include "bench/gemv/LlamaLinears.h"
@@ -37,22 +38,18 @@ const GemvVariant kVariants[] = {{0, 1}, {2, 1}, {2, 2}, {2, 4}, {4, 1},
 }  // namespace
 
 int main(int argc, char** argv) {
-  int calls = 40, replays = 10;
+  tpc::bench::TimingFlags timing;
   for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--calls" && i + 1 < argc) {
-      calls = std::atoi(argv[++i]);
-    } else if (arg == "--replays" && i + 1 < argc) {
-      replays = std::atoi(argv[++i]);
-    } else {
+    if (!timing.take(argc, argv, i)) {
       std::fprintf(stderr, "usage: tpc_gemv_bench [--calls N] [--replays N]\n");
       return 2;
     }
   }
-  if (calls <= 0 || replays <= 0) {
+  if (!timing.valid()) {
     std::fprintf(stderr, "error: --calls and --replays need positive numbers\n");
     return 2;
   }
+  const int calls = timing.calls, replays = timing.replays;
   cudaStream_t stream = nullptr;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   const double ceiling = readCeilingGBs(stream);

@@ -1,10 +1,10 @@
 // tpc_linear_bench: the linear of a 1-to-64-token step (bf16, the Llama-3-8B and Llama-3.2-1B
 // shapes) through cuBLASLt (GemmRunner::cublasLinear: the heuristic's first algorithm, as the
 // backend runs it, and the fastest of the others it offers) and through our GEMV (up to its
-// kMaxGemvTokens tokens), side by side, with the
-// read bandwidth of a read-only kernel measured in the same run as the ceiling: at these sizes a
-// linear only streams its weight. Each timing rotates over enough copies of the weight that no
-// call finds it in the 60 MB L2, in one CUDA Graph of launches as a decode step runs them.
+// kMaxGemvTokens tokens), side by side, with the read bandwidth of a read-only kernel measured in
+// the same run as the ceiling: at these sizes a linear only streams its weight. Each timing rotates
+// over enough copies of the weight that no call finds it in the 60 MB L2, in one CUDA Graph of
+// launches as a decode step runs them.
 //   tpc_linear_bench [--calls 40] [--replays 10] [--tokens 1,2,4,8,16,32,64]
 #include <cuda_runtime_api.h>
 
@@ -13,10 +13,10 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/common/BenchFlags.h"
 #include "bench/common/GraphTimer.h"
 #include "bench/common/ReadCeiling.h"
 #include "bench/gemv/LlamaLinears.h"
@@ -36,30 +36,14 @@ using tpc::bench::timeGraph;
 
 constexpr int64_t kMaxTokens = 64;
 
-bool parseTokens(const std::string& text, std::vector<int64_t>* tokens) {
-  std::stringstream list(text);
-  std::string item;
-  tokens->clear();
-  while (std::getline(list, item, ',')) {
-    char* end = nullptr;
-    const long long value = std::strtoll(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || value < 1 || value > kMaxTokens) return false;
-    tokens->push_back(value);
-  }
-  return !tokens->empty();
-}
-
 int run(int argc, char** argv) {
-  int calls = 40, replays = 10;
+  tpc::bench::TimingFlags timing;
   std::vector<int64_t> tokenCounts = {1, 2, 4, 8, 16, 32, 64};
   for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--calls" && i + 1 < argc) {
-      calls = std::atoi(argv[++i]);
-    } else if (arg == "--replays" && i + 1 < argc) {
-      replays = std::atoi(argv[++i]);
-    } else if (arg == "--tokens" && i + 1 < argc) {
-      if (!parseTokens(argv[++i], &tokenCounts)) {
+    if (timing.take(argc, argv, i)) continue;
+    if (std::string(argv[i]) == "--tokens" && i + 1 < argc) {
+      tokenCounts = tpc::bench::parseCounts(argv[++i], 1, kMaxTokens);
+      if (tokenCounts.empty()) {
         std::fprintf(stderr, "error: --tokens needs a list of counts from 1 to %lld\n",
                      static_cast<long long>(kMaxTokens));
         return 2;
@@ -69,10 +53,11 @@ int run(int argc, char** argv) {
       return 2;
     }
   }
-  if (calls <= 0 || replays <= 0) {
+  if (!timing.valid()) {
     std::fprintf(stderr, "error: --calls and --replays need positive numbers\n");
     return 2;
   }
+  const int calls = timing.calls, replays = timing.replays;
   cudaStream_t stream = nullptr;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto runner = tpc::GemmRunner::create(32u << 20);
@@ -89,10 +74,9 @@ int run(int argc, char** argv) {
   for (const LinearShape& s : kLlamaLinears) {
     const ElementType outType = std::string(s.name) == "lm_head" ? ElementType::F32 : type;
     const RotatedWeights w(type, s, stream);
-    const int64_t most = kMaxTokens;
-    void* x = deviceAlloc(static_cast<size_t>(most * s.in) * 2);
-    void* y = deviceAlloc(static_cast<size_t>(most * s.out) * 4);
-    BENCH_CHECK(fillUniform(type, x, most * s.in, 1.0f, 91, stream));
+    void* x = deviceAlloc(static_cast<size_t>(kMaxTokens * s.in) * 2);
+    void* y = deviceAlloc(static_cast<size_t>(kMaxTokens * s.out) * 4);
+    BENCH_CHECK(fillUniform(type, x, kMaxTokens * s.in, 1.0f, 91, stream));
     const double gb = static_cast<double>(w.bytes()) / 1e9;
     for (int64_t tokens : tokenCounts) {
       // Every algorithm cuBLASLt's heuristic offers for the shape (prepared here, outside the

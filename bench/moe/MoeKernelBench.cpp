@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/BenchFlags.h"
 #include "bench/common/GraphTimer.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/MoeStreaming.h"
@@ -43,27 +44,16 @@ struct Shape {
 const Shape kShapes[] = {{"qwen3-30b-a3b", 2048, 768, 128, 8, true},
                          {"mixtral-8x7b", 4096, 14336, 8, 2, true}};
 
-std::vector<int64_t> parseList(const char* text) {
-  std::vector<int64_t> out;
-  for (const char* p = text; *p;) {
-    char* end = nullptr;
-    out.push_back(std::strtoll(p, &end, 10));
-    if (end == p) return {};
-    p = *end == ',' ? end + 1 : end;
-  }
-  return out;
-}
-
 struct Options {
   std::vector<int64_t> tokens{1, 8, 64, 256};
-  int calls = 20, replays = 10;
+  tpc::bench::TimingFlags timing{20, 10};
   ElementType type = ElementType::BF16;
   bool groupedOnly = false;
 };
 
 void benchShape(const Shape& s, const Options& o, cudaStream_t stream) {
   const ElementType type = o.type;
-  const int calls = o.calls, replays = o.replays;
+  const int calls = o.timing.calls, replays = o.timing.replays;
   const size_t element = elementBytes(type);
   const int64_t h = s.hidden, inter = s.intermediate;
   const size_t expertBytes = static_cast<size_t>(3 * inter * h) * element;
@@ -209,12 +199,9 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (o.timing.take(argc, argv, i)) continue;
     if (arg == "--tokens" && i + 1 < argc) {
-      o.tokens = parseList(argv[++i]);
-    } else if (arg == "--calls" && i + 1 < argc) {
-      o.calls = std::atoi(argv[++i]);
-    } else if (arg == "--replays" && i + 1 < argc) {
-      o.replays = std::atoi(argv[++i]);
+      o.tokens = tpc::bench::parseCounts(argv[++i], 1, INT32_MAX);
     } else if (arg == "--type" && i + 1 < argc &&
                (std::string(argv[i + 1]) == "bf16" || std::string(argv[i + 1]) == "f16")) {
       o.type = std::string(argv[++i]) == "f16" ? ElementType::F16 : ElementType::BF16;
@@ -227,9 +214,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const bool positive =
-      std::all_of(o.tokens.begin(), o.tokens.end(), [](int64_t t) { return t > 0; });
-  if (o.tokens.empty() || !positive || o.calls <= 0 || o.replays <= 0) {
+  if (o.tokens.empty() || !o.timing.valid()) {
     std::fprintf(stderr, "error: --tokens, --calls and --replays need positive numbers\n");
     return 2;
   }
