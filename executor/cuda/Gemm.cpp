@@ -95,10 +95,10 @@ int64_t GemmRunner::gemvMaxTokens(int64_t in, int64_t out) {
   // TPC_GEMV_MAX_TOKENS caps the rule below (1: our GEMV for one token only, as before the rule).
   static const int64_t cap = [] {
     const char* text = std::getenv("TPC_GEMV_MAX_TOKENS");
+    if (!text || !*text) return cuda::kMaxGemvTokens;
     char* end = nullptr;
-    const long long value = text && *text ? std::strtoll(text, &end, 10) : 0;
-    return text && *text && *end == '\0' && value >= 1 ? static_cast<int64_t>(value)
-                                                       : cuda::kMaxGemvTokens;
+    const long long value = std::strtoll(text, &end, 10);
+    return *end == '\0' && value >= 1 ? static_cast<int64_t>(value) : cuda::kMaxGemvTokens;
   }();
   // Measured with tpc_linear_bench on the H200 (bf16, Llama-3-8B and Llama-3.2-1B shapes, our
   // GEMV against cuBLASLt's first and best algorithms): ahead at one token everywhere; at two
