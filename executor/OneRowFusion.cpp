@@ -1,5 +1,7 @@
 #include "executor/OneRowFusion.h"
 
+#include <algorithm>
+#include <initializer_list>
 #include <string_view>
 
 #include "executor/StepAttrs.h"
@@ -29,6 +31,7 @@ class Planner {
     }
     out_.skip.assign(steps_.size(), false);
     out_.skipInDecodeRows.assign(steps_.size(), false);
+    out_.skipInFusedRows.assign(steps_.size(), false);
   }
 
   OneRowFusion run() {
@@ -38,6 +41,8 @@ class Planner {
     if (folds_.norms) normsIntoLinears();
     if (folds_.ropes) ropesIntoAttention();
     if (folds_.ropes) headNormsAndRopesIntoAttention();
+    if (folds_.ropes) attentionReadsQkvRows();
+    swigluReadsGateUpRows();
     return std::move(out_);
   }
 
@@ -230,6 +235,73 @@ class Planner {
     }
   }
 
+  // The split step that alone reads one buffer and makes exactly `results` (in this order), each
+  // of which has one reader; -1 when there is none.
+  int64_t soleSplitOf(std::initializer_list<int64_t> results) const {
+    const int64_t first = *results.begin();
+    if (first < 0 || producer_[first] < 0) return -1;
+    const auto split = static_cast<uint32_t>(producer_[first]);
+    const plan::Step& sp = *steps_.Get(split);
+    const int64_t source = operandBuffer(sp, 0);
+    if (sp.op()->string_view() != "split" || source < 0 || readers_[source] != 1 ||
+        sp.results()->size() != results.size())
+      return -1;
+    uint32_t n = 0;
+    for (int64_t r : results)
+      if (r < 0 || sp.results()->Get(n++) != static_cast<uint32_t>(r) || readers_[r] != 1)
+        return -1;
+    return split;
+  }
+
+  // One slot of the rows' private block for results of `kind` (0: attention, 1: swiglu), wide
+  // enough for buffer `b`; the offsets are settled once every result is known (placeRowViews).
+  void giveRowStorage(uint32_t b, int kind) {
+    rowKinds_[b] = kind;
+    rowSlotBytes_[kind] =
+        std::max(rowSlotBytes_[kind], static_cast<int64_t>(buffer(b).bytes_per_token()));
+  }
+
+  // At several decode rows the attention whose ropes fold into it at one token (ropeInto) reads
+  // q, k and v from the qkv rows when the three are a split's results that only the two ropes
+  // and the attention read.
+  void attentionReadsQkvRows() {
+    for (auto [attention, rope] : out_.ropeInto) {
+      const plan::Step& s = *steps_.Get(attention);
+      const int64_t split =
+          soleSplitOf({operandBuffer(*steps_.Get(rope), 0), operandBuffer(*steps_.Get(rope + 1), 0),
+                       operandBuffer(s, 2)});
+      if (split < 0) continue;
+      const auto sp = static_cast<uint32_t>(split);
+      out_.attentionReadsSplit[attention] = {sp, rope};
+      for (uint32_t step : {sp, rope, rope + 1}) out_.skipInFusedRows[step] = true;
+      giveRowStorage(s.results()->Get(0), 0);
+    }
+    placeRowViews();
+  }
+
+  void swigluReadsGateUpRows() {
+    for (uint32_t i = 0; i < steps_.size(); ++i) {
+      const plan::Step& s = *steps_.Get(i);
+      if (s.op()->string_view() != "swiglu") continue;
+      const int64_t gate = operandBuffer(s, 0), up = operandBuffer(s, 1);
+      const int64_t split = soleSplitOf({gate, up});
+      if (split < 0 || width(static_cast<uint32_t>(gate)) != width(static_cast<uint32_t>(up)) ||
+          buffer(s.results()->Get(0)).dtype() != buffer(static_cast<uint32_t>(gate)).dtype())
+        continue;
+      out_.swigluReadsSplit[i] = static_cast<uint32_t>(split);
+      out_.skipInFusedRows[static_cast<uint32_t>(split)] = true;
+      giveRowStorage(s.results()->Get(0), 1);
+    }
+    placeRowViews();
+  }
+
+  void placeRowViews() {
+    const auto slot0 = static_cast<int64_t>(alignUp(static_cast<size_t>(rowSlotBytes_[0])));
+    for (auto [b, kind] : rowKinds_) out_.rowViews[b] = kind == 0 ? 0 : slot0;
+    out_.rowsPrivateBytesPerToken =
+        slot0 + static_cast<int64_t>(alignUp(static_cast<size_t>(rowSlotBytes_[1])));
+  }
+
   // Whether two buffers' arena ranges (per token, so at any token count) overlap.
   bool shareBytes(uint32_t a, uint32_t b) const {
     const plan::Buffer& x = buffer(a);
@@ -290,6 +362,8 @@ class Planner {
   std::vector<int> readers_;
   std::vector<int64_t> producer_, sourceOf_;
   OneRowFolds folds_;
+  std::map<uint32_t, int> rowKinds_;  // buffers of the rows' private block -> their slot
+  int64_t rowSlotBytes_[2] = {0, 0};  // per token
   OneRowFusion out_;
 };
 

@@ -14,6 +14,8 @@
 // - a layer's fused q/k rope whose rotated views only the attention after it reads is folded into
 //   that attention, which rotates what it reads (`folds.ropes`); where the attention's result
 //   shares no bytes with the split's q and k, also in steps of several decode rows (ropeIntoRows);
+// - in steps of several decode rows, the q/k/v and gate/up splits are skipped where the attention
+//   and the swiglu read the linear's rows themselves (attentionReadsSplit, swigluReadsSplit);
 // - likewise a layer's per-head q/k norms and the ropes after them (Qwen3), when those four steps
 //   run right before the attention and only it reads their results: the attention norms and
 //   rotates what it reads (`folds.ropes`).
@@ -48,6 +50,23 @@ struct OneRowFusion {
     uint32_t qNorm, kNorm, qRope, kRope;  // steps
   };
   std::map<uint32_t, NormedRopes> normedRopesInto;  // attention step -> the steps folded into it
+
+  // Steps of several decode rows, up to a graph bucket (CudaBackend::decodeRowsFused): a layer's
+  // q/k/v split and its two ropes are skipped where the attention (the decode kernel) reads q, k
+  // and v straight from the qkv rows, with the qkv width as their row stride, and rotates q and
+  // k as it reads; a gate/up split is skipped where the swiglu reads both halves of the gate/up
+  // rows. Their results then get storage of their own, since the memory plan puts them on the
+  // bytes they read in most layers: per token in the rows' private block (rowViews; all layers
+  // share one slot per kind, each layer's result read before the next layer writes it).
+  struct SplitRead {
+    uint32_t split;  // the q/k/v split step
+    uint32_t qRope;  // the q rope step; the k rope is the step after it
+  };
+  std::map<uint32_t, SplitRead> attentionReadsSplit;  // attention step -> what it reads through
+  std::map<uint32_t, uint32_t> swigluReadsSplit;      // swiglu step -> the gate/up split step
+  std::map<uint32_t, int64_t> rowViews;  // buffer -> its per-token offset in the rows' block
+  int64_t rowsPrivateBytesPerToken = 0;
+  std::vector<bool> skipInFusedRows;  // per step: a split or rope skipped so
 };
 
 // Which neighbours' work the one-token kernels take over.

@@ -116,6 +116,21 @@ Error CudaBackend::initialize(const BackendOptions& options) {
   oneRow_ = planOneRowFusion(
       plan_, rank_,
       {!cuda::environmentFlag("TPC_NO_NORM_FOLD"), !cuda::environmentFlag("TPC_NO_ROPE_FOLD")});
+  // TPC_NO_SPLIT_READS=1 runs the q/k/v and gate/up splits in steps of several decode rows (to
+  // compare). A layer whose attention the decode kernel cannot take keeps its split.
+  splitReads_ = !cuda::environmentFlag("TPC_NO_SPLIT_READS") && graphTokens_ > 1;
+  for (auto it = oneRow_.attentionReadsSplit.begin(); it != oneRow_.attentionReadsSplit.end();) {
+    const plan::Step& s = *prog_.steps()->Get(it->first);
+    if (cuda::decodeAttentionSupports(bufferTypes_[s.operands()->Get(2)->index()],
+                                      stepInt(s, "heads"), stepInt(s, "kv_heads"),
+                                      stepInt(s, "head_dim"))) {
+      ++it;
+      continue;
+    }
+    for (uint32_t step : {it->second.split, it->second.qRope, it->second.qRope + 1})
+      oneRow_.skipInFusedRows[step] = false;
+    it = oneRow_.attentionReadsSplit.erase(it);
+  }
   for (const plan::Step* s : *prog_.steps())
     if (s->op()->string_view() == "image_rows")
       imageToken_ = static_cast<int32_t>(stepInt(*s, "image_token_index", -1));
@@ -185,8 +200,11 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   const size_t gatherBytes =
       plan_.world() > 1 ? alignUp(static_cast<size_t>(prog_.arena_bytes_per_token() * chunkTokens_))
                         : 0;
+  const size_t rowsPrivateBytes =
+      splitReads_ ? static_cast<size_t>(oneRow_.rowsPrivateBytesPerToken * graphTokens_) : 0;
   const size_t activationBytes = arenaBytes + gatherBytes + attentionWorkspace_ +
-                                 oneRow_.privateBytes + decodeWorkspaceBytes_ + kGemmWorkspaceBytes;
+                                 oneRow_.privateBytes + rowsPrivateBytes + decodeWorkspaceBytes_ +
+                                 kGemmWorkspaceBytes;
   const size_t needed = weightBytes + activationBytes + kSlackBytes;
   size_t freeBytes = 0, totalBytes = 0;
   TPC_CUDA_TRY(cudaMemGetInfo(&freeBytes, &totalBytes));
@@ -199,6 +217,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   TPC_CUDA_TRY(weightMemory_.allocate(weightBytes));
   TPC_CUDA_TRY(arena_.allocate(arenaBytes));
   TPC_CUDA_TRY(oneRowSplitSources_.allocate(oneRow_.privateBytes));
+  TPC_CUDA_TRY(decodeRowsPrivate_.allocate(rowsPrivateBytes));
   TPC_CUDA_TRY(workspace_.allocate(attentionWorkspace_));
   TPC_CUDA_TRY(decodeWorkspace_.allocate(decodeWorkspaceBytes_));
   TPC_CUDA_TRY(cudaMemsetAsync(decodeWorkspace_.data(), 0, decodeWorkspaceBytes_, stream_));

@@ -66,10 +66,11 @@ class CudaBackend : public Backend {
   Error enqueueLinear(const plan::Step& s, uint32_t index, const cuda::GemvNorm* norm, int64_t A,
                       int64_t T);
   // `rope`: the layer's rope (and head norms), folded into the decode kernel (one-token steps);
-  // `q` and `k`, when given, replace the step's first two operands (the folded steps' inputs).
+  // `q`, `k` and `v`, when given, replace the step's first operands (the folded steps' inputs);
+  // `qkvStride` > 0: they lie in the qkv linear's rows, that many elements apart.
   Error enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache, int64_t tokens,
                          const cuda::DecodeRope* rope, const void* q = nullptr,
-                         const void* k = nullptr);
+                         const void* k = nullptr, const void* v = nullptr, int64_t qkvStride = 0);
   // llava (CudaImages.cpp): finds the chunk's image-token rows (imageRuns_) and uploads their
   // image rows into the image_embeds input; the image_rows step then takes those rows from it.
   Error uploadImageRows(const StepInput& in, int64_t first, int64_t tokens);
@@ -104,8 +105,18 @@ class CudaBackend : public Backend {
       auto alias = oneRow_.views.find(buffer);
       if (alias != oneRow_.views.end())
         return oneRowSplitSources_.data() + alias->second.first + alias->second.second;
+    } else if (decodeRowsFused(tokens)) {
+      auto own = oneRow_.rowViews.find(buffer);
+      if (own != oneRow_.rowViews.end()) return decodeRowsPrivate_.data() + own->second * tokens;
     }
     return arena_.data() + prog_.buffers()->Get(buffer)->arena_offset() * tokens;
+  }
+  // A step of several decode rows that reads the q/k/v and gate/up linears' rows past their
+  // skipped splits (OneRowFusion::attentionReadsSplit, swigluReadsSplit): up to a graph bucket,
+  // which the rows' private block is sized for, and what the decode kernel takes.
+  bool decodeRowsFused(int64_t tokens) const {
+    return splitReads_ && decodeStep_ && tokens > 1 && tokens <= graphTokens_ &&
+           tokens <= cuda::kDecodeMaxTokens;
   }
   // The io block of a chunk of `tokens` rows: ids, positions, each token's block-table row,
   // the chunk's logit rows (`tokens` each), then the block table.
@@ -158,6 +169,8 @@ class CudaBackend : public Backend {
   // operands the views point into.
   OneRowFusion oneRow_;
   DeviceMemory oneRowSplitSources_;
+  DeviceMemory decodeRowsPrivate_;  // the rows' private block, at graphTokens_ rows
+  bool splitReads_ = true;
   DeviceMemory weightMemory_, arena_, kvMemory_, workspace_, io_, gather_, tables_;
   DeviceMemory hostIoMemory_;
   int32_t* hostIo_ = nullptr;     // pinned: the io block's staging copy

@@ -31,6 +31,7 @@ Error CudaBackend::enqueueSteps(int64_t tokens) {
   for (uint32_t i = 0; i < prog_.steps()->size(); ++i) {
     const plan::Step& s = *prog_.steps()->Get(i);
     if (tokens == 1 && oneRow_.skip[i]) continue;
+    if (decodeRowsFused(tokens) && oneRow_.skipInFusedRows[i]) continue;
     if (tokens > 1 && decodeStep_ && oneRow_.skipInDecodeRows[i]) continue;
     // After the plan's select_rows only the chunk's logit rows go on (none: nothing does).
     int64_t rows = tokens;
@@ -167,6 +168,21 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
         if (Error e = enqueue(*prog_.steps()->Get(step), step, attention, tokens, rows)) return e;
       return enqueueAttention(s, cache, A, nullptr);
     }
+    // Several decode rows that read q, k and v from the qkv rows (the split and both ropes
+    // skipped, enqueueSteps); the decode kernel supports the layer (checked when loading).
+    const auto throughSplit = decodeRowsFused(A) ? oneRow_.attentionReadsSplit.find(index)
+                                                 : oneRow_.attentionReadsSplit.end();
+    if (throughSplit != oneRow_.attentionReadsSplit.end()) {
+      const plan::Step& split = *prog_.steps()->Get(throughSplit->second.split);
+      const auto* qkv = static_cast<const char*>(operand(split, 0, A));
+      const auto elt = static_cast<int64_t>(cuda::elementBytes(type));
+      const int64_t qBytes = widths_[split.results()->Get(0)] * elt;
+      const int64_t kBytes = widths_[split.results()->Get(1)] * elt;
+      const uint32_t qRope = throughSplit->second.qRope;
+      const cuda::DecodeRope rope{rope_.at(qRope).first, rope_.at(qRope).second, {}};
+      return enqueueAttention(s, cache, A, &rope, qkv, qkv + qBytes, qkv + qBytes + kBytes,
+                              width(split, 0));
+    }
     // The layer's q/k rope folded in: at one token over the split's views (the fused pair's
     // twin skipped), in a step of several decode rows over the split's q and k themselves (both
     // ropes skipped, enqueueSteps). The decode kernel rotates; any other kernel gets the ropes
@@ -188,6 +204,15 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
       if (Error e = enqueue(*prog_.steps()->Get(step), step, attention, tokens, rows)) return e;
     return enqueueAttention(s, cache, A, nullptr);
   } else if (op == "swiglu") {
+    // Several decode rows: both halves straight from the gate/up rows (the split skipped).
+    const auto halves =
+        decodeRowsFused(A) ? oneRow_.swigluReadsSplit.find(index) : oneRow_.swigluReadsSplit.end();
+    if (halves != oneRow_.swigluReadsSplit.end()) {
+      const plan::Step& split = *prog_.steps()->Get(halves->second);
+      TPC_CUDA_TRY(
+          cuda::swigluHalves(type, operand(split, 0, A), T, width(s, 0), result(s, A), st));
+      return Error::success();
+    }
     TPC_CUDA_TRY(
         cuda::swiglu(type, operand(s, 0, A), operand(s, 1, A), T * width(s, 0), result(s, A), st));
   } else if (op == "split") {
@@ -324,7 +349,7 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
 
 Error CudaBackend::enqueueAttention(const plan::Step& s, const cuda::KvCacheView& cache,
                                     int64_t tokens, const cuda::DecodeRope* rope, const void* qIn,
-                                    const void* kIn) {
+                                    const void* kIn, const void* vIn, int64_t qkvStride) {
   const ElementType type = operandType(s, 0);
   const int64_t heads = stepInt(s, "heads");
   const auto scale = static_cast<float>(stepFloat(s, "scale"));
@@ -333,7 +358,7 @@ Error CudaBackend::enqueueAttention(const plan::Step& s, const cuda::KvCacheView
   const bool prefillKernel = cuda::prefillAttentionSupports(type, cache.headDim);
   const auto* q = static_cast<const char*>(qIn ? qIn : operand(s, 0, tokens));
   const auto* k = static_cast<const char*>(kIn ? kIn : operand(s, 1, tokens));
-  const auto* v = static_cast<const char*>(operand(s, 2, tokens));
+  const auto* v = static_cast<const char*>(vIn ? vIn : operand(s, 2, tokens));
   auto* out = static_cast<char*>(result(s, tokens));
   const auto* positions = static_cast<const int32_t*>(operand(s, 3, tokens));
   const int32_t* tableRows = tableRowsFor(tokens);
@@ -350,13 +375,15 @@ Error CudaBackend::enqueueAttention(const plan::Step& s, const cuda::KvCacheView
     char* oi = out + first * outRow;
     if (rope && (prompt || !decodeKernel || count > cuda::kDecodeMaxTokens))
       return makeError("a folded rope reached an attention kernel that cannot rotate");
+    if (qkvStride && (prompt || !decodeKernel || count > cuda::kDecodeMaxTokens || first != 0))
+      return makeError("q, k and v in the qkv rows reached a kernel that cannot read them so");
     if (prompt && prefillKernel) {
       TPC_CUDA_TRY(cuda::prefillAttention(type, qi, ki, vi, count, heads, startPosition, row, scale,
                                           cache, oi, stream_));
     } else if (!prompt && decodeKernel && count <= cuda::kDecodeMaxTokens) {
       TPC_CUDA_TRY(cuda::decodeAttention(type, qi, ki, vi, positions + first, tableRows + first,
                                          count, heads, scale, cache, decodeWorkspace_.data(), oi,
-                                         stream_, rope));
+                                         stream_, rope, qkvStride));
     } else {
       TPC_CUDA_TRY(cuda::attention(type, qi, ki, vi, positions + first, tableRows + first, count,
                                    heads, scale, cache, workspace_.data(), oi, stream_));

@@ -46,6 +46,11 @@ cudaError_t add(ElementType type, const void* a, const void* b, int64_t count, v
 // out = silu(gate) * up.
 cudaError_t swiglu(ElementType type, const void* gate, const void* up, int64_t count, void* out,
                    cudaStream_t stream);
+// out[t, j] = silu(x[t, j]) * x[t, width + j] for rows of 2 width elements: the swiglu of a
+// gate/up linear's rows read in place of its split's two halves (the same bits as splitColumns
+// then swiglu). `out` must not overlap `x`.
+cudaError_t swigluHalves(ElementType type, const void* x, int64_t tokens, int64_t width, void* out,
+                         cudaStream_t stream);
 // out[t, 0:width) = x[t, offset:offset + width) for rows of inWidth: the plan's split and slice.
 cudaError_t copyColumns(ElementType type, const void* x, int64_t tokens, int64_t inWidth,
                         int64_t offset, int64_t width, void* out, cudaStream_t stream);

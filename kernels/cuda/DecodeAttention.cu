@@ -65,7 +65,8 @@ struct DecodeArgs {
   T* cacheK;
   T* cacheV;
   int64_t heads, kvHeads, maxContext;
-  int splits;  // most splits per (token, KV head); the partials' stride
+  int64_t qStride, kvStride;  // elements from one token's q (k and v) row to the next
+  int splits;                 // most splits per (token, KV head); the partials' stride
   float scale;
   const float* ropeInverse;  // null: q and k come rotated
   float ropeScaling;
@@ -172,8 +173,8 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
   // for the tile that holds it: the value as it comes, the key normed and rotated first when
   // those steps are folded in.
   const bool ownsPosition = endTile == tiles;
-  const T* newKey = a.k + (t * a.kvHeads + kvHead) * kHeadDim;
-  const T* newValue = a.v + (t * a.kvHeads + kvHead) * kHeadDim;
+  const T* newKey = a.k + t * a.kvStride + kvHead * kHeadDim;
+  const T* newValue = a.v + t * a.kvStride + kvHead * kHeadDim;
   T* cachedKey = nullptr;
   T* cachedValue = nullptr;
   if (ownsPosition) {
@@ -195,7 +196,7 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
     for (int i = threadIdx.x; i < group * kVectorsPerRow; i += kThreads) {
       const int g = i / kVectorsPerRow, d = (i % kVectorsPerRow) * kVec;
       *reinterpret_cast<uint4*>(&query[g][d]) =
-          *reinterpret_cast<const uint4*>(a.q + (t * a.heads + firstHead + g) * kHeadDim + d);
+          *reinterpret_cast<const uint4*>(a.q + t * a.qStride + (firstHead + g) * kHeadDim + d);
     }
   } else {
     const bool normed = a.norms.q != nullptr;
@@ -204,7 +205,7 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
       // into ownKey (read back below, so the rotation works in place on both).
       for (int r = warp; r <= group; r += kWarps) {
         if (r < group)
-          detail::headRmsNormRow<T, kHeadDim>(a.q + (t * a.heads + firstHead + r) * kHeadDim,
+          detail::headRmsNormRow<T, kHeadDim>(a.q + t * a.qStride + (firstHead + r) * kHeadDim,
                                               static_cast<const T*>(a.norms.q), a.norms.qEps,
                                               &query[r][0]);
         else if (ownsPosition)
@@ -215,7 +216,7 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
     // Rotated and rounded to T as the rope step would have stored them.
     for (int i = threadIdx.x; i < group * kHalf; i += kThreads) {
       const int g = i / kHalf, p = i % kHalf;
-      const T* head = normed ? &query[g][0] : a.q + (t * a.heads + firstHead + g) * kHeadDim;
+      const T* head = normed ? &query[g][0] : a.q + t * a.qStride + (firstHead + g) * kHeadDim;
       float first, second;
       detail::ropeRotate(detail::toFloat(head[p]), detail::toFloat(head[p + kHalf]), ropeCos[p],
                          ropeSin[p], &first, &second);
@@ -480,7 +481,7 @@ template <typename T, int kHeadDim>
 cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* positions,
                    const int32_t* slots, int64_t tokens, int64_t heads, float scale,
                    const KvCacheView& cache, void* workspace, void* out, cudaStream_t stream,
-                   const DecodeRope* rope) {
+                   const DecodeRope* rope, int64_t qkvStride) {
   const WorkspaceLayout layout = layoutOf(tokens, heads, cache.kvHeads, kHeadDim, cache.maxContext);
   auto* base = static_cast<char*>(workspace);
   DecodeArgs<T> a{static_cast<const T*>(q),
@@ -495,6 +496,8 @@ cudaError_t launch(const void* q, const void* k, const void* v, const int32_t* p
                   heads,
                   cache.kvHeads,
                   cache.maxContext,
+                  qkvStride > 0 ? qkvStride : heads * kHeadDim,
+                  qkvStride > 0 ? qkvStride : cache.kvHeads * kHeadDim,
                   splitsFor(tokens, cache.kvHeads, cache.maxContext),
                   scale,
                   rope ? rope->inverseFrequencies : nullptr,
@@ -527,12 +530,12 @@ template <typename T>
 cudaError_t launchFor(int64_t headDim, const void* q, const void* k, const void* v,
                       const int32_t* positions, const int32_t* slots, int64_t tokens, int64_t heads,
                       float scale, const KvCacheView& cache, void* workspace, void* out,
-                      cudaStream_t stream, const DecodeRope* rope) {
+                      cudaStream_t stream, const DecodeRope* rope, int64_t qkvStride) {
   if (headDim == 64)
     return launch<T, 64>(q, k, v, positions, slots, tokens, heads, scale, cache, workspace, out,
-                         stream, rope);
+                         stream, rope, qkvStride);
   return launch<T, 128>(q, k, v, positions, slots, tokens, heads, scale, cache, workspace, out,
-                        stream, rope);
+                        stream, rope, qkvStride);
 }
 
 }  // namespace
@@ -555,18 +558,21 @@ size_t decodeAttentionWorkspaceBytes(int64_t tokens, int64_t heads, int64_t kvHe
 cudaError_t decodeAttention(ElementType type, const void* q, const void* k, const void* v,
                             const int32_t* positions, const int32_t* slots, int64_t tokens,
                             int64_t heads, float scale, const KvCacheView& cache, void* workspace,
-                            void* out, cudaStream_t stream, const DecodeRope* rope) {
+                            void* out, cudaStream_t stream, const DecodeRope* rope,
+                            int64_t qkvStride) {
   if (rope &&
       (!rope->inverseFrequencies || (rope->norms.q == nullptr) != (rope->norms.k == nullptr)))
     return cudaErrorInvalidValue;
   if (!decodeAttentionSupports(type, heads, cache.kvHeads, cache.headDim) || tokens < 1 ||
-      tokens > kDecodeMaxTokens || !detail::pagingValid(cache))
+      tokens > kDecodeMaxTokens || !detail::pagingValid(cache) ||
+      (qkvStride != 0 && (qkvStride < (heads + 2 * cache.kvHeads) * cache.headDim ||
+                          qkvStride * static_cast<int64_t>(elementBytes(type)) % 16 != 0)))
     return cudaErrorInvalidValue;
   if (type == ElementType::BF16)
     return launchFor<__nv_bfloat16>(cache.headDim, q, k, v, positions, slots, tokens, heads, scale,
-                                    cache, workspace, out, stream, rope);
+                                    cache, workspace, out, stream, rope, qkvStride);
   return launchFor<__half>(cache.headDim, q, k, v, positions, slots, tokens, heads, scale, cache,
-                           workspace, out, stream, rope);
+                           workspace, out, stream, rope, qkvStride);
 }
 
 }  // namespace tpc::cuda

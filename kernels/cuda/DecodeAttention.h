@@ -44,10 +44,12 @@ struct DecodeRope {
 
 // cpu::attention's contract for calls whose tokens all have different slots (as in a batch of
 // decode steps; tokens sharing a slot would race on the cache). With `rope`, q and k are taken
-// before rotation.
+// before rotation. `qkvStride` > 0: q, k and v are column ranges of one buffer (a qkv linear's
+// rows, its split skipped) whose rows are that many elements apart; 0: each is packed.
 cudaError_t decodeAttention(ElementType type, const void* q, const void* k, const void* v,
                             const int32_t* positions, const int32_t* slots, int64_t tokens,
                             int64_t heads, float scale, const KvCacheView& cache, void* workspace,
-                            void* out, cudaStream_t stream, const DecodeRope* rope = nullptr);
+                            void* out, cudaStream_t stream, const DecodeRope* rope = nullptr,
+                            int64_t qkvStride = 0);
 
 }  // namespace tpc::cuda

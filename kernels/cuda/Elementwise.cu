@@ -64,6 +64,33 @@ cudaError_t launchBinary(const void* a, const void* b, int64_t count, void* out,
   return cudaGetLastError();
 }
 
+// out[t, j] = silu(x[t, j]) * x[t, width + j]: as binaryKernel over a row's two halves.
+template <typename T, bool kVector>
+__global__ void swigluHalvesKernel(const T* x, int64_t tokens, int64_t width, T* out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const SwigluOp op;
+  if constexpr (kVector) {
+    constexpr int kWidth = kVecWidth<T>;
+    const int64_t perRow = width / kWidth;
+    for (int64_t v = first; v < tokens * perRow; v += stride) {
+      const int64_t t = v / perRow, j = (v % perRow) * kWidth;
+      float gate[kWidth], up[kWidth];
+      detail::loadVec(x + t * 2 * width + j, gate);
+      detail::loadVec(x + t * 2 * width + width + j, up);
+#pragma unroll
+      for (int i = 0; i < kWidth; ++i) gate[i] = op(gate[i], up[i]);
+      detail::storeVec(out + t * width + j, gate);
+    }
+  } else {
+    for (int64_t i = first; i < tokens * width; i += stride) {
+      const int64_t t = i / width, j = i % width;
+      out[i] = fromFloat<T>(
+          op(detail::toFloat(x[t * 2 * width + j]), detail::toFloat(x[t * 2 * width + width + j])));
+    }
+  }
+}
+
 // Copies `width` elements per row from `src` (row stride srcStride) to `dst` (row stride
 // dstStride), one block row per token; rows for which `zero` holds are zero-filled instead.
 template <typename T, bool kVector>
@@ -188,6 +215,24 @@ cudaError_t swiglu(ElementType type, const void* gate, const void* up, int64_t c
                    cudaStream_t stream) {
   return TPC_DISPATCH_ELEMENT(
       type, [&] { return launchBinary<Element>(gate, up, count, out, stream, SwigluOp{}); });
+}
+
+cudaError_t swigluHalves(ElementType type, const void* x, int64_t tokens, int64_t width, void* out,
+                         cudaStream_t stream) {
+  if (tokens <= 0 || width <= 0) return cudaGetLastError();
+  return TPC_DISPATCH_ELEMENT(type, [&] {
+    const auto* in = static_cast<const Element*>(x);
+    auto* z = static_cast<Element*>(out);
+    const bool vector =
+        detail::aligned16(x) && detail::aligned16(out) && width % kVecWidth<Element> == 0;
+    const unsigned blocks = detail::gridFor(
+        vector ? tokens * width / kVecWidth<Element> : tokens * width, kThreads, kMaxBlocks);
+    if (vector)
+      swigluHalvesKernel<Element, true><<<blocks, kThreads, 0, stream>>>(in, tokens, width, z);
+    else
+      swigluHalvesKernel<Element, false><<<blocks, kThreads, 0, stream>>>(in, tokens, width, z);
+    return cudaGetLastError();
+  });
 }
 
 namespace {

@@ -106,6 +106,72 @@ TEST(OneRowFusion, LlamaSplitsBecomeViewsAndSwigluAndRopesFuse) {
   }
 }
 
+// In steps of several decode rows each Llama layer's attention reads q, k and v from the qkv
+// linear's rows (its split and both ropes skipped) and its swiglu reads the gate/up rows (that
+// split skipped). Both results get storage of their own in the rows' private block, one slot per
+// kind shared by every layer: the memory plan puts them on the bytes they read in most layers.
+// With the rope folds off the attention keeps its split (the swiglu still reads past its own).
+TEST(OneRowFusion, DecodeRowsReadTheLinearsRowsPastTheirSplits) {
+  const ModelSpec spec = test::presetSpec(Family::Llama);
+  for (int64_t world : {1, 2}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    Expected<LoadedPlan> plan = test::compileSpec(spec, world);
+    ASSERT_TRUE(plan) << plan.errorMessage();
+    const plan::RankProgram& prog = *plan->plan().ranks()->Get(0);
+    const OneRowFusion f = planOneRowFusion(plan->plan(), 0);
+    const auto step = [&](uint32_t i) -> const plan::Step& { return *prog.steps()->Get(i); };
+    const auto bytes = [&](uint32_t b) { return prog.buffers()->Get(b)->bytes_per_token(); };
+    size_t skipped = 0;
+    for (bool s : f.skipInFusedRows) skipped += s;
+    EXPECT_EQ(skipped, static_cast<size_t>(4 * spec.numLayers));  // 2 splits, 2 ropes each
+
+    ASSERT_EQ(f.attentionReadsSplit.size(), static_cast<size_t>(spec.numLayers));
+    int64_t attentionBytes = 0;
+    for (auto [attention, read] : f.attentionReadsSplit) {
+      const plan::Step& as = step(attention);
+      const plan::Step& sp = step(read.split);
+      EXPECT_EQ(as.op()->string_view(), "attention");
+      ASSERT_EQ(sp.op()->string_view(), "split");
+      ASSERT_EQ(sp.results()->size(), 3u);  // q, k, v
+      EXPECT_EQ(step(read.qRope).op()->string_view(), "rope");
+      EXPECT_EQ(step(read.qRope).operands()->Get(0)->index(), sp.results()->Get(0));
+      EXPECT_EQ(step(read.qRope + 1).operands()->Get(0)->index(), sp.results()->Get(1));
+      EXPECT_EQ(as.operands()->Get(0)->index(), step(read.qRope).results()->Get(0));
+      EXPECT_EQ(as.operands()->Get(1)->index(), step(read.qRope + 1).results()->Get(0));
+      EXPECT_EQ(as.operands()->Get(2)->index(), sp.results()->Get(2));
+      for (uint32_t i : {read.split, read.qRope, read.qRope + 1}) EXPECT_TRUE(f.skipInFusedRows[i]);
+      EXPECT_FALSE(f.skipInFusedRows[attention]);
+      const uint32_t out = as.results()->Get(0);
+      ASSERT_TRUE(f.rowViews.count(out));
+      EXPECT_EQ(f.rowViews.at(out), 0);
+      attentionBytes = std::max<int64_t>(attentionBytes, bytes(out));
+    }
+    ASSERT_EQ(f.swigluReadsSplit.size(), static_cast<size_t>(spec.numLayers));
+    const int64_t actSlot = (attentionBytes + 255) / 256 * 256;
+    for (auto [swiglu, split] : f.swigluReadsSplit) {
+      const plan::Step& ws = step(swiglu);
+      const plan::Step& sp = step(split);
+      EXPECT_EQ(ws.op()->string_view(), "swiglu");
+      ASSERT_EQ(sp.results()->size(), 2u);  // gate, up
+      EXPECT_EQ(ws.operands()->Get(0)->index(), sp.results()->Get(0));
+      EXPECT_EQ(ws.operands()->Get(1)->index(), sp.results()->Get(1));
+      EXPECT_TRUE(f.skipInFusedRows[split]);
+      const uint32_t act = ws.results()->Get(0);
+      ASSERT_TRUE(f.rowViews.count(act));
+      EXPECT_EQ(f.rowViews.at(act), actSlot);  // apart from the attention's slot
+      EXPECT_GE(f.rowsPrivateBytesPerToken, actSlot + bytes(act));
+    }
+    EXPECT_EQ(f.rowViews.size(), static_cast<size_t>(2 * spec.numLayers));
+
+    const OneRowFusion off = planOneRowFusion(plan->plan(), 0, {true, false});
+    EXPECT_TRUE(off.attentionReadsSplit.empty());
+    EXPECT_EQ(off.swigluReadsSplit.size(), static_cast<size_t>(spec.numLayers));
+    skipped = 0;
+    for (bool s : off.skipInFusedRows) skipped += s;
+    EXPECT_EQ(skipped, static_cast<size_t>(spec.numLayers));
+  }
+}
+
 // Qwen3 normalizes q and k per head before rope: the rope inputs are not views, so the ropes
 // do not fuse with each other (the splits and the MLP still fuse). Instead each layer's two head
 // norms and two ropes fold into its attention, which then reads the split's q and k views; with

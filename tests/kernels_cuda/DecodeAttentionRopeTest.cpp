@@ -2,7 +2,8 @@
 // against the rope kernel on q and k then the same attention: the outputs and both caches must be
 // the same bits (the fold repeats the rope kernel's arithmetic and rounding), for several tokens
 // of different slots at positions on both sides of a chunk edge, over a partly filled cache. The
-// same with Qwen3's per-head q/k norms folded in too, against the head norm kernel first.
+// same with Qwen3's per-head q/k norms folded in too, against the head norm kernel first; and
+// the same again with q, k and v read from one qkv buffer's rows.
 #include <cmath>
 #include <vector>
 
@@ -96,6 +97,40 @@ TEST(CudaDecodeAttentionRope, FoldedRopeGivesExactlyTheRopeKernelThenAttention) 
               downloadRaw<uint8_t>(out1, q.size() * elementBytes(c.type)));
     EXPECT_EQ(downloadRaw<uint8_t>(k2, cacheBytes), downloadRaw<uint8_t>(k1, cacheBytes));
     EXPECT_EQ(downloadRaw<uint8_t>(v2, cacheBytes), downloadRaw<uint8_t>(v1, cacheBytes));
+
+    // The same inputs as column ranges of one qkv buffer (a qkv linear's rows, its split
+    // skipped), rows a padded width apart: the same bits again.
+    const int64_t qWidth = c.heads * c.headDim, stride = qWidth + 2 * row + 8;
+    std::vector<float> qkv(static_cast<size_t>(tokens * stride), 99.0f);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t e = 0; e < stride; ++e) {
+        float& x = qkv[t * stride + e];
+        if (e < qWidth)
+          x = q[t * qWidth + e];
+        else if (e < qWidth + row)
+          x = k[t * row + e - qWidth];
+        else if (e < qWidth + 2 * row)
+          x = v[t * row + e - qWidth - row];
+      }
+    DeviceBuffer dQkv = upload(c.type, qkv);
+    DeviceBuffer k3 = upload(c.type, keys), v3 = upload(c.type, values), w3(workspaceBytes);
+    w3.fill(0);
+    DeviceBuffer out3(q.size() * elementBytes(c.type));
+    const KvCacheView cache3{k3.get(), v3.get(), slots, maxContext, c.kvHeads, c.headDim};
+    const auto* base = static_cast<const char*>(dQkv.get());
+    const auto elt = static_cast<int64_t>(elementBytes(c.type));
+    TPC_CUDA_OK(decodeAttention(c.type, base, base + qWidth * elt, base + (qWidth + row) * elt, pos,
+                                dSlots.as<int32_t>(), tokens, c.heads, scale, cache3, w3.get(),
+                                out3.get(), nullptr, &folded, stride));
+    EXPECT_EQ(downloadRaw<uint8_t>(out3, q.size() * elementBytes(c.type)),
+              downloadRaw<uint8_t>(out2, q.size() * elementBytes(c.type)));
+    EXPECT_EQ(downloadRaw<uint8_t>(k3, cacheBytes), downloadRaw<uint8_t>(k2, cacheBytes));
+    EXPECT_EQ(downloadRaw<uint8_t>(v3, cacheBytes), downloadRaw<uint8_t>(v2, cacheBytes));
+    // A stride narrower than q, k and v together is refused.
+    EXPECT_EQ(decodeAttention(c.type, base, base + qWidth * elt, base + (qWidth + row) * elt, pos,
+                              dSlots.as<int32_t>(), tokens, c.heads, scale, cache3, w3.get(),
+                              out3.get(), nullptr, &folded, qWidth + row),
+              cudaErrorInvalidValue);
   }
 }
 

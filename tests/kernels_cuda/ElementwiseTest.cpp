@@ -56,6 +56,29 @@ TEST(CudaElementwise, AddAndSwigluMatchCpu) {
     }
 }
 
+// swigluHalves over a gate/up linear's rows: the same bits as splitting them and then swiglu, on
+// the vector path (widths of whole 16-byte vectors) and the scalar one.
+TEST(CudaElementwise, SwigluHalvesIsSplitThenSwigluExactly) {
+  TPC_REQUIRE_GPU();
+  for (ElementType type : kAllTypes)
+    for (int64_t width : {7, 16, 4099, 14336})
+      for (int64_t tokens : {1, 3, 8}) {
+        SCOPED_TRACE(std::string(typeName(type)) + " width " + std::to_string(width) + " tokens " +
+                     std::to_string(tokens));
+        const std::vector<float> rows =
+            roundTo(type, randomFloats(tokens * 2 * width, 4, -12.0f, 12.0f));
+        const size_t half = static_cast<size_t>(tokens * width) * elementBytes(type);
+        DeviceBuffer dRows = upload(type, rows), gate(half), up(half), split(half), fused(half);
+        const int64_t widths[2] = {width, width};
+        void* outs[2] = {gate.get(), up.get()};
+        TPC_CUDA_OK(splitColumns(type, dRows.get(), tokens, 2 * width, widths, outs, 2, nullptr));
+        TPC_CUDA_OK(swiglu(type, gate.get(), up.get(), tokens * width, split.get(), nullptr));
+        fused.fill(0x7f);
+        TPC_CUDA_OK(swigluHalves(type, dRows.get(), tokens, width, fused.get(), nullptr));
+        EXPECT_EQ(downloadRaw<uint8_t>(fused, half), downloadRaw<uint8_t>(split, half));
+      }
+}
+
 TEST(CudaElementwise, AddMayWriteInPlace) {
   TPC_REQUIRE_GPU();
   const ElementType type = ElementType::BF16;
