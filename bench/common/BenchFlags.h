@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <string>
@@ -21,6 +22,11 @@ struct TimingFlags {
     return true;
   }
   bool valid() const { return calls > 0 && replays > 0; }
+  // valid(), saying on stderr what is wrong when it is not.
+  bool validOrSay() const {
+    if (!valid()) std::fprintf(stderr, "error: --calls and --replays need positive numbers\n");
+    return valid();
+  }
 };
 
 // "1,8,64" as counts from `least` to `most`; empty when any item is not such a number.

@@ -53,10 +53,7 @@ int run(int argc, char** argv) {
       return 2;
     }
   }
-  if (!timing.valid()) {
-    std::fprintf(stderr, "error: --calls and --replays need positive numbers\n");
-    return 2;
-  }
+  if (!timing.validOrSay()) return 2;
   const int calls = timing.calls, replays = timing.replays;
   cudaStream_t stream = nullptr;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
