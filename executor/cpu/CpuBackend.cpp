@@ -12,6 +12,7 @@
 
 #include "codegen/PlanFormat.h"
 #include "executor/Backend.h"
+#include "executor/LocalExperts.h"
 #include "executor/StepAttrs.h"
 #include "executor/SyntheticWeights.h"
 #include "executor/WeightLoader.h"
@@ -439,36 +440,33 @@ class CpuBackend : public Backend {
   }
 
   Error runExperts(const plan::Step& s) {
-    int64_t experts = intAttr(s, "experts"), per = intAttr(s, "params_per_expert"),
-            topK = intAttr(s, "top_k");
-    // Expert parallelism: this rank's experts are the piece of the expert stack it holds; the
-    // others stay null and the kernel skips them.
-    const int64_t global = intAttr(s, "global_experts", experts);
-    int64_t first = 0;
-    if (global != experts) {
-      const plan::Sharding& sh = *weightOf(s, 3).sharding();
-      first = (tpRank_ / (tp_ / sh.parts())) * experts;
-    }
-    if (experts < 1 || first + experts > global)
-      return makeError("moe_experts: experts ", first, "..", first + experts - 1,
-                       " of this rank are outside global_experts ", global);
-    std::vector<const float*> gateOrGateUp(static_cast<size_t>(global)),
-        up(static_cast<size_t>(global)), down(static_cast<size_t>(global));
+    const int64_t per = intAttr(s, "params_per_expert"), topK = intAttr(s, "top_k");
+    Expected<LocalExperts> local = localExperts(s, prog_, tp_, tpRank_);
+    if (!local) return local.takeError();
+    const int64_t experts = local->count;
+    std::vector<const float*> gateOrGateUp(static_cast<size_t>(experts)),
+        up(static_cast<size_t>(experts)), down(static_cast<size_t>(experts));
     int64_t intermediate = 0;
     for (int64_t e = 0; e < experts; ++e) {
       uint32_t base = static_cast<uint32_t>(3 + e * per);
-      auto slot = static_cast<size_t>(first + e);
+      auto slot = static_cast<size_t>(e);
       gateOrGateUp[slot] = operand(s, base);
       up[slot] = per == 3 ? operand(s, base + 1) : nullptr;
       down[slot] = operand(s, base + static_cast<uint32_t>(per) - 1);
       intermediate = weightOf(s, base + static_cast<uint32_t>(per) - 1).shape()->Get(1);
     }
+    // Expert parallelism: the choices renumbered to this rank's experts (-1: another rank's).
+    const auto* chosen = reinterpret_cast<const int32_t*>(operand(s, 2));
+    if (local->sharded()) {
+      localChoices_.resize(static_cast<size_t>(rows_ * topK));
+      cpu::moeLocalExperts(chosen, rows_ * topK, local->first, local->count, localChoices_.data());
+      chosen = localChoices_.data();
+    }
     float* out = result(s);
     int64_t hidden = width(s, 0);
     std::fill(out, out + rows_ * hidden, 0.0f);
-    cpu::moeExperts(operand(s, 0), operand(s, 1), reinterpret_cast<const int32_t*>(operand(s, 2)),
-                    rows_, hidden, intermediate, topK, gateOrGateUp.data(),
-                    per == 3 ? up.data() : nullptr, down.data(), out);
+    cpu::moeExperts(operand(s, 0), operand(s, 1), chosen, rows_, hidden, intermediate, topK,
+                    gateOrGateUp.data(), per == 3 ? up.data() : nullptr, down.data(), out);
     return Error::success();
   }
 
@@ -477,6 +475,7 @@ class CpuBackend : public Backend {
   Communicator& comm_;
   std::unique_ptr<Communicator> group_;  // this stage's ranks, when the plan has stages
   int64_t tp_ = 1, tpRank_ = 0;
+  std::vector<int32_t> localChoices_;  // a sharded moe_experts step's renumbered choices
   std::vector<std::vector<float>> weights_;
   uint64_t weightBytes_ = 0;
   std::vector<int64_t> widths_;

@@ -171,11 +171,6 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
           attentionWorkspace_,
           cuda::moeRouterStreamingWorkspaceBytes(chunkTokens_, weightOf(*s, 1).shape()->Get(0)));
     } else if (op == "moe_experts") {
-      // The CUDA expert kernels index one rank's pointer arrays by global expert id.
-      if (s->sharding() && s->sharding()->string_view() == "expert-parallel")
-        return makeError(
-            "expert-parallel moe_experts steps run on the CPU backend only; "
-            "compile without --expert-parallel for CUDA");
       int64_t per = stepInt(*s, "params_per_expert");
       int64_t intermediate = weightOf(*s, static_cast<uint32_t>(3 + per - 1)).shape()->Get(1);
       attentionWorkspace_ =
@@ -241,6 +236,7 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
   }
   if (moeExperts > 0)
     TPC_CUDA_TRY(moeCountsHost_.allocatePinned(static_cast<size_t>(moeExperts) * sizeof(int32_t)));
+  if (Error e = findLocalExperts()) return e;
   TPC_CUDA_TRY(pickedHost_.allocateMapped(static_cast<size_t>(ioTokens_) * sizeof(int32_t)));
   const size_t samplingBytes = static_cast<size_t>(ioTokens_) * sizeof(cuda::SamplingRow);
   TPC_CUDA_TRY(deviceSampling_.allocate(samplingBytes));
@@ -311,6 +307,25 @@ Error CudaBackend::allocate(const BackendOptions& options, int device) {
     hostExpertPointers_[step] = std::move(pointers);
   }
   return cudacheck::check(cudaStreamSynchronize(stream_), "clearing the KV cache");
+}
+
+Error CudaBackend::findLocalExperts() {
+  const int64_t pp = std::max<int64_t>(planIntAttr(plan_.model(), "pp", 1), 1);
+  const int64_t tp = static_cast<int64_t>(plan_.world()) / pp;
+  const int64_t tpRank = static_cast<int64_t>(rank_) % tp;
+  int64_t choices = 0;
+  for (uint32_t i = 0; i < prog_.steps()->size(); ++i) {
+    const plan::Step& s = *prog_.steps()->Get(i);
+    if (s.op()->string_view() != "moe_experts") continue;
+    Expected<LocalExperts> local = localExperts(s, prog_, tp, tpRank);
+    if (!local) return local.takeError();
+    if (!local->sharded()) continue;
+    localExperts_[i] = *local;
+    choices = std::max(choices, std::max(chunkTokens_, graphTokens_) * stepInt(s, "top_k"));
+  }
+  if (choices > 0)
+    TPC_CUDA_TRY(localChoices_.allocate(static_cast<size_t>(choices) * sizeof(int32_t)));
+  return Error::success();
 }
 
 Error CudaBackend::allocatePool(int device, size_t othersBytes) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "executor/Backend.h"
+#include "executor/LocalExperts.h"
 #include "executor/OneRowFusion.h"
 #include "executor/PagedStepLayout.h"
 #include "executor/cuda/CudaCheck.h"
@@ -54,6 +55,8 @@ class CudaBackend : public Backend {
 
   Error allocate(const BackendOptions& options, int device);
   Error allocatePool(int device, size_t othersBytes);
+  // The sharded moe_experts steps' experts (expert parallelism) and their choices' buffer.
+  Error findLocalExperts();
   Error loadWeights(const BackendOptions& options);
   // Runs the step in chunks; `afterChunk` enqueues what must read a chunk's results before the
   // next chunk overwrites them.
@@ -219,6 +222,10 @@ class CudaBackend : public Backend {
   // buffer its expert counts come back to (room for the step with the most experts).
   std::map<uint32_t, std::vector<const void*>> hostExpertPointers_;
   DeviceMemory moeCountsHost_;
+  // Expert parallelism: each sharded moe_experts step's experts, and the device buffer its
+  // renumbered choices go to (room for the largest chunk's choices).
+  std::map<uint32_t, LocalExperts> localExperts_;
+  DeviceMemory localChoices_;
   std::vector<float> hostLogits_;
 
   // llava: the vision tower (null for text plans, and where its weights are not loaded), the text

@@ -266,6 +266,14 @@ Error CudaBackend::enqueue(const plan::Step& s, uint32_t index, size_t& attentio
     const int64_t topK = stepInt(s, "top_k");
     const auto* routingWeights = static_cast<const float*>(operand(s, 1, A));
     const auto* chosen = static_cast<const int32_t*>(operand(s, 2, A));
+    // Expert parallelism: the choices renumbered to this rank's experts; the kernels skip the
+    // others' (-1), and the all-reduce after this step adds the other ranks' parts.
+    if (auto local = localExperts_.find(index); local != localExperts_.end()) {
+      auto* renumbered = reinterpret_cast<int32_t*>(localChoices_.data());
+      TPC_CUDA_TRY(cuda::moeLocalExperts(chosen, T * topK, local->second.first, local->second.count,
+                                         renumbered, st));
+      chosen = renumbered;
+    }
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     TPC_CUDA_TRY(cudaStreamIsCapturing(st, &capture));
     const std::vector<const void*>& host = hostExpertPointers_.at(index);

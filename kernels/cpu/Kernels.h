@@ -103,12 +103,17 @@ void moeRouter(const float* x, const float* gate, int64_t tokens, int64_t hidden
 // Per token: sum over its topK experts e of weights * down_e(silu(gate_e x) * up_e x).
 // gateUp[e] is either one [2*I, hidden] weight (gate rows then up rows) with up == nullptr, or
 // gate [I, hidden] and up [I, hidden] separately; down[e] is [hidden, I]. Accumulates into out
-// (which the caller zeroes), so a rank holding a slice of I produces a partial sum. An expert
-// whose down[e] is null lives on another rank (expert parallelism) and is skipped.
+// (which the caller zeroes), so a rank holding a slice of I produces a partial sum. A choice
+// whose expert id is negative (an expert another rank holds: moeLocalExperts) adds nothing.
 void moeExperts(const float* x, const float* weights, const int32_t* experts, int64_t tokens,
                 int64_t hidden, int64_t intermediate, int64_t topK,
                 const float* const* gateOrGateUp, const float* const* up, const float* const* down,
                 float* out);
+
+// Expert parallelism: a rank holding experts [first, first + count) renumbers the router's
+// choices to its own, local[a] = experts[a] - first, and -1 for an expert held elsewhere.
+void moeLocalExperts(const int32_t* experts, int64_t assignments, int64_t first, int64_t count,
+                     int32_t* local);
 
 // Index of the largest logit (ties: the lowest index).
 int64_t argmax(const float* logits, int64_t vocab);

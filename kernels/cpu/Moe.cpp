@@ -64,20 +64,21 @@ void moeExperts(const float* x, const float* weights, const int32_t* experts, in
   const int64_t assignments = tokens * topK;
   if (assignments == 0 || intermediate == 0) return;
   int64_t numExperts = 0;
-  for (int64_t a = 0; a < assignments; ++a) {
-    assert(experts[a] >= 0);
+  for (int64_t a = 0; a < assignments; ++a)
     numExperts = std::max<int64_t>(numExperts, experts[a] + 1);
-  }
   // Counting sort of the (token, k) assignments by expert, so each expert runs one GEMM over
-  // all of its tokens instead of one GEMV per token.
+  // all of its tokens instead of one GEMV per token. Choices of other ranks' experts (negative
+  // ids) are left out.
   auto* starts = detail::scratch<int64_t>(numExperts + 1);
   auto* order = detail::scratch<int64_t, 1>(assignments);
   std::fill(starts, starts + numExperts + 1, 0);
-  for (int64_t a = 0; a < assignments; ++a) ++starts[experts[a] + 1];
+  for (int64_t a = 0; a < assignments; ++a)
+    if (experts[a] >= 0) ++starts[experts[a] + 1];
   for (int64_t e = 0; e < numExperts; ++e) starts[e + 1] += starts[e];
   auto* cursor = detail::scratch<int64_t, 2>(numExperts);
   std::copy(starts, starts + numExperts, cursor);
-  for (int64_t a = 0; a < assignments; ++a) order[cursor[experts[a]]++] = a;
+  for (int64_t a = 0; a < assignments; ++a)
+    if (experts[a] >= 0) order[cursor[experts[a]]++] = a;
 
   // Buffers for the busiest expert only: each expert's rows reuse them in turn.
   int64_t maxRows = 0;
@@ -89,7 +90,7 @@ void moeExperts(const float* x, const float* weights, const int32_t* experts, in
   const int64_t width = 2 * intermediate;
   for (int64_t e = 0; e < numExperts; ++e) {
     const int64_t rows = starts[e + 1] - starts[e];
-    if (rows == 0 || !down[e]) continue;
+    if (rows == 0) continue;
     const int64_t* mine = order + starts[e];
     for (int64_t r = 0; r < rows; ++r)
       std::memcpy(gathered + r * hidden, x + (mine[r] / topK) * hidden, sizeof(float) * hidden);
@@ -113,6 +114,14 @@ void moeExperts(const float* x, const float* weights, const int32_t* experts, in
       const float* src = expertOut + r * hidden;
       for (int64_t i = 0; i < hidden; ++i) dst[i] += src[i] * weight;
     }
+  }
+}
+
+void moeLocalExperts(const int32_t* experts, int64_t assignments, int64_t first, int64_t count,
+                     int32_t* local) {
+  for (int64_t a = 0; a < assignments; ++a) {
+    const int64_t e = static_cast<int64_t>(experts[a]) - first;
+    local[a] = e >= 0 && e < count ? static_cast<int32_t>(e) : -1;
   }
 }
 

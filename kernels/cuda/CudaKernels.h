@@ -116,6 +116,11 @@ cudaError_t moeExperts(ElementType type, const void* x, const float* weights,
                        int64_t topK, const void* const* gateOrGateUp, const void* const* up,
                        const void* const* down, void* workspace, void* out, cudaStream_t stream);
 
+// cpu::moeLocalExperts: the choices renumbered to experts [first, first + count), -1 elsewhere.
+// Every expert kernel skips a choice of -1.
+cudaError_t moeLocalExperts(const int32_t* experts, int64_t assignments, int64_t first,
+                            int64_t count, int32_t* local, cudaStream_t stream);
+
 // Per row of logits [rows, vocab]: the index of the largest (ties: the lowest index).
 cudaError_t argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
                    cudaStream_t stream);

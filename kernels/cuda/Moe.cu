@@ -90,6 +90,7 @@ __global__ void expertUpKernel(const T* x, const int32_t* experts, int64_t hidde
   const int64_t assignment = blockIdx.x;
   const int64_t t = assignment / topK;
   const int32_t expert = experts[assignment];
+  if (expert < 0) return;  // another rank's expert (moeLocalExperts)
   const auto* gateWeights = static_cast<const T*>(gateOrGateUp[expert]);
   // Separate up weights, or the second half of the fused gate-then-up matrix.
   const T* upWeights = up ? static_cast<const T*>(up[expert]) : gateWeights + intermediate * hidden;
@@ -114,6 +115,7 @@ __global__ void expertDownKernel(const float* weights, const int32_t* experts, i
   float total = 0.0f;
   for (int64_t k = 0; k < topK; ++k) {
     const int64_t assignment = t * topK + k;
+    if (experts[assignment] < 0) continue;
     const auto* downWeights = static_cast<const T*>(down[experts[assignment]]);
     const float dot =
         detail::warpSum(laneDot(downWeights + j * intermediate,
@@ -167,6 +169,28 @@ cudaError_t moeExperts(ElementType type, const void* x, const float* weights,
                                             activations, downVector, static_cast<Element*>(out));
     return cudaGetLastError();
   });
+}
+
+namespace {
+
+__global__ void localExpertsKernel(const int32_t* experts, int64_t assignments, int64_t first,
+                                   int64_t count, int32_t* local) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t a = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; a < assignments;
+       a += stride) {
+    const int64_t e = static_cast<int64_t>(experts[a]) - first;
+    local[a] = e >= 0 && e < count ? static_cast<int32_t>(e) : -1;
+  }
+}
+
+}  // namespace
+
+cudaError_t moeLocalExperts(const int32_t* experts, int64_t assignments, int64_t first,
+                            int64_t count, int32_t* local, cudaStream_t stream) {
+  if (assignments <= 0) return cudaGetLastError();
+  localExpertsKernel<<<detail::gridFor(assignments, kThreads, 1024), kThreads, 0, stream>>>(
+      experts, assignments, first, count, local);
+  return cudaGetLastError();
 }
 
 }  // namespace tpc::cuda

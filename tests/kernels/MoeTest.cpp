@@ -294,23 +294,37 @@ TEST(MoeExperts, SlicesOfTheIntermediateSumToTheWhole) {
 }
 
 TEST(MoeExperts, WholeExpertsOnEachRankSumToTheDoubleReference) {
-  // Expert parallelism: each rank holds some experts whole, the others are null; the ranks'
-  // outputs summed (the all_reduce) equal every expert computed at once.
+  // Expert parallelism: each rank holds a run of whole experts and sees the router's choices
+  // renumbered to its own (moeLocalExperts); the ranks' outputs summed (the all_reduce) equal
+  // every expert computed at once. Runs of uneven length too: 5 experts as 3 + 2 and 2 + 1 + 1 + 1.
   const MoeCase c;
-  for (int64_t ranks : {2, 4}) {
+  const auto gate = Experts::pointers(c.experts.gate), up = Experts::pointers(c.experts.up),
+             down = Experts::pointers(c.experts.down);
+  for (const std::vector<int64_t>& runs :
+       {std::vector<int64_t>{3, 2}, std::vector<int64_t>{2, 1, 1, 1}}) {
     std::vector<float> sum(c.tokens * c.hidden, 0.0f);
-    for (int64_t rank = 0; rank < ranks; ++rank) {
-      auto gate = Experts::pointers(c.experts.gate), up = Experts::pointers(c.experts.up),
-           down = Experts::pointers(c.experts.down);
-      for (int64_t e = 0; e < c.numExperts; ++e)
-        if (e % ranks != rank) gate[e] = up[e] = down[e] = nullptr;
+    int64_t first = 0;
+    for (int64_t count : runs) {
+      std::vector<int32_t> local(c.routing.experts.size());
+      moeLocalExperts(c.routing.experts.data(), c.tokens * c.topK, first, count, local.data());
       std::vector<float> mine(c.tokens * c.hidden, 0.0f);
-      moeExperts(c.x.data(), c.routing.weights.data(), c.routing.experts.data(), c.tokens, c.hidden,
-                 c.intermediate, c.topK, gate.data(), up.data(), down.data(), mine.data());
+      moeExperts(c.x.data(), c.routing.weights.data(), local.data(), c.tokens, c.hidden,
+                 c.intermediate, c.topK, gate.data() + first, up.data() + first,
+                 down.data() + first, mine.data());
       for (size_t i = 0; i < sum.size(); ++i) sum[i] += mine[i];
+      first += count;
     }
     EXPECT_TRUE(allClose(sum, referenceExperts(c.experts, c.x, c.routing, c.tokens, c.topK), 1e-5));
   }
+}
+
+TEST(MoeLocalExperts, RenumbersThisRanksExpertsAndMarksTheOthers) {
+  const std::vector<int32_t> chosen{0, 5, 3, 4, 7, 2, 6, 1};
+  std::vector<int32_t> local(chosen.size());
+  moeLocalExperts(chosen.data(), 8, 2, 3, local.data());  // experts 2, 3, 4
+  EXPECT_EQ(local, (std::vector<int32_t>{-1, -1, 1, 2, -1, 0, -1, -1}));
+  moeLocalExperts(chosen.data(), 8, 0, 8, local.data());  // every expert: the ids unchanged
+  EXPECT_EQ(local, chosen);
 }
 
 }  // namespace

@@ -153,6 +153,9 @@ TEST(CudaMoe, ExpertsMatchCpu) {
     ElementType type;
     int64_t tokens, hidden, intermediate, numExperts, topK;
     bool fused;
+    // Expert parallelism: this rank holds experts [first, first + held) (held 0: all of them);
+    // the choices are renumbered on the device (moeLocalExperts) and must match the CPU twin's.
+    int64_t first = 0, held = 0;
   };
   const Case cases[] = {
       {ElementType::F32, 1, 64, 32, 8, 2, false},
@@ -161,16 +164,28 @@ TEST(CudaMoe, ExpertsMatchCpu) {
       {ElementType::BF16, 1, 1024, 384, 16, 8, false},
       {ElementType::F16, 5, 256, 128, 8, 2, false},
       {ElementType::BF16, 257, 128, 64, 4, 2, false},
+      {ElementType::F32, 9, 64, 32, 8, 2, true, 2, 3},
+      {ElementType::BF16, 33, 512, 96, 16, 4, false, 12, 4},
   };
   for (const Case& c : cases) {
-    SCOPED_TRACE(std::string(typeName(c.type)) + " tokens " + std::to_string(c.tokens) +
-                 " hidden " + std::to_string(c.hidden) + " I " + std::to_string(c.intermediate) +
-                 (c.fused ? " fused" : " separate"));
+    SCOPED_TRACE(
+        std::string(typeName(c.type)) + " tokens " + std::to_string(c.tokens) + " hidden " +
+        std::to_string(c.hidden) + " I " + std::to_string(c.intermediate) +
+        (c.fused ? " fused" : " separate") +
+        (c.held ? " experts " + std::to_string(c.first) + "+" + std::to_string(c.held) : ""));
     const int64_t h = c.hidden, inter = c.intermediate;
     const std::vector<float> x = roundTo(c.type, randomFloats(c.tokens * h, 220));
     // Routing from the CPU router, uploaded as is: this test judges the experts alone.
     const std::vector<float> gate = roundTo(c.type, randomFloats(c.numExperts * h, 221));
     const Routing routing = cpuRouter(x, gate, c.tokens, h, c.numExperts, c.topK, true);
+    const int64_t first = c.first, held = c.held ? c.held : c.numExperts;
+    std::vector<int32_t> local(routing.experts.size());
+    cpu::moeLocalExperts(routing.experts.data(), c.tokens * c.topK, first, held, local.data());
+    if (c.held) {  // some choices are this rank's, some another's
+      const auto elsewhere = std::count(local.begin(), local.end(), -1);
+      ASSERT_GT(elsewhere, 0);
+      ASSERT_LT(elsewhere, static_cast<std::ptrdiff_t>(local.size()));
+    }
     const float upScale = 2.0f / std::sqrt(static_cast<float>(h));
     const float downScale = 2.0f / std::sqrt(static_cast<float>(inter));
     std::vector<std::vector<float>> gateUp, up, down;
@@ -188,18 +203,18 @@ TEST(CudaMoe, ExpertsMatchCpu) {
     const std::vector<float> initial = roundTo(c.type, randomFloats(c.tokens * h, 222));
     std::vector<float> expected = initial;
     std::vector<const float*> gateUpPtrs, upPtrs, downPtrs;
-    for (int64_t e = 0; e < c.numExperts; ++e) {
+    for (int64_t e = first; e < first + held; ++e) {
       gateUpPtrs.push_back(gateUp[e].data());
       if (!c.fused) upPtrs.push_back(up[e].data());
       downPtrs.push_back(down[e].data());
     }
-    cpu::moeExperts(x.data(), routing.weights.data(), routing.experts.data(), c.tokens, h, inter,
-                    c.topK, gateUpPtrs.data(), c.fused ? nullptr : upPtrs.data(), downPtrs.data(),
+    cpu::moeExperts(x.data(), routing.weights.data(), local.data(), c.tokens, h, inter, c.topK,
+                    gateUpPtrs.data(), c.fused ? nullptr : upPtrs.data(), downPtrs.data(),
                     expected.data());
 
     std::vector<std::unique_ptr<DeviceBuffer>> owned;
     std::vector<const void*> dGateUp, dUp, dDown;
-    for (int64_t e = 0; e < c.numExperts; ++e) {
+    for (int64_t e = first; e < first + held; ++e) {
       owned.push_back(std::make_unique<DeviceBuffer>(upload(c.type, gateUp[e])));
       dGateUp.push_back(owned.back()->get());
       if (!c.fused) {
@@ -213,7 +228,11 @@ TEST(CudaMoe, ExpertsMatchCpu) {
     std::unique_ptr<DeviceBuffer> dUpPtrs;
     if (!c.fused) dUpPtrs = std::make_unique<DeviceBuffer>(uploadRaw(dUp));
     DeviceBuffer dX = upload(c.type, x), dOut = upload(c.type, initial);
-    DeviceBuffer dWeights = uploadRaw(routing.weights), dExperts = uploadRaw(routing.experts);
+    DeviceBuffer dWeights = uploadRaw(routing.weights), dChosen = uploadRaw(routing.experts);
+    DeviceBuffer dExperts(local.size() * sizeof(int32_t));
+    TPC_CUDA_OK(moeLocalExperts(dChosen.as<int32_t>(), c.tokens * c.topK, first, held,
+                                dExperts.as<int32_t>(), nullptr));
+    EXPECT_EQ(downloadRaw<int32_t>(dExperts, c.tokens * c.topK), local);
     DeviceBuffer workspace(moeWorkspaceBytes(c.tokens, c.topK, inter));
     TPC_CUDA_OK(moeExperts(c.type, dX.get(), dWeights.as<float>(), dExperts.as<int32_t>(), c.tokens,
                            h, inter, c.topK, static_cast<const void* const*>(dGateUpPtrs.get()),

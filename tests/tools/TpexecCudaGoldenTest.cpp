@@ -30,13 +30,13 @@ struct CaseRun {
 };
 
 CaseRun runCase(const std::string& model, const std::string& dtype, const std::string& extra,
-                const test::TempDir& tmp, int world = 1) {
+                const test::TempDir& tmp, int world = 1, const std::string& compileFlags = "") {
   nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
   std::vector<int64_t> prompt = golden["prompt_ids"], want = golden["generated_ids"];
   std::string plan = tmp.file("plan-" + dtype + ".fb"), logits = tmp.file("logits.npy");
-  test::CommandResult c =
-      test::runCommand(test::binPath("tpc") + " compile " + model + " --dtype " + dtype +
-                       " --world " + std::to_string(world) + " --quiet -o " + plan);
+  test::CommandResult c = test::runCommand(
+      test::binPath("tpc") + " compile " + model + " --dtype " + dtype + " --world " +
+      std::to_string(world) + " " + compileFlags + " --quiet -o " + plan);
   EXPECT_EQ(c.exitCode, 0) << c.output;
   test::CommandResult r = test::runCommand(
       test::binPath("tpexec") + " " + plan + " --backend cuda --prompt-ids " +
@@ -140,6 +140,42 @@ TEST(TpexecCudaGolden, RanksSharingAGpuOverIpcMatchTransformers) {
         EXPECT_EQ(bf16.ids[static_cast<size_t>(r)], want[static_cast<size_t>(r)]) << "step " << r;
       EXPECT_LT(test::rowError(bf16.logits, *ref, 0), test::kBf16RowError);
       CaseRun eager = runCase(model, "bf16", "--comm ipc --eager", tmp, world);
+      ASSERT_EQ(eager.logits.data.size(), bf16.logits.data.size());
+      EXPECT_EQ(0, std::memcmp(eager.logits.data.data(), bf16.logits.data.data(),
+                               bf16.logits.data.size() * sizeof(float)))
+          << "graph replay differs from eager";
+    }
+  }
+}
+
+// Expert parallelism on the GPU: whole experts per rank (8 experts: worlds 2, 4 and 8), the
+// ranks sharing the one GPU over IPC. Each rank's expert kernels see only its own experts (the
+// choices renumbered on the device); the all-reduce adds the ranks' parts. The same bounds as
+// world 1, and graph replay bit-identical to eager.
+TEST(TpexecCudaGolden, ExpertParallelRanksMatchTransformers) {
+  SKIP_WITHOUT_GPU();
+  test::TempDir tmp;
+  for (const char* name : {"qwen3moe", "mixtral"}) {
+    std::string model = test::dataDir() + "/hf/" + name;
+    nlohmann::json golden = nlohmann::json::parse(test::readFile(model + "/golden.json"));
+    std::vector<int64_t> want = golden["generated_ids"];
+    Expected<NpyArray> ref = readNpyF32(model + "/logits.npy");
+    ASSERT_TRUE(ref) << ref.errorMessage();
+    for (int world : {2, 4, 8}) {
+      SCOPED_TRACE(std::string(name) + " expert-parallel world " + std::to_string(world));
+      CaseRun f32 = runCase(model, "f32", "--comm ipc", tmp, world, "--expert-parallel");
+      ASSERT_EQ(f32.logits.shape, ref->shape);
+      EXPECT_EQ(f32.ids, want);
+      for (int64_t r = 0; r < ref->shape[0]; ++r)
+        EXPECT_LT(test::rowError(f32.logits, *ref, r), 1e-4);
+      CaseRun bf16 = runCase(model, "bf16", "--comm ipc", tmp, world, "--expert-parallel");
+      ASSERT_EQ(bf16.logits.shape, ref->shape);
+      int64_t agree = test::idsMustAgreeUpTo(bf16.logits, *ref);
+      for (int64_t r = 0; r < agree; ++r) {
+        EXPECT_EQ(bf16.ids[static_cast<size_t>(r)], want[static_cast<size_t>(r)]) << "step " << r;
+        EXPECT_LT(test::rowError(bf16.logits, *ref, r), test::kBf16RowError) << "step " << r;
+      }
+      CaseRun eager = runCase(model, "bf16", "--comm ipc --eager", tmp, world, "--expert-parallel");
       ASSERT_EQ(eager.logits.data.size(), bf16.logits.data.size());
       EXPECT_EQ(0, std::memcmp(eager.logits.data.data(), bf16.logits.data.data(),
                                bf16.logits.data.size() * sizeof(float)))
