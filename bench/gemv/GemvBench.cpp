@@ -1,11 +1,11 @@
-// tpc_gemv_bench: the one-token GEMV (kernels/cuda/Gemv.h) at the Llama-3-8B and Llama-3.2-1B
-// decode shapes (bf16), every variant, with the read bandwidth of a read-only kernel measured in
-// the same run as the ceiling. Each timing rotates over enough copies of the weight that no call
-// finds it in the 60 MB L2, in one CUDA Graph of dependent launches as a decode step runs them.
-// The gate/up pair (gemvSwiglu) the same way, every variant and the first pair kernel ("legacy").
-// Also the norm folded into the GEMV against the norm kernel then the GEMV (the gate/up pair
-// takes no folded norm), and the table's choice per shape. Prints the best variants as a
-// TPC_GEMV_VARIANT value.
+// tpc_gemv_bench: the one-token GEMV (kernels/cuda/Gemv.h) at the Llama-3-8B, Llama-3.2-1B and
+// Qwen3-30B-A3B (attention, lm_head) decode shapes (bf16), every variant, with the read bandwidth
+// of a read-only kernel measured in the same run as the ceiling. Each timing rotates over enough
+// copies of the weight that no call finds it in the 60 MB L2, in one CUDA Graph of dependent
+// launches as a decode step runs them. The gate/up pair (gemvSwiglu) the same way, every variant
+// and the first pair kernel ("legacy"). Also the norm folded into the GEMV against the norm kernel
+// then the GEMV (the gate/up pair takes no folded norm), and the table's choice per shape. Prints
+// the best variants as a TPC_GEMV_VARIANT value.
 //   tpc_gemv_bench [--calls 40] [--replays 10]
 #include <cuda_runtime_api.h>
 
@@ -18,7 +18,7 @@
 #include "bench/common/BenchFlags.h"
 #include "bench/common/GraphTimer.h"
 #include "bench/common/ReadCeiling.h"
-#include "bench/gemv/LlamaLinears.h"
+#include "bench/gemv/DecodeLinears.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/Gemv.h"
 
@@ -26,7 +26,7 @@ namespace {
 
 using namespace tpc::cuda;
 using tpc::bench::deviceAlloc;
-using tpc::bench::kLlamaLinears;
+using tpc::bench::kDecodeLinears;
 using tpc::bench::LinearShape;
 using tpc::bench::readCeilingGBs;
 using tpc::bench::RotatedWeights;
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   std::printf("read ceiling (read-only kernel over 2 GiB): %.0f GB/s\n", ceiling);
   const ElementType type = ElementType::BF16;
   std::string best;
-  for (const LinearShape& s : kLlamaLinears) {
+  for (const LinearShape& s : kDecodeLinears) {
     const RotatedWeights w(type, s, stream);
     const size_t weightBytes = w.bytes();
     void* x = deviceAlloc(static_cast<size_t>(s.in) * 2);

@@ -1,10 +1,10 @@
-// tpc_linear_bench: the linear of a 1-to-64-token step (bf16, the Llama-3-8B and Llama-3.2-1B
-// shapes) through cuBLASLt (GemmRunner::cublasLinear: the heuristic's first algorithm, as the
-// backend runs it, and the fastest of the others it offers) and through our GEMV (up to its
-// kMaxGemvTokens tokens), side by side, with the read bandwidth of a read-only kernel measured in
-// the same run as the ceiling: at these sizes a linear only streams its weight. Each timing rotates
-// over enough copies of the weight that no call finds it in the 60 MB L2, in one CUDA Graph of
-// launches as a decode step runs them.
+// tpc_linear_bench: the linear of a 1-to-64-token step (bf16, the Llama-3-8B, Llama-3.2-1B
+// and Qwen3-30B-A3B shapes) through cuBLASLt (GemmRunner::cublasLinear: the heuristic's first
+// algorithm, as the backend runs it, and the fastest of the others it offers) and through our GEMV
+// (up to its kMaxGemvTokens tokens), side by side, with the read bandwidth of a read-only kernel
+// measured in the same run as the ceiling: at these sizes a linear only streams its weight. Each
+// timing rotates over enough copies of the weight that no call finds it in the 60 MB L2, in one
+// CUDA Graph of launches as a decode step runs them.
 //   tpc_linear_bench [--calls 40] [--replays 10] [--tokens 1,2,4,8,16,32,64]
 #include <cuda_runtime_api.h>
 
@@ -19,7 +19,7 @@
 #include "bench/common/BenchFlags.h"
 #include "bench/common/GraphTimer.h"
 #include "bench/common/ReadCeiling.h"
-#include "bench/gemv/LlamaLinears.h"
+#include "bench/gemv/DecodeLinears.h"
 #include "executor/cuda/Gemm.h"
 #include "kernels/cuda/CudaKernels.h"
 #include "kernels/cuda/Gemv.h"
@@ -28,7 +28,7 @@ namespace {
 
 using namespace tpc::cuda;
 using tpc::bench::deviceAlloc;
-using tpc::bench::kLlamaLinears;
+using tpc::bench::kDecodeLinears;
 using tpc::bench::LinearShape;
 using tpc::bench::readCeilingGBs;
 using tpc::bench::RotatedWeights;
@@ -68,7 +68,7 @@ int run(int argc, char** argv) {
               "cuBLASLt (heuristic)", "cuBLASLt (best measured)", "our GEMV", "fastest");
   const ElementType type = ElementType::BF16;
   tpc::GemmRunner& gemm = **runner;
-  for (const LinearShape& s : kLlamaLinears) {
+  for (const LinearShape& s : kDecodeLinears) {
     const ElementType outType = std::string(s.name) == "lm_head" ? ElementType::F32 : type;
     const RotatedWeights w(type, s, stream);
     void* x = deviceAlloc(static_cast<size_t>(kMaxTokens * s.in) * 2);

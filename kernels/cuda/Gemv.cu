@@ -493,6 +493,10 @@ const std::map<VariantKey, GemvVariant>& measuredVariants() {
   // 2026-12-02 against the read ceiling of the same run (4542 GB/s): 88.8, 83.2, 95.5, 100.5%;
   // 72.4, 62.7, 83.6, 99.4%. The Llama-3-8B gate/up pair: u2s4 97.5% against 95.5% for the
   // first pair kernel (4540 GB/s); the Llama-3.2-1B pair is fastest with the first kernel.
+  // Qwen3-30B-A3B qkv and o stay at u4s1: alone, u2s2 measured 75.4% and 77.0% against 69.1%
+  // and 69.9% (2026-12-03, 4533 GB/s), but batch-1 decode with both in this table was no faster
+  // (3.109 and 3.116 ms/step against 3.095 and 3.094, same call): there the qkv GEMV takes the
+  // folded norm, which runs one warp per row (u2s1, not measured folded).
   // Shapes not listed run u4s1; pairs not listed run the first pair kernel.
   static const std::map<VariantKey, GemvVariant> table = {
       {{4096, 6144, false}, {4, 4}},  {{4096, 4096, false}, {4, 1}},
