@@ -2,7 +2,8 @@
 // through cuBLASLt) against cpu::moeExperts and against the per-assignment kernels
 // (cuda::moeExperts), at Qwen3-MoE-like ratios (128 experts, top-8) and Mixtral-like ones (8
 // experts, top-2, separate gate and up), with experts that get no token and one that gets every
-// token; and the device grouping against a counting sort done here.
+// token, and with another rank's experts left out (expert parallelism); and the device grouping
+// against a counting sort done here.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -198,6 +199,70 @@ TEST(CudaMoeGrouped, MatchesCpuAndThePerAssignmentKernels) {
         << "against the per-assignment kernels";
     // Deterministic: a second run gives the same bits.
     EXPECT_EQ(runGrouped(c, w, dX, routing, initial), grouped) << "a second run differs";
+  }
+}
+
+// Expert parallelism: a rank holds a run of whole experts and sees the choices renumbered to its
+// own (cpu::moeLocalExperts: -1 for another rank's), so its grouped step leaves those choices out.
+// Each rank's result matches cpu::moeExperts on the same renumbered choices, and the ranks'
+// results summed (the all-reduce) match every expert computed at once. f32, runs of uneven length.
+TEST(CudaMoeGrouped, AnotherRanksChoicesAddNothing) {
+  TPC_REQUIRE_GPU();
+  struct Split {
+    Case c;
+    std::vector<int64_t> runs;  // experts per rank, in rank order
+  };
+  const Split splits[] = {
+      {{ElementType::F32, 300, 256, 512, 8, 2, false, 8}, {4, 4}},
+      {{ElementType::F32, 300, 256, 512, 8, 2, false, 8}, {2, 3, 3}},
+      {{ElementType::F32, 200, 256, 64, 128, 8, true, 128}, {32, 32, 32, 32}},
+  };
+  for (const Split& split : splits) {
+    const Case& c = split.c;
+    SCOPED_TRACE(c.name() + " over " + std::to_string(split.runs.size()) + " ranks");
+    const Routing routing = makeRouting(c.tokens, c.topK, c.used, 3, 700);
+    const std::vector<float> x = randomFloats(c.tokens * c.hidden, 701);
+    const std::vector<float> zeros(static_cast<size_t>(c.tokens * c.hidden), 0.0f);
+    const Experts w = makeExperts(c);
+    std::vector<const float*> gateUp, up, down;
+    for (int64_t e = 0; e < c.numExperts; ++e) {
+      gateUp.push_back(w.gateUp[e].data());
+      if (!c.fused) up.push_back(w.up[e].data());
+      down.push_back(w.down[e].data());
+    }
+    std::vector<float> whole = zeros;
+    cpu::moeExperts(x.data(), routing.weights.data(), routing.experts.data(), c.tokens, c.hidden,
+                    c.intermediate, c.topK, gateUp.data(), c.fused ? nullptr : up.data(),
+                    down.data(), whole.data());
+    const DeviceBuffer dX = upload(c.type, x);
+    std::vector<float> sum = zeros;
+    int64_t first = 0;
+    for (int64_t held : split.runs) {
+      SCOPED_TRACE("experts " + std::to_string(first) + ".." + std::to_string(first + held - 1));
+      Case mine = c;
+      mine.numExperts = held;
+      Experts local;  // this rank's experts: views of w's
+      const auto view = [&](const std::vector<const void*>& all) {
+        return all.empty()
+                   ? all
+                   : std::vector<const void*>(all.begin() + first, all.begin() + first + held);
+      };
+      local.dGateUp = view(w.dGateUp);
+      local.dUp = view(w.dUp);
+      local.dDown = view(w.dDown);
+      Routing renumbered = routing;
+      cpu::moeLocalExperts(routing.experts.data(), c.tokens * c.topK, first, held,
+                           renumbered.experts.data());
+      std::vector<float> expected = zeros;
+      cpu::moeExperts(x.data(), routing.weights.data(), renumbered.experts.data(), c.tokens,
+                      c.hidden, c.intermediate, c.topK, gateUp.data() + first,
+                      c.fused ? nullptr : up.data() + first, down.data() + first, expected.data());
+      const std::vector<float> grouped = runGrouped(mine, local, dX, renumbered, zeros);
+      EXPECT_TRUE(allClose(grouped, toDouble(expected), 1e-4)) << "against the CPU";
+      for (size_t i = 0; i < grouped.size() && i < sum.size(); ++i) sum[i] += grouped[i];
+      first += held;
+    }
+    EXPECT_TRUE(allClose(sum, toDouble(whole), 1e-4)) << "the ranks' sum";
   }
 }
 
