@@ -35,12 +35,19 @@ StepTraffic trafficOf(const plan::Plan& p, int64_t batch) {
       const double touched = e * (1.0 - std::pow(1.0 - k / e, static_cast<double>(batch)));
       out.expertsReadPerLayer = touched;
       out.weightBytes += static_cast<uint64_t>(static_cast<double>(allExperts) * touched / e);
+      // Each token runs its top_k experts; a rank holding e of the global experts runs, on
+      // average, k * e / global of them, each over this rank's piece of that expert.
+      const double global =
+          static_cast<double>(stepInt(*s, "global_experts", stepInt(*s, "experts")));
+      const auto elements = static_cast<double>(allExperts) / static_cast<double>(elt);
+      out.linearMacsPerToken += static_cast<uint64_t>(std::llround(k * elements / global));
     }
     for (uint32_t i = 0; i < s->operands()->size(); ++i) {
       const plan::Ref* r = s->operands()->Get(i);
       if (r->kind() != plan::RefKind::Weight || (op == "moe_experts" && i >= 3)) continue;
       (op == "embedding" ? embeddingOnly : readWhole).insert(r->index());
-      if (op == "linear" && i == 1)
+      // The router's gate is a linear of its own: [experts, hidden].
+      if ((op == "linear" || op == "moe_router") && i == 1)
         out.linearMacsPerToken +=
             static_cast<uint64_t>(elementCount(*prog.weights()->Get(r->index())));
     }

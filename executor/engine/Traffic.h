@@ -10,6 +10,8 @@ namespace tpc {
 struct StepTraffic {
   uint64_t weightBytes = 0;         // every weight but the embedding table (a step reads few rows)
   uint64_t kvBytesPerPosition = 0;  // per sequence, summed over layers, keys and values
+  // Multiply-adds per token of every linear, the MoE routers' gates and the experts a token
+  // runs (top_k of them, k * e / global on a rank holding e of the global experts).
   uint64_t linearMacsPerToken = 0;
   double expertsReadPerLayer = 0;  // MoE: the experts a step of `batch` tokens reads per layer
 };
