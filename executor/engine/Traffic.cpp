@@ -25,20 +25,23 @@ StepTraffic trafficOf(const plan::Plan& p, int64_t batch) {
   for (const plan::Step* s : *prog.steps()) {
     std::string_view op = s->op()->string_view();
     if (op == "moe_experts") {
+      // This rank's e experts of the model's global ones (e == global without expert
+      // parallelism). Each token picks top_k of the global experts, so one of this rank's is
+      // touched by a step of `batch` tokens with probability 1 - (1 - k / global)^batch.
       const double e = static_cast<double>(stepInt(*s, "experts"));
+      const double global =
+          static_cast<double>(stepInt(*s, "global_experts", stepInt(*s, "experts")));
       const double k = static_cast<double>(stepInt(*s, "top_k"));
       uint64_t allExperts = 0;
       for (uint32_t i = 3; i < s->operands()->size(); ++i)
         allExperts += static_cast<uint64_t>(
                           elementCount(*prog.weights()->Get(s->operands()->Get(i)->index()))) *
                       elt;
-      const double touched = e * (1.0 - std::pow(1.0 - k / e, static_cast<double>(batch)));
+      const double touched = e * (1.0 - std::pow(1.0 - k / global, static_cast<double>(batch)));
       out.expertsReadPerLayer = touched;
       out.weightBytes += static_cast<uint64_t>(static_cast<double>(allExperts) * touched / e);
-      // Each token runs its top_k experts; a rank holding e of the global experts runs, on
-      // average, k * e / global of them, each over this rank's piece of that expert.
-      const double global =
-          static_cast<double>(stepInt(*s, "global_experts", stepInt(*s, "experts")));
+      // Each token runs its top_k experts; on average k * e / global of them are this rank's,
+      // each over this rank's piece of that expert.
       const auto elements = static_cast<double>(allExperts) / static_cast<double>(elt);
       out.linearMacsPerToken += static_cast<uint64_t>(std::llround(k * elements / global));
     }

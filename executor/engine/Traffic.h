@@ -18,7 +18,8 @@ struct StepTraffic {
 
 // Rank 0's program, in the plan's compute dtype, for a step of `batch` tokens: a MoE layer
 // reads only the experts its tokens chose, the expected distinct experts of `batch` tokens
-// routed uniformly, each picking top_k of E (top_k exactly at batch 1).
+// routed uniformly, each picking top_k of E (top_k exactly at batch 1); with expert parallelism,
+// the expected distinct ones of this rank's.
 StepTraffic trafficOf(const plan::Plan& p, int64_t batch = 1);
 
 }  // namespace tpc

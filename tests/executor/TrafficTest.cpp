@@ -46,13 +46,27 @@ TEST(StepTraffic, AMoeTokenCostsItsChosenExpertsOnly) {
 }
 
 // At world 2 a tensor-parallel rank runs half of each chosen expert, an expert-parallel rank
-// whole experts for half the choices on average: the same work per token either way.
+// whole experts for half the choices on average: the same work per token either way. And the
+// same expected bytes: half of every touched expert, or the touched ones of half the experts
+// whole (a rank's expert is touched as often as any of the model's: by k of E choices).
 TEST(StepTraffic, ExpertAndTensorParallelRanksCostTheSamePerToken) {
   test::TempDir tmp;
-  const LoadedPlan tensor = compiled("qwen3moe", 2, "", tmp);
-  const uint64_t tensorMacs = trafficOf(tensor.plan()).linearMacsPerToken;
-  const LoadedPlan experts = compiled("qwen3moe", 2, "--expert-parallel", tmp);
-  EXPECT_EQ(trafficOf(experts.plan()).linearMacsPerToken, tensorMacs);
+  const LoadedPlan tensorPlan = compiled("qwen3moe", 2, "", tmp);
+  const LoadedPlan expertPlan = compiled("qwen3moe", 2, "--expert-parallel", tmp);
+  for (int64_t batch : {1, 8}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    const StepTraffic tensor = trafficOf(tensorPlan.plan(), batch);
+    const StepTraffic experts = trafficOf(expertPlan.plan(), batch);
+    EXPECT_EQ(experts.linearMacsPerToken, tensor.linearMacsPerToken);
+    EXPECT_NEAR(static_cast<double>(experts.weightBytes), static_cast<double>(tensor.weightBytes),
+                4.0);  // each layer's expected bytes rounded down apart
+    // Batch 1: a tensor-parallel rank touches the token's 2 experts, an expert-parallel one on
+    // average 4 x 2 / 8 of its 4.
+    if (batch == 1) {
+      EXPECT_DOUBLE_EQ(tensor.expertsReadPerLayer, 2.0);
+      EXPECT_DOUBLE_EQ(experts.expertsReadPerLayer, 1.0);
+    }
+  }
 }
 
 }  // namespace
