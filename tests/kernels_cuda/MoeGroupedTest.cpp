@@ -110,6 +110,24 @@ Experts makeExperts(const Case& c) {
   return x;
 }
 
+// out (starting from `initial`) after cpu::moeExperts over experts [first, first + count) of w,
+// the choices numbered in that run (count -1: every expert).
+std::vector<float> runCpu(const Case& c, const Experts& w, const std::vector<float>& x,
+                          const Routing& routing, std::vector<float> out, int64_t first = 0,
+                          int64_t count = -1) {
+  if (count < 0) count = c.numExperts;
+  std::vector<const float*> gateUp, up, down;
+  for (int64_t e = first; e < first + count; ++e) {
+    gateUp.push_back(w.gateUp[e].data());
+    if (!c.fused) up.push_back(w.up[e].data());
+    down.push_back(w.down[e].data());
+  }
+  cpu::moeExperts(x.data(), routing.weights.data(), routing.experts.data(), c.tokens, c.hidden,
+                  c.intermediate, c.topK, gateUp.data(), c.fused ? nullptr : up.data(), down.data(),
+                  out.data());
+  return out;
+}
+
 // out (starting from `initial`) after the grouped path.
 std::vector<float> runGrouped(const Case& c, const Experts& w, const DeviceBuffer& x,
                               const Routing& routing, const std::vector<float>& initial) {
@@ -177,16 +195,7 @@ TEST(CudaMoeGrouped, MatchesCpuAndThePerAssignmentKernels) {
     const std::vector<float> x = roundTo(c.type, randomFloats(c.tokens * c.hidden, 600));
     const std::vector<float> initial = roundTo(c.type, randomFloats(c.tokens * c.hidden, 601));
     const Experts w = makeExperts(c);
-    std::vector<const float*> gateUp, up, down;
-    for (int64_t e = 0; e < c.numExperts; ++e) {
-      gateUp.push_back(w.gateUp[e].data());
-      if (!c.fused) up.push_back(w.up[e].data());
-      down.push_back(w.down[e].data());
-    }
-    std::vector<float> expected = initial;
-    cpu::moeExperts(x.data(), routing.weights.data(), routing.experts.data(), c.tokens, c.hidden,
-                    c.intermediate, c.topK, gateUp.data(), c.fused ? nullptr : up.data(),
-                    down.data(), expected.data());
+    const std::vector<float> expected = runCpu(c, w, x, routing, initial);
     const DeviceBuffer dX = upload(c.type, x);
     const std::vector<float> grouped = runGrouped(c, w, dX, routing, initial);
     const std::vector<float> perAssignment = runPerAssignment(c, w, dX, routing, initial);
@@ -224,16 +233,7 @@ TEST(CudaMoeGrouped, AnotherRanksChoicesAddNothing) {
     const std::vector<float> x = randomFloats(c.tokens * c.hidden, 701);
     const std::vector<float> zeros(static_cast<size_t>(c.tokens * c.hidden), 0.0f);
     const Experts w = makeExperts(c);
-    std::vector<const float*> gateUp, up, down;
-    for (int64_t e = 0; e < c.numExperts; ++e) {
-      gateUp.push_back(w.gateUp[e].data());
-      if (!c.fused) up.push_back(w.up[e].data());
-      down.push_back(w.down[e].data());
-    }
-    std::vector<float> whole = zeros;
-    cpu::moeExperts(x.data(), routing.weights.data(), routing.experts.data(), c.tokens, c.hidden,
-                    c.intermediate, c.topK, gateUp.data(), c.fused ? nullptr : up.data(),
-                    down.data(), whole.data());
+    const std::vector<float> whole = runCpu(c, w, x, routing, zeros);
     const DeviceBuffer dX = upload(c.type, x);
     std::vector<float> sum = zeros;
     int64_t first = 0;
@@ -253,10 +253,7 @@ TEST(CudaMoeGrouped, AnotherRanksChoicesAddNothing) {
       Routing renumbered = routing;
       cpu::moeLocalExperts(routing.experts.data(), c.tokens * c.topK, first, held,
                            renumbered.experts.data());
-      std::vector<float> expected = zeros;
-      cpu::moeExperts(x.data(), routing.weights.data(), renumbered.experts.data(), c.tokens,
-                      c.hidden, c.intermediate, c.topK, gateUp.data() + first,
-                      c.fused ? nullptr : up.data() + first, down.data() + first, expected.data());
+      const std::vector<float> expected = runCpu(c, w, x, renumbered, zeros, first, held);
       const std::vector<float> grouped = runGrouped(mine, local, dX, renumbered, zeros);
       EXPECT_TRUE(allClose(grouped, toDouble(expected), 1e-4)) << "against the CPU";
       for (size_t i = 0; i < grouped.size() && i < sum.size(); ++i) sum[i] += grouped[i];
