@@ -497,13 +497,18 @@ const std::map<VariantKey, GemvVariant>& measuredVariants() {
   // and 69.9% (2026-12-03, 4533 GB/s), but batch-1 decode with both in this table was no faster
   // (3.109 and 3.116 ms/step against 3.095 and 3.094, same call): there the qkv GEMV takes the
   // folded norm, which runs one warp per row (u2s1, not measured folded).
+  // The Llama-3.2-1B gate/up pair and down at u4s2 come from decode itself (2026-12-03, three
+  // alternating runs of `tpexec bench` at batch 1, prompt 512): 0.821, 0.817, 0.816 ms/step
+  // against 0.827, 0.829, 0.827 with the first pair kernel and down at u2s2. The same sweep at
+  // Llama-3-8B (qkv u2 and u8; o u2s2, u4s2, u8s1; down u8s1, u4s2, u2s4; pair u4s2, u8s1) found
+  // nothing beyond the run-to-run spread of this table's 3.909 and 3.921.
   // Shapes not listed run u4s1; pairs not listed run the first pair kernel.
   static const std::map<VariantKey, GemvVariant> table = {
       {{4096, 6144, false}, {4, 4}},  {{4096, 4096, false}, {4, 1}},
       {{14336, 4096, false}, {4, 1}}, {{4096, 128256, false}, {2, 4}},
       {{2048, 3072, false}, {4, 1}},  {{2048, 2048, false}, {2, 2}},
-      {{8192, 2048, false}, {2, 2}},  {{2048, 128256, false}, {4, 1}},
-      {{4096, 28672, true}, {2, 4}}};
+      {{8192, 2048, false}, {4, 2}},  {{2048, 128256, false}, {4, 1}},
+      {{4096, 28672, true}, {2, 4}},  {{2048, 16384, true}, {4, 2}}};
   return table;
 }
 

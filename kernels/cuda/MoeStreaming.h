@@ -2,7 +2,9 @@
 // weights, with many 16-byte loads in flight per lane (as the dense GEMV, Gemv.h):
 //   router: the logits [tokens, experts] by a GEMV-style kernel (one warp per expert row, eight
 //     tokens per pass), then softmax and top-k per token (one warp each) with moeRouter's rules
-//     (ties: lower index; NaN below every probability; optional renormalisation);
+//     (ties: lower index; NaN below every probability; optional renormalisation); up to 128
+//     experts in one launch, a token block's logit blocks one thread-block cluster whose first
+//     block selects from the others' shared memory;
 //   experts, direct (few tokens): gate/up and SwiGLU in one launch over every (token, choice),
 //     then down in one launch whose blocks take a few rows of hidden for every (token, choice),
 //     apply the routing weights and add the choices in choice order in shared memory;
@@ -34,7 +36,8 @@ size_t moeRouterStreamingWorkspaceBytes(int64_t tokens, int64_t numExperts);
 // 16-byte aligned, at most 1024 experts.
 bool moeRouterStreamingSupports(ElementType type, int64_t hidden, int64_t numExperts, const void* x,
                                 const void* gate, const void* workspace);
-// cpu::moeRouter's contract; the workspace holds the logits.
+// cpu::moeRouter's contract; the workspace holds the logits where they go through global memory
+// (more than 128 experts, or TPC_MOE_ROUTER_UNFUSED=1).
 cudaError_t moeRouterStreaming(ElementType type, const void* x, const void* gate, int64_t tokens,
                                int64_t hidden, int64_t numExperts, int64_t topK, bool normTopkProb,
                                void* workspace, float* weights, int32_t* experts,
