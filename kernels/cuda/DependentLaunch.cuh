@@ -41,21 +41,39 @@ inline bool dependentLaunchDisabled() {
 }
 
 // Launches `kernel` so that it may overlap the previous kernel in `stream` (see above), with
-// `sharedBytes` of dynamic shared memory.
+// `sharedBytes` of dynamic shared memory, its blocks in thread-block clusters of `clusterX`
+// consecutive blocks along x (1: no clusters; more than 8 needs the kernel's
+// cudaFuncAttributeNonPortableClusterSizeAllowed).
 template <typename... Params, typename... Args>
-cudaError_t launchDependentShared(void (*kernel)(Params...), dim3 grid, dim3 block,
-                                  size_t sharedBytes, cudaStream_t stream, Args... args) {
+cudaError_t launchDependentClusters(void (*kernel)(Params...), dim3 grid, dim3 block,
+                                    size_t sharedBytes, unsigned clusterX, cudaStream_t stream,
+                                    Args... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = sharedBytes;
   config.stream = stream;
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attribute;
-  config.numAttrs = dependentLaunchDisabled() ? 0 : 1;
+  cudaLaunchAttribute attributes[2];
+  unsigned count = 0;
+  if (!dependentLaunchDisabled()) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (clusterX > 1) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count].val.clusterDim.x = clusterX;
+    attributes[count].val.clusterDim.y = 1;
+    attributes[count++].val.clusterDim.z = 1;
+  }
+  config.attrs = attributes;
+  config.numAttrs = count;
   return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+}
+
+template <typename... Params, typename... Args>
+cudaError_t launchDependentShared(void (*kernel)(Params...), dim3 grid, dim3 block,
+                                  size_t sharedBytes, cudaStream_t stream, Args... args) {
+  return launchDependentClusters(kernel, grid, block, sharedBytes, 1, stream, args...);
 }
 
 template <typename... Params, typename... Args>

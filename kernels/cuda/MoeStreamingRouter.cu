@@ -159,28 +159,11 @@ cudaError_t launchFusedRouter(const void* x, const void* gate, int64_t tokens, i
   static const cudaError_t nonPortable =
       cudaFuncSetAttribute(routerFusedKernel<T>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
   if (blocks > 8 && nonPortable != cudaSuccess) return nonPortable;
-  cudaLaunchConfig_t config = {};
-  config.gridDim =
-      dim3(blocks, static_cast<unsigned>((tokens + kTokensPerPass - 1) / kTokensPerPass));
-  config.blockDim = dim3(kWarps * 32);
-  config.stream = stream;
-  cudaLaunchAttribute attributes[2];
-  unsigned count = 0;
-  if (!detail::dependentLaunchDisabled()) {
-    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attributes[count++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (blocks > 1) {
-    attributes[count].id = cudaLaunchAttributeClusterDimension;
-    attributes[count].val.clusterDim.x = blocks;
-    attributes[count].val.clusterDim.y = 1;
-    attributes[count++].val.clusterDim.z = 1;
-  }
-  config.attrs = attributes;
-  config.numAttrs = count;
-  if (cudaError_t e = cudaLaunchKernelEx(&config, routerFusedKernel<T>, static_cast<const T*>(x),
-                                         static_cast<const T*>(gate), tokens, hidden, numExperts,
-                                         topK, norm, weights, experts))
+  const dim3 grid(blocks, static_cast<unsigned>((tokens + kTokensPerPass - 1) / kTokensPerPass));
+  if (cudaError_t e = detail::launchDependentClusters(routerFusedKernel<T>, grid, dim3(kWarps * 32),
+                                                      0, blocks, stream, static_cast<const T*>(x),
+                                                      static_cast<const T*>(gate), tokens, hidden,
+                                                      numExperts, topK, norm, weights, experts))
     return e;
   return cudaGetLastError();
 }
