@@ -596,8 +596,10 @@ cudaError_t gemv(ElementType input, ElementType output, const void* x, const voi
                  cudaStream_t stream, const GemvNorm* norm) {
   GemvVariant variant = tokens == 1 ? gemvVariantFor(in, out) : GemvVariant{};
   // With a folded norm every block first computes the norm: one warp per row keeps the grid to
-  // the fewest blocks (most of the Llama-3-8B qkv in one wave), where split rows multiply them.
-  if (norm) variant.split = 1;
+  // the fewest blocks (most of the Llama-3-8B qkv in one wave), where split rows multiply them
+  // (measured in decode, 2026-12-04: u4s2, u4s4, u2s2 3-10% slower at Llama-3-8B). A variant
+  // named in TPC_GEMV_VARIANT runs as named, to measure that choice.
+  if (norm && !environmentVariants().count({in, out, false})) variant.split = 1;
   if (variant.unroll < 0 || (norm && variant.unroll == 0)) variant = GemvVariant{};
   return dispatch(variant, input, output, x, w, bias, tokens, in, out, y, stream, norm);
 }

@@ -59,7 +59,8 @@ bool gemvNormSupports(ElementType input, int64_t in, const GemvNorm& norm);
 
 // x and w in `input`; y and bias (may be null) in `output`, which is `input` or F32. With `norm`
 // (one token, output == input), x is ignored and the normed row is the input; the table's
-// variant then runs with one warp per row (each block computes the norm: fewest blocks).
+// variant then runs with one warp per row (each block computes the norm: fewest blocks), a
+// variant named in TPC_GEMV_VARIANT as named.
 cudaError_t gemv(ElementType input, ElementType output, const void* x, const void* w,
                  const void* bias, int64_t tokens, int64_t in, int64_t out, void* y,
                  cudaStream_t stream, const GemvNorm* norm = nullptr);
