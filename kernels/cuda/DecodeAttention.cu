@@ -5,23 +5,25 @@
 // spreads its context over many blocks, a large batch gives each block a long run of tiles and so
 // pays the block's fixed latencies (the queries, the merge) once per run instead of once per tile.
 // A block streams its tiles through a double buffer in shared memory with cp.async (the first
-// tile is issued before waiting for the kernel ahead, a dependent launch, so its latency hides
-// behind that kernel's tail; the token's own row comes from k/v after the wait, its key rotated
-// when the layer's rope is folded in, and goes to the cache too).
-// Each of the four warps takes 8 keys of every tile for all the query heads of the KV head's
-// group at once: the heads are the rows of an mma (mma.sync m16n8k16 for S = Q K^T, m16n8k8 for
-// P V, f32 accumulation; rows past the group are zero), so every K and V element is read from
-// shared memory once per tile by ldmatrix and never converted one by one - the scalar kernel
-// this replaces was bound by those loads and conversions once per query head. Each warp keeps
-// an online softmax per head in the exp2 domain, with P rounded to the storage type for the
-// P V product as the prefill kernel does; the four warps then meet in shared memory. With
-// several splits the partial results (max, sum, unnormalized values) meet in the last block of a
-// (token, KV head) to finish - found by an atomic counter, after a fence that publishes the
-// partials - which merges them in split order (so the result does not depend on which block came
-// last) and resets the counter for the next step or graph replay.
+// two tiles are issued before waiting for the kernel ahead, a dependent launch, so their latency
+// hides behind that kernel's tail; the token's own row comes from k/v after the wait, its key
+// rotated when the layer's rope is folded in, and goes to the cache too). Each of the four warps
+// takes 8 keys of every tile for all the query heads of the KV head's group at once: the heads are
+// the rows of an mma (mma.sync m16n8k16 for S = Q K^T, m16n8k8 for P V, f32 accumulation; rows past
+// the group are zero), so every K and V element is read from shared memory once per tile by
+// ldmatrix and never converted one by one - the scalar kernel this replaces was bound by those
+// loads and conversions once per query head. Each warp keeps an online softmax per head in the exp2
+// domain, with P rounded to the storage type for the P V product as the prefill kernel does; the
+// four warps then meet in shared memory. With several splits the partial results (max, sum,
+// unnormalized values) meet in the last block of a (token, KV head) to finish - found by an
+// acquire-release atomic counter, which also publishes the partials - which merges them in split
+// order (so the result does not depend on which block came last) and resets the counter for the
+// next step or graph replay.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <cuda/atomic>
 
 #include <algorithm>
 #include <cmath>
@@ -161,6 +163,10 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
   // Rows written by earlier steps: the first tile is fetched while the kernel that computes q, k
   // and v may still run.
   stage(firstTile, 0);
+  // Both buffers are filled before the wait: a run of two tiles (a long context at batch 1) then
+  // pays no fetch after it.
+  const bool secondEarly = firstTile + 1 < endTile;
+  if (secondEarly) stage(firstTile + 1, 1);
   if (rotate)
     for (int i = threadIdx.x; i < kHalf; i += kThreads)
       detail::ropeCosSin(a.ropeInverse[i], position, a.ropeScaling, &ropeCos[i], &ropeSin[i]);
@@ -264,7 +270,7 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
   for (int tile = firstTile; tile < endTile; ++tile) {
     const int buffer = (tile - firstTile) & 1;
     if (tile + 1 < endTile) {
-      stage(tile + 1, buffer ^ 1);
+      if (!(secondEarly && tile == firstTile)) stage(tile + 1, buffer ^ 1);
       waitCopies<1>();
     } else {
       waitCopies<0>();
@@ -374,20 +380,31 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
   if (activeSplits == 1) return;
 
   // The last block of this (token, KV head) merges every split.
-  __threadfence();
-  __syncthreads();
   unsigned* counter = a.counters + t * a.kvHeads + kvHead;
-  if (threadIdx.x == 0)
-    lastBlock = atomicAdd(counter, 1u) == static_cast<unsigned>(activeSplits - 1);
+  // One thread counts for the block after the barrier: its acquire-release add publishes the
+  // block's partials (ordered before it by the barrier) and, in the last block, makes every
+  // other block's visible to the threads past the second barrier (the pattern of a cooperative
+  // grid sync) - in place of a full fence in every thread before the add and another after it.
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(*counter);
+    lastBlock = count.fetch_add(1u, ::cuda::memory_order_acq_rel) ==
+                static_cast<unsigned>(activeSplits - 1);
+  }
   __syncthreads();
   if (!lastBlock) return;
-  __threadfence();
-  // Per head: splits s and s + 32 to lane s for the statistics (activeSplits <= 64), the
-  // factors through shared memory, then every split's values in split order, a lane's loads
-  // independent of each other so that many are in flight at once.
+  // Per head: the first kEarly splits' values fetched at once, then splits s and s + 32 to lane
+  // s for the statistics (activeSplits <= 64), the factors through shared memory, then every
+  // split's values in split order, a lane's loads independent of each other so that many are in
+  // flight at once. The early values' round trip overlaps the statistics'.
   static_assert(kMaxSplits <= 64, "two splits per lane");
+  constexpr int kEarly = 16;  // 16 x kDims registers a lane
   for (int row = warp; row < group; row += kWarps) {
     const int64_t base = (t * a.heads + firstHead + row) * a.splits;
+    float ahead[kEarly][kDims];
+#pragma unroll
+    for (int s = 0; s < kEarly; ++s)
+      if (s < activeSplits) loadFloats<kDims>(a.partialAcc + (base + s) * kHeadDim + d0, ahead[s]);
     float m[2], l[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -408,8 +425,15 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
     float merged[kDims];
 #pragma unroll
     for (int e = 0; e < kDims; ++e) merged[e] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < kEarly; ++s) {
+      if (s >= activeSplits) break;
+      const float factor = splitFactors[row][s];
+#pragma unroll
+      for (int e = 0; e < kDims; ++e) merged[e] = fmaf(factor, ahead[s][e], merged[e]);
+    }
 #pragma unroll 16
-    for (int s = 0; s < activeSplits; ++s) {
+    for (int s = kEarly; s < activeSplits; ++s) {
       float partial[kDims];
       loadFloats<kDims>(a.partialAcc + (base + s) * kHeadDim + d0, partial);
       const float factor = splitFactors[row][s];

@@ -8,6 +8,9 @@
 // (t * topK + k), so the order in which the grouping lists an expert's assignments changes no
 // result: each assignment's sums run in the same order whichever tokens share its pass.
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <initializer_list>
 
 #include "kernels/cuda/DependentLaunch.cuh"
 #include "kernels/cuda/MoeExpertGroups.cuh"
@@ -28,7 +31,7 @@ constexpr int kDownRows = 4;       // rows of down one warp streams together
 constexpr int kMaxExperts = 4096;  // the grouping's counts live in shared memory
 constexpr int kGroupThreads = 1024;
 constexpr int kDirectMaxAssignments = 64;
-constexpr int kUpUnroll = 4;    // gate and up: 8 loads in flight per lane
+constexpr int kUpUnroll = 4;    // gate and up of long rows: 8 loads in flight per lane
 constexpr int kDownUnroll = 2;  // four down rows: 8 loads in flight per lane
 
 int64_t roundUp(int64_t value, int64_t multiple) {
@@ -128,8 +131,10 @@ __global__ void __launch_bounds__(kGroupThreads)
 // Gate/up and SwiGLU. Grid (intermediate rows / kWarps, slots): warp w of block (b, s) takes
 // intermediate row b * kWarps + w of slot s's expert. Direct: slot s is assignment s. Grouped
 // (f32 weights): slot s is the s-th touched expert, and its assignments pass kTokens at a time.
-template <class T, bool kGrouped>
-__global__ void __launch_bounds__(kThreads)
+// The direct kernels keep 4 blocks per SM resident (3 at the widest unrolls), the registers
+// they had before their unroll became a parameter.
+template <class T, bool kGrouped, int kUnroll = kUpUnroll>
+__global__ void __launch_bounds__(kThreads, kGrouped ? 1 : (kUnroll >= 8 ? 3 : 4))
     upKernel(const T* x, const int32_t* experts, const int32_t* ints, int64_t numExperts,
              int64_t hidden, int64_t intermediate, int64_t topK,
              const void* const* __restrict__ gateOrGateUp, const void* const* __restrict__ up,
@@ -171,7 +176,7 @@ __global__ void __launch_bounds__(kThreads)
       inputs[t] = reinterpret_cast<const uint4*>(x + (assignment[t] / topK) * hidden);
     }
     float acc[2][kTokens] = {};
-    detail::streamRows<T, 2, kTokens, kUpUnroll>(rows, inputs, n, vectors, acc);
+    detail::streamRows<T, 2, kTokens, kUnroll>(rows, inputs, n, vectors, acc);
     detail::warpSums(acc, n);
 #pragma unroll
     for (int t = 0; t < kTokens; ++t)
@@ -185,8 +190,8 @@ __global__ void __launch_bounds__(kThreads)
 // rows [b * R, b * R + R) of hidden, R = kDownRows * spread: its warps take (assignment, four
 // rows) units, write the dot products to shared memory, then the block adds each token's choices
 // in choice order.
-template <class T>
-__global__ void __launch_bounds__(kThreads)
+template <class T, int kUnroll = kDownUnroll>
+__global__ void __launch_bounds__(kThreads, kUnroll >= 3 ? 3 : 4)
     downDirectKernel(const float* weights, const int32_t* experts, int64_t tokens, int64_t topK,
                      int64_t numExperts, int64_t hidden, int64_t intermediate, int spread,
                      const void* const* __restrict__ down, const T* activations, bool accumulate,
@@ -214,7 +219,7 @@ __global__ void __launch_bounds__(kThreads)
                                                detail::minI64(row0 + r, hidden - 1) * intermediate);
     const uint4* inputs[1] = {reinterpret_cast<const uint4*>(activations + a * intermediate)};
     float acc[kDownRows][1] = {};
-    detail::streamRows<T, kDownRows, 1, kDownUnroll>(rows, inputs, 1, vectors, acc);
+    detail::streamRows<T, kDownRows, 1, kUnroll>(rows, inputs, 1, vectors, acc);
     detail::warpSums(acc, 1);
     if (lane == 0)
 #pragma unroll
@@ -308,6 +313,55 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The one-token kernels' unrolls: loads per lane of each row per stage, the compiler free to
+// schedule the rest. Up takes 1 for rows of up to 256 vectors (hidden 2048 in 16-bit types):
+// Qwen3-30B-A3B batch 1 on the H200 (2026-12-04, same calls) ran 2.834-2.857 ms/step with it,
+// 2.904-2.924 with 2 and 2.970-2.988 with 4, the kernel before. Longer rows (Mixtral-8x7B's
+// 4096) keep 4, not measured against 1 yet. Down keeps 2 (1: 2.838 beside up 1's 2.834-2.844;
+// 3 and 4: 3.07-3.12 against 2.98-3.02). TPC_MOE_UP_UNROLL (1, 2, 4 or 8) and
+// TPC_MOE_DOWN_UNROLL (1, 2 or 3) choose others, to measure the choice; every unroll gives the
+// same bits (a lane's sums run in one order).
+constexpr int64_t kShortUpRowVectors = 256;
+// The unroll a variable names, 0 when it is unset or names none that is built.
+int unrollFromEnvironment(const char* name, std::initializer_list<int> allowed) {
+  const char* text = std::getenv(name);
+  if (!text) return 0;
+  const int n = std::atoi(text);
+  for (int a : allowed)
+    if (a == n) return n;
+  std::fprintf(stderr, "warning: %s=%s is not one of the unrolls built; ignored\n", name, text);
+  return 0;
+}
+
+template <class T>
+auto directUpKernel(int64_t vectors) {
+  static const int chosen = unrollFromEnvironment("TPC_MOE_UP_UNROLL", {1, 2, 4, 8});
+  const int unroll = chosen != 0 ? chosen : (vectors <= kShortUpRowVectors ? 1 : kUpUnroll);
+  switch (unroll) {
+    case 2:
+      return upKernel<T, false, 2>;
+    case 4:
+      return upKernel<T, false, 4>;
+    case 8:
+      return upKernel<T, false, 8>;
+    default:
+      return upKernel<T, false, 1>;
+  }
+}
+
+template <class T>
+auto directDownKernel() {
+  static const int chosen = unrollFromEnvironment("TPC_MOE_DOWN_UNROLL", {1, 2, 3});
+  switch (chosen) {
+    case 1:
+      return downDirectKernel<T, 1>;
+    case 3:
+      return downDirectKernel<T, 3>;
+    default:
+      return downDirectKernel<T, 2>;
+  }
+}
+
 template <class T>
 cudaError_t launchExperts(ElementType type, const T* x, const float* weights,
                           const int32_t* experts, int64_t tokens, int64_t hidden,
@@ -322,18 +376,19 @@ cudaError_t launchExperts(ElementType type, const T* x, const float* weights,
   const auto upBlocks = static_cast<unsigned>((intermediate + kWarps - 1) / kWarps);
   const dim3 block(kThreads);
   if (direct) {
-    if (cudaError_t e = detail::launchDependent(upKernel<T, false>,
-                                                dim3(upBlocks, static_cast<unsigned>(assignments)),
-                                                block, stream, x, experts, ints, numExperts, hidden,
-                                                intermediate, topK, gateOrGateUp, up, activations))
+    auto* upDirect = directUpKernel<T>(hidden * static_cast<int64_t>(sizeof(T)) / 16);
+    auto* downDirect = directDownKernel<T>();
+    if (cudaError_t e = detail::launchDependent(
+            upDirect, dim3(upBlocks, static_cast<unsigned>(assignments)), block, stream, x, experts,
+            ints, numExperts, hidden, intermediate, topK, gateOrGateUp, up, activations))
       return e;
     // Enough (assignment, four rows) units per block for every warp.
     const int spread = static_cast<int>(std::max<int64_t>(1, kWarps / assignments));
     const int64_t rowsPerBlock = kDownRows * spread;
     const auto downBlocks = static_cast<unsigned>((hidden + rowsPerBlock - 1) / rowsPerBlock);
     if (cudaError_t e = detail::launchDependent(
-            downDirectKernel<T>, dim3(downBlocks), block, stream, weights, experts, tokens, topK,
-            numExperts, hidden, intermediate, spread, down, activations, accumulate, out))
+            downDirect, dim3(downBlocks), block, stream, weights, experts, tokens, topK, numExperts,
+            hidden, intermediate, spread, down, activations, accumulate, out))
       return e;
     return cudaGetLastError();
   }
