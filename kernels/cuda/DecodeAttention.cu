@@ -164,9 +164,8 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
   // and v may still run.
   stage(firstTile, 0);
   // Both buffers are filled before the wait: a run of two tiles (a long context at batch 1) then
-  // pays no fetch after it.
-  const bool secondEarly = firstTile + 1 < endTile;
-  if (secondEarly) stage(firstTile + 1, 1);
+  // pays no fetch after it; the loop stages from the third tile on.
+  if (firstTile + 1 < endTile) stage(firstTile + 1, 1);
   if (rotate)
     for (int i = threadIdx.x; i < kHalf; i += kThreads)
       detail::ropeCosSin(a.ropeInverse[i], position, a.ropeScaling, &ropeCos[i], &ropeSin[i]);
@@ -270,7 +269,7 @@ __global__ void __launch_bounds__(kThreads, 4) decodeAttentionKernel(DecodeArgs<
   for (int tile = firstTile; tile < endTile; ++tile) {
     const int buffer = (tile - firstTile) & 1;
     if (tile + 1 < endTile) {
-      if (!(secondEarly && tile == firstTile)) stage(tile + 1, buffer ^ 1);
+      if (tile > firstTile) stage(tile + 1, buffer ^ 1);  // the second came before the wait
       waitCopies<1>();
     } else {
       waitCopies<0>();
